@@ -1,0 +1,16 @@
+//! The QEMU riscv64 `virt` board as bootcast uses it.
+//!
+//! The memory map, the strapping words and the handoff record are plain data,
+//! shared by the boot ROM, the apps (through their linker scripts, generated
+//! from [`memory`] by build scripts), the image builder (which checks the
+//! same map again) and the orchestrator (which writes the strapping words).
+//! The device drivers exist only when built for riscv64.
+#![no_std]
+#![deny(missing_docs)]
+
+pub mod handoff;
+pub mod memory;
+pub mod strap;
+
+#[cfg(target_arch = "riscv64")]
+pub mod dev;

@@ -1,0 +1,71 @@
+//! The memory map. Everything that places code or data in a guest reads it
+//! from here.
+
+/// QEMU `virt` maps pflash unit 0 here and its reset code jumps to it.
+pub const FLASH_BASE: u64 = 0x2000_0000;
+/// pflash unit 0 must be exactly this size.
+pub const FLASH_SIZE: u64 = 32 * 1024 * 1024;
+
+/// Start of guest RAM.
+pub const RAM_BASE: u64 = 0x8000_0000;
+/// Guest RAM size (`-m 32M`). Untouched RAM costs the host nothing.
+pub const RAM_SIZE: u64 = 32 * 1024 * 1024;
+/// QEMU places the device tree in the last 2 MiB-aligned block below the end
+/// of RAM and copies it again at every reset, so nothing else may live there.
+pub const FDT_RESERVED: u64 = 2 * 1024 * 1024;
+
+/// Strapping page: identity words written by QEMU's generic loader.
+pub const STRAP_BASE: u64 = RAM_BASE;
+/// Size of the strapping page.
+pub const STRAP_SIZE: u64 = 0x1000;
+/// Handoff page: the boot ROM's record for the app, and state kept across
+/// warm reboots.
+pub const HANDOFF_BASE: u64 = STRAP_BASE + STRAP_SIZE;
+/// Size of the handoff page.
+pub const HANDOFF_SIZE: u64 = 0x1000;
+/// The boot ROM's own RAM: `.data`, `.bss` and stack.
+pub const BOOTROM_RAM_BASE: u64 = HANDOFF_BASE + HANDOFF_SIZE;
+/// Size of the boot ROM's RAM.
+pub const BOOTROM_RAM_SIZE: u64 = 0x3_E000;
+/// Images are loaded here and only here.
+pub const IMAGE_BASE: u64 = 0x8010_0000;
+/// End (exclusive) of the image region.
+pub const IMAGE_END: u64 = RAM_BASE + RAM_SIZE - FDT_RESERVED;
+
+/// 16550 UART.
+pub const UART0_BASE: u64 = 0x1000_0000;
+/// The UART's interrupt source on the PLIC.
+pub const UART0_IRQ: u32 = 10;
+/// Platform-level interrupt controller.
+pub const PLIC_BASE: u64 = 0x0C00_0000;
+/// Core-local interruptor (timer).
+pub const CLINT_BASE: u64 = 0x0200_0000;
+/// `mtime` ticks per second.
+pub const MTIME_HZ: u64 = 10_000_000;
+/// `sifive,test` device: write 0x5555 to power off, 0x7777 to reset.
+pub const TEST_BASE: u64 = 0x0010_0000;
+
+/// Whether `[start, start + len)` lies inside the image region.
+pub fn in_image_region(start: u64, len: u64) -> bool {
+    match start.checked_add(len) {
+        Some(end) => start >= IMAGE_BASE && end <= IMAGE_END,
+        None => false,
+    }
+}
+
+const _: () = assert!(BOOTROM_RAM_BASE + BOOTROM_RAM_SIZE <= IMAGE_BASE);
+const _: () = assert!(IMAGE_BASE < IMAGE_END);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_bounds() {
+        assert!(in_image_region(IMAGE_BASE, IMAGE_END - IMAGE_BASE));
+        assert!(!in_image_region(IMAGE_BASE - 1, 1));
+        assert!(!in_image_region(IMAGE_END - 1, 2));
+        assert!(!in_image_region(u64::MAX, 2));
+        assert!(!in_image_region(BOOTROM_RAM_BASE, 16));
+    }
+}

@@ -1,0 +1,1 @@
+//! ELF → image builder (to be written).
