@@ -1,1 +1,17 @@
-//! placeholder
+//! bootcast's host side.
+//!
+//! - [`master`]: the master source (hold-off windows, broadcasts);
+//! - [`supervisor`]: watches the bus and verifies nodes against the build;
+//! - [`qemu`]: node processes;
+//! - [`testbed`]: all of the above plus the bus bridge, started and ended together;
+//! - [`fleet`], [`store`], [`report`]: inputs and outputs.
+
+pub mod busclient;
+pub mod fleet;
+pub mod holdoff;
+pub mod master;
+pub mod qemu;
+pub mod report;
+pub mod store;
+pub mod supervisor;
+pub mod testbed;

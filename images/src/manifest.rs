@@ -9,14 +9,14 @@
 //! | 9 | flags u8 | reserved, zero |
 //! | 10 | reserved u16 | zero |
 //! | 12 | version u32 | `major << 24 \| minor << 16 \| patch` |
-//! | 16 | name [16] | UTF-8, zero-padded |
+//! | 16 | name `[16]` | UTF-8, zero-padded |
 //! | 32 | load address u64 | |
 //! | 40 | entry u64 | |
 //! | 48 | payload size u32 | |
 //! | 52 | memory size u32 | payload plus zero-initialised memory |
-//! | 56 | SHA-256 of payload [32] | |
-//! | 88 | key id [8] | reserved for signing |
-//! | 96 | signature [64] | reserved for signing (Ed25519) |
+//! | 56 | SHA-256 of payload `[32]` | |
+//! | 88 | key id `[8]` | reserved for signing |
+//! | 96 | signature `[64]` | reserved for signing (Ed25519) |
 //!
 //! All integers are little-endian.
 
@@ -106,6 +106,8 @@ impl core::fmt::Display for ManifestError {
     }
 }
 
+impl core::error::Error for ManifestError {}
+
 fn le_u16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
@@ -190,6 +192,11 @@ impl Manifest {
         b
     }
 
+    /// Whether the signature field is set (not all zero).
+    pub fn is_signed(&self) -> bool {
+        self.signature.iter().any(|&b| b != 0)
+    }
+
     /// The name without its zero padding (invalid UTF-8 yields `None`).
     pub fn name_str(&self) -> Option<&str> {
         let end = self.name.iter().position(|&c| c == 0).unwrap_or(NAME_LEN);
@@ -244,15 +251,27 @@ mod tests {
             edit(&mut b);
             assert_eq!(Manifest::parse(&b), Err(want));
         };
-        assert_eq!(Manifest::parse(&good[..MANIFEST_LEN - 1]), Err(ManifestError::Truncated));
+        assert_eq!(
+            Manifest::parse(&good[..MANIFEST_LEN - 1]),
+            Err(ManifestError::Truncated)
+        );
         check(&|b| b[0] = b'X', ManifestError::BadMagic);
         check(&|b| b[4] = 2, ManifestError::UnsupportedFormat);
         check(&|b| b[6] = 0, ManifestError::BadLength);
         check(&|b| b[8] = 0, ManifestError::UnknownNodeType);
         check(&|b| b[9] = 1, ManifestError::ReservedNotZero);
-        check(&|b| b[32..40].copy_from_slice(&0x8000_0000u64.to_le_bytes()), ManifestError::OutOfRegion);
-        check(&|b| b[52..56].copy_from_slice(&u32::MAX.to_le_bytes()), ManifestError::OutOfRegion);
-        check(&|b| b[52..56].copy_from_slice(&1u32.to_le_bytes()), ManifestError::MemSizeTooSmall);
+        check(
+            &|b| b[32..40].copy_from_slice(&0x8000_0000u64.to_le_bytes()),
+            ManifestError::OutOfRegion,
+        );
+        check(
+            &|b| b[52..56].copy_from_slice(&u32::MAX.to_le_bytes()),
+            ManifestError::OutOfRegion,
+        );
+        check(
+            &|b| b[52..56].copy_from_slice(&1u32.to_le_bytes()),
+            ManifestError::MemSizeTooSmall,
+        );
         check(
             &|b| b[40..48].copy_from_slice(&(memory::IMAGE_BASE + 4096).to_le_bytes()),
             ManifestError::EntryOutsidePayload,

@@ -358,6 +358,8 @@ pub struct Heartbeat {
     pub name: [u8; HEARTBEAT_NAME],
     /// SHA-256 the boot ROM measured over the loaded bytes.
     pub digest: [u8; 32],
+    /// Image frames (`Session*`, `Data`) the app has seen and ignored.
+    pub ignored: u32,
 }
 
 /// `Status`: boot ROM progress.
@@ -689,6 +691,7 @@ impl<'a> Message<'a> {
                 },
                 name: r.array()?,
                 digest: r.array()?,
+                ignored: r.u32()?,
             }),
             Kind::Data => Message::Data(Data {
                 session: r.u8()?,
@@ -801,6 +804,7 @@ impl<'a> Message<'a> {
                 w.u32(m.version)?;
                 w.put(&m.name)?;
                 w.put(&m.digest)?;
+                w.u32(m.ignored)?;
             }
             Message::Data(m) => {
                 if m.chunk > MAX_CHUNK_INDEX {
@@ -887,6 +891,7 @@ mod tests {
                 version: 0x0001_0000,
                 name: *b"comm\0\0\0\0",
                 digest: [0x5A; 32],
+                ignored: 99,
             }),
             Message::Data(Data { session: 4, chunk: 0x00AB_CDEF, payload: &CHUNK }),
         ]

@@ -1,1 +1,140 @@
-fn main() {}
+//! `cargo xtask`: bootcast's one entry point for people and CI.
+//!
+//! It installs what a fresh machine lacks, builds the guests for
+//! riscv64imac-unknown-none-elf and their images, and runs testbeds, the test
+//! suite and benchmarks.
+
+mod artifacts;
+mod install;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// The guest target.
+pub const GUEST_TARGET: &str = "riscv64imac-unknown-none-elf";
+
+/// bootcast developer tasks.
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what a fresh machine lacks: the riscv64 Rust target (rustup)
+    /// and QEMU (apt-get, when run as root; otherwise print the command).
+    Install,
+    /// Build the boot ROM, the apps and their images into target/bootcast,
+    /// and print the boot ROM's size.
+    Build,
+    /// Testbeds. `cargo xtask testbed up --help` lists the options.
+    Testbed {
+        /// `up` and its options, passed to `bootcast testbed`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run the whole test suite: host unit and integration tests (the QEMU
+    /// fleet tests included) and a check of `proto` for the guest target.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    match cli.command {
+        Task::Install => {
+            install::all()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Build => {
+            install::rust_target()?;
+            artifacts::build(&root)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Testbed { args } => {
+            install::all()?;
+            let out = artifacts::build(&root)?;
+            let status = cargo(&root)
+                .args(["run", "--release", "--quiet", "-p", "host-orchestrator", "--bin", "bootcast", "--", "testbed"])
+                .args(&args)
+                .env("BOOTCAST_ARTIFACTS", &out)
+                .status_ignoring_ctrl_c()?;
+            Ok(exit_code(status))
+        }
+        Task::Test { args } => {
+            install::all()?;
+            let out = artifacts::build(&root)?;
+            run_checked(
+                cargo(&root).args(["check", "--quiet", "-p", "proto", "--target", GUEST_TARGET]),
+                "cargo check -p proto for the guest target",
+            )?;
+            let status = cargo(&root)
+                .args(["test", "--workspace", "--exclude", "guest-boot", "--exclude", "guest-apps"])
+                .args(&args)
+                .env("BOOTCAST_ARTIFACTS", &out)
+                .status_ignoring_ctrl_c()?;
+            Ok(exit_code(status))
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+/// `cargo` as invoked us (`$CARGO`), in the workspace root.
+pub fn cargo(root: &Path) -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(root);
+    c
+}
+
+/// Runs a command and fails, naming it, if it does not succeed.
+pub fn run_checked(cmd: &mut Command, what: &str) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot run {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(c) => ExitCode::from(c.clamp(1, 255) as u8),
+        None => ExitCode::FAILURE,
+    }
+}
+
+trait StatusIgnoringCtrlC {
+    /// Runs the child to completion. Ctrl-C reaches the child through the
+    /// terminal's process group; xtask itself must outlive it so the child
+    /// can clean up and report.
+    fn status_ignoring_ctrl_c(&mut self) -> Result<std::process::ExitStatus>;
+}
+
+impl StatusIgnoringCtrlC for Command {
+    fn status_ignoring_ctrl_c(&mut self) -> Result<std::process::ExitStatus> {
+        let mut child = self.spawn().context("cannot start cargo")?;
+        install::ignore_sigint();
+        let status = child.wait().context("waiting for cargo")?;
+        Ok(status)
+    }
+}

@@ -1,0 +1,54 @@
+//! Hart control: interrupt enables, sleeping, and leaving to other code.
+
+const MIE_MTIE: usize = 1 << 7;
+const MIE_MEIE: usize = 1 << 11;
+
+/// Enables the timer and external interrupts in `mie`, with `mstatus.MIE`
+/// cleared: interrupts wake `wfi` but never trap.
+pub fn enable_wakeups() {
+    // SAFETY: CSR writes in machine mode; clearing mstatus.MIE first means no
+    // trap can be taken, so no vector is needed.
+    unsafe {
+        core::arch::asm!(
+            "csrci mstatus, 8",
+            "csrw mie, {bits}",
+            bits = in(reg) MIE_MTIE | MIE_MEIE,
+        );
+    }
+}
+
+/// Disables every interrupt source in `mie`.
+pub fn disable_wakeups() {
+    // SAFETY: machine-mode CSR write; it only masks interrupts.
+    unsafe { core::arch::asm!("csrw mie, zero") }
+}
+
+/// Sleeps until an enabled interrupt is pending.
+pub fn wait_for_interrupt() {
+    // SAFETY: `wfi` only stalls the hart; with mstatus.MIE clear it resumes at
+    // the next instruction.
+    unsafe { core::arch::asm!("wfi") }
+}
+
+/// Stops for good: sleeps forever with every source masked.
+pub fn halt() -> ! {
+    disable_wakeups();
+    loop {
+        wait_for_interrupt();
+    }
+}
+
+/// Makes instruction fetch see bytes just written to memory.
+pub fn sync_instruction_stream() {
+    // SAFETY: `fence.i` orders instruction fetches after prior stores; it has
+    // no other effect.
+    unsafe { core::arch::asm!("fence.i") }
+}
+
+/// Resets the whole machine through the `sifive,test` device.
+pub fn reset_machine() -> ! {
+    // SAFETY: writing 0x7777 to the virt board's test device resets the
+    // machine; nothing runs after it.
+    unsafe { (crate::memory::TEST_BASE as usize as *mut u32).write_volatile(0x7777) };
+    halt()
+}

@@ -1,0 +1,329 @@
+//! One task per port listens on its socket and keeps at most one client
+//! connection. Each connection has a reader task (link bytes -> frames ->
+//! the arbiter) and a writer task (receive queue -> link bytes).
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use proto::Frame;
+use proto::link::{Decoder, MAX_ENCODED, encode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, TryAcquireError, mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::arbiter::{ToArbiter, wait_shutdown};
+use crate::config::BridgeError;
+use crate::stats::Shared;
+
+/// Frames the writer encodes into one socket write.
+const WRITE_BATCH: usize = 32;
+/// Bytes the reader takes from the socket at once.
+const READ_CHUNK: usize = 4096;
+
+/// A bound socket and the identity of the file it created.
+pub(crate) struct Bound {
+    pub listener: UnixListener,
+    pub path: PathBuf,
+    pub inode: u64,
+}
+
+/// Binds `path` for port `port`, removing a stale socket left by a bridge
+/// that died. A live listener, or anything that is not a socket, is left
+/// alone.
+pub(crate) fn bind(port: &str, path: &Path) -> Result<Bound, BridgeError> {
+    let bind_err = |source| BridgeError::Bind {
+        port: port.to_owned(),
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(BridgeError::SocketInUse {
+                    port: port.to_owned(),
+                    path: path.to_owned(),
+                });
+            }
+            match std::fs::remove_file(path) {
+                Ok(()) => debug!(port, path = %path.display(), "removed stale socket"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(bind_err(e)),
+            }
+        }
+        Ok(_) => {
+            return Err(BridgeError::NotASocket {
+                port: port.to_owned(),
+                path: path.to_owned(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(bind_err(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(bind_err)?;
+    let inode = std::fs::symlink_metadata(path).map_err(bind_err)?.ino();
+    Ok(Bound {
+        listener,
+        path: path.to_owned(),
+        inode,
+    })
+}
+
+/// Removes the socket file if it is still the one we created.
+pub(crate) fn remove_socket(path: &Path, inode: u64) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == inode) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+pub(crate) struct PortTask {
+    pub index: usize,
+    pub bound: Bound,
+    pub inbox: mpsc::Sender<ToArbiter>,
+    /// Free places in this port's TX FIFO.
+    pub tx_slots: Arc<Semaphore>,
+    pub shared: Arc<Shared>,
+    pub shutdown: watch::Receiver<bool>,
+    pub rx_queue_depth: usize,
+}
+
+/// The current client of a port.
+struct Connection {
+    id: u64,
+    /// Its reader and writer; when one ends, the connection is over.
+    tasks: JoinSet<()>,
+}
+
+/// Resolves when the connection's reader or writer has ended; never if
+/// there is no connection.
+async fn ended(conn: &mut Option<Connection>) {
+    match conn {
+        Some(c) => {
+            c.tasks.join_next().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl PortTask {
+    fn name(&self) -> &str {
+        &self.shared.port_names[self.index]
+    }
+
+    pub async fn run(mut self) {
+        let mut conn: Option<Connection> = None;
+        let mut next_id = 0u64;
+        loop {
+            tokio::select! {
+                biased;
+                _ = wait_shutdown(&mut self.shutdown) => break,
+                _ = ended(&mut conn) => self.close(conn.take()).await,
+                accepted = self.bound.listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        // A new client replaces the old one: QEMU respawned.
+                        self.close(conn.take()).await;
+                        next_id += 1;
+                        conn = self.open(next_id, stream).await;
+                    }
+                    Err(e) => {
+                        // E.g. out of file descriptors: back off, don't spin.
+                        warn!(port = self.name(), error = %e, "accept failed");
+                        tokio::select! {
+                            _ = wait_shutdown(&mut self.shutdown) => break,
+                            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                        }
+                    }
+                },
+            }
+        }
+        self.close(conn.take()).await;
+        remove_socket(&self.bound.path, self.bound.inode);
+    }
+
+    async fn open(&mut self, id: u64, stream: UnixStream) -> Option<Connection> {
+        let (rx_tx, rx) = mpsc::channel(self.rx_queue_depth);
+        let msg = ToArbiter::Connected {
+            port: self.index,
+            conn: id,
+            rx: rx_tx,
+        };
+        self.inbox.send(msg).await.ok()?;
+        let counters = &self.shared.ports[self.index];
+        counters.connected.store(true, Relaxed);
+        counters.connects.fetch_add(1, Relaxed);
+        info!(port = self.name(), conn = id, "client connected");
+        let (read_half, write_half) = stream.into_split();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(read_link(
+            read_half,
+            Reader {
+                port: self.index,
+                conn: id,
+                inbox: self.inbox.clone(),
+                tx_slots: self.tx_slots.clone(),
+                shared: self.shared.clone(),
+            },
+        ));
+        tasks.spawn(write_link(
+            write_half,
+            RxQueue {
+                rx,
+                port: self.index,
+                shared: self.shared.clone(),
+                in_flight: 0,
+            },
+        ));
+        Some(Connection { id, tasks })
+    }
+
+    async fn close(&mut self, conn: Option<Connection>) {
+        let Some(mut conn) = conn else { return };
+        conn.tasks.shutdown().await;
+        self.shared.ports[self.index]
+            .connected
+            .store(false, Relaxed);
+        info!(port = self.name(), conn = conn.id, "client disconnected");
+        let _ = self
+            .inbox
+            .send(ToArbiter::Disconnected {
+                port: self.index,
+                conn: conn.id,
+            })
+            .await;
+    }
+}
+
+struct Reader {
+    port: usize,
+    conn: u64,
+    inbox: mpsc::Sender<ToArbiter>,
+    tx_slots: Arc<Semaphore>,
+    shared: Arc<Shared>,
+}
+
+/// Decodes link frames and queues them in the port's TX FIFO. While the
+/// FIFO is full it stops reading, so the sender feels the backpressure.
+async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
+    let mut decoder = Decoder::new();
+    let mut buf = [0u8; READ_CHUNK];
+    let counters = &r.shared.ports[r.port];
+    // Set once we wait for a FIFO place, cleared once the socket runs dry:
+    // while set, the sender is ahead of the bus, so what we read now was
+    // there before, and a frame is ready as soon as a FIFO place frees.
+    let mut backlogged = false;
+    loop {
+        let read = match sock.try_read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                backlogged = false;
+                sock.read(&mut buf).await
+            }
+            other => other,
+        };
+        let n = match read {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) => {
+                debug!(port = r.port, error = %e, "read failed");
+                return;
+            }
+        };
+        let read_ns = if backlogged { 0 } else { r.shared.wall_ns() };
+        for &byte in &buf[..n] {
+            match decoder.push(byte) {
+                None => {}
+                Some(Err(e)) => {
+                    counters.link_error(e);
+                    debug!(port = r.port, error = e.as_str(), "bad link frame dropped");
+                }
+                Some(Ok(frame)) if !r.shared.timing.carries(&frame) => {
+                    counters.fd_on_classic_bus.fetch_add(1, Relaxed);
+                }
+                Some(Ok(frame)) => {
+                    let slot = match r.tx_slots.clone().try_acquire_owned() {
+                        Ok(slot) => slot,
+                        Err(TryAcquireError::NoPermits) => {
+                            backlogged = true;
+                            let Ok(slot) = r.tx_slots.clone().acquire_owned().await else {
+                                return;
+                            };
+                            slot
+                        }
+                        Err(TryAcquireError::Closed) => return,
+                    };
+                    let msg = ToArbiter::Frame {
+                        port: r.port,
+                        conn: r.conn,
+                        frame,
+                        read_ns,
+                        slot,
+                    };
+                    if r.inbox.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The receive side of a connection. Whatever way the writer ends (error,
+/// replacement, shutdown), frames still queued are counted as lost.
+struct RxQueue {
+    rx: mpsc::Receiver<Frame>,
+    port: usize,
+    shared: Arc<Shared>,
+    /// Frames taken from the queue whose write has not completed.
+    in_flight: u64,
+}
+
+impl Drop for RxQueue {
+    fn drop(&mut self) {
+        self.rx.close();
+        let mut lost = std::mem::take(&mut self.in_flight);
+        while self.rx.try_recv().is_ok() {
+            lost += 1;
+        }
+        self.shared.ports[self.port]
+            .dropped_port_down
+            .fetch_add(lost, Relaxed);
+    }
+}
+
+async fn write_link(mut sock: OwnedWriteHalf, mut q: RxQueue) {
+    let mut out = Vec::with_capacity(WRITE_BATCH * MAX_ENCODED);
+    let mut encoded = [0u8; MAX_ENCODED];
+    loop {
+        let Some(first) = q.rx.recv().await else {
+            return;
+        };
+        out.clear();
+        let mut frames = 0u64;
+        let mut bytes = 0u64;
+        let mut next = Some(first);
+        while let Some(frame) = next {
+            let n = encode(&frame, &mut encoded);
+            out.extend_from_slice(&encoded[..n]);
+            frames += 1;
+            bytes += frame.data().len() as u64;
+            next = if frames < WRITE_BATCH as u64 {
+                q.rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        q.in_flight = frames;
+        if let Err(e) = sock.write_all(&out).await {
+            debug!(port = q.port, error = %e, "write failed");
+            return;
+        }
+        q.in_flight = 0;
+        let counters = &q.shared.ports[q.port];
+        counters.frames_rx.fetch_add(frames, Relaxed);
+        counters.bytes_rx.fetch_add(bytes, Relaxed);
+    }
+}

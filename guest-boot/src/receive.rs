@@ -1,0 +1,249 @@
+//! Receiving one image from a session: keep only the part for our node type,
+//! write it straight to its load address, and check it before use.
+
+use board::memory;
+use board::strap::Strap;
+use images::manifest::{MANIFEST_LEN, Manifest, ManifestError};
+use proto::msg::{Message, Reject, RejectReason, SessionAnnounce};
+use sha2::{Digest, Sha256};
+
+/// Chunks one session part may have: one bit each. At 60-byte chunks this
+/// covers the whole image region.
+const MAX_CHUNKS: usize = 64 * 8192;
+
+static mut CHUNK_BITMAP: [u64; MAX_CHUNKS / 64] = [0; MAX_CHUNKS / 64];
+static mut MANIFEST_BUF: [u8; MANIFEST_LEN] = [0; MANIFEST_LEN];
+
+/// What a message did to the reception.
+pub enum Progress {
+    /// Not ours.
+    Ignored,
+    /// Part of our session.
+    Accepted,
+    /// Our session's image was refused; reception is reset.
+    Rejected(Reject),
+    /// Every chunk is in; call [`Receiver::verify`].
+    Complete,
+}
+
+/// An image that passed every check.
+pub struct LoadedImage {
+    pub session: u32,
+    pub manifest: Manifest,
+    pub digest: [u8; 32],
+}
+
+struct Current {
+    session: u32,
+    chunk_size: u32,
+    object_len: u32,
+    part_offset: u32,
+    part_len: u32,
+    load_addr: u64,
+    version: u32,
+    first_chunk: u32,
+    chunks: u32,
+    received: u32,
+}
+
+impl Current {
+    fn payload_len(&self) -> u32 {
+        self.part_len - MANIFEST_LEN as u32
+    }
+}
+
+pub struct Receiver {
+    strap: Strap,
+    announce: Option<SessionAnnounce>,
+    current: Option<Current>,
+    bitmap: &'static mut [u64; MAX_CHUNKS / 64],
+    manifest: &'static mut [u8; MANIFEST_LEN],
+}
+
+impl Receiver {
+    /// Must be called once: it takes the reception buffers.
+    pub fn new(strap: Strap) -> Receiver {
+        // SAFETY: called once from the single-threaded boot ROM, so these are
+        // the only references to the two statics.
+        let (bitmap, manifest) = unsafe {
+            (
+                &mut *core::ptr::addr_of_mut!(CHUNK_BITMAP),
+                &mut *core::ptr::addr_of_mut!(MANIFEST_BUF),
+            )
+        };
+        Receiver { strap, announce: None, current: None, bitmap, manifest }
+    }
+
+    /// Whether a session for our type is being received.
+    pub fn active(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// Gives up the current session.
+    pub fn abandon(&mut self) {
+        self.current = None;
+    }
+
+    /// (session, chunks received, chunks in our part).
+    pub fn progress(&self) -> (u32, u32, u32) {
+        self.current.as_ref().map_or((0, 0, 0), |c| (c.session, c.received, c.chunks))
+    }
+
+    /// Ends the reception and describes why.
+    fn refuse(&mut self, reason: RejectReason, session: u32, version: u32) -> Reject {
+        self.current = None;
+        Reject {
+            node_type: self.strap.node_type,
+            reason: reason as u8,
+            session,
+            version,
+            measured: [0; 16],
+            expected: [0; 16],
+        }
+    }
+
+    fn reject(&mut self, reason: RejectReason, session: u32, version: u32) -> Progress {
+        Progress::Rejected(self.refuse(reason, session, version))
+    }
+
+    pub fn on_message(&mut self, m: &Message<'_>) -> Progress {
+        match *m {
+            Message::SessionAnnounce(a) if self.current.is_none() => {
+                self.announce = Some(a);
+                Progress::Ignored
+            }
+            Message::SessionPart(p) if self.current.is_none() => {
+                let Some(a) = self.announce.filter(|a| a.session == p.session) else {
+                    return Progress::Ignored;
+                };
+                if p.node_type != self.strap.node_type {
+                    return Progress::Ignored;
+                }
+                if p.manifest_len as usize != MANIFEST_LEN || p.len <= MANIFEST_LEN as u32 {
+                    return self.reject(RejectReason::BadManifest, p.session, p.version);
+                }
+                if p.offset.checked_add(p.len).is_none_or(|end| end > a.object_len) {
+                    return self.reject(RejectReason::Inconsistent, p.session, p.version);
+                }
+                let payload_len = (p.len - MANIFEST_LEN as u32) as u64;
+                if !memory::in_image_region(p.load_addr, payload_len) {
+                    return self.reject(RejectReason::OutOfRegion, p.session, p.version);
+                }
+                if p.version < self.strap.min_version {
+                    return self.reject(RejectReason::VersionTooLow, p.session, p.version);
+                }
+                let cs = a.chunk_size as u32;
+                let first_chunk = p.offset / cs;
+                let chunks = (p.offset + p.len - 1) / cs - first_chunk + 1;
+                if chunks as usize > MAX_CHUNKS {
+                    return self.reject(RejectReason::OutOfRegion, p.session, p.version);
+                }
+                self.bitmap[..(chunks as usize).div_ceil(64)].fill(0);
+                self.current = Some(Current {
+                    session: p.session,
+                    chunk_size: cs,
+                    object_len: a.object_len,
+                    part_offset: p.offset,
+                    part_len: p.len,
+                    load_addr: p.load_addr,
+                    version: p.version,
+                    first_chunk,
+                    chunks,
+                    received: 0,
+                });
+                Progress::Accepted
+            }
+            Message::Data(d) => self.on_data(d.session, d.chunk, d.payload),
+            Message::SessionEnd(e) => match &self.current {
+                Some(c) if c.session == e.session && c.received < c.chunks => {
+                    let (s, v) = (c.session, c.version);
+                    self.reject(RejectReason::Incomplete, s, v)
+                }
+                _ => Progress::Ignored,
+            },
+            _ => Progress::Ignored,
+        }
+    }
+
+    fn on_data(&mut self, session: u8, chunk: u32, payload: &[u8]) -> Progress {
+        let Some(c) = self.current.as_mut() else { return Progress::Ignored };
+        if session != c.session as u8 {
+            return Progress::Ignored;
+        }
+        if chunk < c.first_chunk || chunk - c.first_chunk >= c.chunks {
+            // Another part of a combined session.
+            return Progress::Accepted;
+        }
+        let bit = (chunk - c.first_chunk) as usize;
+        if self.bitmap[bit / 64] & (1 << (bit % 64)) != 0 {
+            return Progress::Accepted;
+        }
+        // The chunk's bytes in the object, clipped to our part.
+        let start = chunk as u64 * c.chunk_size as u64;
+        let end = (start + c.chunk_size as u64).min(c.object_len as u64);
+        let from = start.max(c.part_offset as u64);
+        let to = end.min(c.part_offset as u64 + c.part_len as u64);
+        if to <= from || (end - start) as usize > payload.len() {
+            return Progress::Accepted;
+        }
+        let manifest_end = c.part_offset as u64 + MANIFEST_LEN as u64;
+        for pos in from..to.min(manifest_end) {
+            self.manifest[(pos - c.part_offset as u64) as usize] = payload[(pos - start) as usize];
+        }
+        let ram_from = from.max(manifest_end);
+        if ram_from < to {
+            let src = &payload[(ram_from - start) as usize..(to - start) as usize];
+            let dst = c.load_addr + (ram_from - manifest_end);
+            // SAFETY: the part's payload range [load_addr, load_addr +
+            // payload_len) was checked to lie in the image region when the
+            // session started, and `dst..dst+len` lies inside it.
+            unsafe {
+                core::ptr::copy_nonoverlapping(src.as_ptr(), dst as usize as *mut u8, src.len())
+            };
+        }
+        self.bitmap[bit / 64] |= 1 << (bit % 64);
+        c.received += 1;
+        if c.received == c.chunks { Progress::Complete } else { Progress::Accepted }
+    }
+
+    /// Checks a complete image: manifest, type, consistency with the session,
+    /// version floor, and SHA-256 over the bytes in RAM.
+    pub fn verify(&mut self) -> Result<LoadedImage, Reject> {
+        let Some(c) = self.current.as_ref() else {
+            return Err(self.refuse(RejectReason::Incomplete, 0, 0));
+        };
+        let (session, version) = (c.session, c.version);
+        let manifest = match Manifest::parse(&self.manifest[..]) {
+            Ok(m) => m,
+            Err(ManifestError::OutOfRegion | ManifestError::EntryOutsidePayload) => {
+                return Err(self.refuse(RejectReason::OutOfRegion, session, version));
+            }
+            Err(_) => return Err(self.refuse(RejectReason::BadManifest, session, version)),
+        };
+        if manifest.node_type as u8 != self.strap.node_type {
+            return Err(self.refuse(RejectReason::WrongType, session, version));
+        }
+        if manifest.load_addr != c.load_addr
+            || manifest.size != c.payload_len()
+            || manifest.version != c.version
+        {
+            return Err(self.refuse(RejectReason::Inconsistent, session, version));
+        }
+        if manifest.version < self.strap.min_version {
+            return Err(self.refuse(RejectReason::VersionTooLow, session, version));
+        }
+        // SAFETY: the payload range lies in the image region (checked at
+        // session start) and every byte of it was written by this session.
+        let loaded = unsafe {
+            core::slice::from_raw_parts(manifest.load_addr as usize as *const u8, manifest.size as usize)
+        };
+        let digest: [u8; 32] = Sha256::digest(loaded).into();
+        if digest != manifest.sha256 {
+            let mut reject = self.refuse(RejectReason::DigestMismatch, session, version);
+            reject.measured.copy_from_slice(&digest[..16]);
+            reject.expected.copy_from_slice(&manifest.sha256[..16]);
+            return Err(reject);
+        }
+        Ok(LoadedImage { session, manifest, digest })
+    }
+}

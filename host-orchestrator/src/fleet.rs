@@ -1,0 +1,338 @@
+//! Fleet files: which nodes to boot, the master's policy and the bus preset.
+
+use anyhow::{Context, Result, bail};
+use proto::NodeType;
+use serde::Deserialize;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::holdoff::{HoldOff, Policy};
+use bus_bridge::BitTiming;
+
+/// Most nodes one testbed boots (node ids and ports are sized for it).
+pub const MAX_NODES: usize = 250;
+
+/// A parsed and checked fleet.
+#[derive(Clone, Debug)]
+pub struct Fleet {
+    /// Nodes in id order; ids start at 1.
+    pub nodes: Vec<NodeSpec>,
+    /// The master's configuration.
+    pub master: MasterConfig,
+    /// The bus's bit rates.
+    pub timing: BitTiming,
+    /// Whether the bus runs in real time.
+    pub paced: bool,
+}
+
+/// One node.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    /// Node id on the bus.
+    pub id: u16,
+    /// Node type.
+    pub node_type: NodeType,
+    /// Bus segment name.
+    pub segment: String,
+    /// Lowest image version the node accepts.
+    pub min_version: u32,
+}
+
+/// Broadcast mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// One session per requested type, each carrying that type's image.
+    Selected,
+}
+
+/// The master's settings.
+#[derive(Clone, Debug)]
+pub struct MasterConfig {
+    /// The hold-off window.
+    pub hold_off: HoldOff,
+    /// The broadcast mode.
+    pub mode: Mode,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FleetFile {
+    #[serde(default)]
+    bus: BusSection,
+    #[serde(default)]
+    master: MasterSection,
+    nodes: Vec<NodeGroup>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BusSection {
+    #[serde(default = "default_preset")]
+    preset: BitTiming,
+    #[serde(default)]
+    paced: bool,
+}
+
+impl Default for BusSection {
+    fn default() -> Self {
+        BusSection { preset: default_preset(), paced: false }
+    }
+}
+
+fn default_preset() -> BitTiming {
+    BitTiming::Fd1m5m
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MasterSection {
+    #[serde(default = "default_policy")]
+    policy: Policy,
+    #[serde(default = "default_hold_off_ms")]
+    hold_off_ms: i64,
+    #[serde(default = "default_max_wait_ms")]
+    max_wait_ms: i64,
+    #[serde(default = "default_mode")]
+    mode: Mode,
+}
+
+impl Default for MasterSection {
+    fn default() -> Self {
+        MasterSection {
+            policy: default_policy(),
+            hold_off_ms: default_hold_off_ms(),
+            max_wait_ms: default_max_wait_ms(),
+            mode: default_mode(),
+        }
+    }
+}
+
+fn default_policy() -> Policy {
+    Policy::Renew
+}
+fn default_hold_off_ms() -> i64 {
+    1500
+}
+fn default_max_wait_ms() -> i64 {
+    10_000
+}
+fn default_mode() -> Mode {
+    Mode::Selected
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeGroup {
+    #[serde(rename = "type")]
+    node_type: String,
+    #[serde(default = "one")]
+    count: i64,
+    #[serde(default = "default_segment")]
+    segment: String,
+    #[serde(default)]
+    min_version: Option<String>,
+}
+
+fn one() -> i64 {
+    1
+}
+fn default_segment() -> String {
+    "base".into()
+}
+
+fn type_names() -> String {
+    NodeType::ALL.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+}
+
+impl Fleet {
+    /// Reads a fleet file. Errors name the file, the field and the reason.
+    pub fn load(path: &Path) -> Result<Fleet> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read fleet file {}", path.display()))?;
+        Fleet::parse(&text).with_context(|| format!("fleet file {}", path.display()))
+    }
+
+    /// Parses fleet TOML.
+    pub fn parse(text: &str) -> Result<Fleet> {
+        let file: FleetFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let m = &file.master;
+        let hold_off = HoldOff::new(m.policy, m.hold_off_ms, m.max_wait_ms)?;
+        if !file.bus.preset.is_fd() {
+            bail!(
+                "bus.preset: {} carries 8-byte classic frames, but bootcast's messages need CAN FD (fd-1m-2m or fd-1m-5m)",
+                file.bus.preset.name()
+            );
+        }
+        if file.nodes.is_empty() {
+            bail!("nodes: the fleet has no nodes");
+        }
+        let mut nodes = Vec::new();
+        for (i, g) in file.nodes.iter().enumerate() {
+            let node_type = NodeType::from_name(&g.node_type).with_context(|| {
+                format!("nodes[{i}].type: unknown node type {:?} (known: {})", g.node_type, type_names())
+            })?;
+            if g.count < 1 {
+                bail!("nodes[{i}].count: must be at least 1, got {}", g.count);
+            }
+            if g.segment.is_empty() || !g.segment.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                bail!("nodes[{i}].segment: {:?} is not a segment name (letters, digits, '-')", g.segment);
+            }
+            let min_version = match &g.min_version {
+                Some(v) => images::build::parse_version(v)
+                    .map_err(|e| anyhow::anyhow!("nodes[{i}].min_version: {e}"))?,
+                None => 0,
+            };
+            for _ in 0..g.count {
+                if nodes.len() >= MAX_NODES {
+                    bail!("nodes: more than {MAX_NODES} nodes");
+                }
+                nodes.push(NodeSpec {
+                    id: nodes.len() as u16 + 1,
+                    node_type,
+                    segment: g.segment.clone(),
+                    min_version,
+                });
+            }
+        }
+        Ok(Fleet {
+            nodes,
+            master: MasterConfig { hold_off, mode: file.master.mode },
+            timing: file.bus.preset,
+            paced: file.bus.paced,
+        })
+    }
+
+    /// The default fleet of `n` nodes in the seed's tape-library mix: a few
+    /// of each module type and drives for the rest.
+    pub fn default_mix(n: usize) -> Result<Fleet> {
+        if n == 0 || n > MAX_NODES {
+            bail!("--nodes: must be between 1 and {MAX_NODES}, got {n}");
+        }
+        let few = |per: usize| (n / per).max(1);
+        let mut counts = vec![
+            (NodeType::Accessor, few(20)),
+            (NodeType::Xy, few(20)),
+            (NodeType::Comm, few(13)),
+            (NodeType::OpPanel, few(20)),
+        ];
+        let modules: usize = counts.iter().map(|c| c.1).sum();
+        if n > modules {
+            counts.insert(2, (NodeType::Drive, n - modules));
+        }
+        let mut left = n;
+        let mut text = String::new();
+        for (t, c) in counts {
+            let c = c.min(left);
+            left -= c;
+            if c > 0 {
+                text += &format!("[[nodes]]\ntype = \"{}\"\ncount = {c}\n", t.name());
+            }
+        }
+        Fleet::parse(&text)
+    }
+
+    /// Node types present, in type order.
+    pub fn types(&self) -> Vec<NodeType> {
+        let mut t: Vec<NodeType> = self.nodes.iter().map(|n| n.node_type).collect();
+        t.sort();
+        t.dedup();
+        t
+    }
+
+    /// Segment names, in first-use order.
+    pub fn segments(&self) -> Vec<String> {
+        let mut s: Vec<String> = Vec::new();
+        for n in &self.nodes {
+            if !s.contains(&n.segment) {
+                s.push(n.segment.clone());
+            }
+        }
+        s
+    }
+
+    /// The hold-off window's maximum length.
+    pub fn max_window(&self) -> Duration {
+        self.master.hold_off.max_wait
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(f: &Fleet, t: NodeType) -> usize {
+        f.nodes.iter().filter(|n| n.node_type == t).count()
+    }
+
+    #[test]
+    fn default_mix_follows_the_library() {
+        let f = Fleet::default_mix(40).unwrap();
+        assert_eq!(f.nodes.len(), 40);
+        assert_eq!(
+            [NodeType::Accessor, NodeType::Xy, NodeType::Comm, NodeType::OpPanel, NodeType::Drive]
+                .map(|t| count(&f, t)),
+            [2, 2, 3, 2, 31]
+        );
+        let f = Fleet::default_mix(8).unwrap();
+        assert_eq!(count(&f, NodeType::Drive), 4);
+        assert_eq!(f.types().len(), 5);
+        let f = Fleet::default_mix(3).unwrap();
+        assert_eq!(f.nodes.len(), 3);
+        assert_eq!(f.types().len(), 3);
+        assert!(Fleet::default_mix(0).is_err());
+        let ids: Vec<u16> = Fleet::default_mix(12).unwrap().nodes.iter().map(|n| n.id).collect();
+        assert_eq!(ids, (1..=12).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let f = Fleet::parse(
+            r#"
+            [bus]
+            preset = "fd-1m-5m"
+            paced = true
+            [master]
+            policy = "fixed"
+            hold_off_ms = 800
+            max_wait_ms = 900
+            [[nodes]]
+            type = "drive"
+            count = 3
+            segment = "ext1"
+            min_version = "1.2.3"
+            "#,
+        )
+        .unwrap();
+        assert!(f.paced);
+        assert_eq!(f.nodes.len(), 3);
+        assert_eq!(f.nodes[2].segment, "ext1");
+        assert_eq!(f.nodes[0].min_version, images::manifest::pack_version(1, 2, 3));
+        assert_eq!(f.master.hold_off.policy, Policy::Fixed);
+    }
+
+    #[test]
+    fn bad_files_name_the_field() {
+        let cases = [
+            ("[[nodes]]\ntype = \"robot\"\n", "nodes[0].type: unknown node type \"robot\""),
+            ("[[nodes]]\ntype = \"drive\"\ncount = 0\n", "nodes[0].count: must be at least 1"),
+            ("nodes = []\n", "nodes: the fleet has no nodes"),
+            ("[master]\nhold_off_ms = 0\n[[nodes]]\ntype = \"xy\"\n", "hold_off_ms"),
+            ("[master]\nhold_off_ms = -5\n[[nodes]]\ntype = \"xy\"\n", "hold_off_ms"),
+            ("[master]\npolicy = \"sometimes\"\n[[nodes]]\ntype = \"xy\"\n", "unknown variant `sometimes`"),
+            ("[[nodes]]\ntype = \"xy\"\ncolour = 1\n", "unknown field `colour`"),
+            ("[[nodes]]\ntype = \"xy\"\nmin_version = \"1.2\"\n", "nodes[0].min_version"),
+            ("[[nodes]]\ntype = \"xy\"\ncount = 300\n", "more than 250 nodes"),
+            ("[[nodes]]\ntype = \"xy\"\nsegment = \"a b\"\n", "nodes[0].segment"),
+            ("[bus]\npreset = \"fd-9m\"\n[[nodes]]\ntype = \"xy\"\n", "unknown variant `fd-9m`"),
+            ("[bus]\npreset = \"classic-500k\"\n[[nodes]]\ntype = \"xy\"\n", "bus.preset: classic-500k"),
+        ];
+        for (text, want) in cases {
+            let err = format!("{:#}", Fleet::parse(text).unwrap_err());
+            assert!(err.contains(want), "for {text:?}: got {err:?}, want {want:?}");
+        }
+        // TOML syntax errors carry the line.
+        let err = format!("{:#}", Fleet::parse("[[nodes]]\ntype = \n").unwrap_err());
+        assert!(err.contains("line 2"), "{err}");
+    }
+}

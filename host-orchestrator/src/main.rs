@@ -1,0 +1,154 @@
+//! `bootcast`: the testbed command line. `cargo xtask testbed up` builds the
+//! guests and runs `bootcast testbed up`.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use host_orchestrator::fleet::Fleet;
+use host_orchestrator::testbed::{Artifacts, Options, Testbed};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// bootcast: prove that a fleet of diskless nodes comes up running the right code.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Testbeds: a bus, a master and a fleet of QEMU nodes.
+    Testbed {
+        #[command(subcommand)]
+        action: TestbedAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TestbedAction {
+    /// Boot a fleet, show each node's progress, verify every node against the
+    /// build, print a table, and stay up until Ctrl-C (or exit, with
+    /// --exit-when-ready). The last line is `verified K/N`.
+    Up(UpArgs),
+}
+
+#[derive(Args)]
+struct UpArgs {
+    /// Boot N nodes in the seed's tape-library mix (default 8).
+    #[arg(long, conflicts_with = "fleet")]
+    nodes: Option<usize>,
+    /// Boot the fleet described by this TOML file (types, counts, master policy, bus preset).
+    #[arg(long)]
+    fleet: Option<PathBuf>,
+    /// Exit as soon as every node is verified or failed: 0 only if all are verified.
+    #[arg(long)]
+    exit_when_ready: bool,
+    /// Write the JSON report here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Give up after this many seconds (default: 20 + 0.5 per node + the window cap).
+    #[arg(long)]
+    timeout: Option<f64>,
+    /// Built guest artifacts (default: target/bootcast, or $BOOTCAST_ARTIFACTS).
+    #[arg(long)]
+    artifacts: Option<PathBuf>,
+    /// The master's image store (default: the built images).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Keep logs and sockets in this folder (default: a temporary folder, kept on failure).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// A node that rejects this many images is failed.
+    #[arg(long, default_value_t = 3)]
+    max_rejects: usize,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Testbed { action: TestbedAction::Up(args) } => up(args).await,
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn up(args: UpArgs) -> Result<bool> {
+    let fleet = match (&args.fleet, args.nodes) {
+        (Some(path), _) => Fleet::load(path)?,
+        (None, n) => Fleet::default_mix(n.unwrap_or(8))?,
+    };
+    let timeout = match args.timeout {
+        Some(t) if t.is_finite() && t > 0.0 => Duration::from_secs_f64(t),
+        Some(t) => anyhow::bail!("--timeout: must be a positive number of seconds, got {t}"),
+        None => Duration::from_secs(20) + Duration::from_millis(500) * fleet.nodes.len() as u32 + fleet.max_window(),
+    };
+    if let Some(report) = &args.report {
+        let parent = report.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(p) = parent {
+            anyhow::ensure!(p.is_dir(), "--report: folder {} does not exist", p.display());
+        }
+    }
+    let artifacts = Artifacts::locate(args.artifacts.clone())?;
+    let mut opts = Options::new(fleet.clone(), artifacts);
+    opts.store = args.store.clone();
+    opts.run_dir = args.run_dir.clone();
+    opts.max_rejects = args.max_rejects.max(1);
+    opts.progress = true;
+    let n = fleet.nodes.len();
+    eprintln!(
+        "booting {n} nodes ({}); timeout {:.0}s",
+        fleet.types().iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
+        timeout.as_secs_f64()
+    );
+    let mut tb = Testbed::start(opts).await?;
+    eprintln!("run folder {}", tb.run_dir().display());
+    let mut interrupted = false;
+    let settled = tokio::select! {
+        s = tb.wait_settled(timeout) => s,
+        _ = tokio::signal::ctrl_c() => { interrupted = true; false }
+    };
+    if !settled && !interrupted {
+        eprintln!("timeout: not every node settled within {:.0}s", timeout.as_secs_f64());
+    }
+    let report = tb.report();
+    println!("{}", report.table());
+    if !args.exit_when_ready && !interrupted {
+        eprintln!("testbed up; press Ctrl-C to stop it");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    if report.verdict != "pass" {
+        tb.keep_run_dir();
+        eprintln!("logs kept in {}", tb.run_dir().display());
+    }
+    let report = tb.shutdown().await;
+    if let Some(path) = &args.report {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("cannot write report {}", path.display()))?;
+    }
+    println!("verified {}/{}", report.nodes_verified, report.nodes_total);
+    Ok(report.verdict == "pass")
+}

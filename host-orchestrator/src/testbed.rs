@@ -1,0 +1,367 @@
+//! A testbed: bridge, master, supervisor and a fleet of QEMU nodes, started
+//! together and always torn down together.
+
+use crate::fleet::Fleet;
+use crate::master::{self, MasterEvent};
+use crate::qemu::{self, NodeLaunch, NodeProcess};
+use crate::report::{self, MasterLog, Report};
+use crate::store::Store;
+use crate::supervisor::{FleetView, HostState, Supervisor};
+use anyhow::{Context, Result, bail};
+use board::strap::Strap;
+use proto::msg::{self, Message, Reboot};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Built guest artifacts: the flash file and the reference images.
+#[derive(Clone, Debug)]
+pub struct Artifacts {
+    /// The folder `cargo xtask build` writes.
+    pub dir: PathBuf,
+}
+
+impl Artifacts {
+    /// `explicit`, else `$BOOTCAST_ARTIFACTS`, else `target/bootcast` in the
+    /// workspace. Fails, saying how to build them, when they are missing.
+    pub fn locate(explicit: Option<PathBuf>) -> Result<Artifacts> {
+        let dir = explicit
+            .or_else(|| std::env::var_os("BOOTCAST_ARTIFACTS").map(PathBuf::from))
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bootcast"));
+        let a = Artifacts { dir };
+        for needed in [a.flash(), a.images()] {
+            if !needed.exists() {
+                bail!(
+                    "guest artifacts missing: {} does not exist; run `cargo xtask build` (or `cargo xtask test`, which builds them)",
+                    needed.display()
+                );
+            }
+        }
+        Ok(a)
+    }
+
+    /// The 32 MiB boot ROM flash file.
+    pub fn flash(&self) -> PathBuf {
+        self.dir.join("flash.bin")
+    }
+
+    /// The folder of reference images, one per type.
+    pub fn images(&self) -> PathBuf {
+        self.dir.join("images")
+    }
+}
+
+/// How to start a testbed.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The fleet.
+    pub fleet: Fleet,
+    /// Built artifacts.
+    pub artifacts: Artifacts,
+    /// The master's image store; defaults to the reference images.
+    pub store: Option<PathBuf>,
+    /// Keep everything in this folder instead of a fresh temporary one.
+    pub run_dir: Option<PathBuf>,
+    /// Rejections after which a node counts as failed.
+    pub max_rejects: usize,
+    /// Print per-node progress lines to stderr.
+    pub progress: bool,
+}
+
+impl Options {
+    /// Defaults for `fleet`.
+    pub fn new(fleet: Fleet, artifacts: Artifacts) -> Options {
+        Options { fleet, artifacts, store: None, run_dir: None, max_rejects: 3, progress: false }
+    }
+}
+
+enum RunDir {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl RunDir {
+    fn path(&self) -> &Path {
+        match self {
+            RunDir::Temp(t) => t.path(),
+            RunDir::Kept(p) => p,
+        }
+    }
+}
+
+/// A running testbed.
+pub struct Testbed {
+    run_dir: RunDir,
+    t0: Instant,
+    bridge: Option<bus_bridge::Bridge>,
+    shutdown: watch::Sender<bool>,
+    master: Option<JoinHandle<Result<()>>>,
+    master_log: Arc<Mutex<MasterLog>>,
+    background: Vec<JoinHandle<()>>,
+    /// The supervisor (node states, verification).
+    pub supervisor: Supervisor,
+    nodes: BTreeMap<u16, NodeProcess>,
+    launches: BTreeMap<u16, NodeLaunch>,
+}
+
+impl Testbed {
+    /// Starts the bridge, the master, the supervisor and every node.
+    pub async fn start(opts: Options) -> Result<Testbed> {
+        qemu::check_installed()?;
+        let reference = Arc::new(Store::load(&opts.artifacts.images())?);
+        let types = opts.fleet.types();
+        reference.require(&types, &opts.artifacts.images())?;
+        let store_dir = opts.store.clone().unwrap_or_else(|| opts.artifacts.images());
+        let store = Store::load(&store_dir)?;
+        let segments = opts.fleet.segments();
+        if segments.len() != 1 {
+            bail!(
+                "the fleet uses segments {segments:?}; joining segments by links is not supported yet, use one segment"
+            );
+        }
+        let run_dir = match &opts.run_dir {
+            Some(p) => {
+                std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
+                RunDir::Kept(p.clone())
+            }
+            // Short and under /tmp: unix socket paths are limited to 108 bytes.
+            None => RunDir::Temp(tempfile::Builder::new().prefix("bc-").tempdir_in("/tmp")?),
+        };
+        let dir = run_dir.path().to_path_buf();
+        for sub in ["p", "q", "log"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        let segment = segments[0].clone();
+        let port = |name: &str| bus_bridge::PortConfig {
+            name: name.to_string(),
+            segment: segment.clone(),
+            socket: dir.join("p").join(format!("{name}.sock")),
+        };
+        let mut ports = vec![port("master"), port("supervisor")];
+        for n in &opts.fleet.nodes {
+            ports.push(port(&format!("n{}", n.id)));
+        }
+        let config = bus_bridge::BridgeConfig {
+            segments: vec![segment.clone()],
+            ports: ports.clone(),
+            timing: opts.fleet.timing,
+            paced: opts.fleet.paced,
+            ..bus_bridge::BridgeConfig::default()
+        };
+        let bridge = bus_bridge::start(config).await.context("starting the bus bridge")?;
+        let t0 = Instant::now();
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (events_tx, mut events_rx) = mpsc::unbounded_channel::<MasterEvent>();
+        let master_log = Arc::new(Mutex::new(MasterLog::default()));
+        let log = master_log.clone();
+        let mut background = vec![tokio::spawn(async move {
+            while let Some(e) = events_rx.recv().await {
+                log.lock().expect("master log lock").record(&e, t0);
+            }
+        })];
+        let master_port = ports[0].socket.clone();
+        let master_config = opts.fleet.master.clone();
+        let master = tokio::spawn(async move {
+            master::run(&master_port, store, master_config, events_tx, shutdown_rx).await
+        });
+        let supervisor =
+            Supervisor::start(&ports[1].socket, &opts.fleet.nodes, reference, opts.max_rejects, t0).await?;
+        if opts.progress {
+            background.push(tokio::spawn(progress_lines(supervisor.view.clone(), supervisor.changes.clone(), t0)));
+        }
+
+        let mut tb = Testbed {
+            run_dir,
+            t0,
+            bridge: Some(bridge),
+            shutdown,
+            master: Some(master),
+            master_log,
+            background,
+            supervisor,
+            nodes: BTreeMap::new(),
+            launches: BTreeMap::new(),
+        };
+        for n in &opts.fleet.nodes {
+            let launch = NodeLaunch {
+                id: n.id,
+                flash: opts.artifacts.flash(),
+                bus_socket: dir.join("p").join(format!("n{}.sock", n.id)),
+                qmp_socket: dir.join("q").join(format!("n{}.sock", n.id)),
+                log: dir.join("log").join(format!("n{}.qemu.log", n.id)),
+                strap: Strap {
+                    node: n.id,
+                    node_type: n.node_type as u8,
+                    segment: 0,
+                    min_version: n.min_version,
+                    seed: rand::random(),
+                },
+            };
+            tb.launches.insert(n.id, launch);
+            tb.spawn(n.id)?;
+        }
+        Ok(tb)
+    }
+
+    fn spawn(&mut self, id: u16) -> Result<()> {
+        let launch = self.launches.get(&id).context("no such node")?;
+        let p = NodeProcess::spawn(launch)?;
+        self.nodes.insert(id, p);
+        self.supervisor.mark_spawned(id);
+        Ok(())
+    }
+
+    /// The run folder.
+    pub fn run_dir(&self) -> &Path {
+        self.run_dir.path()
+    }
+
+    /// Keeps the run folder after the testbed ends (for diagnosis).
+    pub fn keep_run_dir(&mut self) {
+        if let RunDir::Temp(t) = &self.run_dir {
+            let path = t.path().to_path_buf();
+            let old = std::mem::replace(&mut self.run_dir, RunDir::Kept(path));
+            if let RunDir::Temp(t) = old {
+                let _ = t.keep();
+            }
+        }
+    }
+
+    /// Waits until every node is verified or failed, or `timeout` passes.
+    /// A QEMU process that exits by itself fails its node.
+    pub async fn wait_settled(&mut self, timeout: Duration) -> bool {
+        self.wait_until(timeout, |v| v.settled()).await
+    }
+
+    /// Waits until `done` holds on the fleet view, watching for dead nodes.
+    pub async fn wait_until(&mut self, timeout: Duration, done: impl Fn(&FleetView) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.reap_exited();
+            let step = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
+            if self.supervisor.wait_for(step, &done).await {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+        }
+    }
+
+    fn reap_exited(&mut self) {
+        let mut dead = Vec::new();
+        for (id, p) in &mut self.nodes {
+            if let Some(status) = p.exited() {
+                dead.push((*id, status));
+            }
+        }
+        for (id, status) in dead {
+            self.nodes.remove(&id);
+            let log = self.launches.get(&id).map(|l| l.log.clone());
+            let tail = log.map(|l| log_tail(&l, 5)).unwrap_or_default();
+            let mut v = self.supervisor.view.lock().expect("fleet view lock");
+            if let Some(n) = v.nodes.get_mut(&id) {
+                n.state = HostState::Failed;
+                n.failure = Some(format!("QEMU exited ({status}); log tail: {tail}"));
+            }
+        }
+    }
+
+    /// Sends `Reboot` to one node over the bus (a soft reboot).
+    pub async fn soft_reboot(&self, node: u16) -> Result<()> {
+        self.supervisor
+            .send(Message::Reboot(Reboot { target: node, target_type: 0, reason: 1 }))
+            .await
+    }
+
+    /// Sends `Reboot` to every node.
+    pub async fn soft_reboot_all(&self) -> Result<()> {
+        self.supervisor
+            .send(Message::Reboot(Reboot { target: msg::BROADCAST, target_type: 0, reason: 1 }))
+            .await
+    }
+
+    /// The report as of now (bus statistics from the bridge included).
+    pub fn report(&self) -> Report {
+        let bus = self
+            .bridge
+            .as_ref()
+            .and_then(|b| serde_json::to_value(b.stats()).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let view = self.supervisor.view.lock().expect("fleet view lock");
+        let log = self.master_log.lock().expect("master log lock");
+        report::build(&view, &log, bus, self.t0, self.run_dir().display().to_string())
+    }
+
+    /// Stops every node, the master, the supervisor and the bridge, and
+    /// returns the final report. Returns only when every QEMU has exited.
+    pub async fn shutdown(mut self) -> Report {
+        self.stop_all().await;
+        let mut report = self.report();
+        if let Some(b) = self.bridge.take() {
+            let stats = b.shutdown().await;
+            report.bus = serde_json::to_value(stats).unwrap_or(serde_json::Value::Null);
+        }
+        report
+    }
+
+    async fn stop_all(&mut self) {
+        // Every node gets SIGTERM at once, then each is awaited.
+        for p in self.nodes.values_mut() {
+            p.terminate();
+        }
+        let deadline = Instant::now() + qemu::TERM_GRACE;
+        for p in self.nodes.values_mut() {
+            p.wait_or_kill(deadline).await;
+        }
+        self.nodes.clear();
+        let _ = self.shutdown.send(true);
+        if let Some(m) = self.master.take() {
+            match tokio::time::timeout(Duration::from_secs(2), m).await {
+                Ok(Ok(Err(e))) => tracing::warn!("master stopped with an error: {e:#}"),
+                Ok(_) => {}
+                Err(_) => tracing::warn!("master did not stop in time"),
+            }
+        }
+        for t in self.background.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// The last `n` lines of a log file, joined with " | ".
+pub fn log_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(n)..];
+    if tail.is_empty() { "(empty)".into() } else { tail.join(" | ") }
+}
+
+async fn progress_lines(view: Arc<Mutex<FleetView>>, mut changes: watch::Receiver<u64>, t0: Instant) {
+    let mut last: BTreeMap<u16, HostState> = BTreeMap::new();
+    loop {
+        {
+            let v = view.lock().expect("fleet view lock");
+            for (id, n) in &v.nodes {
+                if last.get(id) != Some(&n.state) {
+                    last.insert(*id, n.state);
+                    eprintln!(
+                        "[{:7.2}s] node {:>3} {:<9} {}",
+                        t0.elapsed().as_secs_f64(),
+                        id,
+                        n.spec.node_type.name(),
+                        n.state.as_str()
+                    );
+                }
+            }
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
