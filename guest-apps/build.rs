@@ -41,7 +41,7 @@ SECTIONS
         __bss_end = .;
     }} > IMAGE
     .stack (NOLOAD) : ALIGN(16) {{
-        . += 0x4000;
+        . += 0x8000;
         __stack_top = .;
     }} > IMAGE
     /DISCARD/ : {{ *(.eh_frame .eh_frame_hdr) }}

@@ -46,7 +46,7 @@ SECTIONS
         __bss_end = .;
     }} > RAM
     .stack (NOLOAD) : ALIGN(16) {{
-        . += 0x4000;
+        . += 0x8000;
         __stack_top = .;
     }} > RAM
     /DISCARD/ : {{ *(.eh_frame .eh_frame_hdr) }}

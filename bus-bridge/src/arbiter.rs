@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use proto::Frame;
+use proto::filter::AcceptanceFilter;
 use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout_at};
@@ -28,6 +29,12 @@ pub(crate) enum ToArbiter {
     },
     /// That client is gone.
     Disconnected { port: usize, conn: u64 },
+    /// That client set its acceptance filter.
+    Filter {
+        port: usize,
+        conn: u64,
+        filter: AcceptanceFilter,
+    },
     /// A frame for the port's TX FIFO, whose bytes were read at wall time
     /// `read_ns` (0: the sender was ahead of the bus, so long before).
     /// `slot` is the FIFO place the reader took; dropping it frees the
@@ -60,6 +67,8 @@ struct Conn {
     /// Unpaced: this receiver already held the bus for a whole stall
     /// timeout and has not made room since, so it does not hold it again.
     stalled: bool,
+    /// Frames the client asked to get (its controller's acceptance filter).
+    filter: AcceptanceFilter,
 }
 
 struct Port {
@@ -177,6 +186,7 @@ impl Arbiter {
                         id: conn,
                         rx,
                         stalled: false,
+                        filter: AcceptanceFilter::accept_all(),
                     });
                 }
             }
@@ -187,6 +197,11 @@ impl Arbiter {
                 {
                     p.conn = None;
                     flush(&shared, p);
+                }
+            }
+            ToArbiter::Filter { port, conn, filter } => {
+                if let Some(c) = self.port(port).and_then(|p| p.conn.as_mut()).filter(|c| c.id == conn) {
+                    c.filter = filter;
                 }
             }
             ToArbiter::Frame {
@@ -342,6 +357,10 @@ impl Arbiter {
                 counters.dropped_port_down.fetch_add(1, Relaxed);
                 continue;
             };
+            if !conn.filter.accepts(&frame) {
+                counters.filtered.fetch_add(1, Relaxed);
+                continue;
+            }
             match conn.rx.try_send(frame) {
                 Ok(()) => conn.stalled = false,
                 Err(TrySendError::Closed(_)) => {

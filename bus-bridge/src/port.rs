@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use proto::Frame;
-use proto::link::{Decoder, MAX_ENCODED, encode};
+use proto::link::{Decoder, Item, MAX_ENCODED, encode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
@@ -25,6 +25,10 @@ use crate::stats::Shared;
 const WRITE_BATCH: usize = 32;
 /// Bytes the reader takes from the socket at once.
 const READ_CHUNK: usize = 4096;
+/// Kernel send buffer towards a client (Linux doubles it). The default,
+/// about 200 KiB, would let a slow node fall thousands of frames behind the
+/// bus unseen; a real controller sits a few frames from the wire.
+const SEND_BUFFER: usize = 4096;
 
 /// A bound socket and the identity of the file it created.
 pub(crate) struct Bound {
@@ -146,6 +150,9 @@ impl PortTask {
     }
 
     async fn open(&mut self, id: u64, stream: UnixStream) -> Option<Connection> {
+        if let Err(e) = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &SEND_BUFFER) {
+            warn!(port = self.name(), error = %e, "cannot shrink the send buffer");
+        }
         let (rx_tx, rx) = mpsc::channel(self.rx_queue_depth);
         let msg = ToArbiter::Connected {
             port: self.index,
@@ -234,16 +241,23 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
         };
         let read_ns = if backlogged { 0 } else { r.shared.wall_ns() };
         for &byte in &buf[..n] {
-            match decoder.push(byte) {
+            match decoder.push_item(byte) {
                 None => {}
                 Some(Err(e)) => {
                     counters.link_error(e);
                     debug!(port = r.port, error = e.as_str(), "bad link frame dropped");
                 }
-                Some(Ok(frame)) if !r.shared.timing.carries(&frame) => {
+                Some(Ok(Item::SetFilter(filter))) => {
+                    // In line with the port's frames, so it takes effect in order.
+                    let msg = ToArbiter::Filter { port: r.port, conn: r.conn, filter };
+                    if r.inbox.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(Item::Frame(frame))) if !r.shared.timing.carries(&frame) => {
                     counters.fd_on_classic_bus.fetch_add(1, Relaxed);
                 }
-                Some(Ok(frame)) => {
+                Some(Ok(Item::Frame(frame))) => {
                     let slot = match r.tx_slots.clone().try_acquire_owned() {
                         Ok(slot) => slot,
                         Err(TryAcquireError::NoPermits) => {

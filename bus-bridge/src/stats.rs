@@ -10,13 +10,14 @@ use tokio::time::Instant;
 use crate::timing::BitTiming;
 
 /// Every link error kind, in `LinkError` code order.
-pub(crate) const LINK_ERRORS: [LinkError; 6] = [
+pub(crate) const LINK_ERRORS: [LinkError; 7] = [
     LinkError::Oversize,
     LinkError::BadCobs,
     LinkError::Truncated,
     LinkError::BadCrc,
     LinkError::LengthMismatch,
     LinkError::BadFrame,
+    LinkError::BadControl,
 ];
 
 fn link_error_slot(e: LinkError) -> usize {
@@ -27,6 +28,7 @@ fn link_error_slot(e: LinkError) -> usize {
         LinkError::BadCrc => 3,
         LinkError::LengthMismatch => 4,
         LinkError::BadFrame => 5,
+        LinkError::BadControl => 6,
     }
 }
 
@@ -43,7 +45,8 @@ pub(crate) struct PortCounters {
     pub dropped_port_down: AtomicU64,
     pub fd_on_classic_bus: AtomicU64,
     pub tx_flushed: AtomicU64,
-    link_errors: [AtomicU64; 6],
+    pub filtered: AtomicU64,
+    link_errors: [AtomicU64; 7],
 }
 
 impl PortCounters {
@@ -133,6 +136,7 @@ impl Shared {
                 dropped_port_down: c.dropped_port_down.load(Relaxed),
                 fd_on_classic_bus: c.fd_on_classic_bus.load(Relaxed),
                 tx_flushed: c.tx_flushed.load(Relaxed),
+                filtered: c.filtered.load(Relaxed),
                 link_errors: LINK_ERRORS
                     .iter()
                     .map(|&e| {
@@ -261,6 +265,9 @@ pub struct PortStats {
     /// Frames this port sent that were still in its TX FIFO when its client
     /// went away; they never reach the bus.
     pub tx_flushed: u64,
+    /// Frames this port's acceptance filter kept from its client (not a
+    /// loss: the node asked not to get them).
+    pub filtered: u64,
     /// Dropped link input by kind (`LinkError::as_str`), every kind listed.
     pub link_errors: BTreeMap<String, u64>,
 }

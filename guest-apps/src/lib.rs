@@ -4,7 +4,9 @@
 //! ROM's handoff record. It then sends `Heartbeat`s carrying the digest the
 //! boot ROM measured, answers `Check` challenges over its own loaded bytes,
 //! obeys `Reboot` by going back to the boot ROM, and ignores every image
-//! frame on the bus: a running node is never disturbed by a broadcast.
+//! on the bus: its port's acceptance filter keeps image data from it, and
+//! the session frames it does see are only counted. A running node is never
+//! disturbed by a broadcast.
 #![no_std]
 
 use board::dev::{clint, cpu, port::BusPort};
@@ -66,6 +68,7 @@ pub fn run<P: Personality>(record: &'static mut Handoff, mut app: P) -> ! {
         cpu::halt();
     }
     let mut port = BusPort::open();
+    port.set_filter(&msg::APP_KINDS);
     let started = clint::now();
     let mut next_beat = started;
     let mut ignored: u32 = 0;
@@ -83,10 +86,9 @@ pub fn run<P: Personality>(record: &'static mut Handoff, mut app: P) -> ! {
                     let reply = CheckReply { nonce: c.nonce, digest: challenge(record, c.nonce) };
                     send(&mut port, record.node, Message::CheckReply(reply));
                 }
-                Message::SessionAnnounce(_)
-                | Message::SessionPart(_)
-                | Message::SessionEnd(_)
-                | Message::Data(_) => ignored = ignored.wrapping_add(1),
+                Message::SessionAnnounce(_) | Message::SessionPart(_) | Message::SessionEnd(_) => {
+                    ignored = ignored.wrapping_add(1)
+                }
                 _ => {}
             }
         }

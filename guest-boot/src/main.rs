@@ -15,7 +15,7 @@ use board::dev::{clint, cpu, port::BusPort, uart};
 use board::handoff::{self, Handoff};
 use board::memory;
 use board::strap::{self, Strap};
-use proto::msg::{Message, NodeState, Request, ResetCause, Status};
+use proto::msg::{self, Message, NodeState, Request, ResetCause, Status};
 use receive::{Progress, Receiver};
 
 /// Reported in every `Request`.
@@ -192,7 +192,8 @@ extern "C" fn boot_main() -> ! {
     let record = handoff_record();
     let (cause, boot_count) = count_boot(record);
     let selftest = self_test();
-    let port = BusPort::open();
+    let mut port = BusPort::open();
+    port.set_filter(&msg::BOOT_ROM_KINDS);
     // Without an identity the node cannot ask for anything: stay minimal.
     let Some(strap) = read_strap() else { cpu::halt() };
     record.node = strap.node;

@@ -17,6 +17,7 @@ use proto::{Frame, NodeType};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -119,9 +120,16 @@ pub struct SessionPlan {
     pub requesters: BTreeSet<u16>,
 }
 
+/// How long after a session a requester that has not yet said it received
+/// it is taken to be behind on the bus rather than in need of a new window.
+pub const LAGGING_GRACE: Duration = Duration::from_secs(10);
+
 /// The hold-off window logic, free of I/O.
 pub struct Scheduler {
     hold_off: HoldOff,
+    /// Requesters of finished sessions not yet heard receiving one:
+    /// node → (type, when its session ended).
+    lagging: BTreeMap<u16, (NodeType, Instant)>,
     next_window: u32,
     next_session: u32,
     open: Option<Window>,
@@ -139,11 +147,19 @@ impl Scheduler {
             open: None,
             pending: VecDeque::new(),
             running: None,
+            lagging: BTreeMap::new(),
         }
     }
 
     /// A request from `node` for type `t` at `now`.
     pub fn on_request(&mut self, now: Instant, node: u16, t: NodeType) -> Option<MasterEvent> {
+        if let Some(&(lt, ended)) = self.lagging.get(&node) {
+            if lt == t && now.saturating_duration_since(ended) < LAGGING_GRACE {
+                // Sent before the node read its session's start off the bus.
+                return None;
+            }
+            self.lagging.remove(&node);
+        }
         if let Some(r) = &self.running {
             if r.node_type == t && r.requesters.contains(&node) {
                 return None; // a retry from a node being served right now
@@ -176,6 +192,7 @@ impl Scheduler {
     /// `node` reports it is receiving a session: it needs nothing from a later
     /// window. A window left with no requesters is cancelled.
     pub fn on_receiving(&mut self, now: Instant, node: u16) -> Option<MasterEvent> {
+        self.lagging.remove(&node);
         for p in &mut self.pending {
             p.requesters.remove(&node);
         }
@@ -234,10 +251,20 @@ impl Scheduler {
         Some(plan)
     }
 
-    /// The running session has been sent.
-    pub fn finish(&mut self, session: u32) {
+    /// `node` refused an image: its next request is a real one.
+    pub fn on_reject(&mut self, node: u16) {
+        self.lagging.remove(&node);
+    }
+
+    /// The running session has been sent. Its requesters may still be
+    /// reading it off the bus.
+    pub fn finish(&mut self, now: Instant, session: u32) {
         if self.running.as_ref().is_some_and(|r| r.session == session) {
-            self.running = None;
+            if let Some(r) = self.running.take() {
+                for node in r.requesters {
+                    self.lagging.insert(node, (r.node_type, now));
+                }
+            }
         }
     }
 }
@@ -372,6 +399,7 @@ pub async fn run(
                             emit(e);
                         }
                     }
+                    Message::Reject(_) => sched.on_reject(src),
                     _ => {}
                 }
             }
@@ -382,7 +410,7 @@ pub async fn run(
             }
             d = done_rx.recv() => {
                 let Some(d) = d else { break Err(anyhow::anyhow!("the broadcaster stopped")) };
-                sched.finish(d.session);
+                sched.finish(Instant::now(), d.session);
                 emit(MasterEvent::SessionEnded { session: d.session, bytes: d.bytes, frames: d.frames, at: Instant::now() });
             }
         }
@@ -438,7 +466,6 @@ fn log_event(e: &MasterEvent) {
 mod tests {
     use super::*;
     use crate::holdoff::Policy;
-    use std::time::Duration;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -466,7 +493,7 @@ mod tests {
                 out.push((window, closed_at - t0, requesters.values().flatten().copied().collect()));
                 // The session runs and ends at once: the test is about windows.
                 while let Some(p) = s.start_next() {
-                    s.finish(p.session);
+                    s.finish(now, p.session);
                 }
             }
             if next_req == Some(now) {
@@ -521,7 +548,7 @@ mod tests {
         // A new drive node joins the scheduled drive session before it starts.
         assert!(s.on_request(t0 + ms(1100), 4, NodeType::Drive).is_none());
         assert!(s.deadline().is_none());
-        s.finish(7);
+        s.finish(t0 + ms(1100), 7);
         let second = s.start_next().unwrap();
         assert_eq!(second.node_type, NodeType::Drive);
         assert_eq!(second.requesters, BTreeSet::from([1, 3, 4]));
@@ -534,6 +561,29 @@ mod tests {
         // the window it opened has no one left and is cancelled.
         assert!(matches!(s.on_receiving(t0 + ms(1300), 5), Some(MasterEvent::WindowCancelled { window: 2, .. })));
         assert!(s.deadline().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_requester_still_reading_its_session_opens_no_window() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(HoldOff::new(Policy::Fixed, 1000, 1000).unwrap(), 1);
+        s.on_request(t0, 1, NodeType::Drive);
+        s.on_request(t0, 2, NodeType::Drive);
+        s.close_if_due(t0 + ms(1000));
+        let p = s.start_next().unwrap();
+        s.finish(t0 + ms(1200), p.session);
+        // Node 1 is behind: its retry predates the session it has not read yet.
+        assert!(s.on_request(t0 + ms(1500), 1, NodeType::Drive).is_none());
+        assert!(s.deadline().is_none());
+        // Node 2 read the session but refused it: it needs a new window.
+        s.on_receiving(t0 + ms(1300), 2);
+        s.on_reject(2);
+        assert!(matches!(s.on_request(t0 + ms(1600), 2, NodeType::Drive), Some(MasterEvent::WindowOpened { .. })));
+        // Past the grace, a silent requester is served again.
+        assert!(s.on_request(t0 + ms(1200) + LAGGING_GRACE, 1, NodeType::Drive).is_none());
+        assert_eq!(s.deadline().map(|d| d.0), Some(t0 + ms(2600)));
+        assert!(s.close_if_due(t0 + ms(2600)).is_some());
+        assert_eq!(s.start_next().unwrap().requesters, BTreeSet::from([1, 2]));
     }
 
     #[test]

@@ -24,6 +24,8 @@ use tracing::{info, warn};
 pub const SUPERVISOR_ID: u16 = 0xFFF8;
 /// A challenge unanswered for this long is sent again.
 const CHECK_RETRY: Duration = Duration::from_secs(2);
+/// Challenges kept open per node; answers to any of them count.
+const MAX_OPEN_CHECKS: usize = 8;
 
 /// A node's state as the host sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -125,7 +127,8 @@ pub struct NodeRecord {
     pub failure: Option<String>,
     /// The last message heard, for diagnosis.
     pub last_message: String,
-    pending_check: Option<(u32, u32, Instant)>,
+    /// Challenges sent for the current generation: (nonces, generation, last sent).
+    pending_check: Option<(Vec<u32>, u32, Instant)>,
     verified_generation: Option<u32>,
 }
 
@@ -316,18 +319,29 @@ impl FleetView {
                     self.set_state(src, HostState::Running);
                 }
                 let n = self.nodes.get_mut(&src)?;
-                let due = n.pending_check.is_none_or(|(_, g, at)| g != h.generation || at.elapsed() >= CHECK_RETRY);
+                let due = match &n.pending_check {
+                    Some((_, g, at)) => *g != h.generation || at.elapsed() >= CHECK_RETRY,
+                    None => true,
+                };
                 if due {
                     let nonce: u32 = rand::random();
-                    n.pending_check = Some((nonce, h.generation, Instant::now()));
+                    match &mut n.pending_check {
+                        // A slow node may still answer an earlier challenge.
+                        Some((nonces, g, at)) if *g == h.generation && nonces.len() < MAX_OPEN_CHECKS => {
+                            nonces.push(nonce);
+                            *at = Instant::now();
+                        }
+                        _ => n.pending_check = Some((vec![nonce], h.generation, Instant::now())),
+                    }
                     return Message::Check(Check { target: src, nonce }).to_frame(SUPERVISOR_ID).ok();
                 }
             }
             Message::CheckReply(c) => {
-                let Some((nonce, generation, _)) = n.pending_check else { return None };
-                if c.nonce != nonce {
+                let Some((nonces, generation, _)) = &n.pending_check else { return None };
+                if !nonces.contains(&c.nonce) {
                     return None;
                 }
+                let (nonce, generation) = (c.nonce, *generation);
                 n.pending_check = None;
                 let t = n.spec.node_type;
                 let payload = &self.reference.by_type.get(&t)?.image.payload;

@@ -18,6 +18,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+/// How long an unpaced bus waits for a receiver that takes nothing.
+const UNPACED_STALL: Duration = Duration::from_secs(10);
+
 /// Built guest artifacts: the flash file and the reference images.
 #[derive(Clone, Debug)]
 pub struct Artifacts {
@@ -150,6 +153,13 @@ impl Testbed {
             ports: ports.clone(),
             timing: opts.fleet.timing,
             paced: opts.fleet.paced,
+            // Unpaced, the bus waits for its slowest receiver: 40 TCG guests
+            // on two cores can each fall seconds behind while images flow.
+            // Only a node that takes nothing for this long is dropped for.
+            stall_timeout: UNPACED_STALL,
+            // A controller's receive FIFO plus a little: frames queued for a
+            // node are frames it has not seen, so keep the lag short.
+            rx_queue_depth: 64,
             ..bus_bridge::BridgeConfig::default()
         };
         let bridge = bus_bridge::start(config).await.context("starting the bus bridge")?;

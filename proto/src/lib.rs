@@ -5,13 +5,15 @@
 //! - [`frame`]: a CAN FD-like bus frame (identifier, flags, 0–64 data bytes);
 //! - [`link`]: how a frame crosses a byte stream (a UART or a socket): COBS
 //!   with a CRC-32, delimited by a zero byte;
-//! - [`msg`]: the bootcast messages carried in a frame's identifier and data.
+//! - [`msg`]: the bootcast messages carried in a frame's identifier and data;
+//! - [`filter`]: acceptance filters a node sets on its port over the link.
 //!
 //! Nothing here allocates. Nothing else in the project defines wire formats.
 #![no_std]
 #![deny(missing_docs)]
 
 pub mod crc;
+pub mod filter;
 pub mod frame;
 pub mod link;
 pub mod msg;

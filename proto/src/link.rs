@@ -5,9 +5,21 @@
 //! followed by one zero byte. COBS leaves no zero inside a frame, so a
 //! receiver that starts mid-stream, or meets garbage, resynchronises at the
 //! next zero. The CRC-32 covers everything before it.
+//!
+//! A node may also send its port a control record, which never reaches the
+//! bus: `COBS(0xC0, command, count, entries…, crc32 LE)`. The one command,
+//! [`CMD_SET_FILTER`], sets the port's [`AcceptanceFilter`]; each entry is
+//! `id u32 LE` (bit 31: extended) then `mask u32 LE`.
 
 use crate::crc;
+use crate::filter::{AcceptanceFilter, FilterEntry, MAX_ENTRIES};
 use crate::frame::{Frame, FrameError, MAX_DATA};
+
+/// First byte of a control record (no frame has these flag bits).
+pub const CONTROL_MARK: u8 = 0xC0;
+/// Control command: set the port's acceptance filter.
+pub const CMD_SET_FILTER: u8 = 1;
+const ENTRY_EXTENDED: u32 = 1 << 31;
 
 /// Largest frame before COBS: header (6) + data (64) + CRC (4).
 pub const MAX_RAW: usize = 6 + MAX_DATA + 4;
@@ -33,6 +45,8 @@ pub enum LinkError {
     LengthMismatch = 5,
     /// The header decodes to an invalid frame.
     BadFrame = 6,
+    /// A control record where only frames may come, or a malformed one.
+    BadControl = 7,
 }
 
 impl From<FrameError> for LinkError {
@@ -51,8 +65,18 @@ impl LinkError {
             LinkError::BadCrc => "bad_crc",
             LinkError::LengthMismatch => "length_mismatch",
             LinkError::BadFrame => "bad_frame",
+            LinkError::BadControl => "bad_control",
         }
     }
+}
+
+/// What a link frame carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// A bus frame.
+    Frame(Frame),
+    /// A control record: set the port's acceptance filter.
+    SetFilter(AcceptanceFilter),
 }
 
 /// Encodes `frame` into `out` and returns the number of bytes written,
@@ -64,10 +88,31 @@ pub fn encode(frame: &Frame, out: &mut [u8; MAX_ENCODED]) -> usize {
     raw[1..5].copy_from_slice(&frame.id().to_le_bytes());
     raw[5] = data.len() as u8;
     raw[6..6 + data.len()].copy_from_slice(data);
-    let crc_at = 6 + data.len();
-    let crc = crc::crc32(&raw[..crc_at]);
-    raw[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
-    let n = cobs_encode(&raw[..crc_at + 4], &mut out[..MAX_BODY]);
+    seal(&mut raw, 6 + data.len(), out)
+}
+
+/// Encodes a set-filter control record into `out`.
+pub fn encode_filter(filter: &AcceptanceFilter, out: &mut [u8; MAX_ENCODED]) -> usize {
+    let mut raw = [0u8; MAX_RAW];
+    raw[0] = CONTROL_MARK;
+    raw[1] = CMD_SET_FILTER;
+    raw[2] = filter.entries().len() as u8;
+    let mut at = 3;
+    for e in filter.entries() {
+        let id = e.id | if e.extended { ENTRY_EXTENDED } else { 0 };
+        raw[at..at + 4].copy_from_slice(&id.to_le_bytes());
+        raw[at + 4..at + 8].copy_from_slice(&e.mask.to_le_bytes());
+        at += 8;
+    }
+    seal(&mut raw, at, out)
+}
+
+/// Appends the CRC to `raw[..len]`, COBS-encodes it into `out` and adds the
+/// delimiter.
+fn seal(raw: &mut [u8; MAX_RAW], len: usize, out: &mut [u8; MAX_ENCODED]) -> usize {
+    let crc = crc::crc32(&raw[..len]);
+    raw[len..len + 4].copy_from_slice(&crc.to_le_bytes());
+    let n = cobs_encode(&raw[..len + 4], &mut out[..MAX_BODY]);
     out[n] = 0;
     n + 1
 }
@@ -148,9 +193,18 @@ impl Decoder {
         self.overflow = false;
     }
 
+    /// Feeds one byte where only bus frames may come (a node's side of the
+    /// link): a control record is an error.
+    pub fn push(&mut self, byte: u8) -> Option<Result<Frame, LinkError>> {
+        self.push_item(byte).map(|r| match r? {
+            Item::Frame(f) => Ok(f),
+            Item::SetFilter(_) => Err(LinkError::BadControl),
+        })
+    }
+
     /// Feeds one byte. Returns `Some` at the end of a link frame. Empty
     /// frames (back-to-back delimiters) are line idle and yield nothing.
-    pub fn push(&mut self, byte: u8) -> Option<Result<Frame, LinkError>> {
+    pub fn push_item(&mut self, byte: u8) -> Option<Result<Item, LinkError>> {
         if byte != 0 {
             if self.len < MAX_BODY {
                 self.buf[self.len] = byte;
@@ -171,29 +225,51 @@ impl Decoder {
     }
 }
 
-fn decode_body(body: &mut [u8]) -> Result<Frame, LinkError> {
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn decode_body(body: &mut [u8]) -> Result<Item, LinkError> {
     let n = cobs_decode_in_place(body)?;
     let raw = &body[..n];
-    if n < MIN_RAW {
+    if n < 3 + 4 {
         return Err(LinkError::Truncated);
     }
     let (payload, crc_bytes) = raw.split_at(n - 4);
-    let crc = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
-    if crc::crc32(payload) != crc {
+    if crc::crc32(payload) != le32(crc_bytes) {
         return Err(LinkError::BadCrc);
+    }
+    if payload[0] == CONTROL_MARK {
+        return decode_control(payload).map(Item::SetFilter);
+    }
+    if n < MIN_RAW {
+        return Err(LinkError::Truncated);
     }
     let data_len = payload[5] as usize;
     if payload.len() != 6 + data_len {
         return Err(LinkError::LengthMismatch);
     }
-    let id = u32::from_le_bytes([payload[1], payload[2], payload[3], payload[4]]);
-    let frame = Frame::new(id, payload[0], &payload[6..])?;
+    let frame = Frame::new(le32(&payload[1..5]), payload[0], &payload[6..])?;
     // A length that the frame format would pad is not canonical: reject it so
     // that every frame has exactly one encoding.
     if frame.data().len() != data_len {
         return Err(LinkError::LengthMismatch);
     }
-    Ok(frame)
+    Ok(Item::Frame(frame))
+}
+
+fn decode_control(payload: &[u8]) -> Result<AcceptanceFilter, LinkError> {
+    let count = payload[2] as usize;
+    if payload[1] != CMD_SET_FILTER || count > MAX_ENTRIES || payload.len() != 3 + 8 * count {
+        return Err(LinkError::BadControl);
+    }
+    let mut entries = [FilterEntry { id: 0, mask: 0, extended: false }; MAX_ENTRIES];
+    for (i, e) in entries.iter_mut().take(count).enumerate() {
+        let at = 3 + 8 * i;
+        let id = le32(&payload[at..]);
+        *e = FilterEntry { id: id & !ENTRY_EXTENDED, mask: le32(&payload[at + 4..]), extended: id & ENTRY_EXTENDED != 0 };
+    }
+    AcceptanceFilter::new(&entries[..count]).ok_or(LinkError::BadControl)
 }
 
 #[cfg(test)]
@@ -295,6 +371,33 @@ mod tests {
     }
 
     #[test]
+    fn filter_records_round_trip_and_are_refused_where_frames_belong() {
+        use crate::filter::FilterEntry;
+        let entries = [
+            FilterEntry { id: 0x10 << 16, mask: 0x1FFE_0000, extended: true },
+            FilterEntry { id: 0x123, mask: 0x7FF, extended: false },
+        ];
+        for f in [AcceptanceFilter::new(&entries).unwrap(), AcceptanceFilter::accept_all()] {
+            let mut out = [0u8; MAX_ENCODED];
+            let n = encode_filter(&f, &mut out);
+            let mut d = Decoder::new();
+            let items: Vec<_> = out[..n].iter().filter_map(|&b| d.push_item(b)).collect();
+            assert_eq!(items, [Ok(Item::SetFilter(f))]);
+            let mut d = Decoder::new();
+            let frames: Vec<_> = out[..n].iter().filter_map(|&b| d.push(b)).collect();
+            assert_eq!(frames, [Err(LinkError::BadControl)]);
+        }
+        // A record whose length disagrees with its count.
+        let mut raw = [0u8; MAX_RAW];
+        raw[..4].copy_from_slice(&[CONTROL_MARK, CMD_SET_FILTER, 2, 0]);
+        let mut out = [0u8; MAX_ENCODED];
+        let n = seal(&mut raw, 4, &mut out);
+        let mut d = Decoder::new();
+        let items: Vec<_> = out[..n].iter().filter_map(|&b| d.push_item(b)).collect();
+        assert_eq!(items, [Err(LinkError::BadControl)]);
+    }
+
+    #[test]
     fn pseudo_random_garbage_never_panics() {
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut d = Decoder::new();
@@ -304,7 +407,7 @@ mod tests {
             x ^= x << 17;
             // Bias towards zeros so that many short frames are tried.
             let b = if x & 0x7 == 0 { 0 } else { (x >> 8) as u8 };
-            let _ = d.push(b);
+            let _ = d.push_item(b);
         }
     }
 }

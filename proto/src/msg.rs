@@ -6,7 +6,8 @@
 //! so two senders never use the same identifier. Multi-byte fields are
 //! little-endian.
 
-use crate::frame::{Frame, MAX_DATA};
+use crate::filter::FilterEntry;
+use crate::frame::{Frame, MAX_DATA, MAX_EXTENDED_ID};
 
 /// Source id of the primary master.
 pub const MASTER_PRIMARY: u16 = 0xFFF0;
@@ -85,6 +86,21 @@ impl Kind {
         ((self as u32) << 16) | src as u32
     }
 }
+
+/// An acceptance-filter entry passing `span` consecutive kinds from `first`
+/// (`span` a power of two, `first` aligned to it), from any sender.
+pub const fn kinds_entry(first: Kind, span: u32) -> FilterEntry {
+    FilterEntry { id: (first as u32) << 16, mask: !((span << 16) - 1) & MAX_EXTENDED_ID, extended: true }
+}
+
+/// What a boot ROM listens to: session control and data.
+pub const BOOT_ROM_KINDS: [FilterEntry; 2] =
+    [kinds_entry(Kind::SessionAnnounce, 4), kinds_entry(Kind::Data, 1)];
+
+/// What a running app listens to: `Reboot` and `Check`, and session control
+/// (which it counts and ignores). Image data never reaches it.
+pub const APP_KINDS: [FilterEntry; 2] =
+    [kinds_entry(Kind::Reboot, 2), kinds_entry(Kind::SessionAnnounce, 4)];
 
 /// Splits a bootcast identifier into kind code and source id.
 pub fn split_id(id: u32) -> (u32, u16) {
@@ -358,7 +374,8 @@ pub struct Heartbeat {
     pub name: [u8; HEARTBEAT_NAME],
     /// SHA-256 the boot ROM measured over the loaded bytes.
     pub digest: [u8; 32],
-    /// Image frames (`Session*`, `Data`) the app has seen and ignored.
+    /// Session frames the app has seen and ignored (its acceptance filter
+    /// keeps `Data` frames from it altogether).
     pub ignored: u32,
 }
 
@@ -966,6 +983,20 @@ mod tests {
         assert!(Kind::Request.id(MAX_NODE_ID) < Kind::Heartbeat.id(1));
         assert!(Kind::Heartbeat.id(MAX_NODE_ID) < Kind::Data.id(MASTER_PRIMARY));
         assert!(Kind::Data.id(BROADCAST) <= crate::frame::MAX_EXTENDED_ID);
+    }
+
+    #[test]
+    fn node_filters_pass_exactly_their_kinds() {
+        use crate::filter::AcceptanceFilter;
+        let boot = AcceptanceFilter::new(&BOOT_ROM_KINDS).unwrap();
+        let app = AcceptanceFilter::new(&APP_KINDS).unwrap();
+        for code in 0..=0xFFu32 {
+            let Some(kind) = Kind::from_code(code) else { continue };
+            let f = Frame::fd_extended(kind.id(MASTER_PRIMARY), &[]).unwrap();
+            let session = matches!(kind, Kind::SessionAnnounce | Kind::SessionPart | Kind::SessionEnd);
+            assert_eq!(boot.accepts(&f), session || kind == Kind::Data, "{kind:?}");
+            assert_eq!(app.accepts(&f), session || matches!(kind, Kind::Reboot | Kind::Check), "{kind:?}");
+        }
     }
 
     #[test]
