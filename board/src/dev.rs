@@ -9,5 +9,5 @@
 pub mod clint;
 pub mod cpu;
 pub mod plic;
-pub mod uart;
 pub mod port;
+pub mod uart;

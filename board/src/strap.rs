@@ -64,7 +64,13 @@ mod tests {
 
     #[test]
     fn words_round_trip() {
-        let s = Strap { node: 513, node_type: 3, segment: 2, min_version: 0x10203, seed: 0xFEED };
+        let s = Strap {
+            node: 513,
+            node_type: 3,
+            segment: 2,
+            min_version: 0x10203,
+            seed: 0xFEED,
+        };
         assert_eq!(Strap::from_words(s.to_words()), Some(s));
         assert_eq!(Strap::from_words([0, 0, 0]), None);
         let mut zero_id = s.to_words();

@@ -200,7 +200,11 @@ impl Arbiter {
                 }
             }
             ToArbiter::Filter { port, conn, filter } => {
-                if let Some(c) = self.port(port).and_then(|p| p.conn.as_mut()).filter(|c| c.id == conn) {
+                if let Some(c) = self
+                    .port(port)
+                    .and_then(|p| p.conn.as_mut())
+                    .filter(|c| c.id == conn)
+                {
                     c.filter = filter;
                 }
             }

@@ -150,7 +150,9 @@ impl PortTask {
     }
 
     async fn open(&mut self, id: u64, stream: UnixStream) -> Option<Connection> {
-        if let Err(e) = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &SEND_BUFFER) {
+        if let Err(e) =
+            nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &SEND_BUFFER)
+        {
             warn!(port = self.name(), error = %e, "cannot shrink the send buffer");
         }
         let (rx_tx, rx) = mpsc::channel(self.rx_queue_depth);
@@ -249,7 +251,11 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
                 }
                 Some(Ok(Item::SetFilter(filter))) => {
                     // In line with the port's frames, so it takes effect in order.
-                    let msg = ToArbiter::Filter { port: r.port, conn: r.conn, filter };
+                    let msg = ToArbiter::Filter {
+                        port: r.port,
+                        conn: r.conn,
+                        filter,
+                    };
                     if r.inbox.send(msg).await.is_err() {
                         return;
                     }

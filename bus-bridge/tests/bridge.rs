@@ -801,13 +801,25 @@ async fn a_port_gets_only_what_its_acceptance_filter_passes() {
     use proto::filter::{AcceptanceFilter, FilterEntry};
     use proto::link::encode_filter;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), BitTiming::Fd1m5m, &[("node", "s"), ("master", "s"), ("peer", "s")]);
+    let cfg = config(
+        dir.path(),
+        BitTiming::Fd1m5m,
+        &[("node", "s"), ("master", "s"), ("peer", "s")],
+    );
     let bridge = bus_bridge::start(cfg).await.unwrap();
     let mut cl = connect_all(&bridge, &["node", "master", "peer"]).await;
     // The node wants kinds 0x10..=0x11 and 0xF0 only.
     let filter = AcceptanceFilter::new(&[
-        FilterEntry { id: 0x10 << 16, mask: 0x1FFE_0000, extended: true },
-        FilterEntry { id: 0xF0 << 16, mask: 0x1FFF_0000, extended: true },
+        FilterEntry {
+            id: 0x10 << 16,
+            mask: 0x1FFE_0000,
+            extended: true,
+        },
+        FilterEntry {
+            id: 0xF0 << 16,
+            mask: 0x1FFF_0000,
+            extended: true,
+        },
     ])
     .unwrap();
     let mut buf = [0u8; MAX_ENCODED];
@@ -818,7 +830,9 @@ async fn a_port_gets_only_what_its_acceptance_filter_passes() {
     let data = Frame::fd_extended(0xF0 << 16 | 0xFFF0, b"data").unwrap();
     // The filter reaches the bridge in line with the node's own frames: a
     // frame the node sends after it proves the filter is in place.
-    cl[0].send(&[Frame::fd_extended(0x30 << 16 | 1, b"req").unwrap()]).await;
+    cl[0]
+        .send(&[Frame::fd_extended(0x30 << 16 | 1, b"req").unwrap()])
+        .await;
     assert_eq!(cl[1].recv().await.data()[..3], *b"req");
     cl[2].send(&[unwanted]).await;
     cl[1].send(&[wanted, data]).await;
@@ -827,6 +841,9 @@ async fn a_port_gets_only_what_its_acceptance_filter_passes() {
     assert_eq!(cl[1].recv().await, unwanted);
     let stats = wait_for(&bridge, "filtering counted", |s| s.ports[0].filtered == 1).await;
     assert_eq!(stats.ports[0].frames_rx, 2);
-    assert_eq!(stats.totals.link_errors, 0, "a filter record is not a link error");
+    assert_eq!(
+        stats.totals.link_errors, 0,
+        "a filter record is not a link error"
+    );
     bridge.shutdown().await;
 }

@@ -76,14 +76,19 @@ pub fn run<P: Personality>(record: &'static mut Handoff, mut app: P) -> ! {
     name.copy_from_slice(&record.name[..msg::HEARTBEAT_NAME]);
     loop {
         while let Some(frame) = port.recv() {
-            let Ok((_, m)) = Message::decode(&frame) else { continue };
+            let Ok((_, m)) = Message::decode(&frame) else {
+                continue;
+            };
             match m {
                 Message::Reboot(r) if r.applies_to(record.node, record.node_type) => {
                     port.flush();
                     reboot(record)
                 }
                 Message::Check(c) if c.target == record.node => {
-                    let reply = CheckReply { nonce: c.nonce, digest: challenge(record, c.nonce) };
+                    let reply = CheckReply {
+                        nonce: c.nonce,
+                        digest: challenge(record, c.nonce),
+                    };
                     send(&mut port, record.node, Message::CheckReply(reply));
                 }
                 Message::SessionAnnounce(_) | Message::SessionPart(_) | Message::SessionEnd(_) => {
@@ -126,11 +131,15 @@ fn send(port: &mut BusPort, node: u16, m: Message<'_>) {
 /// state inside the payload (their linker script asserts `.data` is empty),
 /// so this equals the host's computation over the built image.
 fn challenge(record: &Handoff, nonce: u32) -> [u8; 32] {
-    let size = record.size.min(memory::IMAGE_END - record.load_addr.min(memory::IMAGE_END));
+    let size = record
+        .size
+        .min(memory::IMAGE_END - record.load_addr.min(memory::IMAGE_END));
     // SAFETY: the boot ROM loaded and checked `size` bytes at `load_addr`
     // inside the image region; they are this very program's code and
     // read-only data, never written while it runs.
-    let payload = unsafe { core::slice::from_raw_parts(record.load_addr as usize as *const u8, size as usize) };
+    let payload = unsafe {
+        core::slice::from_raw_parts(record.load_addr as usize as *const u8, size as usize)
+    };
     let mut h = Sha256::new();
     h.update(nonce.to_le_bytes());
     h.update(payload);

@@ -195,7 +195,9 @@ extern "C" fn boot_main() -> ! {
     let mut port = BusPort::open();
     port.set_filter(&msg::BOOT_ROM_KINDS);
     // Without an identity the node cannot ask for anything: stay minimal.
-    let Some(strap) = read_strap() else { cpu::halt() };
+    let Some(strap) = read_strap() else {
+        cpu::halt()
+    };
     record.node = strap.node;
     record.node_type = strap.node_type;
     let mut node = Node { strap, port, cause };
@@ -214,7 +216,9 @@ extern "C" fn boot_main() -> ! {
 
     loop {
         while let Some(frame) = node.port.recv() {
-            let Ok((_, m)) = Message::decode(&frame) else { continue };
+            let Ok((_, m)) = Message::decode(&frame) else {
+                continue;
+            };
             let was_idle = !rx.active();
             match rx.on_message(&m) {
                 Progress::Ignored => continue,

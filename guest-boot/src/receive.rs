@@ -71,7 +71,13 @@ impl Receiver {
                 &mut *core::ptr::addr_of_mut!(MANIFEST_BUF),
             )
         };
-        Receiver { strap, announce: None, current: None, bitmap, manifest }
+        Receiver {
+            strap,
+            announce: None,
+            current: None,
+            bitmap,
+            manifest,
+        }
     }
 
     /// Whether a session for our type is being received.
@@ -86,7 +92,9 @@ impl Receiver {
 
     /// (session, chunks received, chunks in our part).
     pub fn progress(&self) -> (u32, u32, u32) {
-        self.current.as_ref().map_or((0, 0, 0), |c| (c.session, c.received, c.chunks))
+        self.current
+            .as_ref()
+            .map_or((0, 0, 0), |c| (c.session, c.received, c.chunks))
     }
 
     /// Ends the reception and describes why.
@@ -122,7 +130,10 @@ impl Receiver {
                 if p.manifest_len as usize != MANIFEST_LEN || p.len <= MANIFEST_LEN as u32 {
                     return self.reject(RejectReason::BadManifest, p.session, p.version);
                 }
-                if p.offset.checked_add(p.len).is_none_or(|end| end > a.object_len) {
+                if p.offset
+                    .checked_add(p.len)
+                    .is_none_or(|end| end > a.object_len)
+                {
                     return self.reject(RejectReason::Inconsistent, p.session, p.version);
                 }
                 let payload_len = (p.len - MANIFEST_LEN as u32) as u64;
@@ -166,7 +177,9 @@ impl Receiver {
     }
 
     fn on_data(&mut self, session: u8, chunk: u32, payload: &[u8]) -> Progress {
-        let Some(c) = self.current.as_mut() else { return Progress::Ignored };
+        let Some(c) = self.current.as_mut() else {
+            return Progress::Ignored;
+        };
         if session != c.session as u8 {
             return Progress::Ignored;
         }
@@ -203,7 +216,11 @@ impl Receiver {
         }
         self.bitmap[bit / 64] |= 1 << (bit % 64);
         c.received += 1;
-        if c.received == c.chunks { Progress::Complete } else { Progress::Accepted }
+        if c.received == c.chunks {
+            Progress::Complete
+        } else {
+            Progress::Accepted
+        }
     }
 
     /// Checks a complete image: manifest, type, consistency with the session,
@@ -235,7 +252,10 @@ impl Receiver {
         // SAFETY: the payload range lies in the image region (checked at
         // session start) and every byte of it was written by this session.
         let loaded = unsafe {
-            core::slice::from_raw_parts(manifest.load_addr as usize as *const u8, manifest.size as usize)
+            core::slice::from_raw_parts(
+                manifest.load_addr as usize as *const u8,
+                manifest.size as usize,
+            )
         };
         let digest: [u8; 32] = Sha256::digest(loaded).into();
         if digest != manifest.sha256 {
@@ -244,6 +264,10 @@ impl Receiver {
             reject.expected.copy_from_slice(&manifest.sha256[..16]);
             return Err(reject);
         }
-        Ok(LoadedImage { session, manifest, digest })
+        Ok(LoadedImage {
+            session,
+            manifest,
+            digest,
+        })
     }
 }

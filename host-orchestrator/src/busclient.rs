@@ -39,7 +39,8 @@ pub async fn connect(path: &Path) -> Result<(FrameReader, FrameWriter)> {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
             Err(e) => {
-                return Err(e).with_context(|| format!("cannot connect to bus port {}", path.display()));
+                return Err(e)
+                    .with_context(|| format!("cannot connect to bus port {}", path.display()));
             }
         }
     };
@@ -74,7 +75,11 @@ impl FrameReader {
                     None => {}
                 }
             }
-            let n = self.rd.read(&mut self.buf[..]).await.context("reading bus port")?;
+            let n = self
+                .rd
+                .read(&mut self.buf[..])
+                .await
+                .context("reading bus port")?;
             if n == 0 {
                 return Ok(None);
             }
@@ -89,7 +94,10 @@ impl FrameWriter {
     pub async fn send(&mut self, frame: &Frame) -> Result<()> {
         let mut out = [0u8; MAX_ENCODED];
         let n = link::encode(frame, &mut out);
-        self.wr.write_all(&out[..n]).await.context("writing bus port")?;
+        self.wr
+            .write_all(&out[..n])
+            .await
+            .context("writing bus port")?;
         Ok(())
     }
 }

@@ -76,7 +76,10 @@ struct BusSection {
 
 impl Default for BusSection {
     fn default() -> Self {
-        BusSection { preset: default_preset(), paced: false }
+        BusSection {
+            preset: default_preset(),
+            paced: false,
+        }
     }
 }
 
@@ -142,7 +145,11 @@ fn default_segment() -> String {
 }
 
 fn type_names() -> String {
-    NodeType::ALL.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+    NodeType::ALL
+        .iter()
+        .map(|t| t.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Fleet {
@@ -170,13 +177,25 @@ impl Fleet {
         let mut nodes = Vec::new();
         for (i, g) in file.nodes.iter().enumerate() {
             let node_type = NodeType::from_name(&g.node_type).with_context(|| {
-                format!("nodes[{i}].type: unknown node type {:?} (known: {})", g.node_type, type_names())
+                format!(
+                    "nodes[{i}].type: unknown node type {:?} (known: {})",
+                    g.node_type,
+                    type_names()
+                )
             })?;
             if g.count < 1 {
                 bail!("nodes[{i}].count: must be at least 1, got {}", g.count);
             }
-            if g.segment.is_empty() || !g.segment.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                bail!("nodes[{i}].segment: {:?} is not a segment name (letters, digits, '-')", g.segment);
+            if g.segment.is_empty()
+                || !g
+                    .segment
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                bail!(
+                    "nodes[{i}].segment: {:?} is not a segment name (letters, digits, '-')",
+                    g.segment
+                );
             }
             let min_version = match &g.min_version {
                 Some(v) => images::build::parse_version(v)
@@ -197,7 +216,10 @@ impl Fleet {
         }
         Ok(Fleet {
             nodes,
-            master: MasterConfig { hold_off, mode: file.master.mode },
+            master: MasterConfig {
+                hold_off,
+                mode: file.master.mode,
+            },
             timing: file.bus.preset,
             paced: file.bus.paced,
         })
@@ -270,8 +292,14 @@ mod tests {
         let f = Fleet::default_mix(40).unwrap();
         assert_eq!(f.nodes.len(), 40);
         assert_eq!(
-            [NodeType::Accessor, NodeType::Xy, NodeType::Comm, NodeType::OpPanel, NodeType::Drive]
-                .map(|t| count(&f, t)),
+            [
+                NodeType::Accessor,
+                NodeType::Xy,
+                NodeType::Comm,
+                NodeType::OpPanel,
+                NodeType::Drive
+            ]
+            .map(|t| count(&f, t)),
             [2, 2, 3, 2, 31]
         );
         let f = Fleet::default_mix(8).unwrap();
@@ -281,7 +309,12 @@ mod tests {
         assert_eq!(f.nodes.len(), 3);
         assert_eq!(f.types().len(), 3);
         assert!(Fleet::default_mix(0).is_err());
-        let ids: Vec<u16> = Fleet::default_mix(12).unwrap().nodes.iter().map(|n| n.id).collect();
+        let ids: Vec<u16> = Fleet::default_mix(12)
+            .unwrap()
+            .nodes
+            .iter()
+            .map(|n| n.id)
+            .collect();
         assert_eq!(ids, (1..=12).collect::<Vec<_>>());
     }
 
@@ -307,29 +340,68 @@ mod tests {
         assert!(f.paced);
         assert_eq!(f.nodes.len(), 3);
         assert_eq!(f.nodes[2].segment, "ext1");
-        assert_eq!(f.nodes[0].min_version, images::manifest::pack_version(1, 2, 3));
+        assert_eq!(
+            f.nodes[0].min_version,
+            images::manifest::pack_version(1, 2, 3)
+        );
         assert_eq!(f.master.hold_off.policy, Policy::Fixed);
     }
 
     #[test]
     fn bad_files_name_the_field() {
         let cases = [
-            ("[[nodes]]\ntype = \"robot\"\n", "nodes[0].type: unknown node type \"robot\""),
-            ("[[nodes]]\ntype = \"drive\"\ncount = 0\n", "nodes[0].count: must be at least 1"),
+            (
+                "[[nodes]]\ntype = \"robot\"\n",
+                "nodes[0].type: unknown node type \"robot\"",
+            ),
+            (
+                "[[nodes]]\ntype = \"drive\"\ncount = 0\n",
+                "nodes[0].count: must be at least 1",
+            ),
             ("nodes = []\n", "nodes: the fleet has no nodes"),
-            ("[master]\nhold_off_ms = 0\n[[nodes]]\ntype = \"xy\"\n", "hold_off_ms"),
-            ("[master]\nhold_off_ms = -5\n[[nodes]]\ntype = \"xy\"\n", "hold_off_ms"),
-            ("[master]\npolicy = \"sometimes\"\n[[nodes]]\ntype = \"xy\"\n", "unknown variant `sometimes`"),
-            ("[[nodes]]\ntype = \"xy\"\ncolour = 1\n", "unknown field `colour`"),
-            ("[[nodes]]\ntype = \"xy\"\nmin_version = \"1.2\"\n", "nodes[0].min_version"),
-            ("[[nodes]]\ntype = \"xy\"\ncount = 300\n", "more than 250 nodes"),
-            ("[[nodes]]\ntype = \"xy\"\nsegment = \"a b\"\n", "nodes[0].segment"),
-            ("[bus]\npreset = \"fd-9m\"\n[[nodes]]\ntype = \"xy\"\n", "unknown variant `fd-9m`"),
-            ("[bus]\npreset = \"classic-500k\"\n[[nodes]]\ntype = \"xy\"\n", "bus.preset: classic-500k"),
+            (
+                "[master]\nhold_off_ms = 0\n[[nodes]]\ntype = \"xy\"\n",
+                "hold_off_ms",
+            ),
+            (
+                "[master]\nhold_off_ms = -5\n[[nodes]]\ntype = \"xy\"\n",
+                "hold_off_ms",
+            ),
+            (
+                "[master]\npolicy = \"sometimes\"\n[[nodes]]\ntype = \"xy\"\n",
+                "unknown variant `sometimes`",
+            ),
+            (
+                "[[nodes]]\ntype = \"xy\"\ncolour = 1\n",
+                "unknown field `colour`",
+            ),
+            (
+                "[[nodes]]\ntype = \"xy\"\nmin_version = \"1.2\"\n",
+                "nodes[0].min_version",
+            ),
+            (
+                "[[nodes]]\ntype = \"xy\"\ncount = 300\n",
+                "more than 250 nodes",
+            ),
+            (
+                "[[nodes]]\ntype = \"xy\"\nsegment = \"a b\"\n",
+                "nodes[0].segment",
+            ),
+            (
+                "[bus]\npreset = \"fd-9m\"\n[[nodes]]\ntype = \"xy\"\n",
+                "unknown variant `fd-9m`",
+            ),
+            (
+                "[bus]\npreset = \"classic-500k\"\n[[nodes]]\ntype = \"xy\"\n",
+                "bus.preset: classic-500k",
+            ),
         ];
         for (text, want) in cases {
             let err = format!("{:#}", Fleet::parse(text).unwrap_err());
-            assert!(err.contains(want), "for {text:?}: got {err:?}, want {want:?}");
+            assert!(
+                err.contains(want),
+                "for {text:?}: got {err:?}, want {want:?}"
+            );
         }
         // TOML syntax errors carry the line.
         let err = format!("{:#}", Fleet::parse("[[nodes]]\ntype = \n").unwrap_err());

@@ -66,7 +66,11 @@ impl HoldOff {
             Policy::Renew => last_new + self.hold_off,
         };
         let cap = first + self.max_wait;
-        if timer <= cap { (timer, CloseReason::Timer) } else { (cap, CloseReason::MaxWait) }
+        if timer <= cap {
+            (timer, CloseReason::Timer)
+        } else {
+            (cap, CloseReason::MaxWait)
+        }
     }
 }
 
@@ -80,7 +84,9 @@ mod tests {
         assert!(e.contains("master.hold_off_ms"), "{e}");
         let e = HoldOff::new(Policy::Fixed, 10, -1).unwrap_err().to_string();
         assert!(e.contains("master.max_wait_ms"), "{e}");
-        let e = HoldOff::new(Policy::Renew, 100, 50).unwrap_err().to_string();
+        let e = HoldOff::new(Policy::Renew, 100, 50)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("below"), "{e}");
     }
 
@@ -88,8 +94,14 @@ mod tests {
     fn renew_is_capped() {
         let h = HoldOff::new(Policy::Renew, 1000, 2500).unwrap();
         let t0 = Instant::now();
-        assert_eq!(h.deadline(t0, t0 + Duration::from_millis(800)).1, CloseReason::Timer);
+        assert_eq!(
+            h.deadline(t0, t0 + Duration::from_millis(800)).1,
+            CloseReason::Timer
+        );
         let (at, why) = h.deadline(t0, t0 + Duration::from_millis(2000));
-        assert_eq!((at - t0, why), (Duration::from_millis(2500), CloseReason::MaxWait));
+        assert_eq!(
+            (at - t0, why),
+            (Duration::from_millis(2500), CloseReason::MaxWait)
+        );
     }
 }

@@ -68,13 +68,18 @@ struct UpArgs {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,host_orchestrator::master=info")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -83,7 +88,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Testbed { action: TestbedAction::Up(args) } => up(args).await,
+            Command::Testbed {
+                action: TestbedAction::Up(args),
+            } => up(args).await,
         }
     });
     match result {
@@ -104,12 +111,20 @@ async fn up(args: UpArgs) -> Result<bool> {
     let timeout = match args.timeout {
         Some(t) if t.is_finite() && t > 0.0 => Duration::from_secs_f64(t),
         Some(t) => anyhow::bail!("--timeout: must be a positive number of seconds, got {t}"),
-        None => Duration::from_secs(20) + Duration::from_millis(500) * fleet.nodes.len() as u32 + fleet.max_window(),
+        None => {
+            Duration::from_secs(20)
+                + Duration::from_millis(500) * fleet.nodes.len() as u32
+                + fleet.max_window()
+        }
     };
     if let Some(report) = &args.report {
         let parent = report.parent().filter(|p| !p.as_os_str().is_empty());
         if let Some(p) = parent {
-            anyhow::ensure!(p.is_dir(), "--report: folder {} does not exist", p.display());
+            anyhow::ensure!(
+                p.is_dir(),
+                "--report: folder {} does not exist",
+                p.display()
+            );
         }
     }
     let artifacts = Artifacts::locate(args.artifacts.clone())?;
@@ -121,7 +136,12 @@ async fn up(args: UpArgs) -> Result<bool> {
     let n = fleet.nodes.len();
     eprintln!(
         "booting {n} nodes ({}); timeout {:.0}s",
-        fleet.types().iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
+        fleet
+            .types()
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(", "),
         timeout.as_secs_f64()
     );
     let mut tb = Testbed::start(opts).await?;
@@ -129,16 +149,19 @@ async fn up(args: UpArgs) -> Result<bool> {
     let mut interrupted = false;
     let settled = tokio::select! {
         s = tb.wait_settled(timeout) => s,
-        _ = tokio::signal::ctrl_c() => { interrupted = true; false }
+        _ = stop_requested() => { interrupted = true; false }
     };
     if !settled && !interrupted {
-        eprintln!("timeout: not every node settled within {:.0}s", timeout.as_secs_f64());
+        eprintln!(
+            "timeout: not every node settled within {:.0}s",
+            timeout.as_secs_f64()
+        );
     }
     let report = tb.report();
     println!("{}", report.table());
     if !args.exit_when_ready && !interrupted {
         eprintln!("testbed up; press Ctrl-C to stop it");
-        let _ = tokio::signal::ctrl_c().await;
+        stop_requested().await;
     }
     if report.verdict != "pass" {
         tb.keep_run_dir();
@@ -147,8 +170,27 @@ async fn up(args: UpArgs) -> Result<bool> {
     let report = tb.shutdown().await;
     if let Some(path) = &args.report {
         let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, json).with_context(|| format!("cannot write report {}", path.display()))?;
+        std::fs::write(path, json)
+            .with_context(|| format!("cannot write report {}", path.display()))?;
     }
     println!("verified {}/{}", report.nodes_verified, report.nodes_total);
     Ok(report.verdict == "pass")
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM: either way the testbed ends its
+/// nodes itself before exiting.
+async fn stop_requested() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without handlers the default action ends us; the nodes' parent-death
+        // signal ends them.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
 }

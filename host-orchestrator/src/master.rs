@@ -160,10 +160,11 @@ impl Scheduler {
             }
             self.lagging.remove(&node);
         }
-        if let Some(r) = &self.running {
-            if r.node_type == t && r.requesters.contains(&node) {
-                return None; // a retry from a node being served right now
-            }
+        if let Some(r) = &self.running
+            && r.node_type == t
+            && r.requesters.contains(&node)
+        {
+            return None; // a retry from a node being served right now
         }
         if let Some(p) = self.pending.iter_mut().find(|p| p.node_type == t) {
             // Its type is scheduled but not started: it will hear the start.
@@ -183,8 +184,17 @@ impl Scheduler {
                 self.next_window += 1;
                 let mut requesters = Requesters::new();
                 requesters.entry(t).or_default().insert(node);
-                self.open = Some(Window { id, opened: now, last_new: now, requesters });
-                Some(MasterEvent::WindowOpened { window: id, at: now, node })
+                self.open = Some(Window {
+                    id,
+                    opened: now,
+                    last_new: now,
+                    requesters,
+                });
+                Some(MasterEvent::WindowOpened {
+                    window: id,
+                    at: now,
+                    node,
+                })
             }
         }
     }
@@ -204,14 +214,20 @@ impl Scheduler {
         w.requesters.retain(|_, s| !s.is_empty());
         if w.requesters.is_empty() {
             let w = self.open.take()?;
-            return Some(MasterEvent::WindowCancelled { window: w.id, opened_at: w.opened, at: now });
+            return Some(MasterEvent::WindowCancelled {
+                window: w.id,
+                opened_at: w.opened,
+                at: now,
+            });
         }
         None
     }
 
     /// When the open window closes, if one is open.
     pub fn deadline(&self) -> Option<(Instant, CloseReason)> {
-        self.open.as_ref().map(|w| self.hold_off.deadline(w.opened, w.last_new))
+        self.open
+            .as_ref()
+            .map(|w| self.hold_off.deadline(w.opened, w.last_new))
     }
 
     /// Closes the open window if its deadline has passed, scheduling one
@@ -259,18 +275,19 @@ impl Scheduler {
     /// The running session has been sent. Its requesters may still be
     /// reading it off the bus.
     pub fn finish(&mut self, now: Instant, session: u32) {
-        if self.running.as_ref().is_some_and(|r| r.session == session) {
-            if let Some(r) = self.running.take() {
-                for node in r.requesters {
-                    self.lagging.insert(node, (r.node_type, now));
-                }
+        if self.running.as_ref().is_some_and(|r| r.session == session)
+            && let Some(r) = self.running.take()
+        {
+            for node in r.requesters {
+                self.lagging.insert(node, (r.node_type, now));
             }
         }
     }
 }
 
 fn encode(m: Message<'_>, src: u16) -> Result<Frame> {
-    m.to_frame(src).map_err(|e| anyhow::anyhow!("cannot encode {:?}: {e:?}", m.kind()))
+    m.to_frame(src)
+        .map_err(|e| anyhow::anyhow!("cannot encode {:?}: {e:?}", m.kind()))
 }
 
 /// The frames of one selected-mode session: announce, part, data, end.
@@ -283,7 +300,10 @@ pub fn session_frames(
     let chunk = msg::FD_CHUNK;
     let total_chunks = object.len().div_ceil(chunk);
     if total_chunks as u64 > msg::MAX_CHUNK_INDEX as u64 + 1 {
-        bail!("image of {} bytes needs more chunks than a session can carry", object.len());
+        bail!(
+            "image of {} bytes needs more chunks than a session can carry",
+            object.len()
+        );
     }
     let object_len = u32::try_from(object.len()).context("image larger than 4 GiB")?;
     let mut frames = Vec::with_capacity(total_chunks + 3);
@@ -309,11 +329,19 @@ pub fn session_frames(
     };
     frames.push(encode(Message::SessionPart(part), src)?);
     for (i, bytes) in object.chunks(chunk).enumerate() {
-        let data = Data { session: plan.session as u8, chunk: i as u32, payload: bytes };
+        let data = Data {
+            session: plan.session as u8,
+            chunk: i as u32,
+            payload: bytes,
+        };
         frames.push(encode(Message::Data(data), src)?);
     }
-    let end =
-        SessionEnd { session: plan.session, total_chunks: total_chunks as u32, round: 0, last: 1 };
+    let end = SessionEnd {
+        session: plan.session,
+        total_chunks: total_chunks as u32,
+        round: 0,
+        last: 1,
+    };
     frames.push(encode(Message::SessionEnd(end), src)?);
     Ok(frames)
 }
@@ -331,12 +359,24 @@ async fn broadcaster(
     done: mpsc::Sender<Done>,
 ) -> Result<()> {
     while let Some(plan) = plans.recv().await {
-        let stored = store.by_type.get(&plan.node_type).context("scheduled a type with no image")?;
-        let frames = session_frames(&plan, &stored.bytes, &stored.image.manifest, msg::MASTER_PRIMARY)?;
+        let stored = store
+            .by_type
+            .get(&plan.node_type)
+            .context("scheduled a type with no image")?;
+        let frames = session_frames(
+            &plan,
+            &stored.bytes,
+            &stored.image.manifest,
+            msg::MASTER_PRIMARY,
+        )?;
         for f in &frames {
             writer.send(f).await?;
         }
-        let sent = Done { session: plan.session, bytes: stored.bytes.len() as u64, frames: frames.len() as u64 };
+        let sent = Done {
+            session: plan.session,
+            bytes: stored.bytes.len() as u64,
+            frames: frames.len() as u64,
+        };
         if done.send(sent).await.is_err() {
             break;
         }
@@ -358,7 +398,7 @@ pub async fn run(
     port: &Path,
     store: Store,
     config: MasterConfig,
-    events: mpsc::UnboundedSender<MasterEvent>,
+    events: mpsc::Sender<MasterEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let (r, w) = busclient::connect(port).await?;
@@ -370,11 +410,14 @@ pub async fn run(
     let send_task = tokio::spawn(broadcaster(w, store.clone(), plan_rx, done_tx));
     let mut sched = Scheduler::new(config.hold_off, 1);
     let mut reported_no_image = BTreeSet::new();
-    let emit = |e: MasterEvent| {
-        log_event(&e);
-        let _ = events.send(e);
-    };
+    let mut happened: Vec<MasterEvent> = Vec::new();
     let result = loop {
+        for e in happened.drain(..) {
+            log_event(&e);
+            // The report's consumer may be gone at shutdown; the log stays.
+            let _ = events.send(e).await;
+        }
+        let mut emit = |e: MasterEvent| happened.push(e);
         let deadline = sched.deadline().map(|d| d.0);
         tokio::select! {
             _ = shutdown.changed() => break Ok(()),
@@ -439,7 +482,13 @@ pub async fn run(
 fn log_event(e: &MasterEvent) {
     match e {
         MasterEvent::WindowOpened { window, node, .. } => info!(window, node, "window open"),
-        MasterEvent::WindowClosed { window, opened_at, closed_at, reason, requesters } => {
+        MasterEvent::WindowClosed {
+            window,
+            opened_at,
+            closed_at,
+            reason,
+            requesters,
+        } => {
             let who: Vec<String> = requesters
                 .iter()
                 .map(|(t, n)| format!("{}:{:?}", t.name(), n))
@@ -447,16 +496,39 @@ fn log_event(e: &MasterEvent) {
             info!(window, ?reason, held_ms = (*closed_at - *opened_at).as_millis() as u64, requesters = %who.join(" "), "window closed");
         }
         MasterEvent::WindowCancelled { window, .. } => {
-            info!(window, "window cancelled: every requester joined a running session")
+            info!(
+                window,
+                "window cancelled: every requester joined a running session"
+            )
         }
-        MasterEvent::SessionStarted { session, window, node_type, requesters, .. } => {
-            info!(session, window, node_type = node_type.name(), ?requesters, "broadcast start")
+        MasterEvent::SessionStarted {
+            session,
+            window,
+            node_type,
+            requesters,
+            ..
+        } => {
+            info!(
+                session,
+                window,
+                node_type = node_type.name(),
+                ?requesters,
+                "broadcast start"
+            )
         }
-        MasterEvent::SessionEnded { session, bytes, frames, .. } => {
+        MasterEvent::SessionEnded {
+            session,
+            bytes,
+            frames,
+            ..
+        } => {
             info!(session, bytes, frames, "broadcast end")
         }
         MasterEvent::NoImage { node, node_type } => {
-            warn!(node, node_type, "request for a type with no image in the store")
+            warn!(
+                node,
+                node_type, "request for a type with no image in the store"
+            )
         }
     }
     debug!(?e);
@@ -489,8 +561,18 @@ mod tests {
             };
             tokio::time::sleep_until(at).await;
             let now = Instant::now();
-            if let Some(MasterEvent::WindowClosed { window, closed_at, requesters, .. }) = s.close_if_due(now) {
-                out.push((window, closed_at - t0, requesters.values().flatten().copied().collect()));
+            if let Some(MasterEvent::WindowClosed {
+                window,
+                closed_at,
+                requesters,
+                ..
+            }) = s.close_if_due(now)
+            {
+                out.push((
+                    window,
+                    closed_at - t0,
+                    requesters.values().flatten().copied().collect(),
+                ));
                 // The session runs and ends at once: the test is about windows.
                 while let Some(p) = s.start_next() {
                     s.finish(now, p.session);
@@ -538,7 +620,10 @@ mod tests {
         s.on_request(t0, 2, NodeType::Xy);
         s.on_request(t0, 3, NodeType::Drive);
         assert!(s.close_if_due(t0 + ms(999)).is_none());
-        assert!(matches!(s.close_if_due(t0 + ms(1000)), Some(MasterEvent::WindowClosed { .. })));
+        assert!(matches!(
+            s.close_if_due(t0 + ms(1000)),
+            Some(MasterEvent::WindowClosed { .. })
+        ));
         let first = s.start_next().unwrap();
         assert_eq!((first.session, first.node_type), (7, NodeType::Xy));
         assert!(s.start_next().is_none(), "one session at a time");
@@ -559,7 +644,10 @@ mod tests {
         ));
         // It then hears a running xy session (say, a late one) and says so:
         // the window it opened has no one left and is cancelled.
-        assert!(matches!(s.on_receiving(t0 + ms(1300), 5), Some(MasterEvent::WindowCancelled { window: 2, .. })));
+        assert!(matches!(
+            s.on_receiving(t0 + ms(1300), 5),
+            Some(MasterEvent::WindowCancelled { window: 2, .. })
+        ));
         assert!(s.deadline().is_none());
     }
 
@@ -578,9 +666,15 @@ mod tests {
         // Node 2 read the session but refused it: it needs a new window.
         s.on_receiving(t0 + ms(1300), 2);
         s.on_reject(2);
-        assert!(matches!(s.on_request(t0 + ms(1600), 2, NodeType::Drive), Some(MasterEvent::WindowOpened { .. })));
+        assert!(matches!(
+            s.on_request(t0 + ms(1600), 2, NodeType::Drive),
+            Some(MasterEvent::WindowOpened { .. })
+        ));
         // Past the grace, a silent requester is served again.
-        assert!(s.on_request(t0 + ms(1200) + LAGGING_GRACE, 1, NodeType::Drive).is_none());
+        assert!(
+            s.on_request(t0 + ms(1200) + LAGGING_GRACE, 1, NodeType::Drive)
+                .is_none()
+        );
         assert_eq!(s.deadline().map(|d| d.0), Some(t0 + ms(2600)));
         assert!(s.close_if_due(t0 + ms(2600)).is_some());
         assert_eq!(s.start_next().unwrap().requesters, BTreeSet::from([1, 2]));
@@ -601,16 +695,26 @@ mod tests {
             signature: [0; 64],
         };
         let object: Vec<u8> = (0..260u32).map(|i| i as u8).collect();
-        let plan = SessionPlan { session: 3, window: 1, node_type: NodeType::Drive, requesters: BTreeSet::new() };
+        let plan = SessionPlan {
+            session: 3,
+            window: 1,
+            node_type: NodeType::Drive,
+            requesters: BTreeSet::new(),
+        };
         let frames = session_frames(&plan, &object, &manifest, msg::MASTER_PRIMARY).unwrap();
         assert_eq!(frames.len(), 3 + 5);
         let mut rebuilt = Vec::new();
         for f in &frames[2..7] {
-            let Ok((_, Message::Data(d))) = Message::decode(f) else { panic!("not data") };
+            let Ok((_, Message::Data(d))) = Message::decode(f) else {
+                panic!("not data")
+            };
             rebuilt.extend_from_slice(d.payload);
         }
         rebuilt.truncate(object.len());
         assert_eq!(rebuilt, object);
-        assert!(matches!(Message::decode(&frames[7]), Ok((_, Message::SessionEnd(_)))));
+        assert!(matches!(
+            Message::decode(&frames[7]),
+            Ok((_, Message::SessionEnd(_)))
+        ));
     }
 }

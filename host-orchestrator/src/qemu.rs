@@ -61,16 +61,28 @@ impl NodeLaunch {
         a.push("-name".into());
         a.push(format!("bootcast-node-{}", self.id));
         a.push("-drive".into());
-        a.push(format!("if=pflash,unit=0,format=raw,readonly=on,file={}", self.flash.display()));
+        a.push(format!(
+            "if=pflash,unit=0,format=raw,readonly=on,file={}",
+            self.flash.display()
+        ));
         a.push("-chardev".into());
-        a.push(format!("socket,id=bus,path={},reconnect=1", self.bus_socket.display()));
+        a.push(format!(
+            "socket,id=bus,path={},reconnect=1",
+            self.bus_socket.display()
+        ));
         a.push("-serial".into());
         a.push("chardev:bus".into());
         a.push("-qmp".into());
-        a.push(format!("unix:{},server=on,wait=off", self.qmp_socket.display()));
+        a.push(format!(
+            "unix:{},server=on,wait=off",
+            self.qmp_socket.display()
+        ));
         for (i, w) in self.strap.to_words().iter().enumerate() {
             a.push("-device".into());
-            a.push(format!("loader,addr={:#x},data={w:#x},data-len=8", Strap::word_addr(i)));
+            a.push(format!(
+                "loader,addr={:#x},data={w:#x},data-len=8",
+                Strap::word_addr(i)
+            ));
         }
         a
     }
@@ -111,7 +123,11 @@ impl NodeProcess {
             format!("cannot start {QEMU} (install it: apt-get install -y qemu-system-misc)")
         })?;
         let pid = child.id().context("QEMU exited at once")?;
-        Ok(NodeProcess { id: launch.id, pid, child })
+        Ok(NodeProcess {
+            id: launch.id,
+            pid,
+            child,
+        })
     }
 
     /// Whether the process has exited (and how).
@@ -129,7 +145,10 @@ impl NodeProcess {
     /// Waits for the process until `deadline`, then kills it. Either way it is
     /// reaped, so no zombie is left.
     pub async fn wait_or_kill(&mut self, deadline: tokio::time::Instant) {
-        if tokio::time::timeout_at(deadline, self.child.wait()).await.is_err() {
+        if tokio::time::timeout_at(deadline, self.child.wait())
+            .await
+            .is_err()
+        {
             let _ = self.child.start_kill();
             let _ = self.child.wait().await;
         }
@@ -138,7 +157,8 @@ impl NodeProcess {
     /// Stops the process: SIGTERM, then SIGKILL after a grace period.
     pub async fn stop(&mut self) {
         self.terminate();
-        self.wait_or_kill(tokio::time::Instant::now() + TERM_GRACE).await;
+        self.wait_or_kill(tokio::time::Instant::now() + TERM_GRACE)
+            .await;
     }
 
     /// Kills at once (a power cut) and waits for the process.

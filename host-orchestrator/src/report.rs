@@ -131,10 +131,21 @@ impl MasterLog {
                 close_reason: None,
                 requesters: vec![*node],
             }),
-            MasterEvent::WindowClosed { window, closed_at, reason, requesters, .. } => {
+            MasterEvent::WindowClosed {
+                window,
+                closed_at,
+                reason,
+                requesters,
+                ..
+            } => {
                 if let Some(w) = self.windows.iter_mut().find(|w| w.window == *window) {
                     w.closed_s = Some(s(closed_at));
-                    w.close_reason = Some(serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default());
+                    w.close_reason = Some(
+                        serde_json::to_value(reason)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default(),
+                    );
                     let all: BTreeSet<u16> = requesters.values().flatten().copied().collect();
                     w.requesters = all.into_iter().collect();
                 }
@@ -146,19 +157,28 @@ impl MasterLog {
                     w.requesters.clear();
                 }
             }
-            MasterEvent::SessionStarted { session, window, node_type, requesters, at } => {
-                self.broadcasts.push(BroadcastReport {
-                    window: *window,
-                    session: *session,
-                    node_type: node_type.name().into(),
-                    bytes: 0,
-                    frames: 0,
-                    requesters: requesters.iter().copied().collect(),
-                    started_s: s(at),
-                    ended_s: None,
-                })
-            }
-            MasterEvent::SessionEnded { session, bytes, frames, at } => {
+            MasterEvent::SessionStarted {
+                session,
+                window,
+                node_type,
+                requesters,
+                at,
+            } => self.broadcasts.push(BroadcastReport {
+                window: *window,
+                session: *session,
+                node_type: node_type.name().into(),
+                bytes: 0,
+                frames: 0,
+                requesters: requesters.iter().copied().collect(),
+                started_s: s(at),
+                ended_s: None,
+            }),
+            MasterEvent::SessionEnded {
+                session,
+                bytes,
+                frames,
+                at,
+            } => {
                 if let Some(b) = self.broadcasts.iter_mut().find(|b| b.session == *session) {
                     b.bytes = *bytes;
                     b.frames = *frames;
@@ -171,7 +191,13 @@ impl MasterLog {
 }
 
 /// Builds the report.
-pub fn build(view: &FleetView, log: &MasterLog, bus: serde_json::Value, t0: Instant, run_dir: String) -> Report {
+pub fn build(
+    view: &FleetView,
+    log: &MasterLog,
+    bus: serde_json::Value,
+    t0: Instant,
+    run_dir: String,
+) -> Report {
     let nodes: Vec<NodeReport> = view
         .nodes
         .values()
@@ -188,7 +214,9 @@ pub fn build(view: &FleetView, log: &MasterLog, bus: serde_json::Value, t0: Inst
             image_name: n.image_name.clone(),
             image_version: n.version.map(images::build::format_version),
             time_to_verified_s: match (n.spawned_at, n.verified_at, n.state) {
-                (Some(s), Some(v), HostState::Verified) => Some(v.saturating_duration_since(s).as_secs_f64()),
+                (Some(s), Some(v), HostState::Verified) => {
+                    Some(v.saturating_duration_since(s).as_secs_f64())
+                }
                 _ => None,
             },
             boot_count: n.boot_count,
@@ -206,9 +234,17 @@ pub fn build(view: &FleetView, log: &MasterLog, bus: serde_json::Value, t0: Inst
         .filter_map(|n| n.verified_at)
         .max()
         .filter(|_| verified == nodes.len());
-    let elapsed_s = last_verified.unwrap_or_else(Instant::now).saturating_duration_since(t0).as_secs_f64();
+    let elapsed_s = last_verified
+        .unwrap_or_else(Instant::now)
+        .saturating_duration_since(t0)
+        .as_secs_f64();
     Report {
-        verdict: if verified == nodes.len() { "pass" } else { "fail" }.into(),
+        verdict: if verified == nodes.len() {
+            "pass"
+        } else {
+            "fail"
+        }
+        .into(),
         nodes_total: nodes.len(),
         nodes_verified: verified,
         elapsed_s,
@@ -236,12 +272,19 @@ impl Report {
                 format!("{:?}", n.state).to_uppercase(),
                 n.image_name.as_deref().unwrap_or("-"),
                 n.image_version.as_deref().unwrap_or("-"),
-                n.digest.as_deref().map_or("-".to_string(), |d| format!("{}…", &d[..16])),
-                n.time_to_verified_s.map_or("-".to_string(), |t| format!("{t:.2}s")),
+                n.digest
+                    .as_deref()
+                    .map_or("-".to_string(), |d| format!("{}…", &d[..16])),
+                n.time_to_verified_s
+                    .map_or("-".to_string(), |t| format!("{t:.2}s")),
             );
         }
         for n in self.nodes.iter().filter(|n| n.failure.is_some()) {
-            out += &format!("node {} FAILED: {}\n", n.id, n.failure.as_deref().unwrap_or(""));
+            out += &format!(
+                "node {} FAILED: {}\n",
+                n.id,
+                n.failure.as_deref().unwrap_or("")
+            );
         }
         for b in &self.broadcasts {
             out += &format!(

@@ -55,8 +55,10 @@ impl Store {
             .collect();
         paths.sort();
         for path in paths {
-            let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            let image = Image::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let image =
+                Image::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             let t = image.manifest.node_type;
             if let Some(other) = store.by_type.get(&t) {
                 bail!(
@@ -69,7 +71,12 @@ impl Store {
             let payload_sha256 = Sha256::digest(&image.payload).into();
             store.by_type.insert(
                 t,
-                StoredImage { path, image: Arc::new(image), bytes: Arc::new(bytes), payload_sha256 },
+                StoredImage {
+                    path,
+                    image: Arc::new(image),
+                    bytes: Arc::new(bytes),
+                    payload_sha256,
+                },
             );
         }
         Ok(store)
@@ -79,7 +86,11 @@ impl Store {
     pub fn require(&self, types: &[NodeType], dir: &Path) -> Result<()> {
         for t in types {
             if !self.by_type.contains_key(t) {
-                bail!("image store {} has no image for node type {}", dir.display(), t.name());
+                bail!(
+                    "image store {} has no image for node type {}",
+                    dir.display(),
+                    t.name()
+                );
             }
         }
         Ok(())

@@ -176,30 +176,41 @@ impl FleetView {
 
     /// Whether every node is verified or failed.
     pub fn settled(&self) -> bool {
-        self.nodes.values().all(|n| matches!(n.state, HostState::Verified | HostState::Failed))
+        self.nodes
+            .values()
+            .all(|n| matches!(n.state, HostState::Verified | HostState::Failed))
     }
 
     /// How many nodes are verified.
     pub fn verified(&self) -> usize {
-        self.nodes.values().filter(|n| n.state == HostState::Verified).count()
+        self.nodes
+            .values()
+            .filter(|n| n.state == HostState::Verified)
+            .count()
     }
 
     fn set_state(&mut self, id: u16, state: HostState) {
-        if let Some(n) = self.nodes.get_mut(&id) {
-            if n.state != state && n.state != HostState::Failed {
-                info!(node = id, node_type = n.spec.node_type.name(), state = state.as_str(), "node");
-                n.state = state;
-            }
+        if let Some(n) = self.nodes.get_mut(&id)
+            && n.state != state
+            && n.state != HostState::Failed
+        {
+            info!(
+                node = id,
+                node_type = n.spec.node_type.name(),
+                state = state.as_str(),
+                "node"
+            );
+            n.state = state;
         }
     }
 
     fn fail(&mut self, id: u16, why: String) {
-        if let Some(n) = self.nodes.get_mut(&id) {
-            if n.state != HostState::Failed {
-                warn!(node = id, node_type = n.spec.node_type.name(), reason = %why, "node FAILED");
-                n.state = HostState::Failed;
-                n.failure = Some(why);
-            }
+        if let Some(n) = self.nodes.get_mut(&id)
+            && n.state != HostState::Failed
+        {
+            warn!(node = id, node_type = n.spec.node_type.name(), reason = %why, "node FAILED");
+            n.state = HostState::Failed;
+            n.failure = Some(why);
         }
     }
 
@@ -216,9 +227,17 @@ impl FleetView {
             }
             Message::SessionPart(p) => {
                 let window = self.announces.get(&p.session).map_or(0, |a| a.window);
-                let node_type = NodeType::from_code(p.node_type).map_or("?", |t| t.name()).to_string();
+                let node_type = NodeType::from_code(p.node_type)
+                    .map_or("?", |t| t.name())
+                    .to_string();
                 let at_s = self.at_s();
-                self.sessions.push(ObservedSession { session: p.session, window, node_type, bytes: p.len, at_s });
+                self.sessions.push(ObservedSession {
+                    session: p.session,
+                    window,
+                    node_type,
+                    bytes: p.len,
+                    at_s,
+                });
                 return None;
             }
             _ => {}
@@ -237,10 +256,17 @@ impl FleetView {
             Message::Status(s) => {
                 n.reset_cause = ResetCause::from_code(s.reset_cause);
                 match NodeState::from_code(s.state) {
-                    Some(NodeState::SelfTest) if s.selftest != 0 => {
-                        self.fail(src, format!("boot ROM self-test failed (bits {:#04x})", s.selftest))
-                    }
-                    Some(NodeState::Failed) => self.fail(src, format!("boot ROM reports failure (self-test bits {:#04x})", s.selftest)),
+                    Some(NodeState::SelfTest) if s.selftest != 0 => self.fail(
+                        src,
+                        format!("boot ROM self-test failed (bits {:#04x})", s.selftest),
+                    ),
+                    Some(NodeState::Failed) => self.fail(
+                        src,
+                        format!(
+                            "boot ROM reports failure (self-test bits {:#04x})",
+                            s.selftest
+                        ),
+                    ),
                     Some(NodeState::SelfTest) => self.set_state(src, HostState::SelfTest),
                     Some(NodeState::Receiving) => self.set_state(src, HostState::Receiving),
                     Some(NodeState::Verifying) => self.set_state(src, HostState::Verifying),
@@ -248,15 +274,14 @@ impl FleetView {
                     _ => {}
                 }
             }
-            Message::Request(_) => {
-                if n.state != HostState::Requesting {
-                    n.verified_generation = None;
-                    n.pending_check = None;
-                    self.set_state(src, HostState::Requesting);
-                }
+            Message::Request(_) if n.state != HostState::Requesting => {
+                n.verified_generation = None;
+                n.pending_check = None;
+                self.set_state(src, HostState::Requesting);
             }
             Message::Reject(r) => {
-                let reason = RejectReason::from_code(r.reason).map_or("unknown reason", |r| r.as_str());
+                let reason =
+                    RejectReason::from_code(r.reason).map_or("unknown reason", |r| r.as_str());
                 n.rejections.push(Rejection {
                     at_s,
                     session: r.session,
@@ -266,7 +291,12 @@ impl FleetView {
                     manifest_prefix: hex(&r.expected),
                 });
                 let count = n.rejections.len();
-                warn!(node = src, session = r.session, reason, "image rejected by node");
+                warn!(
+                    node = src,
+                    session = r.session,
+                    reason,
+                    "image rejected by node"
+                );
                 if count >= max_rejects {
                     let why = format!(
                         "node rejected the image {count} times; last: {reason} (session {}, measured {}…, manifest says {}…)",
@@ -297,7 +327,13 @@ impl FleetView {
                 let expected = n.expected_digest;
                 if h.node_type != expected_type as u8 {
                     let t = NodeType::from_code(h.node_type).map_or("unknown", |t| t.name());
-                    self.fail(src, format!("running an image for type {t}, but the node is a {}", expected_type.name()));
+                    self.fail(
+                        src,
+                        format!(
+                            "running an image for type {t}, but the node is a {}",
+                            expected_type.name()
+                        ),
+                    );
                     return None;
                 }
                 if h.digest != expected {
@@ -327,17 +363,23 @@ impl FleetView {
                     let nonce: u32 = rand::random();
                     match &mut n.pending_check {
                         // A slow node may still answer an earlier challenge.
-                        Some((nonces, g, at)) if *g == h.generation && nonces.len() < MAX_OPEN_CHECKS => {
+                        Some((nonces, g, at))
+                            if *g == h.generation && nonces.len() < MAX_OPEN_CHECKS =>
+                        {
                             nonces.push(nonce);
                             *at = Instant::now();
                         }
                         _ => n.pending_check = Some((vec![nonce], h.generation, Instant::now())),
                     }
-                    return Message::Check(Check { target: src, nonce }).to_frame(SUPERVISOR_ID).ok();
+                    return Message::Check(Check { target: src, nonce })
+                        .to_frame(SUPERVISOR_ID)
+                        .ok();
                 }
             }
             Message::CheckReply(c) => {
-                let Some((nonces, generation, _)) = &n.pending_check else { return None };
+                let Some((nonces, generation, _)) = &n.pending_check else {
+                    return None;
+                };
                 if !nonces.contains(&c.nonce) {
                     return None;
                 }
@@ -389,7 +431,9 @@ impl Supervisor {
                 .by_type
                 .get(&spec.node_type)
                 .map(|s| s.payload_sha256)
-                .ok_or_else(|| anyhow::anyhow!("no built image for node type {}", spec.node_type.name()))?;
+                .ok_or_else(|| {
+                    anyhow::anyhow!("no built image for node type {}", spec.node_type.name())
+                })?;
             records.insert(
                 spec.id,
                 NodeRecord {
@@ -438,11 +482,10 @@ impl Supervisor {
                         let Some(f) = f else { break Ok(()) };
                         let reply = shared.lock().expect("fleet view lock").on_frame(&f);
                         changed_tx.send_modify(|v| *v += 1);
-                        if let Some(reply) = reply {
-                            if let Err(e) = w.send(&reply).await {
+                        if let Some(reply) = reply
+                            && let Err(e) = w.send(&reply).await {
                                 break Err(e);
                             }
-                        }
                     }
                     f = outbox.recv() => {
                         let Some(f) = f else { break Ok(()) };
@@ -455,13 +498,23 @@ impl Supervisor {
             reader.abort();
             result
         });
-        Ok(Supervisor { view, changes, outbox: tx, task })
+        Ok(Supervisor {
+            view,
+            changes,
+            outbox: tx,
+            task,
+        })
     }
 
     /// Sends a frame from the supervisor's port.
     pub async fn send(&self, m: Message<'_>) -> Result<()> {
-        let f = m.to_frame(SUPERVISOR_ID).map_err(|e| anyhow::anyhow!("cannot encode: {e:?}"))?;
-        self.outbox.send(f).await.map_err(|_| anyhow::anyhow!("supervisor stopped"))
+        let f = m
+            .to_frame(SUPERVISOR_ID)
+            .map_err(|e| anyhow::anyhow!("cannot encode: {e:?}"))?;
+        self.outbox
+            .send(f)
+            .await
+            .map_err(|_| anyhow::anyhow!("supervisor stopped"))
     }
 
     /// Records that node `id`'s QEMU process (re)started now.

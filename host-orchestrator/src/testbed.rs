@@ -78,7 +78,14 @@ pub struct Options {
 impl Options {
     /// Defaults for `fleet`.
     pub fn new(fleet: Fleet, artifacts: Artifacts) -> Options {
-        Options { fleet, artifacts, store: None, run_dir: None, max_rejects: 3, progress: false }
+        Options {
+            fleet,
+            artifacts,
+            store: None,
+            run_dir: None,
+            max_rejects: 3,
+            progress: false,
+        }
     }
 }
 
@@ -118,7 +125,10 @@ impl Testbed {
         let reference = Arc::new(Store::load(&opts.artifacts.images())?);
         let types = opts.fleet.types();
         reference.require(&types, &opts.artifacts.images())?;
-        let store_dir = opts.store.clone().unwrap_or_else(|| opts.artifacts.images());
+        let store_dir = opts
+            .store
+            .clone()
+            .unwrap_or_else(|| opts.artifacts.images());
         let store = Store::load(&store_dir)?;
         let segments = opts.fleet.segments();
         if segments.len() != 1 {
@@ -128,7 +138,8 @@ impl Testbed {
         }
         let run_dir = match &opts.run_dir {
             Some(p) => {
-                std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
+                std::fs::create_dir_all(p)
+                    .with_context(|| format!("cannot create {}", p.display()))?;
                 RunDir::Kept(p.clone())
             }
             // Short and under /tmp: unix socket paths are limited to 108 bytes.
@@ -162,11 +173,13 @@ impl Testbed {
             rx_queue_depth: 64,
             ..bus_bridge::BridgeConfig::default()
         };
-        let bridge = bus_bridge::start(config).await.context("starting the bus bridge")?;
+        let bridge = bus_bridge::start(config)
+            .await
+            .context("starting the bus bridge")?;
         let t0 = Instant::now();
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (events_tx, mut events_rx) = mpsc::unbounded_channel::<MasterEvent>();
+        let (events_tx, mut events_rx) = mpsc::channel::<MasterEvent>(256);
         let master_log = Arc::new(Mutex::new(MasterLog::default()));
         let log = master_log.clone();
         let mut background = vec![tokio::spawn(async move {
@@ -179,10 +192,20 @@ impl Testbed {
         let master = tokio::spawn(async move {
             master::run(&master_port, store, master_config, events_tx, shutdown_rx).await
         });
-        let supervisor =
-            Supervisor::start(&ports[1].socket, &opts.fleet.nodes, reference, opts.max_rejects, t0).await?;
+        let supervisor = Supervisor::start(
+            &ports[1].socket,
+            &opts.fleet.nodes,
+            reference,
+            opts.max_rejects,
+            t0,
+        )
+        .await?;
         if opts.progress {
-            background.push(tokio::spawn(progress_lines(supervisor.view.clone(), supervisor.changes.clone(), t0)));
+            background.push(tokio::spawn(progress_lines(
+                supervisor.view.clone(),
+                supervisor.changes.clone(),
+                t0,
+            )));
         }
 
         let mut tb = Testbed {
@@ -249,11 +272,17 @@ impl Testbed {
     }
 
     /// Waits until `done` holds on the fleet view, watching for dead nodes.
-    pub async fn wait_until(&mut self, timeout: Duration, done: impl Fn(&FleetView) -> bool) -> bool {
+    pub async fn wait_until(
+        &mut self,
+        timeout: Duration,
+        done: impl Fn(&FleetView) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             self.reap_exited();
-            let step = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
+            let step = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(250));
             if self.supervisor.wait_for(step, &done).await {
                 return true;
             }
@@ -285,14 +314,22 @@ impl Testbed {
     /// Sends `Reboot` to one node over the bus (a soft reboot).
     pub async fn soft_reboot(&self, node: u16) -> Result<()> {
         self.supervisor
-            .send(Message::Reboot(Reboot { target: node, target_type: 0, reason: 1 }))
+            .send(Message::Reboot(Reboot {
+                target: node,
+                target_type: 0,
+                reason: 1,
+            }))
             .await
     }
 
     /// Sends `Reboot` to every node.
     pub async fn soft_reboot_all(&self) -> Result<()> {
         self.supervisor
-            .send(Message::Reboot(Reboot { target: msg::BROADCAST, target_type: 0, reason: 1 }))
+            .send(Message::Reboot(Reboot {
+                target: msg::BROADCAST,
+                target_type: 0,
+                reason: 1,
+            }))
             .await
     }
 
@@ -305,7 +342,13 @@ impl Testbed {
             .unwrap_or(serde_json::Value::Null);
         let view = self.supervisor.view.lock().expect("fleet view lock");
         let log = self.master_log.lock().expect("master log lock");
-        report::build(&view, &log, bus, self.t0, self.run_dir().display().to_string())
+        report::build(
+            &view,
+            &log,
+            bus,
+            self.t0,
+            self.run_dir().display().to_string(),
+        )
     }
 
     /// Stops every node, the master, the supervisor and the bridge, and
@@ -349,10 +392,18 @@ pub fn log_tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let tail = &lines[lines.len().saturating_sub(n)..];
-    if tail.is_empty() { "(empty)".into() } else { tail.join(" | ") }
+    if tail.is_empty() {
+        "(empty)".into()
+    } else {
+        tail.join(" | ")
+    }
 }
 
-async fn progress_lines(view: Arc<Mutex<FleetView>>, mut changes: watch::Receiver<u64>, t0: Instant) {
+async fn progress_lines(
+    view: Arc<Mutex<FleetView>>,
+    mut changes: watch::Receiver<u64>,
+    t0: Instant,
+) {
     let mut last: BTreeMap<u16, HostState> = BTreeMap::new();
     loop {
         {

@@ -23,7 +23,9 @@ static ONE_FLEET_AT_A_TIME: Mutex<()> = Mutex::new(());
 const SETTLE: Duration = Duration::from_secs(90);
 
 fn run<F: std::future::Future<Output = ()>>(f: F) {
-    let _guard = ONE_FLEET_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = ONE_FLEET_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -43,7 +45,10 @@ fn options(fleet: Fleet) -> Options {
 /// Prints what a failing test needs to see.
 fn dump(report: &Report) {
     eprintln!("{}", report.table());
-    eprintln!("{}", serde_json::to_string_pretty(report).unwrap_or_default());
+    eprintln!(
+        "{}",
+        serde_json::to_string_pretty(report).unwrap_or_default()
+    );
 }
 
 fn by_type(report: &Report) -> BTreeMap<String, usize> {
@@ -74,7 +79,9 @@ fn eight_nodes_of_five_types_boot_together_and_each_type_is_broadcast_once() {
     run(async {
         let fleet = Fleet::default_mix(8).unwrap();
         assert_eq!(fleet.types().len(), 5);
-        let mut tb = Testbed::start(options(fleet)).await.expect("testbed starts");
+        let mut tb = Testbed::start(options(fleet))
+            .await
+            .expect("testbed starts");
         let settled = tb.wait_settled(SETTLE).await;
         let report = tb.shutdown().await;
         if !(settled && report.verdict == "pass") {
@@ -83,18 +90,31 @@ fn eight_nodes_of_five_types_boot_together_and_each_type_is_broadcast_once() {
         }
         assert_eq!(report.nodes_verified, 8);
         for n in &report.nodes {
-            assert_eq!(n.digest.as_deref(), Some(n.expected_digest.as_str()), "node {}", n.id);
+            assert_eq!(
+                n.digest.as_deref(),
+                Some(n.expected_digest.as_str()),
+                "node {}",
+                n.id
+            );
             assert_eq!(n.generations.len(), 1, "node {} booted once", n.id);
         }
         // What the supervisor saw on the bus, not what the master says.
         let seen = by_type(&report);
         assert_eq!(seen.len(), 5, "every type broadcast: {seen:?}");
-        assert!(seen.values().all(|&c| c == 1), "each type exactly once: {seen:?}");
+        assert!(
+            seen.values().all(|&c| c == 1),
+            "each type exactly once: {seen:?}"
+        );
         // And the master's log agrees: one window, every node a requester.
         assert_eq!(report.broadcasts.len(), 5, "{:?}", report.broadcasts);
-        let windows: std::collections::BTreeSet<u32> = report.broadcasts.iter().map(|b| b.window).collect();
+        let windows: std::collections::BTreeSet<u32> =
+            report.broadcasts.iter().map(|b| b.window).collect();
         assert_eq!(windows.len(), 1, "one window served everyone");
-        let mut served: Vec<u16> = report.broadcasts.iter().flat_map(|b| b.requesters.clone()).collect();
+        let mut served: Vec<u16> = report
+            .broadcasts
+            .iter()
+            .flat_map(|b| b.requesters.clone())
+            .collect();
         served.sort();
         assert_eq!(served, (1..=8).collect::<Vec<u16>>());
         // The bus carried real traffic and dropped nothing.
@@ -106,14 +126,20 @@ fn eight_nodes_of_five_types_boot_together_and_each_type_is_broadcast_once() {
 fn a_node_rebooted_while_others_run_gets_its_image_and_the_others_are_undisturbed() {
     run(async {
         let fleet = Fleet::default_mix(6).unwrap();
-        let mut tb = Testbed::start(options(fleet)).await.expect("testbed starts");
+        let mut tb = Testbed::start(options(fleet))
+            .await
+            .expect("testbed starts");
         if !tb.wait_settled(SETTLE).await || tb.report().verdict != "pass" {
             let r = tb.shutdown().await;
             dump(&r);
             panic!("fleet did not verify");
         }
         let before = tb.report();
-        let drive = before.nodes.iter().find(|n| n.node_type == "drive").unwrap();
+        let drive = before
+            .nodes
+            .iter()
+            .find(|n| n.node_type == "drive")
+            .unwrap();
         let target = drive.id;
         let old_generation = drive.generation.unwrap();
         tb.soft_reboot(target).await.unwrap();
@@ -135,11 +161,28 @@ fn a_node_rebooted_while_others_run_gets_its_image_and_the_others_are_undisturbe
         assert_eq!(rebooted.generations.len(), 2, "{:?}", rebooted.generations);
         assert_eq!(rebooted.reset_cause.as_deref(), Some("SoftReboot"));
         assert_eq!(rebooted.boot_count, 2);
-        let drive_sessions: Vec<_> =
-            report.broadcasts.iter().filter(|b| b.requesters == vec![target]).collect();
-        assert_eq!(drive_sessions.len(), 1, "one broadcast for the rebooted node: {:?}", report.broadcasts);
-        for (old, new) in before.nodes.iter().zip(&report.nodes).filter(|(o, _)| o.id != target) {
-            assert_eq!(old.generation, new.generation, "node {} was disturbed", new.id);
+        let drive_sessions: Vec<_> = report
+            .broadcasts
+            .iter()
+            .filter(|b| b.requesters == vec![target])
+            .collect();
+        assert_eq!(
+            drive_sessions.len(),
+            1,
+            "one broadcast for the rebooted node: {:?}",
+            report.broadcasts
+        );
+        for (old, new) in before
+            .nodes
+            .iter()
+            .zip(&report.nodes)
+            .filter(|(o, _)| o.id != target)
+        {
+            assert_eq!(
+                old.generation, new.generation,
+                "node {} was disturbed",
+                new.id
+            );
             assert_eq!(new.generations.len(), 1, "node {} rebooted", new.id);
             assert!(
                 new.ignored_image_frames > old.ignored_image_frames,
@@ -157,8 +200,11 @@ fn a_node_whose_image_was_tampered_with_in_the_store_is_failed_with_the_reason()
     run(async {
         let dir = tempfile::tempdir().unwrap();
         // One payload byte flipped, manifest untouched: the node's own check fails.
-        let store = tampered_store(dir.path(), NodeType::Drive, |b| b[MANIFEST_LEN + 64] ^= 0x01);
-        let fleet = Fleet::parse("[[nodes]]\ntype = \"xy\"\n[[nodes]]\ntype = \"drive\"\n").unwrap();
+        let store = tampered_store(dir.path(), NodeType::Drive, |b| {
+            b[MANIFEST_LEN + 64] ^= 0x01
+        });
+        let fleet =
+            Fleet::parse("[[nodes]]\ntype = \"xy\"\n[[nodes]]\ntype = \"drive\"\n").unwrap();
         let mut opts = options(fleet);
         opts.store = Some(store.clone());
         opts.max_rejects = 2;
@@ -198,7 +244,8 @@ fn a_consistently_forged_image_runs_but_the_supervisor_fails_it() {
             let digest = Sha256::digest(&b[MANIFEST_LEN..]);
             b[56..88].copy_from_slice(&digest);
         });
-        let fleet = Fleet::parse("[[nodes]]\ntype = \"drive\"\n[[nodes]]\ntype = \"comm\"\n").unwrap();
+        let fleet =
+            Fleet::parse("[[nodes]]\ntype = \"drive\"\n[[nodes]]\ntype = \"comm\"\n").unwrap();
         let mut opts = options(fleet);
         opts.store = Some(store);
         let mut tb = Testbed::start(opts).await.expect("testbed starts");
@@ -211,7 +258,10 @@ fn a_consistently_forged_image_runs_but_the_supervisor_fails_it() {
         }
         let failure = drive.failure.as_deref().unwrap();
         assert!(failure.contains("running digest"), "{failure}");
-        assert_ne!(drive.digest.as_deref(), Some(drive.expected_digest.as_str()));
+        assert_ne!(
+            drive.digest.as_deref(),
+            Some(drive.expected_digest.as_str())
+        );
         assert!(!drive.verified);
     });
 }

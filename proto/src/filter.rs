@@ -41,7 +41,11 @@ impl AcceptanceFilter {
     /// A filter that passes every frame.
     pub const fn accept_all() -> AcceptanceFilter {
         AcceptanceFilter {
-            entries: [FilterEntry { id: 0, mask: 0, extended: false }; MAX_ENTRIES],
+            entries: [FilterEntry {
+                id: 0,
+                mask: 0,
+                extended: false,
+            }; MAX_ENTRIES],
             count: 0,
         }
     }
@@ -65,9 +69,10 @@ impl AcceptanceFilter {
     /// Whether `frame` passes.
     pub fn accepts(&self, frame: &Frame) -> bool {
         self.count == 0
-            || self.entries().iter().any(|e| {
-                e.extended == frame.is_extended() && (frame.id() ^ e.id) & e.mask == 0
-            })
+            || self
+                .entries()
+                .iter()
+                .any(|e| e.extended == frame.is_extended() && (frame.id() ^ e.id) & e.mask == 0)
     }
 }
 
@@ -78,7 +83,11 @@ mod tests {
 
     #[test]
     fn matching() {
-        let kind = |k: u32| FilterEntry { id: k << 16, mask: 0x1FFF_0000, extended: true };
+        let kind = |k: u32| FilterEntry {
+            id: k << 16,
+            mask: 0x1FFF_0000,
+            extended: true,
+        };
         let f = AcceptanceFilter::new(&[kind(0x10), kind(0xF0)]).unwrap();
         let ext = |id: u32| Frame::new(id, FLAG_EXTENDED, &[]).unwrap();
         assert!(f.accepts(&ext(0x10 << 16 | 0xFFF0)));

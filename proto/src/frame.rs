@@ -66,7 +66,11 @@ impl Frame {
         if flags & !KNOWN_FLAGS != 0 {
             return Err(FrameError::UnknownFlags);
         }
-        let max_id = if flags & FLAG_EXTENDED != 0 { MAX_EXTENDED_ID } else { MAX_STANDARD_ID };
+        let max_id = if flags & FLAG_EXTENDED != 0 {
+            MAX_EXTENDED_ID
+        } else {
+            MAX_STANDARD_ID
+        };
         if id > max_id {
             return Err(FrameError::IdOutOfRange);
         }
@@ -83,7 +87,12 @@ impl Frame {
         };
         let mut buf = [0u8; MAX_DATA];
         buf[..data.len()].copy_from_slice(data);
-        Ok(Frame { id, flags, len: len as u8, data: buf })
+        Ok(Frame {
+            id,
+            flags,
+            len: len as u8,
+            data: buf,
+        })
     }
 
     /// An extended-identifier CAN FD frame with bit-rate switch, the format
@@ -167,7 +176,10 @@ mod tests {
         assert!(Frame::new(0x7FF, 0, &[]).is_ok());
         assert_eq!(Frame::new(0x800, 0, &[]), Err(FrameError::IdOutOfRange));
         assert!(Frame::new(MAX_EXTENDED_ID, FLAG_EXTENDED, &[]).is_ok());
-        assert_eq!(Frame::new(1 << 29, FLAG_EXTENDED, &[]), Err(FrameError::IdOutOfRange));
+        assert_eq!(
+            Frame::new(1 << 29, FLAG_EXTENDED, &[]),
+            Err(FrameError::IdOutOfRange)
+        );
         assert_eq!(Frame::new(1, 0x80, &[]), Err(FrameError::UnknownFlags));
         assert_eq!(Frame::new(1, FLAG_BRS, &[]), Err(FrameError::BrsWithoutFd));
     }

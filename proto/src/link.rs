@@ -184,7 +184,11 @@ impl Default for Decoder {
 impl Decoder {
     /// An empty decoder.
     pub const fn new() -> Decoder {
-        Decoder { buf: [0; MAX_BODY], len: 0, overflow: false }
+        Decoder {
+            buf: [0; MAX_BODY],
+            len: 0,
+            overflow: false,
+        }
     }
 
     /// Drops any partial frame, e.g. after the peer reconnects.
@@ -263,11 +267,19 @@ fn decode_control(payload: &[u8]) -> Result<AcceptanceFilter, LinkError> {
     if payload[1] != CMD_SET_FILTER || count > MAX_ENTRIES || payload.len() != 3 + 8 * count {
         return Err(LinkError::BadControl);
     }
-    let mut entries = [FilterEntry { id: 0, mask: 0, extended: false }; MAX_ENTRIES];
+    let mut entries = [FilterEntry {
+        id: 0,
+        mask: 0,
+        extended: false,
+    }; MAX_ENTRIES];
     for (i, e) in entries.iter_mut().take(count).enumerate() {
         let at = 3 + 8 * i;
         let id = le32(&payload[at..]);
-        *e = FilterEntry { id: id & !ENTRY_EXTENDED, mask: le32(&payload[at + 4..]), extended: id & ENTRY_EXTENDED != 0 };
+        *e = FilterEntry {
+            id: id & !ENTRY_EXTENDED,
+            mask: le32(&payload[at + 4..]),
+            extended: id & ENTRY_EXTENDED != 0,
+        };
     }
     AcceptanceFilter::new(&entries[..count]).ok_or(LinkError::BadControl)
 }
@@ -297,7 +309,11 @@ mod tests {
             let f = Frame::fd_extended(0x1ABC_DEF0 & 0x1FFF_FFFF, &data).unwrap();
             let bytes = encoded(&f);
             assert!(bytes.len() <= MAX_ENCODED);
-            assert_eq!(bytes.iter().filter(|&&b| b == 0).count(), 1, "only the delimiter is zero");
+            assert_eq!(
+                bytes.iter().filter(|&&b| b == 0).count(),
+                1,
+                "only the delimiter is zero"
+            );
             assert_eq!(decode_all(&bytes), [Ok(f)]);
         }
         let classic = Frame::new(0x7FF, 0, &[0, 0, 0]).unwrap();
@@ -319,7 +335,10 @@ mod tests {
         bytes.extend(encoded(&f));
         let out = decode_all(&bytes);
         assert_eq!(out.len(), 1);
-        assert!(out[0].is_err(), "garbage glued to the first frame is dropped");
+        assert!(
+            out[0].is_err(),
+            "garbage glued to the first frame is dropped"
+        );
         let mut bytes = std::vec![0x13, 0x37, 0x00];
         bytes.extend(encoded(&f));
         let out = decode_all(&bytes);
@@ -340,7 +359,10 @@ mod tests {
                 continue;
             }
             let out = decode_all(&bad);
-            assert!(out.iter().all(|r| r.is_err()), "bit flip at {i} slipped through");
+            assert!(
+                out.iter().all(|r| r.is_err()),
+                "bit flip at {i} slipped through"
+            );
         }
         // Truncation: the frame cut short, then a delimiter.
         for cut in 1..good.len() - 1 {
@@ -374,10 +396,21 @@ mod tests {
     fn filter_records_round_trip_and_are_refused_where_frames_belong() {
         use crate::filter::FilterEntry;
         let entries = [
-            FilterEntry { id: 0x10 << 16, mask: 0x1FFE_0000, extended: true },
-            FilterEntry { id: 0x123, mask: 0x7FF, extended: false },
+            FilterEntry {
+                id: 0x10 << 16,
+                mask: 0x1FFE_0000,
+                extended: true,
+            },
+            FilterEntry {
+                id: 0x123,
+                mask: 0x7FF,
+                extended: false,
+            },
         ];
-        for f in [AcceptanceFilter::new(&entries).unwrap(), AcceptanceFilter::accept_all()] {
+        for f in [
+            AcceptanceFilter::new(&entries).unwrap(),
+            AcceptanceFilter::accept_all(),
+        ] {
             let mut out = [0u8; MAX_ENCODED];
             let n = encode_filter(&f, &mut out);
             let mut d = Decoder::new();

@@ -90,17 +90,25 @@ impl Kind {
 /// An acceptance-filter entry passing `span` consecutive kinds from `first`
 /// (`span` a power of two, `first` aligned to it), from any sender.
 pub const fn kinds_entry(first: Kind, span: u32) -> FilterEntry {
-    FilterEntry { id: (first as u32) << 16, mask: !((span << 16) - 1) & MAX_EXTENDED_ID, extended: true }
+    FilterEntry {
+        id: (first as u32) << 16,
+        mask: !((span << 16) - 1) & MAX_EXTENDED_ID,
+        extended: true,
+    }
 }
 
 /// What a boot ROM listens to: session control and data.
-pub const BOOT_ROM_KINDS: [FilterEntry; 2] =
-    [kinds_entry(Kind::SessionAnnounce, 4), kinds_entry(Kind::Data, 1)];
+pub const BOOT_ROM_KINDS: [FilterEntry; 2] = [
+    kinds_entry(Kind::SessionAnnounce, 4),
+    kinds_entry(Kind::Data, 1),
+];
 
 /// What a running app listens to: `Reboot` and `Check`, and session control
 /// (which it counts and ignores). Image data never reaches it.
-pub const APP_KINDS: [FilterEntry; 2] =
-    [kinds_entry(Kind::Reboot, 2), kinds_entry(Kind::SessionAnnounce, 4)];
+pub const APP_KINDS: [FilterEntry; 2] = [
+    kinds_entry(Kind::Reboot, 2),
+    kinds_entry(Kind::SessionAnnounce, 4),
+];
 
 /// Splits a bootcast identifier into kind code and source id.
 pub fn split_id(id: u32) -> (u32, u16) {
@@ -125,8 +133,13 @@ pub enum NodeType {
 
 impl NodeType {
     /// Every node type.
-    pub const ALL: [NodeType; 5] =
-        [NodeType::Accessor, NodeType::Xy, NodeType::Drive, NodeType::Comm, NodeType::OpPanel];
+    pub const ALL: [NodeType; 5] = [
+        NodeType::Accessor,
+        NodeType::Xy,
+        NodeType::Drive,
+        NodeType::Comm,
+        NodeType::OpPanel,
+    ];
 
     /// The type with wire code `code`.
     pub fn from_code(code: u8) -> Option<NodeType> {
@@ -174,9 +187,11 @@ impl NodeState {
     /// The state with wire code `code`.
     pub fn from_code(code: u8) -> Option<NodeState> {
         use NodeState::*;
-        [SelfTest, Requesting, Receiving, Verifying, Handoff, Running, Failed]
-            .into_iter()
-            .find(|s| *s as u8 == code)
+        [
+            SelfTest, Requesting, Receiving, Verifying, Handoff, Running, Failed,
+        ]
+        .into_iter()
+        .find(|s| *s as u8 == code)
     }
 }
 
@@ -251,7 +266,9 @@ impl ResetCause {
     /// The cause with wire code `code`.
     pub fn from_code(code: u8) -> Option<ResetCause> {
         use ResetCause::*;
-        [PowerOn, Reset, SoftReboot].into_iter().find(|r| *r as u8 == code)
+        [PowerOn, Reset, SoftReboot]
+            .into_iter()
+            .find(|r| *r as u8 == code)
     }
 }
 
@@ -430,7 +447,8 @@ impl Reboot {
     /// Whether node `node` of type `node_type` must obey.
     pub fn applies_to(&self, node: u16, node_type: u8) -> bool {
         self.target == node
-            || (self.target == BROADCAST && (self.target_type == 0 || self.target_type == node_type))
+            || (self.target == BROADCAST
+                && (self.target_type == 0 || self.target_type == node_type))
     }
 }
 
@@ -548,7 +566,10 @@ struct Writer {
 impl Writer {
     fn put(&mut self, bytes: &[u8]) -> Result<(), MsgError> {
         let end = self.at + bytes.len();
-        self.buf.get_mut(self.at..end).ok_or(MsgError::TooLong)?.copy_from_slice(bytes);
+        self.buf
+            .get_mut(self.at..end)
+            .ok_or(MsgError::TooLong)?
+            .copy_from_slice(bytes);
         self.at = end;
         Ok(())
     }
@@ -594,14 +615,20 @@ impl<'a> Message<'a> {
         }
         let (code, src) = split_id(frame.id());
         let kind = Kind::from_code(code).ok_or(MsgError::UnknownKind)?;
-        let mut r = Reader { bytes: frame.data(), at: 0 };
+        let mut r = Reader {
+            bytes: frame.data(),
+            at: 0,
+        };
         let msg = match kind {
             Kind::Reboot => Message::Reboot(Reboot {
                 target: r.u16()?,
                 target_type: r.u8()?,
                 reason: r.u8()?,
             }),
-            Kind::Check => Message::Check(Check { target: r.u16()?, nonce: r.u32()? }),
+            Kind::Check => Message::Check(Check {
+                target: r.u16()?,
+                nonce: r.u32()?,
+            }),
             Kind::MasterBeacon => Message::MasterBeacon(MasterBeacon {
                 role: r.u8()?,
                 state: r.u8()?,
@@ -669,7 +696,11 @@ impl<'a> Message<'a> {
                 for range in ranges.iter_mut().take(count as usize) {
                     *range = (r.u24()?, r.u16()?);
                 }
-                Message::Nack(Nack { session, count, ranges })
+                Message::Nack(Nack {
+                    session,
+                    count,
+                    ranges,
+                })
             }
             Kind::Reject => Message::Reject(Reject {
                 node_type: r.u8()?,
@@ -691,9 +722,10 @@ impl<'a> Message<'a> {
                 received: r.u32()?,
                 total: r.u32()?,
             }),
-            Kind::CheckReply => {
-                Message::CheckReply(CheckReply { nonce: r.u32()?, digest: r.array()? })
-            }
+            Kind::CheckReply => Message::CheckReply(CheckReply {
+                nonce: r.u32()?,
+                digest: r.array()?,
+            }),
             Kind::Heartbeat => Message::Heartbeat(Heartbeat {
                 node_type: r.u8()?,
                 state: r.u8()?,
@@ -721,7 +753,10 @@ impl<'a> Message<'a> {
 
     /// Encodes the message as a frame sent by `src`.
     pub fn to_frame(&self, src: u16) -> Result<Frame, MsgError> {
-        let mut w = Writer { buf: [0; MAX_DATA], at: 0 };
+        let mut w = Writer {
+            buf: [0; MAX_DATA],
+            at: 0,
+        };
         match self {
             Message::Reboot(m) => {
                 w.u16(m.target)?;
@@ -848,9 +883,21 @@ mod tests {
         ranges[0] = (5, 3);
         ranges[1] = (MAX_CHUNK_INDEX, 1);
         std::vec![
-            Message::Reboot(Reboot { target: 7, target_type: 0, reason: 2 }),
-            Message::Check(Check { target: 3, nonce: 0xDEAD_BEEF }),
-            Message::MasterBeacon(MasterBeacon { role: 1, state: 2, next_session: 9, uptime_ms: 77 }),
+            Message::Reboot(Reboot {
+                target: 7,
+                target_type: 0,
+                reason: 2
+            }),
+            Message::Check(Check {
+                target: 3,
+                nonce: 0xDEAD_BEEF
+            }),
+            Message::MasterBeacon(MasterBeacon {
+                role: 1,
+                state: 2,
+                next_session: 9,
+                uptime_ms: 77
+            }),
             Message::SessionAnnounce(SessionAnnounce {
                 session: 0x0102_0304,
                 window: 3,
@@ -870,7 +917,12 @@ mod tests {
                 load_addr: 0x8010_0000,
                 version: 0x0001_0203,
             }),
-            Message::SessionEnd(SessionEnd { session: 1, total_chunks: 17, round: 0, last: 1 }),
+            Message::SessionEnd(SessionEnd {
+                session: 1,
+                total_chunks: 17,
+                round: 0,
+                last: 1
+            }),
             Message::Request(Request {
                 node_type: 3,
                 flags: 0,
@@ -878,7 +930,11 @@ mod tests {
                 attempt: 4,
                 min_version: 0x10000,
             }),
-            Message::Nack(Nack { session: 1, count: 2, ranges }),
+            Message::Nack(Nack {
+                session: 1,
+                count: 2,
+                ranges
+            }),
             Message::Reject(Reject {
                 node_type: 2,
                 reason: RejectReason::DigestMismatch as u8,
@@ -896,7 +952,10 @@ mod tests {
                 received: 10,
                 total: 20,
             }),
-            Message::CheckReply(CheckReply { nonce: 1, digest: [9; 32] }),
+            Message::CheckReply(CheckReply {
+                nonce: 1,
+                digest: [9; 32]
+            }),
             Message::Heartbeat(Heartbeat {
                 node_type: 4,
                 state: NodeState::Running as u8,
@@ -910,7 +969,11 @@ mod tests {
                 digest: [0x5A; 32],
                 ignored: 99,
             }),
-            Message::Data(Data { session: 4, chunk: 0x00AB_CDEF, payload: &CHUNK }),
+            Message::Data(Data {
+                session: 4,
+                chunk: 0x00AB_CDEF,
+                payload: &CHUNK
+            }),
         ]
     }
 
@@ -991,11 +1054,20 @@ mod tests {
         let boot = AcceptanceFilter::new(&BOOT_ROM_KINDS).unwrap();
         let app = AcceptanceFilter::new(&APP_KINDS).unwrap();
         for code in 0..=0xFFu32 {
-            let Some(kind) = Kind::from_code(code) else { continue };
+            let Some(kind) = Kind::from_code(code) else {
+                continue;
+            };
             let f = Frame::fd_extended(kind.id(MASTER_PRIMARY), &[]).unwrap();
-            let session = matches!(kind, Kind::SessionAnnounce | Kind::SessionPart | Kind::SessionEnd);
+            let session = matches!(
+                kind,
+                Kind::SessionAnnounce | Kind::SessionPart | Kind::SessionEnd
+            );
             assert_eq!(boot.accepts(&f), session || kind == Kind::Data, "{kind:?}");
-            assert_eq!(app.accepts(&f), session || matches!(kind, Kind::Reboot | Kind::Check), "{kind:?}");
+            assert_eq!(
+                app.accepts(&f),
+                session || matches!(kind, Kind::Reboot | Kind::Check),
+                "{kind:?}"
+            );
         }
     }
 
@@ -1016,8 +1088,9 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let kind = [0x10u32, 0x11, 0x18, 0x20, 0x21, 0x22, 0x30, 0x38, 0x40, 0x48, 0x50, 0x60, 0xF0]
-                [(x % 13) as usize];
+            let kind = [
+                0x10u32, 0x11, 0x18, 0x20, 0x21, 0x22, 0x30, 0x38, 0x40, 0x48, 0x50, 0x60, 0xF0,
+            ][(x % 13) as usize];
             let len = ((x >> 8) % 65) as usize;
             let data: Vec<u8> = (0..len).map(|i| (x >> (i % 56)) as u8).collect();
             let f = Frame::fd_extended(kind << 16 | (x >> 40) as u32 & 0xFFFF, &data).unwrap();

@@ -34,8 +34,10 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&images_dir)?;
 
     let boot_elf = bins.join("guest-boot");
-    let elf_bytes = std::fs::read(&boot_elf).with_context(|| format!("cannot read {}", boot_elf.display()))?;
-    let (flash, size) = flash_image(&elf_bytes).with_context(|| format!("{}", boot_elf.display()))?;
+    let elf_bytes =
+        std::fs::read(&boot_elf).with_context(|| format!("cannot read {}", boot_elf.display()))?;
+    let (flash, size) =
+        flash_image(&elf_bytes).with_context(|| format!("{}", boot_elf.display()))?;
     write_if_changed(&out.join("flash.bin"), &flash)?;
     eprintln!(
         "xtask: boot ROM size {} bytes (text {} + rodata {} + data {}); RAM: bss {} + stack {}",
@@ -50,16 +52,28 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     let version = images::build::parse_version(IMAGE_VERSION).map_err(anyhow::Error::msg)?;
     for t in NodeType::ALL {
         let elf = bins.join(t.name());
-        let opts = BuildOptions { node_type: t, name: t.name().to_string(), version, pad_to: None };
-        let bytes = std::fs::read(&elf).with_context(|| format!("cannot read {}", elf.display()))?;
+        let opts = BuildOptions {
+            node_type: t,
+            name: t.name().to_string(),
+            version,
+            pad_to: None,
+        };
+        let bytes =
+            std::fs::read(&elf).with_context(|| format!("cannot read {}", elf.display()))?;
         let image = build_from_elf(&bytes, &opts).with_context(|| format!("{}", elf.display()))?;
-        write_if_changed(&images_dir.join(format!("{}.bcimg", t.name())), &image.to_bytes())?;
+        write_if_changed(
+            &images_dir.join(format!("{}.bcimg", t.name())),
+            &image.to_bytes(),
+        )?;
     }
     let summary = serde_json::json!({
         "boot_rom": { "text": size.text, "rodata": size.rodata, "data": size.data, "bss": size.bss, "stack": size.stack,
                       "rom_bytes": size.text + size.rodata + size.data },
     });
-    std::fs::write(out.join("build.json"), serde_json::to_string_pretty(&summary)?)?;
+    std::fs::write(
+        out.join("build.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
     Ok(out)
 }
 
@@ -77,13 +91,26 @@ struct RomSize {
 fn flash_image(elf_bytes: &[u8]) -> Result<(Vec<u8>, RomSize)> {
     let elf = Elf::parse(elf_bytes).context("not an ELF file")?;
     if elf.entry != FLASH_BASE {
-        bail!("entry {:#x} is not the flash base {FLASH_BASE:#x}", elf.entry);
+        bail!(
+            "entry {:#x} is not the flash base {FLASH_BASE:#x}",
+            elf.entry
+        );
     }
     let mut flash = vec![0u8; FLASH_SIZE as usize];
-    for ph in elf.program_headers.iter().filter(|p| p.p_type == PT_LOAD && p.p_filesz > 0) {
-        let start = ph.p_paddr.checked_sub(FLASH_BASE).filter(|s| s + ph.p_filesz <= FLASH_SIZE);
+    for ph in elf
+        .program_headers
+        .iter()
+        .filter(|p| p.p_type == PT_LOAD && p.p_filesz > 0)
+    {
+        let start = ph
+            .p_paddr
+            .checked_sub(FLASH_BASE)
+            .filter(|s| s + ph.p_filesz <= FLASH_SIZE);
         let Some(start) = start else {
-            bail!("a loadable segment at {:#x} lies outside the flash", ph.p_paddr);
+            bail!(
+                "a loadable segment at {:#x} lies outside the flash",
+                ph.p_paddr
+            );
         };
         let src = elf_bytes
             .get(ph.p_offset as usize..(ph.p_offset + ph.p_filesz) as usize)

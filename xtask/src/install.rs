@@ -20,12 +20,19 @@ pub fn rust_target() -> Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == crate::GUEST_TARGET))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == crate::GUEST_TARGET)
+        })
         .unwrap_or(false);
     if installed {
         return Ok(());
     }
-    eprintln!("xtask: installing the Rust target {} (rustup target add)", crate::GUEST_TARGET);
+    eprintln!(
+        "xtask: installing the Rust target {} (rustup target add)",
+        crate::GUEST_TARGET
+    );
     if !succeeds(Command::new("rustup").args(["target", "add", crate::GUEST_TARGET])) {
         bail!(
             "could not install the Rust target; run `rustup target add {}` and try again",
@@ -55,7 +62,12 @@ pub fn qemu() -> Result<()> {
     let ok = succeeds(Command::new("apt-get").arg("update"))
         && succeeds(
             Command::new("apt-get")
-                .args(["install", "-y", "--no-install-recommends", "qemu-system-misc"])
+                .args([
+                    "install",
+                    "-y",
+                    "--no-install-recommends",
+                    "qemu-system-misc",
+                ])
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         );
     if !ok || !succeeds(Command::new(QEMU).arg("--version")) {

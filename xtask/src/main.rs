@@ -36,8 +36,11 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run the whole test suite: host unit and integration tests (the QEMU
-    /// fleet tests included) and a check of `proto` for the guest target.
+    /// Check formatting and run clippy on the host crates and, for the
+    /// guest target, on the guest crates.
+    Lint,
+    /// Run the whole test suite: lints, host unit and integration tests (the
+    /// QEMU fleet tests included) and a check of `proto` for the guest target.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -72,21 +75,44 @@ fn run() -> Result<ExitCode> {
             install::all()?;
             let out = artifacts::build(&root)?;
             let status = cargo(&root)
-                .args(["run", "--release", "--quiet", "-p", "host-orchestrator", "--bin", "bootcast", "--", "testbed"])
+                .args([
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "-p",
+                    "host-orchestrator",
+                    "--bin",
+                    "bootcast",
+                    "--",
+                    "testbed",
+                ])
                 .args(&args)
                 .env("BOOTCAST_ARTIFACTS", &out)
                 .status_ignoring_ctrl_c()?;
             Ok(exit_code(status))
         }
+        Task::Lint => {
+            install::rust_target()?;
+            lint(&root)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Task::Test { args } => {
             install::all()?;
             let out = artifacts::build(&root)?;
+            lint(&root)?;
             run_checked(
                 cargo(&root).args(["check", "--quiet", "-p", "proto", "--target", GUEST_TARGET]),
                 "cargo check -p proto for the guest target",
             )?;
             let status = cargo(&root)
-                .args(["test", "--workspace", "--exclude", "guest-boot", "--exclude", "guest-apps"])
+                .args([
+                    "test",
+                    "--workspace",
+                    "--exclude",
+                    "guest-boot",
+                    "--exclude",
+                    "guest-apps",
+                ])
                 .args(&args)
                 .env("BOOTCAST_ARTIFACTS", &out)
                 .status_ignoring_ctrl_c()?;
@@ -95,8 +121,40 @@ fn run() -> Result<ExitCode> {
     }
 }
 
+fn lint(root: &Path) -> Result<()> {
+    run_checked(
+        cargo(root).args(["fmt", "--all", "--check"]),
+        "cargo fmt --check",
+    )?;
+    run_checked(
+        cargo(root).args(["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"]),
+        "clippy on the host crates",
+    )?;
+    run_checked(
+        cargo(root).args([
+            "clippy",
+            "--quiet",
+            "--profile",
+            "guest",
+            "--target",
+            GUEST_TARGET,
+            "-p",
+            "guest-boot",
+            "-p",
+            "guest-apps",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+        "clippy on the guest crates",
+    )
+}
+
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// `cargo` as invoked us (`$CARGO`), in the workspace root.

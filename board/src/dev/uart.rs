@@ -75,7 +75,14 @@ pub fn tx_idle() -> bool {
 /// Turns the "transmitter empty" interrupt on or off, so a sender waiting for
 /// room can sleep in `wfi` instead of spinning.
 pub fn set_tx_interrupt(on: bool) {
-    write(IER, if on { IER_RX_AVAILABLE | IER_THR_EMPTY } else { IER_RX_AVAILABLE });
+    write(
+        IER,
+        if on {
+            IER_RX_AVAILABLE | IER_THR_EMPTY
+        } else {
+            IER_RX_AVAILABLE
+        },
+    );
 }
 
 /// Scratch-register test for the self-test: returns `true` if it holds values.

@@ -25,4 +25,7 @@ impl Personality for Accessor {
     }
 }
 
-guest_apps::app!(Accessor { slot: 0, forward: true });
+guest_apps::app!(Accessor {
+    slot: 0,
+    forward: true
+});

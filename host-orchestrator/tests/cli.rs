@@ -1,0 +1,282 @@
+//! The `bootcast testbed up` command line: its contract (exit code, last
+//! line, JSON report), its errors, and that Ctrl-C leaves no QEMU behind.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bootcast() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bootcast"))
+}
+
+fn up(args: &[&str]) -> Output {
+    bootcast()
+        .args(["testbed", "up"])
+        .args(args)
+        .output()
+        .expect("bootcast runs")
+}
+
+fn last_line(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn exit_when_ready_reports_every_node_and_ends_with_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = up(&[
+        "--nodes",
+        "3",
+        "--exit-when-ready",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{}",
+        out.status,
+        stderr(&out)
+    );
+    assert_eq!(last_line(&out), "verified 3/3");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["verdict"], "pass");
+    let nodes = r["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    for n in nodes {
+        for field in [
+            "id",
+            "type",
+            "state",
+            "verified",
+            "digest",
+            "expected_digest",
+            "generation",
+        ] {
+            assert!(!n[field].is_null(), "node field {field} missing: {n}");
+        }
+        assert_eq!(n["verified"], true);
+        assert_eq!(n["digest"], n["expected_digest"]);
+    }
+    let broadcasts = r["broadcasts"].as_array().unwrap();
+    assert_eq!(broadcasts.len(), 3, "three types, one broadcast each");
+    for b in broadcasts {
+        assert!(b["window"].is_u64() && b["type"].is_string() && b["bytes"].as_u64() > Some(0));
+        assert_eq!(b["requesters"].as_array().map(|a| a.len()), Some(1));
+    }
+    assert!(
+        r["bus"]["totals"]["frames"].as_u64() > Some(0),
+        "bus statistics merged"
+    );
+}
+
+#[test]
+fn a_fleet_with_a_failed_node_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let built = host_orchestrator::testbed::Artifacts::locate(None)
+        .unwrap()
+        .images();
+    for t in ["accessor", "xy"] {
+        std::fs::copy(
+            built.join(format!("{t}.bcimg")),
+            store.join(format!("{t}.bcimg")),
+        )
+        .unwrap();
+    }
+    let xy = store.join("xy.bcimg");
+    let mut bytes = std::fs::read(&xy).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xFF;
+    std::fs::write(&xy, bytes).unwrap();
+    let report = dir.path().join("r.json");
+    let out = up(&[
+        "--nodes",
+        "2",
+        "--exit-when-ready",
+        "--max-rejects",
+        "2",
+        "--store",
+        store.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(last_line(&out), "verified 1/2");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("node 2 FAILED") && stdout.contains("digest mismatch"),
+        "{stdout}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["verdict"], "fail");
+    assert!(
+        r["nodes"][1]["failure"]
+            .as_str()
+            .unwrap()
+            .contains("digest mismatch")
+    );
+}
+
+#[test]
+fn bad_flags_and_files_get_a_clear_error_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_fleet = dir.path().join("bad.toml");
+    std::fs::write(&bad_fleet, "[[nodes]]\ntype = \"robot\"\n").unwrap();
+    let missing = dir.path().join("missing.toml");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--nodes".into(), "0".into()],
+            "--nodes: must be between 1 and 250",
+        ),
+        (
+            vec!["--nodes".into(), "many".into()],
+            "invalid value 'many' for '--nodes",
+        ),
+        (
+            vec!["--fleet".into(), missing.display().to_string()],
+            "cannot read fleet file",
+        ),
+        (
+            vec!["--fleet".into(), bad_fleet.display().to_string()],
+            "nodes[0].type: unknown node type \"robot\"",
+        ),
+        (
+            vec![
+                "--nodes".into(),
+                "2".into(),
+                "--report".into(),
+                "/nonexistent-dir/r.json".into(),
+            ],
+            "--report: folder /nonexistent-dir does not exist",
+        ),
+        (
+            vec!["--nodes".into(), "2".into(), "--timeout=-3".into()],
+            "--timeout: must be a positive",
+        ),
+        (
+            vec!["--nodes".into(), "2".into(), "--timeout".into(), "0".into()],
+            "--timeout: must be a positive",
+        ),
+        (
+            vec![
+                "--nodes".into(),
+                "2".into(),
+                "--artifacts".into(),
+                "/nonexistent-artifacts".into(),
+            ],
+            "guest artifacts missing: /nonexistent-artifacts/flash.bin does not exist; run `cargo xtask build`",
+        ),
+        (
+            vec![
+                "--nodes".into(),
+                "2".into(),
+                "--store".into(),
+                "/nonexistent-store".into(),
+            ],
+            "cannot read image store /nonexistent-store",
+        ),
+        (
+            vec![
+                "--nodes".into(),
+                "2".into(),
+                "--fleet".into(),
+                bad_fleet.display().to_string(),
+            ],
+            "cannot be used with",
+        ),
+    ];
+    for (args, want) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = up(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = stderr(&out);
+        assert!(
+            err.contains(want),
+            "{args:?}: stderr {err:?} lacks {want:?}"
+        );
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+}
+
+/// Children of `pid` (from /proc).
+fn children(pid: u32) -> Vec<u32> {
+    let mut all = Vec::new();
+    // Tokio spawns from worker threads: look at every thread's children.
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let f = t.path().join("children");
+            if let Ok(s) = std::fs::read_to_string(f) {
+                all.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    all
+}
+
+#[test]
+fn ctrl_c_ends_every_qemu_the_testbed_started() {
+    let mut child = bootcast()
+        .args(["testbed", "up", "--nodes", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Wait until it is up: the table and the count come once all are settled.
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let started = Instant::now();
+    let mut table = String::new();
+    while let Some(Ok(line)) = lines.next() {
+        table += &line;
+        table += "\n";
+        if line.starts_with("window") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "testbed never came up: {table}"
+        );
+    }
+    let nodes = children(pid);
+    assert_eq!(nodes.len(), 2, "two QEMU children: {nodes:?}\n{table}");
+    for n in &nodes {
+        let cmd = std::fs::read_to_string(format!("/proc/{n}/cmdline")).unwrap_or_default();
+        assert!(cmd.contains("qemu-system-riscv64"), "{cmd}");
+    }
+    nix_kill(pid, "INT");
+    let status = child.wait().unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("verified 2/2"),
+        "{rest:?}"
+    );
+    assert!(status.success(), "{status:?}");
+    for n in nodes {
+        assert!(
+            !Path::new(&format!("/proc/{n}")).exists(),
+            "QEMU {n} outlived the testbed"
+        );
+    }
+}
+
+fn nix_kill(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
