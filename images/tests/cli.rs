@@ -127,7 +127,8 @@ fn inspect_reports_tampering_and_refuses_non_images() {
     std::fs::write(&out, &bytes).unwrap();
     let actual = Image::parse(&bytes).unwrap().payload_sha256();
     let o = images(&["inspect", s(&out)]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!o.status.success(), "a tampered image fails inspect");
+    assert!(stderr(&o).contains("payload digest mismatch"), "{}", stderr(&o));
     assert!(
         stdout(&o).contains(&format!(
             "digest: MISMATCH (payload sha256 {})",

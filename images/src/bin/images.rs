@@ -48,9 +48,8 @@ enum Cmd {
     },
     /// Print an image's manifest and check its payload digest.
     ///
-    /// Fails if the file does not parse as an image. A digest mismatch is
-    /// reported ("digest: MISMATCH") but is not a failure, so tampered
-    /// images can be inspected.
+    /// Fails if the file does not parse as an image. A tampered image is
+    /// still printed ("digest: MISMATCH"), then the command fails.
     Inspect {
         /// The image file.
         file: PathBuf,
@@ -114,6 +113,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             } else {
                 print!("{}", build::render_image(&img));
             }
+            img.verify_digest().with_context(|| file.display().to_string())?;
         }
     }
     Ok(())
