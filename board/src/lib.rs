@@ -4,11 +4,14 @@
 //! shared by the boot ROM, the apps (through their linker scripts, generated
 //! from [`memory`] by build scripts), the image builder (which checks the
 //! same map again) and the orchestrator (which writes the strapping words).
-//! The device drivers exist only when built for riscv64.
+//! The device drivers exist only when built for riscv64; the linker
+//! script generator only with the `linker` feature (for build scripts).
 #![no_std]
 #![deny(missing_docs)]
 
 pub mod handoff;
+#[cfg(feature = "linker")]
+pub mod linker;
 pub mod memory;
 pub mod strap;
 

@@ -128,7 +128,11 @@ fn inspect_reports_tampering_and_refuses_non_images() {
     let actual = Image::parse(&bytes).unwrap().payload_sha256();
     let o = images(&["inspect", s(&out)]);
     assert!(!o.status.success(), "a tampered image fails inspect");
-    assert!(stderr(&o).contains("payload digest mismatch"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("payload digest mismatch"),
+        "{}",
+        stderr(&o)
+    );
     assert!(
         stdout(&o).contains(&format!(
             "digest: MISMATCH (payload sha256 {})",

@@ -113,7 +113,8 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             } else {
                 print!("{}", build::render_image(&img));
             }
-            img.verify_digest().with_context(|| file.display().to_string())?;
+            img.verify_digest()
+                .with_context(|| file.display().to_string())?;
         }
     }
     Ok(())

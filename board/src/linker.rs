@@ -1,0 +1,109 @@
+//! Linker scripts generated from the memory map, so that no address is
+//! written twice. The guests' build scripts call [`script`].
+
+extern crate std;
+use crate::memory::*;
+use std::format;
+use std::string::String;
+
+/// Which program a script links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// The boot ROM: code in flash, data, bss and stack in its own RAM.
+    BootRom,
+    /// An app: everything in the image region, from its first byte.
+    App,
+}
+
+/// Stack size of both programs.
+pub const STACK_SIZE: u64 = 0x8000;
+
+/// The linker script for `program`.
+pub fn script(program: Program) -> String {
+    let (memory, code, ram, data_at, asserts) = match program {
+        Program::BootRom => (
+            format!(
+                "    FLASH (rx) : ORIGIN = {FLASH_BASE:#x}, LENGTH = {FLASH_SIZE:#x}\n    RAM (rw)   : ORIGIN = {BOOTROM_RAM_BASE:#x}, LENGTH = {BOOTROM_RAM_SIZE:#x}"
+            ),
+            "FLASH",
+            "RAM",
+            " AT > FLASH",
+            format!(
+                "ASSERT(_start == {FLASH_BASE:#x}, \"_start must be the first byte of flash: QEMU jumps there\")\n\
+                 ASSERT(__stack_top <= {:#x}, \"boot ROM RAM overflows into the image region\")",
+                BOOTROM_RAM_BASE + BOOTROM_RAM_SIZE
+            ),
+        ),
+        Program::App => (
+            format!(
+                "    IMAGE (rwx) : ORIGIN = {IMAGE_BASE:#x}, LENGTH = {:#x}",
+                IMAGE_END - IMAGE_BASE
+            ),
+            "IMAGE",
+            "IMAGE",
+            "",
+            format!(
+                "ASSERT(_start == {IMAGE_BASE:#x}, \"_start must be the image's first byte\")\n\
+                 ASSERT(SIZEOF(.data) == 0, \"apps keep mutable state in .bss: the loaded bytes must stay as measured for the check challenge\")"
+            ),
+        ),
+    };
+    format!(
+        r#"/* Generated from board::memory by board::linker. */
+OUTPUT_ARCH(riscv)
+ENTRY(_start)
+MEMORY
+{{
+{memory}
+}}
+SECTIONS
+{{
+    .text : {{
+        KEEP(*(.text.init))
+        *(.text .text.*)
+    }} > {code}
+    .rodata : ALIGN(8) {{
+        *(.srodata .srodata.*)
+        *(.rodata .rodata.*)
+    }} > {code}
+    .data : ALIGN(8) {{
+        __data_start = .;
+        __global_pointer$ = . + 0x800;
+        *(.sdata .sdata.*)
+        *(.data .data.*)
+        . = ALIGN(8);
+        __data_end = .;
+    }} > {ram}{data_at}
+    __data_load = LOADADDR(.data);
+    .bss (NOLOAD) : ALIGN(8) {{
+        __bss_start = .;
+        *(.sbss .sbss.*)
+        *(.bss .bss.*)
+        . = ALIGN(8);
+        __bss_end = .;
+    }} > {ram}
+    .stack (NOLOAD) : ALIGN(16) {{
+        . += {STACK_SIZE:#x};
+        __stack_top = .;
+    }} > {ram}
+    /DISCARD/ : {{ *(.eh_frame .eh_frame_hdr) }}
+}}
+{asserts}
+"#
+    )
+}
+
+/// Writes `program`'s script to `$OUT_DIR/link.x` and tells cargo to link
+/// with it. For build scripts; does nothing unless building for riscv64.
+pub fn emit(program: Program) {
+    std::println!("cargo:rerun-if-changed=build.rs");
+    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() != Ok("riscv64") {
+        return;
+    }
+    let out = std::path::PathBuf::from(
+        std::env::var("OUT_DIR").expect("OUT_DIR is set for build scripts"),
+    );
+    std::fs::write(out.join("link.x"), script(program)).expect("write link.x");
+    std::println!("cargo:rustc-link-search={}", out.display());
+    std::println!("cargo:rustc-link-arg=-Tlink.x");
+}
