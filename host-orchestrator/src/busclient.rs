@@ -9,6 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
+/// Kernel send buffer towards the bridge (Linux doubles it).
+const SEND_BUFFER: usize = 4096;
+
 /// Receives frames from the bus.
 pub struct FrameReader {
     rd: OwnedReadHalf,
@@ -44,6 +47,10 @@ pub async fn connect(path: &Path) -> Result<(FrameReader, FrameWriter)> {
             }
         }
     };
+    // A small send buffer keeps what we have "sent" close to what the bus
+    // has carried: the master's session end times then mean something.
+    nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &SEND_BUFFER)
+        .with_context(|| format!("cannot size the send buffer of {}", path.display()))?;
     let (rd, wr) = stream.into_split();
     Ok((
         FrameReader {
