@@ -11,7 +11,8 @@ use std::string::String;
 pub enum Program {
     /// The boot ROM: code in flash, data, bss and stack in its own RAM.
     BootRom,
-    /// An app: everything in the image region, from its first byte.
+    /// An app: code and read-only data in the image region from its first
+    /// byte; `.bss` and stack in the app RAM, outside the measured image.
     App,
 }
 
@@ -36,15 +37,16 @@ pub fn script(program: Program) -> String {
         ),
         Program::App => (
             format!(
-                "    IMAGE (rwx) : ORIGIN = {IMAGE_BASE:#x}, LENGTH = {:#x}",
-                IMAGE_END - IMAGE_BASE
+                "    IMAGE (rx) : ORIGIN = {IMAGE_BASE:#x}, LENGTH = {:#x}\n    APPRAM (rw) : ORIGIN = {APP_RAM_BASE:#x}, LENGTH = {:#x}",
+                IMAGE_END - IMAGE_BASE,
+                APP_RAM_END - APP_RAM_BASE
             ),
             "IMAGE",
-            "IMAGE",
+            "APPRAM",
             "",
             format!(
                 "ASSERT(_start == {IMAGE_BASE:#x}, \"_start must be the image's first byte\")\n\
-                 ASSERT(SIZEOF(.data) == 0, \"apps keep mutable state in .bss: the loaded bytes must stay as measured for the check challenge\")"
+                 ASSERT(SIZEOF(.data) == 0, \"apps keep mutable state in .bss (app RAM): the loaded bytes must stay as measured for the check challenge\")"
             ),
         ),
     };

@@ -27,6 +27,11 @@ pub const HANDOFF_SIZE: u64 = 0x1000;
 pub const BOOTROM_RAM_BASE: u64 = HANDOFF_BASE + HANDOFF_SIZE;
 /// Size of the boot ROM's RAM.
 pub const BOOTROM_RAM_SIZE: u64 = 0x3_E000;
+/// An app's zero-initialised memory (`.bss`, stack): outside the image,
+/// so the loaded bytes stay exactly as measured while the app runs.
+pub const APP_RAM_BASE: u64 = BOOTROM_RAM_BASE + BOOTROM_RAM_SIZE;
+/// End (exclusive) of the app's RAM.
+pub const APP_RAM_END: u64 = IMAGE_BASE;
 /// Images are loaded here and only here.
 pub const IMAGE_BASE: u64 = 0x8010_0000;
 /// End (exclusive) of the image region.
@@ -47,13 +52,22 @@ pub const TEST_BASE: u64 = 0x0010_0000;
 
 /// Whether `[start, start + len)` lies inside the image region.
 pub fn in_image_region(start: u64, len: u64) -> bool {
-    match start.checked_add(len) {
-        Some(end) => start >= IMAGE_BASE && end <= IMAGE_END,
-        None => false,
-    }
+    within(start, len, IMAGE_BASE, IMAGE_END)
 }
 
-const _: () = assert!(BOOTROM_RAM_BASE + BOOTROM_RAM_SIZE <= IMAGE_BASE);
+/// Whether `[start, start + len)` lies inside the app's RAM.
+pub fn in_app_ram(start: u64, len: u64) -> bool {
+    within(start, len, APP_RAM_BASE, APP_RAM_END)
+}
+
+fn within(start: u64, len: u64, base: u64, end: u64) -> bool {
+    start
+        .checked_add(len)
+        .is_some_and(|e| start >= base && e <= end)
+}
+
+const _: () = assert!(BOOTROM_RAM_BASE + BOOTROM_RAM_SIZE <= APP_RAM_BASE);
+const _: () = assert!(APP_RAM_BASE < APP_RAM_END && APP_RAM_END <= IMAGE_BASE);
 const _: () = assert!(IMAGE_BASE < IMAGE_END);
 
 #[cfg(test)]
@@ -67,5 +81,8 @@ mod tests {
         assert!(!in_image_region(IMAGE_END - 1, 2));
         assert!(!in_image_region(u64::MAX, 2));
         assert!(!in_image_region(BOOTROM_RAM_BASE, 16));
+        assert!(in_app_ram(APP_RAM_BASE, APP_RAM_END - APP_RAM_BASE));
+        assert!(!in_app_ram(APP_RAM_END - 8, 16));
+        assert!(!in_app_ram(BOOTROM_RAM_BASE, 16));
     }
 }

@@ -219,10 +219,10 @@ extern "C" fn boot_main() -> ! {
             let Ok((_, m)) = Message::decode(&frame) else {
                 continue;
             };
-            let was_idle = !rx.active();
-            match rx.on_message(&m) {
+            match rx.on_message(&m, clint::now(), jitter.next()) {
                 Progress::Ignored => continue,
                 Progress::Accepted => {}
+                Progress::Started => node.status(NodeState::Receiving, 0, Some(&rx)),
                 Progress::Rejected(reject) => {
                     node.send(Message::Reject(reject));
                     next_request = clint::now() + clint::ms(jitter.spread(RETRY_BASE_MS));
@@ -253,12 +253,12 @@ extern "C" fn boot_main() -> ! {
                 }
             }
             last_session_frame = clint::now();
-            if was_idle && rx.active() {
-                node.status(NodeState::Receiving, 0, Some(&rx));
-            }
         }
 
         let now = clint::now();
+        if let Some(nack) = rx.take_nack(now) {
+            node.send(Message::Nack(nack));
+        }
         if rx.active() && now > last_session_frame + clint::ms(SESSION_SILENCE_MS) {
             // The master went quiet mid-session: ask again.
             rx.abandon();
@@ -277,7 +277,8 @@ extern "C" fn boot_main() -> ! {
             next_request = now + clint::ms(jitter.spread(backoff.min(RETRY_MAX_MS)));
         }
         let deadline = if rx.active() {
-            last_session_frame + clint::ms(SESSION_SILENCE_MS) + 1
+            let silence = last_session_frame + clint::ms(SESSION_SILENCE_MS) + 1;
+            rx.nack_due().map_or(silence, |at| at.min(silence))
         } else {
             next_request
         };

@@ -1,15 +1,21 @@
 //! Receiving one image from a session: keep only the part for our node type,
-//! write it straight to its load address, and check it before use.
+//! write it straight to its load address, ask for what was missed, and check
+//! the result before use.
 
 use board::memory;
 use board::strap::Strap;
 use images::manifest::{MANIFEST_LEN, Manifest, ManifestError};
-use proto::msg::{Message, Reject, RejectReason, SessionAnnounce};
+use proto::msg::{
+    self, MODE_UNICAST, Message, NACK_RANGES, Nack, Reject, RejectReason, SessionAnnounce,
+};
 use sha2::{Digest, Sha256};
 
 /// Chunks one session part may have: one bit each. At 60-byte chunks this
 /// covers the whole image region.
 const MAX_CHUNKS: usize = 64 * 8192;
+/// Longest random wait before a `Nack`, so that one node's `Nack` can spare
+/// the others theirs.
+const NACK_BACKOFF_TICKS: u64 = board::dev::clint::ms(120);
 
 static mut CHUNK_BITMAP: [u64; MAX_CHUNKS / 64] = [0; MAX_CHUNKS / 64];
 static mut MANIFEST_BUF: [u8; MANIFEST_LEN] = [0; MANIFEST_LEN];
@@ -20,6 +26,8 @@ pub enum Progress {
     Ignored,
     /// Part of our session.
     Accepted,
+    /// A session for our type started (or replaced an incomplete one).
+    Started,
     /// Our session's image was refused; reception is reset.
     Rejected(Reject),
     /// Every chunk is in; call [`Receiver::verify`].
@@ -44,6 +52,8 @@ struct Current {
     first_chunk: u32,
     chunks: u32,
     received: u32,
+    /// When to send the pending `Nack` (mtime ticks), if one is pending.
+    nack_at: Option<u64>,
 }
 
 impl Current {
@@ -97,6 +107,11 @@ impl Receiver {
             .map_or((0, 0, 0), |c| (c.session, c.received, c.chunks))
     }
 
+    /// When a pending `Nack` is due, if one is.
+    pub fn nack_due(&self) -> Option<u64> {
+        self.current.as_ref().and_then(|c| c.nack_at)
+    }
+
     /// Ends the reception and describes why.
     fn refuse(&mut self, reason: RejectReason, session: u32, version: u32) -> Reject {
         self.current = None;
@@ -114,70 +129,152 @@ impl Receiver {
         Progress::Rejected(self.refuse(reason, session, version))
     }
 
-    pub fn on_message(&mut self, m: &Message<'_>) -> Progress {
+    fn has(&self, bit: usize) -> bool {
+        self.bitmap[bit / 64] & (1 << (bit % 64)) != 0
+    }
+
+    /// Our missing chunks as ranges, at most [`NACK_RANGES`] of them.
+    fn missing(&self) -> Option<Nack> {
+        let c = self.current.as_ref()?;
+        let mut nack = Nack {
+            session: c.session,
+            count: 0,
+            ranges: [(0, 0); NACK_RANGES],
+        };
+        let mut i = 0usize;
+        while i < c.chunks as usize && (nack.count as usize) < NACK_RANGES {
+            if self.has(i) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < c.chunks as usize && !self.has(i) && i - start < u16::MAX as usize {
+                i += 1;
+            }
+            nack.ranges[nack.count as usize] = (c.first_chunk + start as u32, (i - start) as u16);
+            nack.count += 1;
+        }
+        Some(nack)
+    }
+
+    /// The `Nack` to send now, clearing the timer. `None` when it was
+    /// suppressed or is not due.
+    pub fn take_nack(&mut self, now: u64) -> Option<Nack> {
+        let due = self.current.as_ref()?.nack_at?;
+        if now < due {
+            return None;
+        }
+        self.current.as_mut()?.nack_at = None;
+        self.missing().filter(|n| n.count > 0)
+    }
+
+    /// `now` is the time in mtime ticks, `random` a fresh random number.
+    pub fn on_message(&mut self, m: &Message<'_>, now: u64, random: u32) -> Progress {
         match *m {
-            Message::SessionAnnounce(a) if self.current.is_none() => {
+            Message::SessionAnnounce(a) => {
                 self.announce = Some(a);
                 Progress::Ignored
             }
-            Message::SessionPart(p) if self.current.is_none() => {
-                let Some(a) = self.announce.filter(|a| a.session == p.session) else {
+            Message::SessionPart(p) => self.on_part(p),
+            Message::Data(d) => self.on_data(d.session, d.chunk, d.payload),
+            Message::SessionEnd(e) => {
+                let Some(c) = self.current.as_mut().filter(|c| c.session == e.session) else {
                     return Progress::Ignored;
                 };
-                if p.node_type != self.strap.node_type {
-                    return Progress::Ignored;
+                if c.received == c.chunks {
+                    return Progress::Accepted;
                 }
-                if p.manifest_len as usize != MANIFEST_LEN || p.len <= MANIFEST_LEN as u32 {
-                    return self.reject(RejectReason::BadManifest, p.session, p.version);
+                if e.last != 0 {
+                    let (s, v) = (c.session, c.version);
+                    return self.reject(RejectReason::Incomplete, s, v);
                 }
-                if p.offset
-                    .checked_add(p.len)
-                    .is_none_or(|end| end > a.object_len)
-                {
-                    return self.reject(RejectReason::Inconsistent, p.session, p.version);
-                }
-                let payload_len = (p.len - MANIFEST_LEN as u32) as u64;
-                if !memory::in_image_region(p.load_addr, payload_len) {
-                    return self.reject(RejectReason::OutOfRegion, p.session, p.version);
-                }
-                if p.version < self.strap.min_version {
-                    return self.reject(RejectReason::VersionTooLow, p.session, p.version);
-                }
-                let cs = a.chunk_size as u32;
-                let first_chunk = p.offset / cs;
-                let chunks = (p.offset + p.len - 1) / cs - first_chunk + 1;
-                if chunks as usize > MAX_CHUNKS {
-                    return self.reject(RejectReason::OutOfRegion, p.session, p.version);
-                }
-                self.bitmap[..(chunks as usize).div_ceil(64)].fill(0);
-                self.current = Some(Current {
-                    session: p.session,
-                    chunk_size: cs,
-                    object_len: a.object_len,
-                    part_offset: p.offset,
-                    part_len: p.len,
-                    load_addr: p.load_addr,
-                    version: p.version,
-                    first_chunk,
-                    chunks,
-                    received: 0,
-                });
+                c.nack_at = Some(now + random as u64 % NACK_BACKOFF_TICKS);
                 Progress::Accepted
             }
-            Message::Data(d) => self.on_data(d.session, d.chunk, d.payload),
-            Message::SessionEnd(e) => match &self.current {
-                Some(c) if c.session == e.session && c.received < c.chunks => {
-                    let (s, v) = (c.session, c.version);
-                    self.reject(RejectReason::Incomplete, s, v)
+            Message::Nack(n) => {
+                // Another node asked: if that covers all we miss, stay quiet.
+                let waiting = self
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| c.session == n.session && c.nack_at.is_some());
+                if !waiting {
+                    return Progress::Ignored;
                 }
-                _ => Progress::Ignored,
-            },
+                if let Some(want) = self.missing() {
+                    let theirs = &n.ranges[..(n.count as usize).min(NACK_RANGES)];
+                    let covered = want.ranges[..want.count as usize].iter().all(|&(s, l)| {
+                        theirs
+                            .iter()
+                            .any(|&(ts, tl)| ts <= s && s + l as u32 <= ts + tl as u32)
+                    });
+                    if covered {
+                        if let Some(c) = self.current.as_mut() {
+                            c.nack_at = None;
+                        }
+                    }
+                }
+                Progress::Ignored
+            }
             _ => Progress::Ignored,
         }
     }
 
+    fn on_part(&mut self, p: msg::SessionPart) -> Progress {
+        let Some(a) = self.announce.filter(|a| a.session == p.session) else {
+            return Progress::Ignored;
+        };
+        if p.node_type != self.strap.node_type
+            || (a.mode == MODE_UNICAST && a.target != self.strap.node)
+        {
+            return Progress::Ignored;
+        }
+        match &self.current {
+            // The same session announced again (for a late joiner): go on.
+            Some(c) if c.session == p.session => return Progress::Accepted,
+            // A newer session for our type replaces an incomplete one.
+            _ => self.current = None,
+        }
+        if p.manifest_len as usize != MANIFEST_LEN || p.len <= MANIFEST_LEN as u32 {
+            return self.reject(RejectReason::BadManifest, p.session, p.version);
+        }
+        if p.offset
+            .checked_add(p.len)
+            .is_none_or(|end| end > a.object_len)
+        {
+            return self.reject(RejectReason::Inconsistent, p.session, p.version);
+        }
+        let payload_len = (p.len - MANIFEST_LEN as u32) as u64;
+        if !memory::in_image_region(p.load_addr, payload_len) {
+            return self.reject(RejectReason::OutOfRegion, p.session, p.version);
+        }
+        if p.version < self.strap.min_version {
+            return self.reject(RejectReason::VersionTooLow, p.session, p.version);
+        }
+        let cs = a.chunk_size as u32;
+        let first_chunk = p.offset / cs;
+        let chunks = (p.offset + p.len - 1) / cs - first_chunk + 1;
+        if chunks as usize > MAX_CHUNKS {
+            return self.reject(RejectReason::OutOfRegion, p.session, p.version);
+        }
+        self.bitmap[..(chunks as usize).div_ceil(64)].fill(0);
+        self.current = Some(Current {
+            session: p.session,
+            chunk_size: cs,
+            object_len: a.object_len,
+            part_offset: p.offset,
+            part_len: p.len,
+            load_addr: p.load_addr,
+            version: p.version,
+            first_chunk,
+            chunks,
+            received: 0,
+            nack_at: None,
+        });
+        Progress::Started
+    }
+
     fn on_data(&mut self, session: u8, chunk: u32, payload: &[u8]) -> Progress {
-        let Some(c) = self.current.as_mut() else {
+        let Some(c) = self.current.as_ref() else {
             return Progress::Ignored;
         };
         if session != c.session as u8 {
@@ -188,7 +285,7 @@ impl Receiver {
             return Progress::Accepted;
         }
         let bit = (chunk - c.first_chunk) as usize;
-        if self.bitmap[bit / 64] & (1 << (bit % 64)) != 0 {
+        if self.has(bit) {
             return Progress::Accepted;
         }
         // The chunk's bytes in the object, clipped to our part.
@@ -215,8 +312,12 @@ impl Receiver {
             };
         }
         self.bitmap[bit / 64] |= 1 << (bit % 64);
+        let Some(c) = self.current.as_mut() else {
+            return Progress::Ignored;
+        };
         c.received += 1;
         if c.received == c.chunks {
+            c.nack_at = None;
             Progress::Complete
         } else {
             Progress::Accepted

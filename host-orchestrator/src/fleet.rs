@@ -1,12 +1,13 @@
 //! Fleet files: which nodes to boot, the master's policy and the bus preset.
 
+use crate::master::session::Repair;
 use anyhow::{Context, Result, bail};
 use proto::NodeType;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::holdoff::{HoldOff, Policy};
+use crate::holdoff::{HoldOff, HoldOffSettings, Policy};
 use bus_bridge::BitTiming;
 
 /// Most nodes one testbed boots (node ids and ports are sized for it).
@@ -39,20 +40,53 @@ pub struct NodeSpec {
 }
 
 /// Broadcast mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// One session per requested type, each carrying that type's image.
+    #[default]
     Selected,
+    /// One session carrying a bundle of every type's image; each node keeps
+    /// its own part.
+    Combined,
+    /// One session per requesting node (the prior art's per-node transfers),
+    /// for comparison.
+    Unicast,
 }
 
 /// The master's settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MasterConfig {
     /// The hold-off window.
     pub hold_off: HoldOff,
     /// The broadcast mode.
     pub mode: Mode,
+    /// Whether a node asking while its type's session runs joins it (and
+    /// gets what it missed in repair) rather than waiting for a new window.
+    pub late_join: bool,
+    /// NACK-driven repair.
+    pub repair: Repair,
+    /// A backup master takes over after the primary is silent this long.
+    pub takeover_after: Duration,
+    /// Whether the testbed runs a backup master (a separate process).
+    pub backup: bool,
+}
+
+impl MasterConfig {
+    /// Defaults around `hold_off`.
+    pub fn new(hold_off: HoldOff) -> MasterConfig {
+        MasterConfig {
+            hold_off,
+            mode: Mode::Selected,
+            late_join: true,
+            repair: Repair {
+                rounds: 3,
+                wait: Duration::from_millis(400),
+            },
+            takeover_after: Duration::from_millis(1000),
+            backup: false,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -87,41 +121,22 @@ fn default_preset() -> BitTiming {
     BitTiming::Fd1m5m
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct MasterSection {
-    #[serde(default = "default_policy")]
-    policy: Policy,
-    #[serde(default = "default_hold_off_ms")]
-    hold_off_ms: i64,
-    #[serde(default = "default_max_wait_ms")]
-    max_wait_ms: i64,
-    #[serde(default = "default_mode")]
+    policy: Option<Policy>,
+    hold_off_ms: Option<i64>,
+    max_wait_ms: Option<i64>,
+    shrink_step_ms: Option<i64>,
+    floor_ms: Option<i64>,
+    min_requests: Option<i64>,
+    #[serde(default)]
     mode: Mode,
-}
-
-impl Default for MasterSection {
-    fn default() -> Self {
-        MasterSection {
-            policy: default_policy(),
-            hold_off_ms: default_hold_off_ms(),
-            max_wait_ms: default_max_wait_ms(),
-            mode: default_mode(),
-        }
-    }
-}
-
-fn default_policy() -> Policy {
-    Policy::Renew
-}
-fn default_hold_off_ms() -> i64 {
-    1500
-}
-fn default_max_wait_ms() -> i64 {
-    10_000
-}
-fn default_mode() -> Mode {
-    Mode::Selected
+    late_join: Option<bool>,
+    repair_rounds: Option<i64>,
+    repair_wait_ms: Option<i64>,
+    backup: Option<bool>,
+    takeover_ms: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -163,8 +178,6 @@ impl Fleet {
     /// Parses fleet TOML.
     pub fn parse(text: &str) -> Result<Fleet> {
         let file: FleetFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let m = &file.master;
-        let hold_off = HoldOff::new(m.policy, m.hold_off_ms, m.max_wait_ms)?;
         if !file.bus.preset.is_fd() {
             bail!(
                 "bus.preset: {} carries 8-byte classic frames, but bootcast's messages need CAN FD (fd-1m-2m or fd-1m-5m)",
@@ -214,12 +227,41 @@ impl Fleet {
                 });
             }
         }
+        let m = &file.master;
+        let settings = HoldOffSettings {
+            policy: m.policy,
+            hold_off_ms: m.hold_off_ms,
+            max_wait_ms: m.max_wait_ms,
+            shrink_step_ms: m.shrink_step_ms,
+            floor_ms: m.floor_ms,
+            min_requests: m.min_requests,
+        };
+        let hold_off = HoldOff::new(&settings, nodes.len())?;
+        let mut master = MasterConfig::new(hold_off);
+        master.mode = m.mode;
+        master.late_join = m.late_join.unwrap_or(true);
+        master.backup = m.backup.unwrap_or(false);
+        if let Some(r) = m.repair_rounds {
+            if !(0..=10).contains(&r) {
+                bail!("master.repair_rounds: must be 0 to 10, got {r}");
+            }
+            master.repair.rounds = r as u8;
+        }
+        if let Some(w) = m.repair_wait_ms {
+            if w <= 0 {
+                bail!("master.repair_wait_ms: must be a positive number of milliseconds, got {w}");
+            }
+            master.repair.wait = Duration::from_millis(w as u64);
+        }
+        if let Some(t) = m.takeover_ms {
+            if t <= 0 {
+                bail!("master.takeover_ms: must be a positive number of milliseconds, got {t}");
+            }
+            master.takeover_after = Duration::from_millis(t as u64);
+        }
         Ok(Fleet {
             nodes,
-            master: MasterConfig {
-                hold_off,
-                mode: file.master.mode,
-            },
+            master,
             timing: file.bus.preset,
             paced: file.bus.paced,
         })

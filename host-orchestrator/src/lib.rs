@@ -7,6 +7,7 @@
 //! - [`fleet`], [`store`], [`report`]: inputs and outputs.
 
 pub mod busclient;
+pub mod child;
 pub mod fleet;
 pub mod holdoff;
 pub mod master;

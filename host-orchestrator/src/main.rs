@@ -24,6 +24,35 @@ enum Command {
         #[command(subcommand)]
         action: TestbedAction,
     },
+    /// Run a master on a bus port (the testbed runs a backup master this
+    /// way). Prints its events as JSON lines on stdout; stops on SIGTERM or
+    /// Ctrl-C.
+    Master(MasterArgs),
+}
+
+#[derive(Args)]
+struct MasterArgs {
+    /// `primary`, or `backup` (watches the primary and takes over when it
+    /// falls silent).
+    #[arg(long, value_parser = parse_role)]
+    role: host_orchestrator::master::Role,
+    /// The bridge port socket to connect to.
+    #[arg(long)]
+    port: PathBuf,
+    /// The image store (a folder of .bcimg files).
+    #[arg(long)]
+    store: PathBuf,
+    /// The master configuration (JSON, as the testbed writes it).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+fn parse_role(s: &str) -> Result<host_orchestrator::master::Role, String> {
+    match s {
+        "primary" => Ok(host_orchestrator::master::Role::Primary),
+        "backup" => Ok(host_orchestrator::master::Role::Backup),
+        _ => Err(format!("unknown role {s:?} (primary or backup)")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -92,6 +121,7 @@ fn main() -> ExitCode {
             Command::Testbed {
                 action: TestbedAction::Up(args),
             } => up(args).await,
+            Command::Master(args) => master(args).await.map(|()| true),
         }
     });
     match result {
@@ -134,6 +164,7 @@ async fn up(args: UpArgs) -> Result<bool> {
     opts.run_dir = args.run_dir.clone();
     opts.max_rejects = args.max_rejects.max(1);
     opts.progress = true;
+    opts.master_exe = std::env::current_exe().ok();
     let n = fleet.nodes.len();
     eprintln!(
         "booting {n} nodes ({}); timeout {:.0}s",
@@ -176,6 +207,38 @@ async fn up(args: UpArgs) -> Result<bool> {
     }
     println!("verified {}/{}", report.nodes_verified, report.nodes_total);
     Ok(report.verdict == "pass")
+}
+
+async fn master(args: MasterArgs) -> Result<()> {
+    use host_orchestrator::master;
+    use std::io::Write;
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("cannot read master config {}", args.config.display()))?;
+    let config: host_orchestrator::fleet::MasterConfig = serde_json::from_str(&text)
+        .with_context(|| format!("master config {}", args.config.display()))?;
+    let store = host_orchestrator::store::Store::load(&args.store)?;
+    let (events, mut rx) = tokio::sync::mpsc::channel::<master::MasterRecord>(256);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let printer = tokio::spawn(async move {
+        while let Some(r) = rx.recv().await {
+            let mut out = std::io::stdout().lock();
+            if let Ok(line) = serde_json::to_string(&r) {
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+        }
+    });
+    let run = master::run(&args.port, store, config, args.role, events, stopped);
+    tokio::pin!(run);
+    let result = tokio::select! {
+        r = &mut run => r,
+        _ = stop_requested() => {
+            let _ = stop.send(true);
+            run.await
+        }
+    };
+    let _ = printer.await;
+    result
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM: either way the testbed ends its

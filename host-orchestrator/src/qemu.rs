@@ -4,20 +4,16 @@
 //! stopped (SIGTERM, then SIGKILL) by its own PID, so no QEMU outlives the
 //! testbed on success, failure, panic or Ctrl-C.
 
+use crate::child::Child;
 use anyhow::{Context, Result};
 use board::memory;
 use board::strap::Strap;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 /// The QEMU binary bootcast runs.
 pub const QEMU: &str = "qemu-system-riscv64";
-/// How long a node gets to exit after SIGTERM.
-pub const TERM_GRACE: Duration = Duration::from_secs(2);
 
 /// What one node's QEMU needs.
 #[derive(Clone, Debug)]
@@ -92,9 +88,8 @@ impl NodeLaunch {
 pub struct NodeProcess {
     /// Node id.
     pub id: u16,
-    /// Process id.
-    pub pid: u32,
-    child: Child,
+    /// The QEMU process.
+    pub process: Child,
 }
 
 impl NodeProcess {
@@ -107,64 +102,15 @@ impl NodeProcess {
         cmd.args(launch.args())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
-            .stderr(Stdio::from(err))
-            .kill_on_drop(true)
-            // Its own process group: a terminal's Ctrl-C reaches the testbed,
-            // which then stops the node itself.
-            .process_group(0);
-        // SAFETY: the closure runs in the forked child before exec and only
-        // makes the prctl system call, which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-            });
-        }
-        let child = cmd.spawn().with_context(|| {
-            format!("cannot start {QEMU} (install it: apt-get install -y qemu-system-misc)")
-        })?;
-        let pid = child.id().context("QEMU exited at once")?;
+            .stderr(Stdio::from(err));
+        let process = Child::spawn(
+            cmd,
+            &format!("{QEMU} (install it: apt-get install -y qemu-system-misc)"),
+        )?;
         Ok(NodeProcess {
             id: launch.id,
-            pid,
-            child,
+            process,
         })
-    }
-
-    /// Whether the process has exited (and how).
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    /// Asks the process to exit (SIGTERM to its own PID).
-    pub fn terminate(&mut self) {
-        if self.exited().is_none() {
-            let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
-        }
-    }
-
-    /// Waits for the process until `deadline`, then kills it. Either way it is
-    /// reaped, so no zombie is left.
-    pub async fn wait_or_kill(&mut self, deadline: tokio::time::Instant) {
-        if tokio::time::timeout_at(deadline, self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.start_kill();
-            let _ = self.child.wait().await;
-        }
-    }
-
-    /// Stops the process: SIGTERM, then SIGKILL after a grace period.
-    pub async fn stop(&mut self) {
-        self.terminate();
-        self.wait_or_kill(tokio::time::Instant::now() + TERM_GRACE)
-            .await;
-    }
-
-    /// Kills at once (a power cut) and waits for the process.
-    pub async fn power_off(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
     }
 }
 

@@ -1,9 +1,8 @@
 //! The JSON report and the human table.
 
-use crate::master::MasterEvent;
+use crate::master::{MasterEvent, MasterRecord, Role};
 use crate::supervisor::{FleetView, HostState, ObservedSession, Rejection, digest_hex};
 use serde::Serialize;
-use std::collections::BTreeSet;
 use tokio::time::Instant;
 
 /// The whole report of one testbed run.
@@ -27,6 +26,8 @@ pub struct Report {
     pub windows: Vec<WindowReport>,
     /// Sessions the supervisor saw on the bus itself.
     pub observed_sessions: Vec<ObservedSession>,
+    /// Takeovers by a backup master: (seconds since start, resumed session).
+    pub takeovers: Vec<(f64, Option<u32>)>,
     /// Bus statistics from the bridge.
     pub bus: serde_json::Value,
 }
@@ -80,19 +81,33 @@ pub struct BroadcastReport {
     pub window: u32,
     /// Session number.
     pub session: u32,
-    /// Node type.
+    /// Node type, "combined", or "type→node" (unicast).
     #[serde(rename = "type")]
     pub node_type: String,
-    /// Object bytes broadcast.
+    /// Object bytes broadcast in the first pass.
     pub bytes: u64,
-    /// Frames sent.
+    /// Frames sent, repair included.
     pub frames: u64,
     /// Nodes that asked.
     pub requesters: Vec<u16>,
+    /// Nodes that joined while it ran.
+    pub late_joiners: Vec<u16>,
     /// Seconds since start when it began.
     pub started_s: f64,
     /// Seconds since start when it ended.
     pub ended_s: Option<f64>,
+    /// Repair rounds.
+    pub repair_rounds: u8,
+    /// Bytes re-sent in repair.
+    pub repair_bytes: u64,
+    /// Chunks re-sent in each repair round.
+    pub chunks_per_round: Vec<u32>,
+    /// The masters that served it ("primary", "backup"; both if one took over).
+    pub masters: Vec<Role>,
+    /// After a takeover: the chunk the backup resumed at.
+    pub resumed_at_chunk: Option<u32>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
 }
 
 /// One hold-off window.
@@ -104,10 +119,12 @@ pub struct WindowReport {
     pub opened_s: f64,
     /// Seconds since start when it closed.
     pub closed_s: Option<f64>,
-    /// "timer", "max_wait", or "cancelled".
+    /// "timer", "quorum", "max_wait", or "cancelled".
     pub close_reason: Option<String>,
     /// Requesters, all types.
     pub requesters: Vec<u16>,
+    /// The master that ran it.
+    pub master: Role,
 }
 
 /// Accumulates master events into report entries.
@@ -117,42 +134,57 @@ pub struct MasterLog {
     pub broadcasts: Vec<BroadcastReport>,
     /// Windows so far.
     pub windows: Vec<WindowReport>,
+    /// Takeovers by a backup: (seconds since start, resumed session).
+    pub takeovers: Vec<(f64, Option<u32>)>,
 }
 
 impl MasterLog {
-    /// Adds one event.
-    pub fn record(&mut self, e: &MasterEvent, t0: Instant) {
-        let s = |t: &Instant| t.saturating_duration_since(t0).as_secs_f64();
-        match e {
-            MasterEvent::WindowOpened { window, at, node } => self.windows.push(WindowReport {
-                window: *window,
-                opened_s: s(at),
-                closed_s: None,
-                close_reason: None,
-                requesters: vec![*node],
-            }),
+    /// Adds one event; `t0_ms` is the testbed's start in Unix milliseconds.
+    pub fn record(&mut self, r: &MasterRecord, t0_ms: u64) {
+        let at = r.ts_ms.saturating_sub(t0_ms) as f64 / 1000.0;
+        match &r.event {
+            MasterEvent::WindowOpened { window, node } => {
+                self.windows.retain(|w| w.window != *window);
+                self.windows.push(WindowReport {
+                    window: *window,
+                    opened_s: at,
+                    closed_s: None,
+                    close_reason: None,
+                    requesters: vec![*node],
+                    master: r.source,
+                })
+            }
             MasterEvent::WindowClosed {
                 window,
-                closed_at,
                 reason,
                 requesters,
-                ..
+                held_ms,
             } => {
-                if let Some(w) = self.windows.iter_mut().find(|w| w.window == *window) {
-                    w.closed_s = Some(s(closed_at));
-                    w.close_reason = Some(
-                        serde_json::to_value(reason)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default(),
-                    );
-                    let all: BTreeSet<u16> = requesters.values().flatten().copied().collect();
-                    w.requesters = all.into_iter().collect();
-                }
+                let w = match self.windows.iter_mut().find(|w| w.window == *window) {
+                    Some(w) => w,
+                    None => {
+                        // Opened before this master took over.
+                        self.windows.push(WindowReport {
+                            window: *window,
+                            opened_s: at - *held_ms as f64 / 1000.0,
+                            closed_s: None,
+                            close_reason: None,
+                            requesters: Vec::new(),
+                            master: r.source,
+                        });
+                        self.windows.last_mut().expect("just pushed")
+                    }
+                };
+                w.closed_s = Some(at);
+                w.close_reason = serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from));
+                w.requesters = requesters.clone();
+                w.master = r.source;
             }
-            MasterEvent::WindowCancelled { window, at, .. } => {
+            MasterEvent::WindowCancelled { window } => {
                 if let Some(w) = self.windows.iter_mut().find(|w| w.window == *window) {
-                    w.closed_s = Some(s(at));
+                    w.closed_s = Some(at);
                     w.close_reason = Some("cancelled".into());
                     w.requesters.clear();
                 }
@@ -160,31 +192,62 @@ impl MasterLog {
             MasterEvent::SessionStarted {
                 session,
                 window,
-                node_type,
+                kind,
                 requesters,
-                at,
-            } => self.broadcasts.push(BroadcastReport {
-                window: *window,
-                session: *session,
-                node_type: node_type.name().into(),
-                bytes: 0,
-                frames: 0,
-                requesters: requesters.iter().copied().collect(),
-                started_s: s(at),
-                ended_s: None,
-            }),
-            MasterEvent::SessionEnded {
-                session,
                 bytes,
-                frames,
-                at,
+                resumed_at_chunk,
             } => {
                 if let Some(b) = self.broadcasts.iter_mut().find(|b| b.session == *session) {
-                    b.bytes = *bytes;
-                    b.frames = *frames;
-                    b.ended_s = Some(s(at));
+                    // A backup resumed it.
+                    b.masters.push(r.source);
+                    b.resumed_at_chunk = *resumed_at_chunk;
+                    return;
+                }
+                self.broadcasts.push(BroadcastReport {
+                    window: *window,
+                    session: *session,
+                    node_type: kind.clone(),
+                    bytes: *bytes,
+                    frames: 0,
+                    requesters: requesters.clone(),
+                    late_joiners: Vec::new(),
+                    started_s: at,
+                    ended_s: None,
+                    repair_rounds: 0,
+                    repair_bytes: 0,
+                    chunks_per_round: Vec::new(),
+                    masters: vec![r.source],
+                    resumed_at_chunk: *resumed_at_chunk,
+                    error: None,
+                })
+            }
+            MasterEvent::LateJoin { session, node } => {
+                if let Some(b) = self.broadcasts.iter_mut().find(|b| b.session == *session) {
+                    b.late_joiners.push(*node);
+                    b.requesters.push(*node);
                 }
             }
+            MasterEvent::SessionEnded {
+                session,
+                frames,
+                repair_rounds,
+                repair_bytes,
+                chunks_per_round,
+                error,
+                ..
+            } => {
+                if let Some(b) = self.broadcasts.iter_mut().find(|b| b.session == *session) {
+                    b.frames += frames;
+                    b.repair_rounds = *repair_rounds;
+                    b.repair_bytes += repair_bytes;
+                    b.chunks_per_round.extend(chunks_per_round);
+                    b.ended_s = Some(at);
+                    b.error = error.clone();
+                }
+            }
+            MasterEvent::TookOver {
+                resumed_session, ..
+            } => self.takeovers.push((at, *resumed_session)),
             MasterEvent::NoImage { .. } => {}
         }
     }
@@ -253,6 +316,7 @@ pub fn build(
         broadcasts: log.broadcasts.clone(),
         windows: log.windows.clone(),
         observed_sessions: view.sessions.clone(),
+        takeovers: log.takeovers.clone(),
         bus,
     }
 }

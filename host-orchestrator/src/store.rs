@@ -37,6 +37,21 @@ pub struct Store {
     pub by_type: BTreeMap<NodeType, StoredImage>,
 }
 
+/// Where one image lies in a session's object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartSpec {
+    /// Node type of the image.
+    pub node_type: NodeType,
+    /// Offset of the image file in the object.
+    pub offset: u32,
+    /// Length of the image file.
+    pub len: u32,
+    /// Payload load address.
+    pub load_addr: u64,
+    /// Image version.
+    pub version: u32,
+}
+
 /// The file name of a type's image in a store directory.
 pub fn image_file_name(t: NodeType) -> String {
     format!("{}.bcimg", t.name())
@@ -80,6 +95,44 @@ impl Store {
             );
         }
         Ok(store)
+    }
+
+    /// The part describing one stored image sent on its own.
+    pub fn part(&self, t: NodeType) -> Option<PartSpec> {
+        let s = self.by_type.get(&t)?;
+        Some(PartSpec {
+            node_type: t,
+            offset: 0,
+            len: s.bytes.len() as u32,
+            load_addr: s.image.manifest.load_addr,
+            version: s.image.manifest.version,
+        })
+    }
+
+    /// Every stored image as one bundle (type order), with its parts.
+    pub fn bundle(&self) -> Result<(Vec<u8>, Vec<PartSpec>)> {
+        let files: Vec<(NodeType, &[u8])> = self
+            .by_type
+            .iter()
+            .map(|(t, s)| (*t, s.bytes.as_slice()))
+            .collect();
+        let bytes = images::bundle::build(&files)
+            .map_err(|e| anyhow::anyhow!("cannot bundle the store: {e}"))?;
+        let view = images::bundle::Bundle::parse(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let parts = view
+            .entries()
+            .filter_map(|e| {
+                let m = &self.by_type.get(&e.node_type)?.image.manifest;
+                Some(PartSpec {
+                    node_type: e.node_type,
+                    offset: e.offset,
+                    len: e.len,
+                    load_addr: m.load_addr,
+                    version: m.version,
+                })
+            })
+            .collect();
+        Ok((bytes, parts))
     }
 
     /// Checks that every type in `types` has an image.

@@ -1,8 +1,9 @@
 //! A testbed: bridge, master, supervisor and a fleet of QEMU nodes, started
 //! together and always torn down together.
 
+use crate::child::{self, Child};
 use crate::fleet::Fleet;
-use crate::master::{self, MasterEvent};
+use crate::master::{self, MasterRecord, Role};
 use crate::qemu::{self, NodeLaunch, NodeProcess};
 use crate::report::{self, MasterLog, Report};
 use crate::store::Store;
@@ -73,6 +74,9 @@ pub struct Options {
     pub max_rejects: usize,
     /// Print per-node progress lines to stderr.
     pub progress: bool,
+    /// The `bootcast` executable, to run a backup master as its own process
+    /// (needed when the fleet asks for a backup).
+    pub master_exe: Option<PathBuf>,
 }
 
 impl Options {
@@ -85,6 +89,7 @@ impl Options {
             run_dir: None,
             max_rejects: 3,
             progress: false,
+            master_exe: None,
         }
     }
 }
@@ -110,6 +115,7 @@ pub struct Testbed {
     bridge: Option<bus_bridge::Bridge>,
     shutdown: watch::Sender<bool>,
     master: Option<JoinHandle<Result<()>>>,
+    backup: Option<Child>,
     master_log: Arc<Mutex<MasterLog>>,
     background: Vec<JoinHandle<()>>,
     /// The supervisor (node states, verification).
@@ -155,7 +161,7 @@ impl Testbed {
             segment: segment.clone(),
             socket: dir.join("p").join(format!("{name}.sock")),
         };
-        let mut ports = vec![port("master"), port("supervisor")];
+        let mut ports = vec![port("master"), port("supervisor"), port("backup")];
         for n in &opts.fleet.nodes {
             ports.push(port(&format!("n{}", n.id)));
         }
@@ -177,20 +183,37 @@ impl Testbed {
             .await
             .context("starting the bus bridge")?;
         let t0 = Instant::now();
+        let t0_ms = master::now_ms();
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (events_tx, mut events_rx) = mpsc::channel::<MasterEvent>(256);
+        let (events_tx, mut events_rx) = mpsc::channel::<MasterRecord>(256);
         let master_log = Arc::new(Mutex::new(MasterLog::default()));
         let log = master_log.clone();
         let mut background = vec![tokio::spawn(async move {
             while let Some(e) = events_rx.recv().await {
-                log.lock().expect("master log lock").record(&e, t0);
+                log.lock().expect("master log lock").record(&e, t0_ms);
             }
         })];
+        let backup = if opts.fleet.master.backup {
+            let (child, reader) =
+                spawn_backup(&opts, &store_dir, &ports[2].socket, &dir, events_tx.clone())?;
+            background.push(reader);
+            Some(child)
+        } else {
+            None
+        };
         let master_port = ports[0].socket.clone();
         let master_config = opts.fleet.master.clone();
         let master = tokio::spawn(async move {
-            master::run(&master_port, store, master_config, events_tx, shutdown_rx).await
+            master::run(
+                &master_port,
+                store,
+                master_config,
+                Role::Primary,
+                events_tx,
+                shutdown_rx,
+            )
+            .await
         });
         let supervisor = Supervisor::start(
             &ports[1].socket,
@@ -214,6 +237,7 @@ impl Testbed {
             bridge: Some(bridge),
             shutdown,
             master: Some(master),
+            backup,
             master_log,
             background,
             supervisor,
@@ -295,7 +319,7 @@ impl Testbed {
     fn reap_exited(&mut self) {
         let mut dead = Vec::new();
         for (id, p) in &mut self.nodes {
-            if let Some(status) = p.exited() {
+            if let Some(status) = p.process.exited() {
                 dead.push((*id, status));
             }
         }
@@ -363,14 +387,29 @@ impl Testbed {
         report
     }
 
-    async fn stop_all(&mut self) {
-        // Every node gets SIGTERM at once, then each is awaited.
-        for p in self.nodes.values_mut() {
-            p.terminate();
+    /// Kills the primary master at once (its bus port goes silent), as a
+    /// crash would. The backup master, if any, takes over.
+    pub async fn kill_primary_master(&mut self) {
+        if let Some(m) = self.master.take() {
+            m.abort();
+            let _ = m.await;
         }
-        let deadline = Instant::now() + qemu::TERM_GRACE;
+    }
+
+    async fn stop_all(&mut self) {
+        // Every child gets SIGTERM at once, then each is awaited.
         for p in self.nodes.values_mut() {
-            p.wait_or_kill(deadline).await;
+            p.process.terminate();
+        }
+        if let Some(b) = &mut self.backup {
+            b.terminate();
+        }
+        let deadline = Instant::now() + child::TERM_GRACE;
+        for p in self.nodes.values_mut() {
+            p.process.wait_or_kill(deadline).await;
+        }
+        if let Some(mut b) = self.backup.take() {
+            b.wait_or_kill(deadline).await;
         }
         self.nodes.clear();
         let _ = self.shutdown.send(true);
@@ -385,6 +424,58 @@ impl Testbed {
             t.abort();
         }
     }
+}
+
+/// Starts the backup master as its own process, its events read from its
+/// stdout as JSON lines.
+fn spawn_backup(
+    opts: &Options,
+    store_dir: &Path,
+    port: &Path,
+    run_dir: &Path,
+    events: mpsc::Sender<MasterRecord>,
+) -> Result<(Child, JoinHandle<()>)> {
+    let exe = opts
+        .master_exe
+        .clone()
+        .or_else(|| std::env::current_exe().ok())
+        .context("the fleet asks for a backup master, but the bootcast executable is unknown")?;
+    let config = run_dir.join("master.json");
+    std::fs::write(&config, serde_json::to_vec_pretty(&opts.fleet.master)?)
+        .with_context(|| format!("cannot write {}", config.display()))?;
+    let log = std::fs::File::create(run_dir.join("log").join("backup-master.log"))?;
+    let mut cmd = tokio::process::Command::new(&exe);
+    cmd.arg("master")
+        .arg("--role")
+        .arg("backup")
+        .arg("--port")
+        .arg(port)
+        .arg("--store")
+        .arg(store_dir)
+        .arg("--config")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::from(log));
+    let mut child = Child::spawn(cmd, &format!("the backup master ({})", exe.display()))?;
+    let stdout = child.take_stdout().context("backup master stdout")?;
+    let reader = tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match serde_json::from_str::<MasterRecord>(&line) {
+                Ok(r) => {
+                    if events.send(r).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    "backup master printed a line that is not an event ({e}): {line}"
+                ),
+            }
+        }
+    });
+    Ok((child, reader))
 }
 
 /// The last `n` lines of a log file, joined with " | ".

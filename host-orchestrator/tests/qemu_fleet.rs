@@ -234,13 +234,15 @@ fn a_node_whose_image_was_tampered_with_in_the_store_is_failed_with_the_reason()
 fn a_consistently_forged_image_runs_but_the_supervisor_fails_it() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
-        // Payload extended and the manifest's size and digest rewritten to
+        // Payload extended and the manifest's sizes and digest rewritten to
         // match: the node accepts it; only a verifier that checks against the
-        // build sees it. (Appended bytes land in the app's .bss, so it runs.)
+        // build sees it. (Appended bytes lie past the app's code, so it runs.)
         let store = tampered_store(dir.path(), NodeType::Drive, |b| {
             b.extend_from_slice(&[0xAA; 4]);
             let size = u32::from_le_bytes(b[48..52].try_into().unwrap()) + 4;
             b[48..52].copy_from_slice(&size.to_le_bytes());
+            let mem_size = u32::from_le_bytes(b[52..56].try_into().unwrap()).max(size);
+            b[52..56].copy_from_slice(&mem_size.to_le_bytes());
             let digest = Sha256::digest(&b[MANIFEST_LEN..]);
             b[56..88].copy_from_slice(&digest);
         });

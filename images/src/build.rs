@@ -421,6 +421,11 @@ pub fn build_from_elf(elf_bytes: &[u8], opts: &BuildOptions) -> Result<Image, Bu
         if ph.p_memsz == 0 {
             continue;
         }
+        if ph.p_filesz == 0 && memory::in_app_ram(ph.p_paddr, ph.p_memsz) {
+            // Zero-initialised app RAM (.bss, stack): the app clears it
+            // itself, so it is neither sent nor measured.
+            continue;
+        }
         let load = Load {
             index,
             paddr: ph.p_paddr,

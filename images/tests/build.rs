@@ -481,3 +481,36 @@ fn corrupted_elves_never_panic() {
     // Some corruptions hit padding or don't matter; most must be refused.
     assert!(built > 0 && built < ROUNDS / 2, "{built}");
 }
+
+#[test]
+fn zero_initialised_app_ram_is_allowed_but_never_sent() {
+    let t = ElfSpec::typical;
+    use board::memory::{APP_RAM_BASE, APP_RAM_END};
+    let base = build_from_elf(&t().write(), &opts()).unwrap();
+    // .bss and stack in app RAM: the image is the same as without them.
+    let with_bss = t().with(|s| s.segments.push(seg(APP_RAM_BASE, vec![], 0x8000)));
+    let img = build_from_elf(&with_bss.write(), &opts()).unwrap();
+    assert_eq!(img, base);
+    // Initialised bytes there would never reach the node: refused.
+    check_err(
+        t().with(|s| s.segments.push(seg(APP_RAM_BASE, bytes(16, 9), 16))),
+        BuildError::OutsideRegion {
+            index: 3,
+            span: Span {
+                start: APP_RAM_BASE,
+                len: 16,
+            },
+        },
+    );
+    // Zero-initialised memory must still fit the app RAM.
+    check_err(
+        t().with(|s| s.segments.push(seg(APP_RAM_END - 8, vec![], 16))),
+        BuildError::OutsideRegion {
+            index: 3,
+            span: Span {
+                start: APP_RAM_END - 8,
+                len: 16,
+            },
+        },
+    );
+}

@@ -97,10 +97,12 @@ pub const fn kinds_entry(first: Kind, span: u32) -> FilterEntry {
     }
 }
 
-/// What a boot ROM listens to: session control and data.
-pub const BOOT_ROM_KINDS: [FilterEntry; 2] = [
+/// What a boot ROM listens to: session control, data, and other nodes'
+/// `Nack`s (a node stays quiet when another already asked for its chunks).
+pub const BOOT_ROM_KINDS: [FilterEntry; 3] = [
     kinds_entry(Kind::SessionAnnounce, 4),
     kinds_entry(Kind::Data, 1),
+    kinds_entry(Kind::Nack, 1),
 ];
 
 /// What a running app listens to: `Reboot` and `Check`, and session control
@@ -276,6 +278,9 @@ impl ResetCause {
 pub const MODE_SELECTED: u8 = 1;
 /// Session mode: a bundle of every type's image; each node keeps its part.
 pub const MODE_COMBINED: u8 = 2;
+/// Session mode: one node's image for that node alone (the unicast
+/// baseline: per-node transfers as TFTP or UDS make them).
+pub const MODE_UNICAST: u8 = 3;
 
 /// `Request`: a minimal node asks for its image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -309,6 +314,8 @@ pub struct SessionAnnounce {
     pub object_len: u32,
     /// `Data` frames in the session.
     pub total_chunks: u32,
+    /// `MODE_UNICAST`: the one node the session is for; otherwise `BROADCAST`.
+    pub target: u16,
 }
 
 /// `SessionPart`: where one node type's image lies in a session's object.
@@ -647,10 +654,11 @@ impl<'a> Message<'a> {
                         r.u32()?
                     },
                     total_chunks: r.u32()?,
+                    target: r.u16()?,
                 };
                 let chunk = a.chunk_size as u32;
                 let consistent = chunk != 0
-                    && (a.mode == MODE_SELECTED || a.mode == MODE_COMBINED)
+                    && matches!(a.mode, MODE_SELECTED | MODE_COMBINED | MODE_UNICAST)
                     && a.parts != 0
                     && a.object_len.div_ceil(chunk) == a.total_chunks
                     && a.total_chunks <= MAX_CHUNK_INDEX + 1;
@@ -782,6 +790,7 @@ impl<'a> Message<'a> {
                 w.u8(0)?;
                 w.u32(m.object_len)?;
                 w.u32(m.total_chunks)?;
+                w.u16(m.target)?;
             }
             Message::SessionPart(m) => {
                 w.u32(m.session)?;
@@ -906,6 +915,7 @@ mod tests {
                 chunk_size: FD_CHUNK as u8,
                 object_len: 1000,
                 total_chunks: 17,
+                target: BROADCAST,
             }),
             Message::SessionPart(SessionPart {
                 session: 1,
@@ -1035,6 +1045,7 @@ mod tests {
             chunk_size: 0,
             object_len: 10,
             total_chunks: 1,
+            target: BROADCAST,
         });
         let f = announce.to_frame(MASTER_PRIMARY).unwrap();
         assert_eq!(Message::decode(&f), Err(MsgError::BadField));
@@ -1062,7 +1073,11 @@ mod tests {
                 kind,
                 Kind::SessionAnnounce | Kind::SessionPart | Kind::SessionEnd
             );
-            assert_eq!(boot.accepts(&f), session || kind == Kind::Data, "{kind:?}");
+            assert_eq!(
+                boot.accepts(&f),
+                session || matches!(kind, Kind::Data | Kind::Nack),
+                "{kind:?}"
+            );
             assert_eq!(
                 app.accepts(&f),
                 session || matches!(kind, Kind::Reboot | Kind::Check),

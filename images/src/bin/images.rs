@@ -46,6 +46,16 @@ enum Cmd {
         #[arg(short, long, value_name = "OUT")]
         output: PathBuf,
     },
+    /// Lay image files out as one bundle, for combined broadcasts. Each
+    /// file must be a valid image, one per node type.
+    Bundle {
+        /// The image files, in the order they go into the bundle.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Where to write the bundle.
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+    },
     /// Print an image's manifest and check its payload digest.
     ///
     /// Fails if the file does not parse as an image. A tampered image is
@@ -102,6 +112,37 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 m.size,
                 m.load_addr,
                 build::hex(&m.sha256),
+            );
+        }
+        Cmd::Bundle { images, output } => {
+            let mut files: Vec<(NodeType, PathBuf, Vec<u8>)> = Vec::new();
+            for path in &images {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("{}: cannot read", path.display()))?;
+                let img = Image::parse(&bytes).with_context(|| path.display().to_string())?;
+                if let Some((_, other, _)) =
+                    files.iter().find(|(t, _, _)| *t == img.manifest.node_type)
+                {
+                    anyhow::bail!(
+                        "{}: a second image for node type {} (first: {})",
+                        path.display(),
+                        img.manifest.node_type.name(),
+                        other.display()
+                    );
+                }
+                files.push((img.manifest.node_type, path.clone(), bytes));
+            }
+            let parts: Vec<(NodeType, &[u8])> =
+                files.iter().map(|(t, _, b)| (*t, b.as_slice())).collect();
+            let bundle =
+                images::bundle::build(&parts).with_context(|| output.display().to_string())?;
+            std::fs::write(&output, &bundle)
+                .with_context(|| format!("{}: cannot write", output.display()))?;
+            println!(
+                "{}: {} images, {} bytes",
+                output.display(),
+                parts.len(),
+                bundle.len()
             );
         }
         Cmd::Inspect { file, json } => {

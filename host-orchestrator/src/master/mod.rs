@@ -1,0 +1,666 @@
+//! The master source: collects requests in hold-off windows, then sends each
+//! requested image once for every node that asked, repairs what nodes
+//! missed, lets late nodes join, and (as a backup) takes over from a primary
+//! that falls silent.
+//!
+//! [`scheduler`] is the window logic, free of I/O. [`session`] sends one
+//! session. [`run`] is a master on the bus: a reader, a writer that puts
+//! beacons and re-announcements ahead of bulk data, the scheduler loop, and
+//! one session task at a time.
+
+pub mod scheduler;
+pub mod session;
+
+use crate::busclient::{self, FrameReader, FrameWriter};
+use crate::fleet::MasterConfig;
+use crate::store::{PartSpec, Store};
+use anyhow::{Context, Result};
+use proto::msg::{self, MasterBeacon, Message, NodeState};
+use proto::{Frame, NodeType};
+use scheduler::{RequestOutcome, SchedEvent, Scheduler, SessionKind, SessionPlan};
+use serde::{Deserialize, Serialize};
+use session::{Content, Outbox, Outgoing, SessionCtl};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+pub use crate::holdoff::CloseReason;
+
+/// Which master this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Serves from the start.
+    Primary,
+    /// Watches the primary and serves once it falls silent.
+    Backup,
+}
+
+impl Role {
+    /// Its source id on the bus.
+    pub fn src(self) -> u16 {
+        match self {
+            Role::Primary => msg::MASTER_PRIMARY,
+            Role::Backup => msg::MASTER_BACKUP,
+        }
+    }
+}
+
+/// How often an active master says it is alive.
+pub const BEACON_EVERY: Duration = Duration::from_millis(250);
+
+/// What a master did. Serialised as one JSON line per event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum MasterEvent {
+    /// A request opened a window.
+    WindowOpened {
+        /// Window number.
+        window: u32,
+        /// The first requester.
+        node: u16,
+    },
+    /// A window closed and its sessions were scheduled.
+    WindowClosed {
+        /// Window number.
+        window: u32,
+        /// How long it was open.
+        held_ms: u64,
+        /// Why it closed.
+        reason: CloseReason,
+        /// Who asked.
+        requesters: Vec<u16>,
+    },
+    /// Every requester of an open window joined a running session instead.
+    WindowCancelled {
+        /// Window number.
+        window: u32,
+    },
+    /// A session started (or, after a takeover, resumed).
+    SessionStarted {
+        /// Session number.
+        session: u32,
+        /// Window that scheduled it.
+        window: u32,
+        /// Type name, "combined", or "type→node" for unicast.
+        kind: String,
+        /// Nodes it serves.
+        requesters: Vec<u16>,
+        /// Object bytes.
+        bytes: u64,
+        /// After a takeover: the first chunk this master sent.
+        resumed_at_chunk: Option<u32>,
+    },
+    /// A node joined a running session late.
+    LateJoin {
+        /// Session number.
+        session: u32,
+        /// The node.
+        node: u16,
+    },
+    /// A session is over.
+    SessionEnded {
+        /// Session number.
+        session: u32,
+        /// Object bytes sent in the first pass.
+        bytes: u64,
+        /// Frames sent.
+        frames: u64,
+        /// Repair rounds.
+        repair_rounds: u8,
+        /// Bytes re-sent in repair.
+        repair_bytes: u64,
+        /// Chunks re-sent in each repair round.
+        chunks_per_round: Vec<u32>,
+        /// Why it failed, if it did.
+        error: Option<String>,
+    },
+    /// A node asked for a type the store has no image for.
+    NoImage {
+        /// The node.
+        node: u16,
+        /// Its type code.
+        node_type: u8,
+    },
+    /// The backup took over from a silent primary.
+    TookOver {
+        /// How long the primary had been silent.
+        silent_ms: u64,
+        /// The session it resumed, if one was cut short.
+        resumed_session: Option<u32>,
+    },
+}
+
+/// One event with its time and source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MasterRecord {
+    /// Wall-clock milliseconds since the Unix epoch.
+    pub ts_ms: u64,
+    /// Which master.
+    pub source: Role,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: MasterEvent,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+struct Running {
+    plan: SessionPlan,
+    ctl: mpsc::Sender<SessionCtl>,
+    task: JoinHandle<Result<session::Outcome>>,
+}
+
+impl Drop for Running {
+    /// A master that stops (or is killed) stops sending its session too.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Aborts a task when dropped, so that aborting `run` ends all of it.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What a backup has seen of the primary's current session.
+#[derive(Clone, Debug)]
+struct Observed {
+    announce: msg::SessionAnnounce,
+    kind: Option<SessionKind>,
+    highest: Option<u32>,
+    parts: Vec<PartSpec>,
+}
+
+struct Master {
+    role: Role,
+    active: bool,
+    config: MasterConfig,
+    store: Arc<Store>,
+    bundle: Arc<(Arc<Vec<u8>>, Vec<PartSpec>)>,
+    sched: Scheduler,
+    out: Outbox,
+    events: mpsc::Sender<MasterRecord>,
+    running: Option<Running>,
+    observed: Option<Observed>,
+    primary_heard: Instant,
+    started: Instant,
+    reported_no_image: BTreeSet<u16>,
+}
+
+impl Master {
+    async fn emit(&self, event: MasterEvent) {
+        log_event(self.role, &event);
+        let record = MasterRecord {
+            ts_ms: now_ms(),
+            source: self.role,
+            event,
+        };
+        // The report's reader may be gone at shutdown; the log stays.
+        let _ = self.events.send(record).await;
+    }
+
+    async fn emit_sched(&self, e: SchedEvent) {
+        if !self.active {
+            return;
+        }
+        let event = match e {
+            SchedEvent::Opened { window, node, .. } => MasterEvent::WindowOpened { window, node },
+            SchedEvent::Closed {
+                window,
+                opened_at,
+                closed_at,
+                reason,
+                requesters,
+            } => MasterEvent::WindowClosed {
+                window,
+                held_ms: (closed_at - opened_at).as_millis() as u64,
+                reason,
+                requesters: requesters
+                    .values()
+                    .flatten()
+                    .copied()
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+            },
+            SchedEvent::Cancelled { window } => MasterEvent::WindowCancelled { window },
+        };
+        self.emit(event).await;
+    }
+
+    async fn on_frame(&mut self, frame: &Frame) {
+        let Ok((src, m)) = Message::decode(frame) else {
+            return;
+        };
+        let now = Instant::now();
+        if src == msg::MASTER_PRIMARY && self.role == Role::Backup {
+            self.primary_heard = now;
+            if !self.active {
+                self.observe_primary(&m);
+            }
+            return;
+        }
+        match m {
+            Message::Request(req) => match NodeType::from_code(req.node_type) {
+                Some(t) if self.store.by_type.contains_key(&t) => {
+                    match self.sched.on_request(now, src, t) {
+                        RequestOutcome::Opened(e) => self.emit_sched(e).await,
+                        RequestOutcome::LateJoin { session } if self.active => {
+                            if let Some(r) = &self.running {
+                                let _ = r.ctl.send(SessionCtl::Reannounce).await;
+                            }
+                            self.emit(MasterEvent::LateJoin { session, node: src })
+                                .await;
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {
+                    if self.active && self.reported_no_image.insert(src) {
+                        self.emit(MasterEvent::NoImage {
+                            node: src,
+                            node_type: req.node_type,
+                        })
+                        .await;
+                    }
+                }
+            },
+            Message::Status(s) if s.state == NodeState::Receiving as u8 => {
+                if let Some(e) = self.sched.on_receiving(src) {
+                    self.emit_sched(e).await;
+                }
+            }
+            Message::Reject(_) => self.sched.on_reject(src),
+            Message::Nack(n) if self.active => {
+                if let Some(r) = self
+                    .running
+                    .as_ref()
+                    .filter(|r| r.plan.session == n.session)
+                {
+                    let ranges = n.ranges[..(n.count as usize).min(msg::NACK_RANGES)].to_vec();
+                    let _ = r.ctl.send(SessionCtl::Nack(ranges)).await;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A passive backup follows the primary's sessions.
+    fn observe_primary(&mut self, m: &Message<'_>) {
+        match *m {
+            Message::SessionAnnounce(a) => {
+                self.observed = Some(Observed {
+                    announce: a,
+                    kind: None,
+                    highest: None,
+                    parts: Vec::new(),
+                })
+            }
+            Message::SessionPart(p) => {
+                let Some(o) = self
+                    .observed
+                    .as_mut()
+                    .filter(|o| o.announce.session == p.session)
+                else {
+                    return;
+                };
+                if let Some(t) = NodeType::from_code(p.node_type) {
+                    o.parts.push(PartSpec {
+                        node_type: t,
+                        offset: p.offset,
+                        len: p.len,
+                        load_addr: p.load_addr,
+                        version: p.version,
+                    });
+                    if o.kind.is_none() {
+                        let kind = match o.announce.mode {
+                            msg::MODE_COMBINED => SessionKind::Combined,
+                            msg::MODE_UNICAST => SessionKind::Unicast {
+                                node_type: t,
+                                target: o.announce.target,
+                            },
+                            _ => SessionKind::Selected(t),
+                        };
+                        o.kind = Some(kind);
+                        self.sched.adopt(p.session, o.announce.window, kind);
+                    }
+                }
+            }
+            Message::Data(d) => {
+                if let Some(o) = self
+                    .observed
+                    .as_mut()
+                    .filter(|o| o.announce.session as u8 == d.session)
+                {
+                    o.highest = Some(o.highest.map_or(d.chunk, |h| h.max(d.chunk)));
+                }
+            }
+            Message::SessionEnd(e) if e.last != 0 => {
+                self.sched.finish(Instant::now(), e.session);
+                self.observed = None;
+            }
+            _ => {}
+        }
+    }
+
+    async fn close_due(&mut self) {
+        if let Some(e) = self.sched.close_if_due(Instant::now()) {
+            self.emit_sched(e).await;
+        }
+    }
+
+    fn content(&self, kind: SessionKind) -> Result<Content> {
+        Content::of(kind, &self.store, &self.bundle)
+    }
+
+    /// Starts the next scheduled session, if none is running.
+    async fn start_next(&mut self) {
+        if !self.active || self.running.is_some() {
+            return;
+        }
+        let Some(plan) = self.sched.start_next() else {
+            return;
+        };
+        self.launch(plan, 0).await;
+    }
+
+    async fn launch(&mut self, plan: SessionPlan, start_chunk: u32) {
+        let content = match self.content(plan.kind) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("cannot send session {}: {e:#}", plan.session);
+                self.sched.finish(Instant::now(), plan.session);
+                return;
+            }
+        };
+        self.emit(MasterEvent::SessionStarted {
+            session: plan.session,
+            window: plan.window,
+            kind: plan.kind.label(),
+            requesters: plan.requesters.iter().copied().collect(),
+            bytes: content.object.len() as u64,
+            resumed_at_chunk: (start_chunk > 0).then_some(start_chunk),
+        })
+        .await;
+        let (ctl, mut ctl_rx) = mpsc::channel(64);
+        let out = self.out.clone();
+        let repair = self.config.repair;
+        let src = self.role.src();
+        let p = plan.clone();
+        let task = tokio::spawn(async move {
+            session::run(&p, &content, start_chunk, &out, &mut ctl_rx, repair, src).await
+        });
+        self.running = Some(Running { plan, ctl, task });
+    }
+
+    async fn session_done(
+        &mut self,
+        result: Result<Result<session::Outcome>, tokio::task::JoinError>,
+    ) {
+        let Some(r) = self.running.take() else { return };
+        self.sched.finish(Instant::now(), r.plan.session);
+        let (o, error) = match result {
+            Ok(Ok(o)) => (o, None),
+            Ok(Err(e)) => (session::Outcome::default(), Some(format!("{e:#}"))),
+            Err(e) => (session::Outcome::default(), Some(e.to_string())),
+        };
+        self.emit(MasterEvent::SessionEnded {
+            session: r.plan.session,
+            bytes: o.bytes,
+            frames: o.frames,
+            repair_rounds: o.repair_rounds,
+            repair_bytes: o.repair_bytes,
+            chunks_per_round: o.rounds,
+            error,
+        })
+        .await;
+    }
+
+    async fn beacon(&self) {
+        let state = if self.running.is_some() {
+            2
+        } else if self.sched.deadline().is_some() {
+            1
+        } else {
+            0
+        };
+        let b = MasterBeacon {
+            role: if self.role == Role::Primary { 1 } else { 2 },
+            state,
+            next_session: self.sched.next_session(),
+            uptime_ms: self.started.elapsed().as_millis() as u32,
+        };
+        if let Ok(frame) = Message::MasterBeacon(b).to_frame(self.role.src()) {
+            let _ = self
+                .out
+                .urgent
+                .send(Outgoing {
+                    frame,
+                    written: None,
+                })
+                .await;
+        }
+    }
+
+    /// A backup becomes active once the primary has been silent too long,
+    /// finishing any session the primary cut short.
+    async fn maybe_take_over(&mut self) {
+        let silent = self.primary_heard.elapsed();
+        if self.active || silent < self.config.takeover_after {
+            return;
+        }
+        self.active = true;
+        let resume = self.observed.take().and_then(|o| Some((o.kind?, o)));
+        let mut resumed_session = None;
+        if let (Some((kind, o)), Some(plan)) = (resume, self.sched.running().cloned()) {
+            match self.content(kind) {
+                // The same object as the primary's: carry on where it stopped.
+                Ok(c) if c.object.len() as u32 == o.announce.object_len && c.parts == o.parts => {
+                    resumed_session = Some(plan.session);
+                    let start = o.highest.map_or(0, |h| h + 1);
+                    self.emit(MasterEvent::TookOver {
+                        silent_ms: silent.as_millis() as u64,
+                        resumed_session,
+                    })
+                    .await;
+                    self.launch(plan, start).await;
+                    return;
+                }
+                // Another object: end that session; its nodes ask again.
+                _ => self.sched.finish(Instant::now(), plan.session),
+            }
+        }
+        self.emit(MasterEvent::TookOver {
+            silent_ms: silent.as_millis() as u64,
+            resumed_session,
+        })
+        .await;
+    }
+}
+
+fn log_event(role: Role, e: &MasterEvent) {
+    let role = match role {
+        Role::Primary => "primary",
+        Role::Backup => "backup",
+    };
+    match e {
+        MasterEvent::WindowOpened { window, node } => info!(role, window, node, "window open"),
+        MasterEvent::WindowClosed {
+            window,
+            held_ms,
+            reason,
+            requesters,
+        } => {
+            info!(role, window, ?reason, held_ms, ?requesters, "window closed")
+        }
+        MasterEvent::WindowCancelled { window } => {
+            info!(
+                role,
+                window, "window cancelled: every requester joined a running session"
+            )
+        }
+        MasterEvent::SessionStarted {
+            session,
+            window,
+            kind,
+            requesters,
+            bytes,
+            resumed_at_chunk,
+        } => {
+            info!(
+                role,
+                session,
+                window,
+                kind,
+                bytes,
+                ?requesters,
+                ?resumed_at_chunk,
+                "broadcast start"
+            )
+        }
+        MasterEvent::LateJoin { session, node } => info!(role, session, node, "late join"),
+        MasterEvent::SessionEnded {
+            session,
+            bytes,
+            frames,
+            repair_rounds,
+            repair_bytes,
+            error,
+            ..
+        } => {
+            info!(
+                role,
+                session,
+                bytes,
+                frames,
+                repair_rounds,
+                repair_bytes,
+                ?error,
+                "broadcast end"
+            )
+        }
+        MasterEvent::NoImage { node, node_type } => {
+            warn!(
+                role,
+                node, node_type, "request for a type with no image in the store"
+            )
+        }
+        MasterEvent::TookOver {
+            silent_ms,
+            resumed_session,
+        } => {
+            warn!(
+                role,
+                silent_ms,
+                ?resumed_session,
+                "took over from a silent primary"
+            )
+        }
+    }
+}
+
+async fn read_frames(mut r: FrameReader, tx: mpsc::Sender<Frame>) -> Result<()> {
+    while let Some(f) = r.next().await? {
+        if tx.send(f).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Writes urgent frames before bulk ones, and signals writes that asked.
+async fn write_frames(
+    mut w: FrameWriter,
+    mut bulk: mpsc::Receiver<Outgoing>,
+    mut urgent: mpsc::Receiver<Outgoing>,
+) -> Result<()> {
+    loop {
+        let o = tokio::select! {
+            biased;
+            Some(o) = urgent.recv() => o,
+            Some(o) = bulk.recv() => o,
+            else => return Ok(()),
+        };
+        w.send(&o.frame).await?;
+        if let Some(done) = o.written {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Runs a master on the bus port at `port` until `shutdown` turns true.
+/// Every event goes to `events`.
+pub async fn run(
+    port: &Path,
+    store: Store,
+    config: MasterConfig,
+    role: Role,
+    events: mpsc::Sender<MasterRecord>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let (reader, writer) = busclient::connect(port).await?;
+    let bundle = if store.by_type.is_empty() {
+        (Arc::new(Vec::new()), Vec::new())
+    } else {
+        let (b, parts) = store.bundle().context("building the combined bundle")?;
+        (Arc::new(b), parts)
+    };
+    let (frames_tx, mut frames) = mpsc::channel(1024);
+    let _read_task = AbortOnDrop(tokio::spawn(read_frames(reader, frames_tx)));
+    let (bulk, bulk_rx) = mpsc::channel(16);
+    let (urgent, urgent_rx) = mpsc::channel(16);
+    let _write_task = AbortOnDrop(tokio::spawn(write_frames(writer, bulk_rx, urgent_rx)));
+    let now = Instant::now();
+    let mut m = Master {
+        role,
+        active: role == Role::Primary,
+        sched: Scheduler::new(config.hold_off, config.mode, config.late_join, 1),
+        config,
+        store: Arc::new(store),
+        bundle: Arc::new(bundle),
+        out: Outbox { bulk, urgent },
+        events,
+        running: None,
+        observed: None,
+        primary_heard: now,
+        started: now,
+        reported_no_image: BTreeSet::new(),
+    };
+    let mut beacon = tokio::time::interval(BEACON_EVERY);
+    let mut watchdog = tokio::time::interval(Duration::from_millis(100));
+    let result = loop {
+        let deadline = m.sched.deadline().map(|d| d.0);
+        let active = m.active;
+        let busy = m.running.is_some();
+        tokio::select! {
+            _ = shutdown.changed() => break Ok(()),
+            f = frames.recv() => match f {
+                Some(f) => m.on_frame(&f).await,
+                None => break Err(anyhow::anyhow!("the bus closed the master's port")),
+            },
+            _ = tokio::time::sleep_until(deadline.unwrap_or(now)), if deadline.is_some() => m.close_due().await,
+            r = async { m.running.as_mut().map(|r| &mut r.task).expect("guarded").await }, if busy => {
+                m.session_done(r).await
+            }
+            _ = beacon.tick(), if active => m.beacon().await,
+            _ = watchdog.tick(), if !active => m.maybe_take_over().await,
+        }
+        m.start_next().await;
+    };
+    result
+}

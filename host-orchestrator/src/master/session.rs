@@ -1,0 +1,518 @@
+//! One session on the bus: announce, data, end, then NACK-driven repair.
+
+use super::scheduler::{SessionKind, SessionPlan};
+use crate::store::{PartSpec, Store};
+use anyhow::{Context, Result, bail};
+use proto::Frame;
+use proto::msg::{
+    self, BROADCAST, Data, MODE_COMBINED, MODE_SELECTED, MODE_UNICAST, Message, SessionAnnounce,
+    SessionEnd, SessionPart,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// What a session sends: the object and where each image lies in it.
+#[derive(Clone, Debug)]
+pub struct Content {
+    /// The bytes the `Data` frames carry.
+    pub object: Arc<Vec<u8>>,
+    /// The images in the object.
+    pub parts: Vec<PartSpec>,
+    /// `MODE_*`.
+    pub mode: u8,
+    /// The one node a unicast session is for, else `BROADCAST`.
+    pub target: u16,
+}
+
+impl Content {
+    /// The content of a session of `kind` from `store`. `bundle` is the
+    /// store's bundle, built once.
+    pub fn of(
+        kind: SessionKind,
+        store: &Store,
+        bundle: &(Arc<Vec<u8>>, Vec<PartSpec>),
+    ) -> Result<Content> {
+        let single = |t| -> Result<(Arc<Vec<u8>>, Vec<PartSpec>)> {
+            let s = store
+                .by_type
+                .get(&t)
+                .with_context(|| format!("no image for type {}", t.name()))?;
+            Ok((s.bytes.clone(), vec![store.part(t).context("part")?]))
+        };
+        Ok(match kind {
+            SessionKind::Selected(t) => {
+                let (object, parts) = single(t)?;
+                Content {
+                    object,
+                    parts,
+                    mode: MODE_SELECTED,
+                    target: BROADCAST,
+                }
+            }
+            SessionKind::Combined => Content {
+                object: bundle.0.clone(),
+                parts: bundle.1.clone(),
+                mode: MODE_COMBINED,
+                target: BROADCAST,
+            },
+            SessionKind::Unicast { node_type, target } => {
+                let (object, parts) = single(node_type)?;
+                Content {
+                    object,
+                    parts,
+                    mode: MODE_UNICAST,
+                    target,
+                }
+            }
+        })
+    }
+
+    /// `Data` frames in the session.
+    pub fn total_chunks(&self) -> u32 {
+        self.object.len().div_ceil(msg::FD_CHUNK) as u32
+    }
+
+    /// The bytes of chunk `i`.
+    pub fn chunk(&self, i: u32) -> &[u8] {
+        let start = i as usize * msg::FD_CHUNK;
+        &self.object[start.min(self.object.len())..(start + msg::FD_CHUNK).min(self.object.len())]
+    }
+}
+
+fn encode(m: Message<'_>, src: u16) -> Result<Frame> {
+    m.to_frame(src)
+        .map_err(|e| anyhow::anyhow!("cannot encode {:?}: {e:?}", m.kind()))
+}
+
+/// The announce and part frames that start (or restate) a session.
+pub fn announce_frames(plan: &SessionPlan, content: &Content, src: u16) -> Result<Vec<Frame>> {
+    let total_chunks = content.total_chunks();
+    if total_chunks > msg::MAX_CHUNK_INDEX + 1 {
+        bail!(
+            "an object of {} bytes needs more chunks than a session can carry",
+            content.object.len()
+        );
+    }
+    let announce = SessionAnnounce {
+        session: plan.session,
+        window: plan.window,
+        mode: content.mode,
+        parts: content.parts.len() as u8,
+        chunk_size: msg::FD_CHUNK as u8,
+        object_len: u32::try_from(content.object.len()).context("object larger than 4 GiB")?,
+        total_chunks,
+        target: content.target,
+    };
+    let mut frames = vec![encode(Message::SessionAnnounce(announce), src)?];
+    for (i, p) in content.parts.iter().enumerate() {
+        let part = SessionPart {
+            session: plan.session,
+            index: i as u8,
+            node_type: p.node_type as u8,
+            manifest_len: images::manifest::MANIFEST_LEN as u16,
+            offset: p.offset,
+            len: p.len,
+            load_addr: p.load_addr,
+            version: p.version,
+        };
+        frames.push(encode(Message::SessionPart(part), src)?);
+    }
+    Ok(frames)
+}
+
+/// The `Data` frame for chunk `i`.
+pub fn data_frame(session: u32, content: &Content, i: u32, src: u16) -> Result<Frame> {
+    encode(
+        Message::Data(Data {
+            session: session as u8,
+            chunk: i,
+            payload: content.chunk(i),
+        }),
+        src,
+    )
+}
+
+fn end_frame(session: u32, content: &Content, round: u8, last: bool, src: u16) -> Result<Frame> {
+    let end = SessionEnd {
+        session,
+        total_chunks: content.total_chunks(),
+        round,
+        last: last as u8,
+    };
+    encode(Message::SessionEnd(end), src)
+}
+
+/// A frame for the writer, with an optional "it has been written" signal.
+pub struct Outgoing {
+    /// The frame.
+    pub frame: Frame,
+    /// Fired once the frame is on its way to the bridge.
+    pub written: Option<oneshot::Sender<()>>,
+}
+
+/// Where sessions put their frames: bulk (in order) and urgent (beacons,
+/// re-announcements), which the writer sends first.
+#[derive(Clone)]
+pub struct Outbox {
+    /// Session frames, in order.
+    pub bulk: mpsc::Sender<Outgoing>,
+    /// Frames that must not wait behind a session.
+    pub urgent: mpsc::Sender<Outgoing>,
+}
+
+impl Outbox {
+    async fn bulk(&self, frame: Frame) -> Result<()> {
+        self.bulk
+            .send(Outgoing {
+                frame,
+                written: None,
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("writer stopped"))
+    }
+
+    /// Sends `frame` in order and waits until it has been written.
+    async fn bulk_and_wait(&self, frame: Frame) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.bulk
+            .send(Outgoing {
+                frame,
+                written: Some(tx),
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("writer stopped"))?;
+        rx.await.map_err(|_| anyhow::anyhow!("writer stopped"))
+    }
+}
+
+/// What the master tells a running session.
+#[derive(Clone, Debug)]
+pub enum SessionCtl {
+    /// A node asked for these (first chunk, count) ranges.
+    Nack(Vec<(u32, u16)>),
+    /// A node joins late: state the session again.
+    Reannounce,
+}
+
+/// Repair settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Repair {
+    /// Most repair rounds after the first pass.
+    pub rounds: u8,
+    /// How long to collect `Nack`s after an end.
+    pub wait: Duration,
+}
+
+/// What a session did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Object bytes sent in the first pass.
+    pub bytes: u64,
+    /// Frames sent, repair included.
+    pub frames: u64,
+    /// Repair rounds sent.
+    pub repair_rounds: u8,
+    /// Object bytes re-sent in repair.
+    pub repair_bytes: u64,
+    /// Repair rounds and their chunk counts, for the log.
+    pub rounds: Vec<u32>,
+}
+
+/// A set of chunk indices.
+struct Missing {
+    bits: Vec<u64>,
+    total: u32,
+}
+
+impl Missing {
+    fn new(total: u32) -> Missing {
+        Missing {
+            bits: vec![0; (total as usize).div_ceil(64)],
+            total,
+        }
+    }
+    fn add(&mut self, start: u32, len: u16) {
+        let end = start.saturating_add(len as u32).min(self.total);
+        for i in start..end {
+            self.bits[i as usize / 64] |= 1 << (i % 64);
+        }
+    }
+    fn take(&mut self) -> Vec<u32> {
+        let mut out = Vec::new();
+        for (w, word) in self.bits.iter_mut().enumerate() {
+            while *word != 0 {
+                let b = word.trailing_zeros();
+                out.push(w as u32 * 64 + b);
+                *word &= *word - 1;
+            }
+        }
+        out
+    }
+}
+
+/// Runs one session: announce, data from `start_chunk`, end, then up to
+/// `repair.rounds` rounds re-sending the union of the chunks nodes asked
+/// for. Nodes still incomplete after that ask again in a new window.
+pub async fn run(
+    plan: &SessionPlan,
+    content: &Content,
+    start_chunk: u32,
+    out: &Outbox,
+    ctl: &mut mpsc::Receiver<SessionCtl>,
+    repair: Repair,
+    src: u16,
+) -> Result<Outcome> {
+    let announce = announce_frames(plan, content, src)?;
+    let total = content.total_chunks();
+    let mut missing = Missing::new(total);
+    let mut o = Outcome::default();
+    for f in &announce {
+        out.bulk(*f).await?;
+    }
+    o.frames += announce.len() as u64;
+    let handle = |c: SessionCtl, missing: &mut Missing| -> Option<Vec<Frame>> {
+        match c {
+            SessionCtl::Nack(ranges) => {
+                for (s, l) in ranges {
+                    missing.add(s, l);
+                }
+                None
+            }
+            SessionCtl::Reannounce => Some(announce.clone()),
+        }
+    };
+    let mut i = start_chunk.min(total);
+    while i < total {
+        tokio::select! {
+            biased;
+            Some(c) = ctl.recv() => {
+                if let Some(frames) = handle(c, &mut missing) {
+                    for f in frames {
+                        out.urgent.send(Outgoing { frame: f, written: None }).await.map_err(|_| anyhow::anyhow!("writer stopped"))?;
+                    }
+                }
+            }
+            permit = out.bulk.reserve() => {
+                let permit = permit.map_err(|_| anyhow::anyhow!("writer stopped"))?;
+                permit.send(Outgoing { frame: data_frame(plan.session, content, i, src)?, written: None });
+                o.bytes += content.chunk(i).len() as u64;
+                o.frames += 1;
+                i += 1;
+            }
+        }
+    }
+    let mut round = 0u8;
+    loop {
+        let last = round == repair.rounds;
+        out.bulk_and_wait(end_frame(plan.session, content, round, last, src)?)
+            .await?;
+        o.frames += 1;
+        if last {
+            break;
+        }
+        // Collect NACKs: each one extends the wait a little, within a cap.
+        let cap = Instant::now() + repair.wait * 3;
+        let mut until = Instant::now() + repair.wait;
+        loop {
+            match tokio::time::timeout_at(until.min(cap), ctl.recv()).await {
+                Ok(Some(c)) => {
+                    let nack = matches!(c, SessionCtl::Nack(_));
+                    if let Some(frames) = handle(c, &mut missing) {
+                        for f in frames {
+                            out.bulk(f).await?;
+                        }
+                    }
+                    if nack {
+                        until = Instant::now() + repair.wait / 2;
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let chunks = missing.take();
+        if chunks.is_empty() {
+            // Nobody asked: say it is over, so stragglers ask again at once.
+            round = repair.rounds;
+            continue;
+        }
+        round += 1;
+        o.repair_rounds = round;
+        o.rounds.push(chunks.len() as u32);
+        for c in chunks {
+            out.bulk(data_frame(plan.session, content, c, src)?).await?;
+            o.repair_bytes += content.chunk(c).len() as u64;
+            o.frames += 1;
+        }
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::NodeType;
+    use std::collections::BTreeSet;
+
+    fn content(len: usize) -> Content {
+        Content {
+            object: Arc::new((0..len).map(|i| i as u8).collect()),
+            parts: vec![PartSpec {
+                node_type: NodeType::Drive,
+                offset: 0,
+                len: len as u32,
+                load_addr: board::memory::IMAGE_BASE,
+                version: 1,
+            }],
+            mode: MODE_SELECTED,
+            target: BROADCAST,
+        }
+    }
+
+    fn plan() -> SessionPlan {
+        SessionPlan {
+            session: 3,
+            window: 1,
+            kind: SessionKind::Selected(NodeType::Drive),
+            requesters: BTreeSet::new(),
+        }
+    }
+
+    /// Runs a session against a writer that records frames and acks writes.
+    async fn record(
+        content: Content,
+        repair: Repair,
+        during: impl FnOnce(mpsc::Sender<SessionCtl>) -> tokio::task::JoinHandle<()>,
+    ) -> (Outcome, Vec<Frame>) {
+        let (bulk, mut bulk_rx) = mpsc::channel::<Outgoing>(4);
+        let (urgent, mut urgent_rx) = mpsc::channel::<Outgoing>(4);
+        let (ctl_tx, mut ctl) = mpsc::channel(8);
+        let writer = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            loop {
+                let o = tokio::select! {
+                    biased;
+                    Some(o) = urgent_rx.recv() => o,
+                    Some(o) = bulk_rx.recv() => o,
+                    else => break,
+                };
+                seen.push(o.frame);
+                if let Some(w) = o.written {
+                    let _ = w.send(());
+                }
+            }
+            seen
+        });
+        let feeder = during(ctl_tx);
+        let out = Outbox { bulk, urgent };
+        let outcome = run(
+            &plan(),
+            &content,
+            0,
+            &out,
+            &mut ctl,
+            repair,
+            msg::MASTER_PRIMARY,
+        )
+        .await
+        .unwrap();
+        drop(out);
+        feeder.abort();
+        (outcome, writer.await.unwrap())
+    }
+
+    fn data_chunks(frames: &[Frame]) -> Vec<u32> {
+        frames
+            .iter()
+            .filter_map(|f| match Message::decode(f) {
+                Ok((_, Message::Data(d))) => Some(d.chunk),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ends(frames: &[Frame]) -> Vec<(u8, u8)> {
+        frames
+            .iter()
+            .filter_map(|f| match Message::decode(f) {
+                Ok((_, Message::SessionEnd(e))) => Some((e.round, e.last)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_nacks_a_session_is_one_pass_and_a_final_end() {
+        let repair = Repair {
+            rounds: 3,
+            wait: Duration::from_millis(300),
+        };
+        let (o, frames) = record(content(250), repair, |_| tokio::spawn(async {})).await;
+        assert_eq!(data_chunks(&frames), vec![0, 1, 2, 3, 4]);
+        assert_eq!(ends(&frames), vec![(0, 0), (3, 1)]);
+        assert_eq!((o.bytes, o.repair_rounds, o.repair_bytes), (250, 0, 0));
+        assert!(matches!(
+            Message::decode(&frames[0]),
+            Ok((_, Message::SessionAnnounce(_)))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nacked_chunks_are_resent_once_as_a_union_per_round() {
+        let repair = Repair {
+            rounds: 2,
+            wait: Duration::from_millis(300),
+        };
+        let (o, frames) = record(content(600), repair, |ctl| {
+            tokio::spawn(async move {
+                // Two nodes ask for overlapping ranges after the first end.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                ctl.send(SessionCtl::Nack(vec![(2, 3)])).await.unwrap();
+                ctl.send(SessionCtl::Nack(vec![(3, 2), (9, 5)]))
+                    .await
+                    .unwrap();
+                // After round 1's end, one chunk is still missing.
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                ctl.send(SessionCtl::Nack(vec![(4, 1)])).await.unwrap();
+            })
+        })
+        .await;
+        assert_eq!(
+            data_chunks(&frames),
+            vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 9, 4]
+        );
+        assert_eq!(ends(&frames), vec![(0, 0), (1, 0), (2, 1)]);
+        assert_eq!((o.repair_rounds, o.rounds.clone()), (2, vec![4, 1]));
+        assert_eq!(o.repair_bytes, 60 * 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_joiner_gets_the_announce_again() {
+        let repair = Repair {
+            rounds: 1,
+            wait: Duration::from_millis(100),
+        };
+        let (_, frames) = record(content(60 * 40), repair, |ctl| {
+            tokio::spawn(async move {
+                ctl.send(SessionCtl::Reannounce).await.unwrap();
+            })
+        })
+        .await;
+        let announces = frames
+            .iter()
+            .filter(|f| matches!(Message::decode(f), Ok((_, Message::SessionAnnounce(_)))))
+            .count();
+        assert_eq!(announces, 2);
+    }
+
+    #[test]
+    fn missing_sets_clip_and_sort() {
+        let mut m = Missing::new(10);
+        m.add(8, 5);
+        m.add(1, 2);
+        m.add(1, 1);
+        assert_eq!(m.take(), vec![1, 2, 8, 9]);
+        assert!(m.take().is_empty());
+    }
+}
