@@ -207,10 +207,8 @@ impl Receiver {
                             .iter()
                             .any(|&(ts, tl)| ts <= s && s + l as u32 <= ts + tl as u32)
                     });
-                    if covered {
-                        if let Some(c) = self.current.as_mut() {
-                            c.nack_at = None;
-                        }
+                    if let Some(c) = self.current.as_mut().filter(|_| covered) {
+                        c.nack_at = None;
                     }
                 }
                 Progress::Ignored

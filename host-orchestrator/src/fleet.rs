@@ -24,6 +24,9 @@ pub struct Fleet {
     pub timing: BitTiming,
     /// Whether the bus runs in real time.
     pub paced: bool,
+    /// Pad every image's payload to this many bytes (a realistic size for
+    /// the same code); `None` sends the images as built.
+    pub image_size: Option<u32>,
 }
 
 /// One node.
@@ -92,6 +95,7 @@ impl MasterConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FleetFile {
+    image_size: Option<String>,
     #[serde(default)]
     bus: BusSection,
     #[serde(default)]
@@ -264,6 +268,12 @@ impl Fleet {
             master,
             timing: file.bus.preset,
             paced: file.bus.paced,
+            image_size: match &file.image_size {
+                Some(s) => Some(
+                    images::build::parse_size(s).map_err(|e| anyhow::anyhow!("image_size: {e}"))?,
+                ),
+                None => None,
+            },
         })
     }
 
@@ -416,6 +426,10 @@ mod tests {
             (
                 "[[nodes]]\ntype = \"xy\"\ncolour = 1\n",
                 "unknown field `colour`",
+            ),
+            (
+                "image_size = \"big\"\n[[nodes]]\ntype = \"xy\"\n",
+                "image_size: size \"big\" is not a number",
             ),
             (
                 "[[nodes]]\ntype = \"xy\"\nmin_version = \"1.2\"\n",

@@ -208,7 +208,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_field() {
-        let cases: [(&[(&str, i64)], Policy, &str); 9] = [
+        type Case<'a> = (&'a [(&'a str, i64)], Policy, &'a str);
+        let cases: [Case; 9] = [
             (
                 &[("hold_off_ms", 0)],
                 Policy::Fixed,

@@ -528,6 +528,17 @@ impl Supervisor {
         }
     }
 
+    /// Records that node `id` was powered off.
+    pub fn mark_off(&self, id: u16) {
+        let mut v = self.view.lock().expect("fleet view lock");
+        if let Some(n) = v.nodes.get_mut(&id) {
+            n.state = HostState::Off;
+            n.verified_at = None;
+            n.verified_generation = None;
+            n.pending_check = None;
+        }
+    }
+
     /// Waits until `done(view)` holds or `timeout` passes; returns whether it held.
     pub async fn wait_for(&self, timeout: Duration, done: impl Fn(&FleetView) -> bool) -> bool {
         let mut changes = self.changes.clone();

@@ -77,6 +77,8 @@ pub struct Options {
     /// The `bootcast` executable, to run a backup master as its own process
     /// (needed when the fleet asks for a backup).
     pub master_exe: Option<PathBuf>,
+    /// Nodes left powered off at start; see [`Testbed::power_on`].
+    pub held: std::collections::BTreeSet<u16>,
 }
 
 impl Options {
@@ -90,6 +92,7 @@ impl Options {
             max_rejects: 3,
             progress: false,
             master_exe: None,
+            held: Default::default(),
         }
     }
 }
@@ -128,14 +131,6 @@ impl Testbed {
     /// Starts the bridge, the master, the supervisor and every node.
     pub async fn start(opts: Options) -> Result<Testbed> {
         qemu::check_installed()?;
-        let reference = Arc::new(Store::load(&opts.artifacts.images())?);
-        let types = opts.fleet.types();
-        reference.require(&types, &opts.artifacts.images())?;
-        let store_dir = opts
-            .store
-            .clone()
-            .unwrap_or_else(|| opts.artifacts.images());
-        let store = Store::load(&store_dir)?;
         let segments = opts.fleet.segments();
         if segments.len() != 1 {
             bail!(
@@ -155,6 +150,18 @@ impl Testbed {
         for sub in ["p", "q", "log"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
+        let mut reference_dir = opts.artifacts.images();
+        let mut store_dir = opts
+            .store
+            .clone()
+            .unwrap_or_else(|| opts.artifacts.images());
+        if let Some(size) = opts.fleet.image_size {
+            reference_dir = padded_copy(&reference_dir, &dir.join("reference"), size)?;
+            store_dir = padded_copy(&store_dir, &dir.join("store"), size)?;
+        }
+        let reference = Arc::new(Store::load(&reference_dir)?);
+        reference.require(&opts.fleet.types(), &reference_dir)?;
+        let store = Store::load(&store_dir)?;
         let segment = segments[0].clone();
         let port = |name: &str| bus_bridge::PortConfig {
             name: name.to_string(),
@@ -260,7 +267,9 @@ impl Testbed {
                 },
             };
             tb.launches.insert(n.id, launch);
-            tb.spawn(n.id)?;
+            if !opts.held.contains(&n.id) {
+                tb.spawn(n.id)?;
+            }
         }
         Ok(tb)
     }
@@ -270,6 +279,26 @@ impl Testbed {
         let p = NodeProcess::spawn(launch)?;
         self.nodes.insert(id, p);
         self.supervisor.mark_spawned(id);
+        Ok(())
+    }
+
+    /// Powers node `id` on: starts its QEMU process (RAM starts empty).
+    pub fn power_on(&mut self, id: u16) -> Result<()> {
+        if self.nodes.contains_key(&id) {
+            bail!("node {id} is already powered on");
+        }
+        self.spawn(id)
+    }
+
+    /// Cuts node `id`'s power: kills its QEMU process at once, so its RAM
+    /// (and the image in it) is lost.
+    pub async fn power_off(&mut self, id: u16) -> Result<()> {
+        let mut p = self
+            .nodes
+            .remove(&id)
+            .with_context(|| format!("node {id} is not powered on"))?;
+        p.process.kill_now().await;
+        self.supervisor.mark_off(id);
         Ok(())
     }
 
@@ -396,7 +425,30 @@ impl Testbed {
         }
     }
 
+    /// Waits (a little) for sessions in progress to end, so that the report
+    /// has their repair rounds: nodes may be verified before the master's
+    /// last repair wait is over.
+    async fn let_sessions_end(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let busy = self
+                .master_log
+                .lock()
+                .expect("master log lock")
+                .broadcasts
+                .iter()
+                .any(|b| b.ended_s.is_none() && b.error.is_none());
+            if !busy {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn stop_all(&mut self) {
+        if self.master.is_some() || self.backup.is_some() {
+            self.let_sessions_end().await;
+        }
         // Every child gets SIGTERM at once, then each is awaited.
         for p in self.nodes.values_mut() {
             p.process.terminate();
@@ -424,6 +476,28 @@ impl Testbed {
             t.abort();
         }
     }
+}
+
+/// Copies every image in `src` into `dst`, padded to `size` bytes.
+fn padded_copy(src: &Path, dst: &Path, size: u32) -> Result<PathBuf> {
+    std::fs::create_dir_all(dst)?;
+    for e in std::fs::read_dir(src).with_context(|| format!("cannot read {}", src.display()))? {
+        let path = e?.path();
+        if path.extension().is_none_or(|x| x != "bcimg") {
+            continue;
+        }
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let image =
+            images::build::Image::parse(&bytes).with_context(|| path.display().to_string())?;
+        let padded = image
+            .padded(size)
+            .with_context(|| format!("image_size: {}", path.display()))?;
+        let out = dst.join(path.file_name().context("file name")?);
+        std::fs::write(&out, padded.to_bytes())
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    Ok(dst.to_path_buf())
 }
 
 /// Starts the backup master as its own process, its events read from its

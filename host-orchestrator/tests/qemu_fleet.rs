@@ -1,55 +1,21 @@
 //! Fleets of real QEMU nodes, end to end: boot ROM, bus, master, apps and the
 //! supervisor's verification. Needs `qemu-system-riscv64` and the guest
 //! artifacts (`cargo xtask test` provides both).
-//!
-//! Fleets run one at a time: they share two host cores, and the behaviour
-//! under test (hold-off windows) must not depend on how loaded the host is.
 
+mod common;
+
+use common::{SETTLE, artifacts, dump, options, run};
 use host_orchestrator::fleet::Fleet;
 use host_orchestrator::report::Report;
 use host_orchestrator::store::image_file_name;
 use host_orchestrator::supervisor::HostState;
-use host_orchestrator::testbed::{Artifacts, Options, Testbed};
+use host_orchestrator::testbed::Testbed;
 use images::manifest::MANIFEST_LEN;
 use proto::NodeType;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
-
-static ONE_FLEET_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-const SETTLE: Duration = Duration::from_secs(90);
-
-fn run<F: std::future::Future<Output = ()>>(f: F) {
-    let _guard = ONE_FLEET_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(f);
-}
-
-fn artifacts() -> Artifacts {
-    Artifacts::locate(None).expect("guest artifacts (run `cargo xtask test`)")
-}
-
-fn options(fleet: Fleet) -> Options {
-    Options::new(fleet, artifacts())
-}
-
-/// Prints what a failing test needs to see.
-fn dump(report: &Report) {
-    eprintln!("{}", report.table());
-    eprintln!(
-        "{}",
-        serde_json::to_string_pretty(report).unwrap_or_default()
-    );
-}
 
 fn by_type(report: &Report) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();

@@ -489,19 +489,7 @@ pub fn build_from_elf(elf_bytes: &[u8], opts: &BuildOptions) -> Result<Image, Bu
     let mut mem_size = mem_end - load_addr;
 
     if let Some(pad_to) = opts.pad_to {
-        let size = payload.len() as u64;
-        if size > pad_to as u64 {
-            return Err(BuildError::PadTooSmall { size, pad_to });
-        }
-        let span = Span {
-            start: load_addr,
-            len: pad_to as u64,
-        };
-        if !memory::in_image_region(span.start, span.len) {
-            return Err(BuildError::PaddedOutsideRegion(span));
-        }
-        payload.resize(pad_to as usize, 0);
-        mem_size = mem_size.max(pad_to as u64);
+        pad(&mut payload, &mut mem_size, load_addr, pad_to)?;
     }
 
     let manifest = Manifest {
@@ -518,6 +506,46 @@ pub fn build_from_elf(elf_bytes: &[u8], opts: &BuildOptions) -> Result<Image, Bu
     };
     manifest.check_placement().map_err(BuildError::Manifest)?;
     Ok(Image { manifest, payload })
+}
+
+/// Zero-pads `payload` to `pad_to` bytes, growing `mem_size` to match.
+fn pad(
+    payload: &mut Vec<u8>,
+    mem_size: &mut u64,
+    load_addr: u64,
+    pad_to: u32,
+) -> Result<(), BuildError> {
+    let size = payload.len() as u64;
+    if size > pad_to as u64 {
+        return Err(BuildError::PadTooSmall { size, pad_to });
+    }
+    let span = Span {
+        start: load_addr,
+        len: pad_to as u64,
+    };
+    if !memory::in_image_region(span.start, span.len) {
+        return Err(BuildError::PaddedOutsideRegion(span));
+    }
+    payload.resize(pad_to as usize, 0);
+    *mem_size = (*mem_size).max(pad_to as u64);
+    Ok(())
+}
+
+impl Image {
+    /// The same image with its payload zero-padded to `pad_to` bytes and the
+    /// manifest's sizes and digest updated: a realistic size for the same
+    /// code (benchmarks, long sessions in tests).
+    pub fn padded(&self, pad_to: u32) -> Result<Image, BuildError> {
+        let mut payload = self.payload.clone();
+        let mut mem_size = self.manifest.mem_size as u64;
+        pad(&mut payload, &mut mem_size, self.manifest.load_addr, pad_to)?;
+        let mut manifest = self.manifest;
+        manifest.size = payload.len() as u32;
+        manifest.mem_size = mem_size as u32;
+        manifest.sha256 = Sha256::digest(&payload).into();
+        manifest.check_placement().map_err(BuildError::Manifest)?;
+        Ok(Image { manifest, payload })
+    }
 }
 
 /// [`build_from_elf`] on a file; errors name the file.

@@ -514,3 +514,24 @@ fn zero_initialised_app_ram_is_allowed_but_never_sent() {
         },
     );
 }
+
+#[test]
+fn padding_an_image_keeps_its_code_and_fixes_its_manifest() {
+    let img = build_from_elf(&ElfSpec::typical().write(), &opts()).unwrap();
+    let padded = img.padded(64 * 1024).unwrap();
+    assert_eq!(padded.payload.len(), 64 * 1024);
+    assert_eq!(&padded.payload[..img.payload.len()], &img.payload[..]);
+    assert!(padded.payload[img.payload.len()..].iter().all(|&b| b == 0));
+    assert_eq!(padded.manifest.size, 64 * 1024);
+    assert!(padded.manifest.mem_size >= 64 * 1024);
+    padded.verify_digest().unwrap();
+    assert_eq!(Image::parse(&padded.to_bytes()).unwrap(), padded);
+    assert!(matches!(
+        img.padded(10),
+        Err(BuildError::PadTooSmall { .. })
+    ));
+    assert!(matches!(
+        img.padded(u32::MAX),
+        Err(BuildError::PaddedOutsideRegion(_))
+    ));
+}

@@ -643,7 +643,8 @@ pub async fn run(
     };
     let mut beacon = tokio::time::interval(BEACON_EVERY);
     let mut watchdog = tokio::time::interval(Duration::from_millis(100));
-    let result = loop {
+
+    loop {
         let deadline = m.sched.deadline().map(|d| d.0);
         let active = m.active;
         let busy = m.running.is_some();
@@ -661,6 +662,5 @@ pub async fn run(
             _ = watchdog.tick(), if !active => m.maybe_take_over().await,
         }
         m.start_next().await;
-    };
-    result
+    }
 }

@@ -315,20 +315,15 @@ pub async fn run(
         // Collect NACKs: each one extends the wait a little, within a cap.
         let cap = Instant::now() + repair.wait * 3;
         let mut until = Instant::now() + repair.wait;
-        loop {
-            match tokio::time::timeout_at(until.min(cap), ctl.recv()).await {
-                Ok(Some(c)) => {
-                    let nack = matches!(c, SessionCtl::Nack(_));
-                    if let Some(frames) = handle(c, &mut missing) {
-                        for f in frames {
-                            out.bulk(f).await?;
-                        }
-                    }
-                    if nack {
-                        until = Instant::now() + repair.wait / 2;
-                    }
+        while let Ok(Some(c)) = tokio::time::timeout_at(until.min(cap), ctl.recv()).await {
+            let nack = matches!(c, SessionCtl::Nack(_));
+            if let Some(frames) = handle(c, &mut missing) {
+                for f in frames {
+                    out.bulk(f).await?;
                 }
-                Ok(None) | Err(_) => break,
+            }
+            if nack {
+                until = Instant::now() + repair.wait / 2;
             }
         }
         let chunks = missing.take();
