@@ -40,6 +40,8 @@ pub struct NodeSpec {
     pub segment: String,
     /// Lowest image version the node accepts.
     pub min_version: u32,
+    /// When its power comes on, after the testbed starts.
+    pub power_on_after: Duration,
 }
 
 /// Broadcast mode.
@@ -154,6 +156,10 @@ struct NodeGroup {
     segment: String,
     #[serde(default)]
     min_version: Option<String>,
+    /// The group's first node powers on this long after the start.
+    start_after_ms: Option<i64>,
+    /// Each further node of the group powers on this long after the previous.
+    stagger_ms: Option<i64>,
 }
 
 fn one() -> i64 {
@@ -219,7 +225,17 @@ impl Fleet {
                     .map_err(|e| anyhow::anyhow!("nodes[{i}].min_version: {e}"))?,
                 None => 0,
             };
-            for _ in 0..g.count {
+            let ms = |field: &str, v: Option<i64>| -> Result<Duration> {
+                match v {
+                    Some(v) if !(0..=3_600_000).contains(&v) => {
+                        bail!("nodes[{i}].{field}: must be 0 to 3600000 milliseconds, got {v}")
+                    }
+                    v => Ok(Duration::from_millis(v.unwrap_or(0) as u64)),
+                }
+            };
+            let start_after = ms("start_after_ms", g.start_after_ms)?;
+            let stagger = ms("stagger_ms", g.stagger_ms)?;
+            for k in 0..g.count {
                 if nodes.len() >= MAX_NODES {
                     bail!("nodes: more than {MAX_NODES} nodes");
                 }
@@ -228,6 +244,7 @@ impl Fleet {
                     node_type,
                     segment: g.segment.clone(),
                     min_version,
+                    power_on_after: start_after + stagger * k as u32,
                 });
             }
         }
@@ -426,6 +443,10 @@ mod tests {
             (
                 "[[nodes]]\ntype = \"xy\"\ncolour = 1\n",
                 "unknown field `colour`",
+            ),
+            (
+                "[[nodes]]\ntype = \"xy\"\nstagger_ms = -1\n",
+                "nodes[0].stagger_ms: must be 0 to 3600000",
             ),
             (
                 "image_size = \"big\"\n[[nodes]]\ntype = \"xy\"\n",

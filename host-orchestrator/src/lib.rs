@@ -6,6 +6,7 @@
 //! - [`testbed`]: all of the above plus the bus bridge, started and ended together;
 //! - [`fleet`], [`store`], [`report`]: inputs and outputs.
 
+pub mod bench;
 pub mod busclient;
 pub mod child;
 pub mod fleet;

@@ -24,10 +24,35 @@ enum Command {
         #[command(subcommand)]
         action: TestbedAction,
     },
+    /// Benchmarks on real fleets; each prints one markdown table.
+    Bench {
+        #[command(subcommand)]
+        which: BenchWhich,
+    },
     /// Run a master on a bus port (the testbed runs a backup master this
     /// way). Prints its events as JSON lines on stdout; stops on SIGTERM or
     /// Ctrl-C.
     Master(MasterArgs),
+}
+
+#[derive(Subcommand)]
+enum BenchWhich {
+    /// Boot the same staggered fleet under each hold-off policy: windows,
+    /// broadcasts, bytes and time to all verified.
+    Policies {
+        /// Nodes in the fleet (the library mix).
+        #[arg(long, default_value_t = 20)]
+        nodes: usize,
+        /// Milliseconds between one node's power-on and the next.
+        #[arg(long, default_value_t = 200)]
+        stagger_ms: u64,
+        /// Built guest artifacts (default: target/bootcast, or $BOOTCAST_ARTIFACTS).
+        #[arg(long)]
+        artifacts: Option<PathBuf>,
+        /// Also write the rows as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -122,6 +147,28 @@ fn main() -> ExitCode {
                 action: TestbedAction::Up(args),
             } => up(args).await,
             Command::Master(args) => master(args).await.map(|()| true),
+            Command::Bench {
+                which:
+                    BenchWhich::Policies {
+                        nodes,
+                        stagger_ms,
+                        artifacts,
+                        json,
+                    },
+            } => {
+                let artifacts = Artifacts::locate(artifacts)?;
+                let rows =
+                    host_orchestrator::bench::policies(&artifacts, nodes, stagger_ms).await?;
+                println!(
+                    "{}",
+                    host_orchestrator::bench::policy_table(&rows, nodes, stagger_ms)
+                );
+                if let Some(path) = json {
+                    std::fs::write(&path, serde_json::to_string_pretty(&rows)?)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                Ok(true)
+            }
         }
     });
     match result {

@@ -125,6 +125,8 @@ pub struct Testbed {
     pub supervisor: Supervisor,
     nodes: BTreeMap<u16, NodeProcess>,
     launches: BTreeMap<u16, NodeLaunch>,
+    /// Nodes whose power comes on later: (when, node), soonest last.
+    power_on_later: Vec<(Instant, u16)>,
 }
 
 impl Testbed {
@@ -250,6 +252,7 @@ impl Testbed {
             supervisor,
             nodes: BTreeMap::new(),
             launches: BTreeMap::new(),
+            power_on_later: Vec::new(),
         };
         for n in &opts.fleet.nodes {
             let launch = NodeLaunch {
@@ -267,8 +270,13 @@ impl Testbed {
                 },
             };
             tb.launches.insert(n.id, launch);
-            if !opts.held.contains(&n.id) {
+            if opts.held.contains(&n.id) {
+                continue;
+            }
+            if n.power_on_after.is_zero() {
                 tb.spawn(n.id)?;
+            } else {
+                tb.power_on_later.push((t0 + n.power_on_after, n.id));
             }
         }
         Ok(tb)
@@ -331,11 +339,26 @@ impl Testbed {
         done: impl Fn(&FleetView) -> bool,
     ) -> bool {
         let deadline = Instant::now() + timeout;
+        self.power_on_later
+            .sort_by_key(|(at, _)| std::cmp::Reverse(*at));
         loop {
             self.reap_exited();
+            while let Some(&(at, id)) = self.power_on_later.last() {
+                if at > Instant::now() {
+                    break;
+                }
+                self.power_on_later.pop();
+                if let Err(e) = self.spawn(id) {
+                    self.fail_node(id, format!("could not power on: {e:#}"));
+                }
+            }
+            let next_power_on = self.power_on_later.last().map(|(at, _)| *at);
             let step = deadline
                 .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(250));
+                .min(Duration::from_millis(250))
+                .min(next_power_on.map_or(Duration::MAX, |at| {
+                    at.saturating_duration_since(Instant::now())
+                }));
             if self.supervisor.wait_for(step, &done).await {
                 return true;
             }
@@ -356,11 +379,15 @@ impl Testbed {
             self.nodes.remove(&id);
             let log = self.launches.get(&id).map(|l| l.log.clone());
             let tail = log.map(|l| log_tail(&l, 5)).unwrap_or_default();
-            let mut v = self.supervisor.view.lock().expect("fleet view lock");
-            if let Some(n) = v.nodes.get_mut(&id) {
-                n.state = HostState::Failed;
-                n.failure = Some(format!("QEMU exited ({status}); log tail: {tail}"));
-            }
+            self.fail_node(id, format!("QEMU exited ({status}); log tail: {tail}"));
+        }
+    }
+
+    fn fail_node(&self, id: u16, why: String) {
+        let mut v = self.supervisor.view.lock().expect("fleet view lock");
+        if let Some(n) = v.nodes.get_mut(&id) {
+            n.state = HostState::Failed;
+            n.failure = Some(why);
         }
     }
 

@@ -36,6 +36,13 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Benchmarks on real fleets (release build), each printing one markdown
+    /// table: `policies` (hold-off policies on a staggered boot).
+    Bench {
+        /// Which benchmark and its options, passed to `bootcast bench`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Check formatting and run clippy on the host crates and, for the
     /// guest target, on the guest crates.
     Lint,
@@ -85,6 +92,26 @@ fn run() -> Result<ExitCode> {
                     "bootcast",
                     "--",
                     "testbed",
+                ])
+                .args(&args)
+                .env("BOOTCAST_ARTIFACTS", &out)
+                .status_ignoring_ctrl_c()?;
+            Ok(exit_code(status))
+        }
+        Task::Bench { args } => {
+            install::all()?;
+            let out = artifacts::build(&root)?;
+            let status = cargo(&root)
+                .args([
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "-p",
+                    "host-orchestrator",
+                    "--bin",
+                    "bootcast",
+                    "--",
+                    "bench",
                 ])
                 .args(&args)
                 .env("BOOTCAST_ARTIFACTS", &out)
