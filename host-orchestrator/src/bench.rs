@@ -19,6 +19,10 @@ pub struct PolicyRow {
     pub broadcasts: usize,
     /// Object bytes on the bus, repair included.
     pub bytes: u64,
+    /// Of which, repair.
+    pub repair_bytes: u64,
+    /// Nodes that joined a running session late.
+    pub late_joins: usize,
     /// Seconds from the first power-on to the last node verified.
     pub time_to_all_verified_s: f64,
     /// Nodes verified.
@@ -48,6 +52,8 @@ fn row(policy: &str, r: &Report) -> PolicyRow {
         windows: r.windows.len(),
         broadcasts: r.broadcasts.len(),
         bytes: r.broadcasts.iter().map(|b| b.bytes + b.repair_bytes).sum(),
+        repair_bytes: r.broadcasts.iter().map(|b| b.repair_bytes).sum(),
+        late_joins: r.broadcasts.iter().map(|b| b.late_joiners.len()).sum(),
         time_to_all_verified_s: r.elapsed_s,
         verified: r.nodes_verified,
         nodes: r.nodes_total,
@@ -97,16 +103,18 @@ pub async fn policies(
 pub fn policy_table(rows: &[PolicyRow], nodes: usize, stagger_ms: u64) -> String {
     let mut out = format!(
         "Staggered boot: {nodes} nodes, one powering on every {stagger_ms} ms; hold-off T = 1.5 s, max_wait = 10 s\n\n\
-         | policy | windows | broadcasts | bytes on bus | time to all verified | verified |\n\
-         |---|---:|---:|---:|---:|---:|\n"
+         | policy | windows | broadcasts | late joins | bytes on bus (repair) | time to all verified | verified |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n"
     );
     for r in rows {
         out += &format!(
-            "| {} | {} | {} | {} | {:.2} s | {}/{} |\n",
+            "| {} | {} | {} | {} | {} ({}) | {:.2} s | {}/{} |\n",
             r.policy,
             r.windows,
             r.broadcasts,
+            r.late_joins,
             r.bytes,
+            r.repair_bytes,
             r.time_to_all_verified_s,
             r.verified,
             r.nodes
