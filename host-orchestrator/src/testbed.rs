@@ -170,7 +170,9 @@ impl Testbed {
             segment: segment.clone(),
             socket: dir.join("p").join(format!("{name}.sock")),
         };
-        let mut ports = vec![port("master"), port("supervisor"), port("backup")];
+        // "tool" is a spare drop for test harnesses and tools (a rogue
+        // sender, a bus analyser); nothing of the testbed's uses it.
+        let mut ports = vec![port("master"), port("supervisor"), port("backup"), port("tool")];
         for n in &opts.fleet.nodes {
             ports.push(port(&format!("n{}", n.id)));
         }
@@ -308,6 +310,12 @@ impl Testbed {
         p.process.kill_now().await;
         self.supervisor.mark_off(id);
         Ok(())
+    }
+
+    /// The socket of the spare "tool" port: connect with the link codec
+    /// (see `busclient`) to send and receive frames like any node.
+    pub fn tool_port(&self) -> PathBuf {
+        self.run_dir().join("p").join("tool.sock")
     }
 
     /// The run folder.
