@@ -123,3 +123,43 @@ pub fn check_installed() -> Result<()> {
         ),
     }
 }
+
+/// Sends one QMP command to the QEMU listening on `socket` and waits for its
+/// answer. QMP greets, wants `qmp_capabilities`, then takes commands; events
+/// may arrive in between and are skipped.
+pub async fn qmp(socket: &std::path::Path, command: &str) -> Result<serde_json::Value> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .with_context(|| format!("cannot connect to QMP at {}", socket.display()))?;
+    let (rd, mut wr) = stream.into_split();
+    let mut lines = BufReader::new(rd).lines();
+    let mut next = async move || -> Result<serde_json::Value> {
+        loop {
+            let line = tokio::time::timeout(std::time::Duration::from_secs(5), lines.next_line())
+                .await
+                .context("QMP did not answer within 5 s")??
+                .context("QMP closed the connection")?;
+            let v: serde_json::Value =
+                serde_json::from_str(&line).context("QMP sent something that is not JSON")?;
+            if v.get("event").is_none() {
+                return Ok(v);
+            }
+        }
+    };
+    let greeting = next().await?;
+    anyhow::ensure!(
+        greeting.get("QMP").is_some(),
+        "not a QMP greeting: {greeting}"
+    );
+    let mut answer = serde_json::Value::Null;
+    for cmd in ["qmp_capabilities", command] {
+        wr.write_all(format!("{{\"execute\":\"{cmd}\"}}\n").as_bytes())
+            .await?;
+        answer = next().await?;
+        if let Some(err) = answer.get("error") {
+            anyhow::bail!("QMP {cmd} failed: {err}");
+        }
+    }
+    Ok(answer["return"].clone())
+}

@@ -172,7 +172,12 @@ impl Testbed {
         };
         // "tool" is a spare drop for test harnesses and tools (a rogue
         // sender, a bus analyser); nothing of the testbed's uses it.
-        let mut ports = vec![port("master"), port("supervisor"), port("backup"), port("tool")];
+        let mut ports = vec![
+            port("master"),
+            port("supervisor"),
+            port("backup"),
+            port("tool"),
+        ];
         for n in &opts.fleet.nodes {
             ports.push(port(&format!("n{}", n.id)));
         }
@@ -298,6 +303,23 @@ impl Testbed {
             bail!("node {id} is already powered on");
         }
         self.spawn(id)
+    }
+
+    /// Resets node `id` through QMP `system_reset`: RAM is kept, the boot
+    /// ROM runs again.
+    pub async fn reset(&self, id: u16) -> Result<()> {
+        anyhow::ensure!(self.nodes.contains_key(&id), "node {id} is not powered on");
+        let launch = self.launches.get(&id).context("no such node")?;
+        qemu::qmp(&launch.qmp_socket, "system_reset")
+            .await
+            .with_context(|| format!("resetting node {id}"))?;
+        Ok(())
+    }
+
+    /// Power-cycles node `id`: its RAM is lost, the boot ROM starts afresh.
+    pub async fn power_cycle(&mut self, id: u16) -> Result<()> {
+        self.power_off(id).await?;
+        self.power_on(id)
     }
 
     /// Cuts node `id`'s power: kills its QEMU process at once, so its RAM

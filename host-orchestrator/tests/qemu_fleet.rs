@@ -233,3 +233,52 @@ fn a_consistently_forged_image_runs_but_the_supervisor_fails_it() {
         assert!(!drive.verified);
     });
 }
+
+#[test]
+fn a_reset_keeps_ram_and_a_power_cycle_loses_it() {
+    run(async {
+        let fleet = Fleet::default_mix(3).unwrap();
+        let mut tb = Testbed::start(options(fleet))
+            .await
+            .expect("testbed starts");
+        if !tb.wait_settled(SETTLE).await {
+            let r = tb.shutdown().await;
+            dump(&r);
+            panic!("fleet did not verify");
+        }
+        let before = tb.report();
+        tb.reset(1).await.unwrap();
+        tb.power_cycle(2).await.unwrap();
+        let rebooted = |v: &host_orchestrator::supervisor::FleetView, id: u16| {
+            let n = &v.nodes[&id];
+            n.state == HostState::Verified && n.generations.len() == 2
+        };
+        let back = tb
+            .wait_until(SETTLE, |v| rebooted(v, 1) && rebooted(v, 2))
+            .await;
+        let report = tb.shutdown().await;
+        if !back {
+            dump(&report);
+            panic!("nodes did not come back");
+        }
+        let (reset, cycled) = (&report.nodes[0], &report.nodes[1]);
+        // A reset keeps RAM: the boot ROM counts the boot and knows why.
+        assert_eq!(reset.reset_cause.as_deref(), Some("Reset"));
+        assert_eq!(reset.boot_count, 2);
+        // A power cycle loses RAM: a first boot again.
+        assert_eq!(cycled.reset_cause.as_deref(), Some("PowerOn"));
+        assert_eq!(cycled.boot_count, 1);
+        for (old, new) in before.nodes.iter().zip(&report.nodes).take(2) {
+            assert_ne!(
+                old.generation, new.generation,
+                "node {} got a new image",
+                new.id
+            );
+        }
+        assert_eq!(
+            report.nodes[2].generations.len(),
+            1,
+            "node 3 was left alone"
+        );
+    });
+}
