@@ -263,7 +263,7 @@ async fn master(args: MasterArgs) -> Result<()> {
         .with_context(|| format!("cannot read master config {}", args.config.display()))?;
     let config: host_orchestrator::fleet::MasterConfig = serde_json::from_str(&text)
         .with_context(|| format!("master config {}", args.config.display()))?;
-    let store = host_orchestrator::store::Store::load(&args.store)?;
+    host_orchestrator::store::Store::load(&args.store)?;
     let (events, mut rx) = tokio::sync::mpsc::channel::<master::MasterRecord>(256);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let printer = tokio::spawn(async move {
@@ -275,7 +275,7 @@ async fn master(args: MasterArgs) -> Result<()> {
             }
         }
     });
-    let run = master::run(&args.port, store, config, args.role, events, stopped);
+    let run = master::run(&args.port, &args.store, config, args.role, events, stopped);
     tokio::pin!(run);
     let result = tokio::select! {
         r = &mut run => r,

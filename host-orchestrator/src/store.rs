@@ -135,6 +135,25 @@ impl Store {
         Ok((bytes, parts))
     }
 
+    /// What identifies the content of `dir`'s images without reading them:
+    /// names, lengths and modification times. A master compares it before
+    /// each session to pick up newly published images.
+    pub fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+        let mut out: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let p = e.path();
+                let m = e.metadata().ok()?;
+                let modified = m.modified().ok()?;
+                (p.extension().is_some_and(|x| x == "bcimg")).then_some((p, m.len(), modified))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Checks that every type in `types` has an image.
     pub fn require(&self, types: &[NodeType], dir: &Path) -> Result<()> {
         for t in types {

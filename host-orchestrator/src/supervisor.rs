@@ -148,6 +148,28 @@ pub struct ObservedSession {
     pub at_s: f64,
 }
 
+/// An image the supervisor accepts for a type.
+#[derive(Clone, Debug)]
+pub struct Published {
+    /// SHA-256 of its payload.
+    pub digest: [u8; 32],
+    /// Its version.
+    pub version: u32,
+    /// Its payload (for challenges).
+    pub payload: Arc<Vec<u8>>,
+}
+
+impl Published {
+    /// The reference image of `s`.
+    pub fn of(s: &crate::store::StoredImage) -> Published {
+        Published {
+            digest: s.payload_sha256,
+            version: s.image.manifest.version,
+            payload: Arc::new(s.image.payload.clone()),
+        }
+    }
+}
+
 /// The fleet as the supervisor sees it.
 pub struct FleetView {
     /// Nodes by id.
@@ -158,7 +180,9 @@ pub struct FleetView {
     pub foreign_frames: u64,
     started: Instant,
     max_rejects: usize,
-    reference: Arc<Store>,
+    /// Every image published for each type, oldest first: a node may run
+    /// any of them (one rebooted after a publish runs the newest).
+    published: BTreeMap<NodeType, Vec<Published>>,
     announces: BTreeMap<u32, msg::SessionAnnounce>,
 }
 
@@ -325,6 +349,10 @@ impl FleetView {
                 n.ignored_image_frames = h.ignored;
                 let expected_type = n.spec.node_type;
                 let expected = n.expected_digest;
+                let known = self
+                    .published
+                    .get(&expected_type)
+                    .is_some_and(|v| v.iter().any(|p| p.digest == h.digest));
                 if h.node_type != expected_type as u8 {
                     let t = NodeType::from_code(h.node_type).map_or("unknown", |t| t.name());
                     self.fail(
@@ -336,11 +364,11 @@ impl FleetView {
                     );
                     return None;
                 }
-                if h.digest != expected {
+                if !known {
                     self.fail(
                         src,
                         format!(
-                            "running digest {} but the build's {} image has {}",
+                            "running digest {}, which is no image built for type {} (latest: {})",
                             hex(&h.digest),
                             expected_type.name(),
                             hex(&expected)
@@ -386,10 +414,16 @@ impl FleetView {
                 let (nonce, generation) = (c.nonce, *generation);
                 n.pending_check = None;
                 let t = n.spec.node_type;
-                let payload = &self.reference.by_type.get(&t)?.image.payload;
+                let running = n.digest?;
+                let payload = &self
+                    .published
+                    .get(&t)?
+                    .iter()
+                    .find(|p| p.digest == running)?
+                    .payload;
                 let mut h = Sha256::new();
                 h.update(nonce.to_le_bytes());
-                h.update(payload);
+                h.update(payload.as_slice());
                 let want: [u8; 32] = h.finalize().into();
                 if c.digest == want {
                     let n = self.nodes.get_mut(&src)?;
@@ -466,7 +500,11 @@ impl Supervisor {
             foreign_frames: 0,
             started,
             max_rejects: max_rejects.max(1),
-            reference,
+            published: reference
+                .by_type
+                .iter()
+                .map(|(t, s)| (*t, vec![Published::of(s)]))
+                .collect(),
             announces: BTreeMap::new(),
         }));
         let (r, mut w) = busclient::connect(port).await?;
@@ -526,6 +564,16 @@ impl Supervisor {
                 n.state = HostState::Booting;
             }
         }
+    }
+
+    /// Accepts a newly published image for type `t`; it becomes the
+    /// expected image of every node of that type that boots from now on.
+    pub fn publish(&self, t: NodeType, image: Published) {
+        let mut v = self.view.lock().expect("fleet view lock");
+        for n in v.nodes.values_mut().filter(|n| n.spec.node_type == t) {
+            n.expected_digest = image.digest;
+        }
+        v.published.entry(t).or_default().push(image);
     }
 
     /// Records that node `id` was powered off.

@@ -7,9 +7,10 @@ use crate::master::{self, MasterRecord, Role};
 use crate::qemu::{self, NodeLaunch, NodeProcess};
 use crate::report::{self, MasterLog, Report};
 use crate::store::Store;
-use crate::supervisor::{FleetView, HostState, Supervisor};
+use crate::supervisor::{FleetView, HostState, Published, Supervisor};
 use anyhow::{Context, Result, bail};
 use board::strap::Strap;
+use proto::NodeType;
 use proto::msg::{self, Message, Reboot};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -127,6 +128,8 @@ pub struct Testbed {
     launches: BTreeMap<u16, NodeLaunch>,
     /// Nodes whose power comes on later: (when, node), soonest last.
     power_on_later: Vec<(Instant, u16)>,
+    /// The master's store (the run's own copy).
+    store_dir: PathBuf,
 }
 
 impl Testbed {
@@ -153,17 +156,22 @@ impl Testbed {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         let mut reference_dir = opts.artifacts.images();
-        let mut store_dir = opts
+        let given_store = opts
             .store
             .clone()
             .unwrap_or_else(|| opts.artifacts.images());
+        // Checked where the user put it, so errors name their file.
+        Store::load(&given_store)?;
+        // The master's store is the run's own copy: publishing writes to it.
+        let store_dir = dir.join("store");
+        copy_images(&given_store, &store_dir, opts.fleet.image_size)?;
         if let Some(size) = opts.fleet.image_size {
-            reference_dir = padded_copy(&reference_dir, &dir.join("reference"), size)?;
-            store_dir = padded_copy(&store_dir, &dir.join("store"), size)?;
+            reference_dir = dir.join("reference");
+            copy_images(&opts.artifacts.images(), &reference_dir, Some(size))?;
         }
         let reference = Arc::new(Store::load(&reference_dir)?);
         reference.require(&opts.fleet.types(), &reference_dir)?;
-        let store = Store::load(&store_dir)?;
+        Store::load(&store_dir)?;
         let segment = segments[0].clone();
         let port = |name: &str| bus_bridge::PortConfig {
             name: name.to_string(),
@@ -219,11 +227,12 @@ impl Testbed {
             None
         };
         let master_port = ports[0].socket.clone();
+        let master_store = store_dir.clone();
         let master_config = opts.fleet.master.clone();
         let master = tokio::spawn(async move {
             master::run(
                 &master_port,
-                store,
+                &master_store,
                 master_config,
                 Role::Primary,
                 events_tx,
@@ -260,6 +269,7 @@ impl Testbed {
             nodes: BTreeMap::new(),
             launches: BTreeMap::new(),
             power_on_later: Vec::new(),
+            store_dir: store_dir.clone(),
         };
         for n in &opts.fleet.nodes {
             let launch = NodeLaunch {
@@ -303,6 +313,38 @@ impl Testbed {
             bail!("node {id} is already powered on");
         }
         self.spawn(id)
+    }
+
+    /// Publishes version `version` of type `t`'s image in the master's store:
+    /// the current image's code, padded by 4 KiB so that it is a distinct
+    /// image, with the new version in its manifest. Nodes of that type that
+    /// boot from now on must run it; running ones are left alone.
+    pub fn publish(&self, t: NodeType, version: u32) -> Result<Published> {
+        let store = Store::load(&self.store_dir)?;
+        let current = store.by_type.get(&t).with_context(|| {
+            format!(
+                "the store has no {} image to publish a version of",
+                t.name()
+            )
+        })?;
+        let size = (current.image.payload.len() as u32).div_ceil(4096) * 4096 + 4096;
+        let mut image = current
+            .image
+            .padded(size)
+            .context("cannot make the new version")?;
+        image.manifest.version = version;
+        let path = self.store_dir.join(crate::store::image_file_name(t));
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, image.to_bytes())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        let published = Published {
+            digest: image.payload_sha256(),
+            version,
+            payload: Arc::new(image.payload),
+        };
+        self.supervisor.publish(t, published.clone());
+        Ok(published)
     }
 
     /// Resets node `id` through QMP `system_reset`: RAM is kept, the boot
@@ -535,26 +577,28 @@ impl Testbed {
     }
 }
 
-/// Copies every image in `src` into `dst`, padded to `size` bytes.
-fn padded_copy(src: &Path, dst: &Path, size: u32) -> Result<PathBuf> {
+/// Copies every image in `src` into `dst`, padded to `size` bytes if given.
+fn copy_images(src: &Path, dst: &Path, size: Option<u32>) -> Result<()> {
     std::fs::create_dir_all(dst)?;
     for e in std::fs::read_dir(src).with_context(|| format!("cannot read {}", src.display()))? {
         let path = e?.path();
         if path.extension().is_none_or(|x| x != "bcimg") {
             continue;
         }
-        let bytes =
+        let mut bytes =
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let image =
-            images::build::Image::parse(&bytes).with_context(|| path.display().to_string())?;
-        let padded = image
-            .padded(size)
-            .with_context(|| format!("image_size: {}", path.display()))?;
+        if let Some(size) = size {
+            let image =
+                images::build::Image::parse(&bytes).with_context(|| path.display().to_string())?;
+            bytes = image
+                .padded(size)
+                .with_context(|| format!("image_size: {}", path.display()))?
+                .to_bytes();
+        }
         let out = dst.join(path.file_name().context("file name")?);
-        std::fs::write(&out, padded.to_bytes())
-            .with_context(|| format!("cannot write {}", out.display()))?;
+        std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
     }
-    Ok(dst.to_path_buf())
+    Ok(())
 }
 
 /// Starts the backup master as its own process, its events read from its

@@ -199,3 +199,43 @@ fn a_backup_master_finishes_a_broadcast_the_primary_died_in() {
         );
     });
 }
+
+#[test]
+fn a_published_version_reaches_the_nodes_that_reboot_and_only_them() {
+    run(async {
+        let mut tb = Testbed::start(options(
+            Fleet::parse("[[nodes]]\ntype = \"drive\"\ncount = 2\n").unwrap(),
+        ))
+        .await
+        .expect("testbed starts");
+        assert!(tb.wait_settled(SETTLE).await, "fleet did not verify");
+        let v110 = images::manifest::pack_version(1, 1, 0);
+        let published = tb.publish(proto::NodeType::Drive, v110).unwrap();
+        tb.soft_reboot(1).await.unwrap();
+        let updated = tb
+            .wait_until(SETTLE, |v| {
+                let n = &v.nodes[&1];
+                n.state == host_orchestrator::supervisor::HostState::Verified
+                    && n.version == Some(v110)
+            })
+            .await;
+        let report = tb.shutdown().await;
+        if !updated || report.verdict != "pass" {
+            dump(&report);
+            panic!("node 1 did not come back on 1.1.0");
+        }
+        let hex: String = published
+            .digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(report.nodes[0].image_version.as_deref(), Some("1.1.0"));
+        assert_eq!(report.nodes[0].digest.as_deref(), Some(hex.as_str()));
+        assert_eq!(
+            report.nodes[1].image_version.as_deref(),
+            Some("1.0.0"),
+            "node 2 was not rebooted"
+        );
+        assert_eq!(report.nodes[1].generations.len(), 1);
+    });
+}

@@ -190,6 +190,9 @@ struct Master {
     role: Role,
     active: bool,
     config: MasterConfig,
+    /// The master's non-volatile memory: a folder of images.
+    store_dir: std::path::PathBuf,
+    store_seen: Vec<(std::path::PathBuf, u64, SystemTime)>,
     store: Arc<Store>,
     bundle: Arc<(Arc<Vec<u8>>, Vec<PartSpec>)>,
     sched: Scheduler,
@@ -376,7 +379,29 @@ impl Master {
         let Some(plan) = self.sched.start_next() else {
             return;
         };
+        self.refresh_store();
         self.launch(plan, 0).await;
+    }
+
+    /// Reloads the store if its folder changed (an image was published),
+    /// so that every session sends what the store holds now.
+    fn refresh_store(&mut self) {
+        let seen = Store::fingerprint(&self.store_dir);
+        if seen == self.store_seen {
+            return;
+        }
+        match Store::load(&self.store_dir).and_then(|s| {
+            let (b, parts) = s.bundle()?;
+            Ok((s, (Arc::new(b), parts)))
+        }) {
+            Ok((store, bundle)) => {
+                info!(role = ?self.role, "image store changed; reloaded");
+                self.store = Arc::new(store);
+                self.bundle = Arc::new(bundle);
+                self.store_seen = seen;
+            }
+            Err(e) => warn!("image store changed but cannot be loaded, keeping the old one: {e:#}"),
+        }
     }
 
     async fn launch(&mut self, plan: SessionPlan, start_chunk: u32) {
@@ -607,12 +632,14 @@ async fn write_frames(
 /// Every event goes to `events`.
 pub async fn run(
     port: &Path,
-    store: Store,
+    store_dir: &Path,
     config: MasterConfig,
     role: Role,
     events: mpsc::Sender<MasterRecord>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    let store_seen = Store::fingerprint(store_dir);
+    let store = Store::load(store_dir)?;
     let (reader, writer) = busclient::connect(port).await?;
     let bundle = if store.by_type.is_empty() {
         (Arc::new(Vec::new()), Vec::new())
@@ -631,6 +658,8 @@ pub async fn run(
         active: role == Role::Primary,
         sched: Scheduler::new(config.hold_off, config.mode, config.late_join, 1),
         config,
+        store_dir: store_dir.to_path_buf(),
+        store_seen,
         store: Arc::new(store),
         bundle: Arc::new(bundle),
         out: Outbox { bulk, urgent },
