@@ -13,16 +13,17 @@ use proto::link::{Decoder, Item, MAX_ENCODED, encode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, TryAcquireError, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, TryAcquireError, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::arbiter::{ToArbiter, wait_shutdown};
 use crate::config::BridgeError;
-use crate::stats::Shared;
+use crate::rxqueue::RxQueue;
+use crate::stats::{Cause, Shared};
 
 /// Frames the writer encodes into one socket write.
-const WRITE_BATCH: usize = 32;
+pub(crate) const WRITE_BATCH: usize = 32;
 /// Bytes the reader takes from the socket at once.
 const READ_CHUNK: usize = 4096;
 /// Kernel send buffer towards a client (Linux doubles it). The default,
@@ -94,6 +95,8 @@ pub(crate) struct PortTask {
     pub shared: Arc<Shared>,
     pub shutdown: watch::Receiver<bool>,
     pub rx_queue_depth: usize,
+    /// The arbiter's "a receive queue made room" notice.
+    pub room: Arc<Notify>,
 }
 
 /// The current client of a port.
@@ -155,11 +158,17 @@ impl PortTask {
         {
             warn!(port = self.name(), error = %e, "cannot shrink the send buffer");
         }
-        let (rx_tx, rx) = mpsc::channel(self.rx_queue_depth);
+        let rx = Arc::new(RxQueue::new(
+            self.rx_queue_depth,
+            self.room.clone(),
+            self.shared.clone(),
+            self.index,
+        ));
         let msg = ToArbiter::Connected {
             port: self.index,
             conn: id,
-            rx: rx_tx,
+            rx: rx.clone(),
+            segment: None,
         };
         self.inbox.send(msg).await.ok()?;
         let counters = &self.shared.ports[self.index];
@@ -180,7 +189,7 @@ impl PortTask {
         ));
         tasks.spawn(write_link(
             write_half,
-            RxQueue {
+            RxGuard {
                 rx,
                 port: self.index,
                 shared: self.shared.clone(),
@@ -220,7 +229,6 @@ struct Reader {
 async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
     let mut decoder = Decoder::new();
     let mut buf = [0u8; READ_CHUNK];
-    let counters = &r.shared.ports[r.port];
     // Set once we wait for a FIFO place, cleared once the socket runs dry:
     // while set, the sender is ahead of the bus, so what we read now was
     // there before, and a frame is ready as soon as a FIFO place frees.
@@ -246,7 +254,7 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
             match decoder.push_item(byte) {
                 None => {}
                 Some(Err(e)) => {
-                    counters.link_error(e);
+                    r.shared.link_error(r.port, e);
                     debug!(port = r.port, error = e.as_str(), "bad link frame dropped");
                 }
                 Some(Ok(Item::SetFilter(filter))) => {
@@ -261,7 +269,7 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
                     }
                 }
                 Some(Ok(Item::Frame(frame))) if !r.shared.timing.carries(&frame) => {
-                    counters.fd_on_classic_bus.fetch_add(1, Relaxed);
+                    r.shared.drop_frames(r.port, Cause::TxFdOnClassic, 1);
                 }
                 Some(Ok(Item::Frame(frame))) => {
                     let slot = match r.tx_slots.clone().try_acquire_owned() {
@@ -293,57 +301,60 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
 
 /// The receive side of a connection. Whatever way the writer ends (error,
 /// replacement, shutdown), frames still queued are counted as lost.
-struct RxQueue {
-    rx: mpsc::Receiver<Frame>,
-    port: usize,
-    shared: Arc<Shared>,
+pub(crate) struct RxGuard {
+    pub rx: Arc<RxQueue>,
+    pub port: usize,
+    pub shared: Arc<Shared>,
     /// Frames taken from the queue whose write has not completed.
-    in_flight: u64,
+    pub in_flight: u64,
 }
 
-impl Drop for RxQueue {
+impl Drop for RxGuard {
     fn drop(&mut self) {
-        self.rx.close();
-        let mut lost = std::mem::take(&mut self.in_flight);
-        while self.rx.try_recv().is_ok() {
-            lost += 1;
-        }
-        self.shared.ports[self.port]
-            .dropped_port_down
-            .fetch_add(lost, Relaxed);
+        let lost = self.rx.close() + std::mem::take(&mut self.in_flight);
+        self.shared.drop_frames(self.port, Cause::PortDown, lost);
     }
 }
 
-async fn write_link(mut sock: OwnedWriteHalf, mut q: RxQueue) {
+impl RxGuard {
+    /// Waits for frames and moves up to `max` into `out`.
+    pub async fn next_batch(&mut self, out: &mut Vec<Frame>, max: usize) {
+        loop {
+            if self.rx.pop_batch(out, max) > 0 {
+                return;
+            }
+            self.rx.data.notified().await;
+        }
+    }
+
+    /// Counts `frames` (of `bytes` data bytes) as written to the client.
+    pub fn written(&mut self, frames: u64, bytes: u64) {
+        self.in_flight = 0;
+        let counters = &self.shared.ports[self.port];
+        counters.frames_rx.fetch_add(frames, Relaxed);
+        counters.bytes_rx.fetch_add(bytes, Relaxed);
+    }
+}
+
+async fn write_link(mut sock: OwnedWriteHalf, mut q: RxGuard) {
     let mut out = Vec::with_capacity(WRITE_BATCH * MAX_ENCODED);
     let mut encoded = [0u8; MAX_ENCODED];
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
     loop {
-        let Some(first) = q.rx.recv().await else {
-            return;
-        };
+        batch.clear();
+        q.next_batch(&mut batch, WRITE_BATCH).await;
         out.clear();
-        let mut frames = 0u64;
         let mut bytes = 0u64;
-        let mut next = Some(first);
-        while let Some(frame) = next {
-            let n = encode(&frame, &mut encoded);
+        for frame in &batch {
+            let n = encode(frame, &mut encoded);
             out.extend_from_slice(&encoded[..n]);
-            frames += 1;
             bytes += frame.data().len() as u64;
-            next = if frames < WRITE_BATCH as u64 {
-                q.rx.try_recv().ok()
-            } else {
-                None
-            };
         }
-        q.in_flight = frames;
+        q.in_flight = batch.len() as u64;
         if let Err(e) = sock.write_all(&out).await {
             debug!(port = q.port, error = %e, "write failed");
             return;
         }
-        q.in_flight = 0;
-        let counters = &q.shared.ports[q.port];
-        counters.frames_rx.fetch_add(frames, Relaxed);
-        counters.bytes_rx.fetch_add(bytes, Relaxed);
+        q.written(batch.len() as u64, bytes);
     }
 }

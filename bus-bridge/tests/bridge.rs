@@ -523,7 +523,9 @@ async fn a_receiver_that_never_reads_overruns_alone_after_the_stall_timeout() {
         &[("tx", "s"), ("reader", "s"), ("stuck", "s")],
     );
     cfg.rx_queue_depth = 4;
-    cfg.stall_timeout = Duration::from_millis(20);
+    // Long enough that the reading client, briefly descheduled on a busy
+    // 2-core machine, is never taken for a stalled one.
+    cfg.stall_timeout = Duration::from_millis(100);
     let bridge = bus_bridge::start(cfg).await.unwrap();
     let mut cl = connect_all(&bridge, &["tx", "reader", "stuck"]).await;
     let stuck = cl.pop().unwrap(); // connected, never read

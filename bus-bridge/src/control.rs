@@ -1,0 +1,528 @@
+//! The control API: faults, topology and statistics while the bridge runs,
+//! in process ([`BridgeControl`]) and as JSON lines on a unix socket.
+//!
+//! One request per line, one answer per line:
+//!
+//! ```text
+//! {"cmd":"add_fault","fault":{"kind":"loss","port":"n3","probability":0.2}}
+//! {"ok":true,"id":0}
+//! {"cmd":"cut","link":"ext1-ha"}
+//! {"ok":true,"changed":true}
+//! {"cmd":"link_down","port":"n3","flush":true}
+//! {"ok":true}
+//! {"cmd":"add_fault","fault":{"kind":"loss","probability":2}}
+//! {"ok":false,"error":{"field":"fault.probability","reason":"2 is not between 0 and 1"}}
+//! ```
+//!
+//! Commands: `stats`, `faults`, `topology`, `capture_status`, `add_fault`
+//! (`fault`), `remove_fault` (`id`), `clear_faults`, `link_down` (`port`,
+//! optional `flush`), `link_up` (`port`), `cut` / `restore` (`link`),
+//! `babble_start` (`port`, optional `babble`: [`Babble`]), `babble_stop`
+//! (`port`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use crate::arbiter::{Command, wait_shutdown};
+use crate::capture::CaptureStatus;
+use crate::faults::{self, Babble, Fault, FaultEntry, Invalid};
+use crate::stats::{BusStats, Shared};
+
+/// Why a control request failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// A field of the request is wrong.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field, e.g. `fault.probability`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The bridge is shutting down or gone.
+    #[error("the bridge has stopped")]
+    Stopped,
+}
+
+impl From<Invalid> for ControlError {
+    fn from(e: Invalid) -> Self {
+        ControlError::Invalid {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> ControlError {
+    ControlError::Invalid {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Segments, links and the arbitration domains they form now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopologyStatus {
+    /// Segment names.
+    pub segments: Vec<String>,
+    /// Links and whether each is up.
+    pub links: Vec<LinkStatus>,
+    /// Arbitration domains, as segment names.
+    pub domains: Vec<Vec<String>>,
+}
+
+/// A link and its state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    /// Link name.
+    pub name: String,
+    /// One end.
+    pub a: String,
+    /// The other end.
+    pub b: String,
+    /// Whether it joins its segments now.
+    pub up: bool,
+}
+
+/// A handle on a running bridge's faults and topology. Cheap to clone;
+/// every method fails with [`ControlError::Stopped`] once the bridge is
+/// gone.
+#[derive(Clone)]
+pub struct BridgeControl {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl BridgeControl {
+    fn port(&self, name: &str) -> Result<usize, ControlError> {
+        self.shared
+            .port_names
+            .iter()
+            .position(|p| p == name)
+            .ok_or_else(|| invalid("port", format!("no port named {name:?}")))
+    }
+
+    fn link(&self, name: &str) -> Result<usize, ControlError> {
+        self.shared
+            .links
+            .iter()
+            .position(|l| l.name == name)
+            .ok_or_else(|| invalid("link", format!("no link named {name:?}")))
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ControlError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| ControlError::Stopped)?;
+        rx.await.map_err(|_| ControlError::Stopped)
+    }
+
+    /// Puts `fault` in force; returns its id.
+    pub async fn add_fault(&self, fault: Fault) -> Result<u64, ControlError> {
+        let shared = &self.shared;
+        let rule = faults::compile(
+            &fault,
+            0,
+            |p| shared.port_names.iter().position(|n| n == p),
+            |s| shared.segment_names.iter().position(|n| n == s),
+        )?;
+        self.ask(|reply| Command::AddFault { rule, reply }).await
+    }
+
+    /// Removes rule `id`.
+    pub async fn remove_fault(&self, id: u64) -> Result<(), ControlError> {
+        match self.ask(|reply| Command::RemoveFault { id, reply }).await? {
+            true => Ok(()),
+            false => Err(invalid("id", format!("no fault rule with id {id}"))),
+        }
+    }
+
+    /// Removes every rule; returns how many there were. Link-down,
+    /// babbling and cut links are left as they are.
+    pub async fn clear_faults(&self) -> Result<usize, ControlError> {
+        self.ask(|reply| Command::ClearFaults { reply }).await
+    }
+
+    /// The rules in force.
+    pub fn faults(&self) -> Vec<FaultEntry> {
+        self.shared
+            .faults
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default()
+    }
+
+    /// Disconnects `port`'s transceiver: it neither sends nor receives.
+    /// Its TX frames wait in its FIFO (and its client is held back) until
+    /// the link is up again; with `flush`, they are dropped instead, and
+    /// so is every frame it sends while down (`tx_link_down`).
+    pub async fn link_down(&self, port: &str, flush: bool) -> Result<(), ControlError> {
+        let port = self.port(port)?;
+        self.ask(|reply| Command::LinkDown { port, flush, reply })
+            .await
+    }
+
+    /// Reconnects `port`'s transceiver.
+    pub async fn link_up(&self, port: &str) -> Result<(), ControlError> {
+        let port = self.port(port)?;
+        self.ask(|reply| Command::LinkUp { port, reply }).await
+    }
+
+    /// Cuts link `link`, partitioning its domain; `false` if it was cut.
+    /// Frames waiting in TX FIFOs stay there and contend on their port's
+    /// side of the cut; a paced frame on the wire in a domain that the cut
+    /// splits is aborted and sent again (counted in `retransmissions`).
+    /// Each frame then counts `link_cut` on every port it no longer
+    /// reaches.
+    pub async fn cut(&self, link: &str) -> Result<bool, ControlError> {
+        let link = self.link(link)?;
+        self.ask(|reply| Command::SetLink {
+            link,
+            up: false,
+            reply,
+        })
+        .await
+    }
+
+    /// Restores link `link`, merging domains; `false` if it was up. The
+    /// merged bus continues from the later of the two bus clocks.
+    pub async fn restore(&self, link: &str) -> Result<bool, ControlError> {
+        let link = self.link(link)?;
+        self.ask(|reply| Command::SetLink {
+            link,
+            up: true,
+            reply,
+        })
+        .await
+    }
+
+    /// Makes the bridge babble as `port` (replacing any babble there).
+    pub async fn babble_start(&self, port: &str, babble: Babble) -> Result<(), ControlError> {
+        let port = self.port(port)?;
+        let frame = babble.frame().map_err(|e| e.within("babble"))?;
+        if !self.shared.timing.carries(&frame) {
+            return Err(invalid(
+                "babble.fd",
+                format!("a {} bus carries no FD frames", self.shared.timing),
+            ));
+        }
+        let period_ns = babble.period_ns().map_err(|e| e.within("babble"))?;
+        let count = babble.count;
+        self.ask(|reply| Command::BabbleStart {
+            port,
+            frame,
+            period_ns,
+            count,
+            reply,
+        })
+        .await
+    }
+
+    /// Stops `port`'s babble; `false` if it was not babbling.
+    pub async fn babble_stop(&self, port: &str) -> Result<bool, ControlError> {
+        let port = self.port(port)?;
+        self.ask(|reply| Command::BabbleStop { port, reply }).await
+    }
+
+    /// A snapshot of every counter.
+    pub fn stats(&self) -> BusStats {
+        self.shared.snapshot()
+    }
+
+    /// The same snapshot as JSON.
+    pub fn stats_json(&self) -> Value {
+        serde_json::to_value(self.stats()).unwrap_or(Value::Null)
+    }
+
+    /// The capture, if one is configured.
+    pub fn capture_status(&self) -> Option<CaptureStatus> {
+        self.shared.capture.as_ref().map(|c| c.status())
+    }
+
+    /// Segments, links and domains now.
+    pub fn topology(&self) -> TopologyStatus {
+        let s = &self.shared;
+        let domains = s.domains.lock().map(|d| d.clone()).unwrap_or_default();
+        TopologyStatus {
+            segments: s.segment_names.clone(),
+            links: s
+                .links
+                .iter()
+                .map(|l| LinkStatus {
+                    name: l.name.clone(),
+                    a: s.segment_names[l.a].clone(),
+                    b: s.segment_names[l.b].clone(),
+                    up: l.up.load(Relaxed),
+                })
+                .collect(),
+            domains: domains
+                .iter()
+                .map(|d| d.iter().map(|&i| s.segment_names[i].clone()).collect())
+                .collect(),
+        }
+    }
+
+    /// Runs one JSON request (see the module docs) and returns the JSON
+    /// answer: `{"ok":true,…}` or `{"ok":false,"error":{"field","reason"}}`.
+    pub async fn handle_json(&self, line: &str) -> Value {
+        match self.execute_json(line).await {
+            Ok(mut v) => {
+                if let Value::Object(m) = &mut v {
+                    m.insert("ok".into(), Value::Bool(true));
+                }
+                v
+            }
+            Err(ControlError::Invalid { field, reason }) => {
+                json!({"ok": false, "error": {"field": field, "reason": reason}})
+            }
+            Err(ControlError::Stopped) => {
+                json!({"ok": false, "error": {"field": "", "reason": "the bridge has stopped"}})
+            }
+        }
+    }
+
+    async fn execute_json(&self, line: &str) -> Result<Value, ControlError> {
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| invalid("(request)", format!("not JSON: {e}")))?;
+        let Value::Object(mut m) = v else {
+            return Err(invalid("(request)", "not a JSON object"));
+        };
+        let cmd = match m.remove("cmd") {
+            Some(Value::String(c)) => c,
+            Some(_) => return Err(invalid("cmd", "not a string")),
+            None => return Err(invalid("cmd", "missing")),
+        };
+        let args = Value::Object(m);
+        match cmd.as_str() {
+            "stats" => {
+                no_args(args)?;
+                Ok(json!({ "stats": self.stats_json() }))
+            }
+            "faults" => {
+                no_args(args)?;
+                Ok(json!({ "faults": self.faults() }))
+            }
+            "topology" => {
+                no_args(args)?;
+                Ok(json!({ "topology": self.topology() }))
+            }
+            "capture_status" => {
+                no_args(args)?;
+                Ok(json!({ "capture": self.capture_status() }))
+            }
+            "add_fault" => {
+                let a: AddFault = parse(args)?;
+                let id = self
+                    .add_fault(a.fault)
+                    .await
+                    .map_err(|e| within(e, "fault"))?;
+                Ok(json!({ "id": id }))
+            }
+            "remove_fault" => {
+                let a: ById = parse(args)?;
+                self.remove_fault(a.id).await?;
+                Ok(json!({}))
+            }
+            "clear_faults" => {
+                no_args(args)?;
+                Ok(json!({ "removed": self.clear_faults().await? }))
+            }
+            "link_down" => {
+                let a: LinkDown = parse(args)?;
+                self.link_down(&a.port, a.flush).await?;
+                Ok(json!({}))
+            }
+            "link_up" => {
+                let a: ByPort = parse(args)?;
+                self.link_up(&a.port).await?;
+                Ok(json!({}))
+            }
+            "cut" => {
+                let a: ByLink = parse(args)?;
+                Ok(json!({ "changed": self.cut(&a.link).await? }))
+            }
+            "restore" => {
+                let a: ByLink = parse(args)?;
+                Ok(json!({ "changed": self.restore(&a.link).await? }))
+            }
+            "babble_start" => {
+                let a: BabbleStart = parse(args)?;
+                self.babble_start(&a.port, a.babble).await?;
+                Ok(json!({}))
+            }
+            "babble_stop" => {
+                let a: ByPort = parse(args)?;
+                Ok(json!({ "was_babbling": self.babble_stop(&a.port).await? }))
+            }
+            other => Err(invalid(
+                "cmd",
+                format!(
+                    "unknown command {other:?} (expected one of stats, faults, topology, capture_status, add_fault, remove_fault, clear_faults, link_down, link_up, cut, restore, babble_start, babble_stop)"
+                ),
+            )),
+        }
+    }
+}
+
+fn within(e: ControlError, outer: &str) -> ControlError {
+    match e {
+        ControlError::Invalid { field, reason } => ControlError::Invalid {
+            field: format!("{outer}.{field}"),
+            reason,
+        },
+        other => other,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddFault {
+    fault: Fault,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ById {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ByPort {
+    port: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ByLink {
+    link: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkDown {
+    port: String,
+    #[serde(default)]
+    flush: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BabbleStart {
+    port: String,
+    #[serde(default)]
+    babble: Babble,
+}
+
+fn no_args(args: Value) -> Result<(), ControlError> {
+    parse::<NoArgs>(args).map(|_| ())
+}
+
+/// Deserializes `args`, naming the field that is wrong.
+fn parse<T: serde::de::DeserializeOwned>(args: Value) -> Result<T, ControlError> {
+    serde_path_to_error::deserialize(args).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde names unknown and missing fields in its message, not the path.
+        let named = ["unknown field `", "missing field `"]
+            .iter()
+            .find_map(|p| inner.split_once(p))
+            .and_then(|(_, rest)| rest.split_once('`'))
+            .map(|(name, _)| name.to_owned());
+        let field = match (path.as_str(), named) {
+            (".", Some(n)) => n,
+            (".", None) => "(request)".to_owned(),
+            (p, Some(n)) if inner.starts_with("missing") => format!("{p}.{n}"),
+            (p, _) => p.to_owned(),
+        };
+        ControlError::Invalid {
+            field,
+            reason: inner,
+        }
+    })
+}
+
+/// Longest request line.
+const MAX_LINE: usize = 64 * 1024;
+/// Control connections at once.
+const MAX_CLIENTS: usize = 16;
+
+/// Serves JSON-lines requests on `listener` until shutdown.
+pub(crate) async fn serve(
+    listener: UnixListener,
+    control: BridgeControl,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut clients = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = wait_shutdown(&mut shutdown) => break,
+            Some(_) = clients.join_next() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((mut stream, _)) => {
+                    if clients.len() >= MAX_CLIENTS {
+                        let line = json!({"ok": false, "error": {"field": "", "reason": "too many control connections"}});
+                        let _ = stream.write_all(format!("{line}\n").as_bytes()).await;
+                        continue;
+                    }
+                    let control = control.clone();
+                    clients.spawn(async move {
+                        if let Err(e) = client(stream, control).await {
+                            debug!(error = %e, "control connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "control accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    clients.shutdown().await;
+}
+
+async fn client(mut stream: tokio::net::UnixStream, control: BridgeControl) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            let text = String::from_utf8_lossy(&line[..nl]);
+            let text = text.trim();
+            if text.is_empty() {
+                continue;
+            }
+            let answer = control.handle_json(text).await;
+            stream.write_all(format!("{answer}\n").as_bytes()).await?;
+        }
+        if buf.len() > MAX_LINE {
+            let line = json!({"ok": false, "error": {"field": "(request)", "reason": format!("line longer than {MAX_LINE} bytes")}});
+            stream.write_all(format!("{line}\n").as_bytes()).await?;
+            return Ok(());
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
