@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::holdoff::{HoldOff, HoldOffSettings, Policy};
-use bus_bridge::BitTiming;
+use bus_bridge::{BitTiming, FaultConfig, LinkConfig, Topology};
 
 /// Most nodes one testbed boots (node ids and ports are sized for it).
 pub const MAX_NODES: usize = 250;
@@ -24,6 +24,10 @@ pub struct Fleet {
     pub timing: BitTiming,
     /// Whether the bus runs in real time.
     pub paced: bool,
+    /// Bus segments and the links (flex cables) that join them.
+    pub topology: Topology,
+    /// Bus faults in force from the start.
+    pub faults: FaultConfig,
     /// Pad every image's payload to this many bytes (a realistic size for
     /// the same code); `None` sends the images as built.
     pub image_size: Option<u32>,
@@ -112,6 +116,9 @@ struct BusSection {
     preset: BitTiming,
     #[serde(default)]
     paced: bool,
+    segments: Option<Vec<String>>,
+    links: Option<Vec<[String; 2]>>,
+    faults: Option<FaultConfig>,
 }
 
 impl Default for BusSection {
@@ -119,6 +126,9 @@ impl Default for BusSection {
         BusSection {
             preset: default_preset(),
             paced: false,
+            segments: None,
+            links: None,
+            faults: None,
         }
     }
 }
@@ -167,6 +177,56 @@ fn one() -> i64 {
 }
 fn default_segment() -> String {
     "base".into()
+}
+
+/// The bus's segments and links: as listed, or the nodes' segments in
+/// first-use order, chained like the seed's frames by flex cables.
+fn topology(bus: &BusSection, nodes: &[NodeSpec]) -> Result<Topology> {
+    let segments = match &bus.segments {
+        Some(s) => {
+            if s.is_empty() {
+                bail!("bus.segments: lists no segment");
+            }
+            for (i, n) in nodes.iter().enumerate() {
+                if !s.contains(&n.segment) {
+                    bail!(
+                        "nodes: node {} (#{i}) is on segment {:?}, which bus.segments {s:?} does not list",
+                        n.id,
+                        n.segment
+                    );
+                }
+            }
+            s.clone()
+        }
+        None => {
+            let mut s: Vec<String> = Vec::new();
+            for n in nodes {
+                if !s.contains(&n.segment) {
+                    s.push(n.segment.clone());
+                }
+            }
+            s
+        }
+    };
+    let links = match &bus.links {
+        Some(pairs) => {
+            let mut links = Vec::new();
+            for (k, [a, b]) in pairs.iter().enumerate() {
+                for end in [a, b] {
+                    if !segments.contains(end) {
+                        bail!("bus.links[{k}]: segment {end:?} is not one of {segments:?}");
+                    }
+                }
+                links.push(LinkConfig::between(a.clone(), b.clone()));
+            }
+            links
+        }
+        None => segments
+            .windows(2)
+            .map(|w| LinkConfig::between(w[0].clone(), w[1].clone()))
+            .collect(),
+    };
+    Ok(Topology { segments, links })
 }
 
 fn type_names() -> String {
@@ -280,9 +340,12 @@ impl Fleet {
             }
             master.takeover_after = Duration::from_millis(t as u64);
         }
+        let topology = topology(&file.bus, &nodes)?;
         Ok(Fleet {
             nodes,
             master,
+            topology,
+            faults: file.bus.faults.clone().unwrap_or_default(),
             timing: file.bus.preset,
             paced: file.bus.paced,
             image_size: match &file.image_size {
@@ -311,13 +374,32 @@ impl Fleet {
         if n > modules {
             counts.insert(2, (NodeType::Drive, n - modules));
         }
+        // The seed's library: the base frame holds the first of each module,
+        // the high-availability frame the second, the extension frame more
+        // communication processors; drives fill all three. Small fleets fit
+        // the base frame alone.
+        let library = n >= 6;
+        let segment = |t: NodeType, k: usize| -> &'static str {
+            match (library, t) {
+                (false, _) => "base",
+                (true, NodeType::Drive) => ["base", "ext1", "ha"][k % 3],
+                (true, _) => ["base", "ha", "ext1"][k % 3],
+            }
+        };
         let mut left = n;
         let mut text = String::new();
+        if library {
+            text += "[bus]\nsegments = [\"base\", \"ext1\", \"ha\"]\n";
+        }
         for (t, c) in counts {
             let c = c.min(left);
             left -= c;
-            if c > 0 {
-                text += &format!("[[nodes]]\ntype = \"{}\"\ncount = {c}\n", t.name());
+            for k in 0..c {
+                text += &format!(
+                    "[[nodes]]\ntype = \"{}\"\nsegment = \"{}\"\n",
+                    t.name(),
+                    segment(t, k)
+                );
             }
         }
         Fleet::parse(&text)
@@ -331,15 +413,9 @@ impl Fleet {
         t
     }
 
-    /// Segment names, in first-use order.
+    /// Segment names.
     pub fn segments(&self) -> Vec<String> {
-        let mut s: Vec<String> = Vec::new();
-        for n in &self.nodes {
-            if !s.contains(&n.segment) {
-                s.push(n.segment.clone());
-            }
-        }
-        s
+        self.topology.segments.clone()
     }
 
     /// The hold-off window's maximum length.

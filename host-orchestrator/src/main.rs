@@ -225,6 +225,12 @@ async fn up(args: UpArgs) -> Result<bool> {
     );
     let mut tb = Testbed::start(opts).await?;
     eprintln!("run folder {}", tb.run_dir().display());
+    if let Some(addr) = tb.socketcand_addr() {
+        eprintln!(
+            "external tools: socketcand on {addr} (channel = segment name); capture in {}",
+            tb.capture_pcap().display()
+        );
+    }
     let mut interrupted = false;
     let settled = tokio::select! {
         s = tb.wait_settled(timeout) => s,
@@ -252,6 +258,7 @@ async fn up(args: UpArgs) -> Result<bool> {
         std::fs::write(path, json)
             .with_context(|| format!("cannot write report {}", path.display()))?;
     }
+    println!("{}", report.bus_summary());
     println!("verified {}/{}", report.nodes_verified, report.nodes_total);
     Ok(report.verdict == "pass")
 }

@@ -322,6 +322,32 @@ pub fn build(
 }
 
 impl Report {
+    /// One line of bus statistics: frames, bus time, and every drop by cause.
+    pub fn bus_summary(&self) -> String {
+        let t = &self.bus["totals"];
+        let n = |k: &str| t[k].as_u64().unwrap_or(0);
+        let drops: Vec<String> = t["drops"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        format!(
+            "bus: {} frames, {} data bytes, {:.3} s bus time; drops: {}",
+            n("frames"),
+            n("bytes"),
+            n("busy_ns") as f64 / 1e9,
+            if drops.is_empty() {
+                "none".to_string()
+            } else {
+                drops.join(", ")
+            }
+        )
+    }
+
     /// The human table: one row per node, then failures and broadcasts.
     pub fn table(&self) -> String {
         let mut out = format!(
@@ -351,9 +377,17 @@ impl Report {
             );
         }
         for b in &self.broadcasts {
+            let sent = match b.ended_s {
+                Some(_) if b.repair_rounds > 0 => format!(
+                    "{} frames, {} repair rounds ({} bytes)",
+                    b.frames, b.repair_rounds, b.repair_bytes
+                ),
+                Some(_) => format!("{} frames", b.frames),
+                None => "still sending".to_string(),
+            };
             out += &format!(
-                "window {} session {}: {} image, {} bytes in {} frames, to {:?}\n",
-                b.window, b.session, b.node_type, b.bytes, b.frames, b.requesters
+                "window {} session {}: {} image, {} bytes, {sent}, to {:?}\n",
+                b.window, b.session, b.node_type, b.bytes, b.requesters
             );
         }
         out

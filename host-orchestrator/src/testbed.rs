@@ -136,12 +136,6 @@ impl Testbed {
     /// Starts the bridge, the master, the supervisor and every node.
     pub async fn start(opts: Options) -> Result<Testbed> {
         qemu::check_installed()?;
-        let segments = opts.fleet.segments();
-        if segments.len() != 1 {
-            bail!(
-                "the fleet uses segments {segments:?}; joining segments by links is not supported yet, use one segment"
-            );
-        }
         let run_dir = match &opts.run_dir {
             Some(p) => {
                 std::fs::create_dir_all(p)
@@ -172,26 +166,32 @@ impl Testbed {
         let reference = Arc::new(Store::load(&reference_dir)?);
         reference.require(&opts.fleet.types(), &reference_dir)?;
         Store::load(&store_dir)?;
-        let segment = segments[0].clone();
-        let port = |name: &str| bus_bridge::PortConfig {
+        // The host's own drops sit on the first segment (the base frame).
+        let host_segment = opts.fleet.topology.segments[0].clone();
+        let port = |name: &str, segment: &str| bus_bridge::PortConfig {
             name: name.to_string(),
-            segment: segment.clone(),
+            segment: segment.to_string(),
             socket: dir.join("p").join(format!("{name}.sock")),
         };
         // "tool" is a spare drop for test harnesses and tools (a rogue
         // sender, a bus analyser); nothing of the testbed's uses it.
-        let mut ports = vec![
-            port("master"),
-            port("supervisor"),
-            port("backup"),
-            port("tool"),
-        ];
+        let mut ports: Vec<_> = ["master", "supervisor", "backup", "tool"]
+            .iter()
+            .map(|p| port(p, &host_segment))
+            .collect();
         for n in &opts.fleet.nodes {
-            ports.push(port(&format!("n{}", n.id)));
+            ports.push(port(&format!("n{}", n.id), &n.segment));
         }
+        std::fs::create_dir_all(dir.join("capture"))?;
         let config = bus_bridge::BridgeConfig {
-            segments: vec![segment.clone()],
             ports: ports.clone(),
+            faults: opts.fleet.faults.clone(),
+            capture: bus_bridge::CaptureConfig {
+                pcap: Some(dir.join("capture").join("bus.pcap")),
+                candump: Some(dir.join("capture").join("bus.candump")),
+            },
+            socketcand: Some(bus_bridge::SocketcandConfig::default()),
+            control_socket: Some(dir.join("p").join("control.sock")),
             timing: opts.fleet.timing,
             paced: opts.fleet.paced,
             // Unpaced, the bus waits for its slowest receiver: 40 TCG guests
@@ -202,7 +202,8 @@ impl Testbed {
             // node are frames it has not seen, so keep the lag short.
             rx_queue_depth: 64,
             ..bus_bridge::BridgeConfig::default()
-        };
+        }
+        .with_topology(opts.fleet.topology.clone());
         let bridge = bus_bridge::start(config)
             .await
             .context("starting the bus bridge")?;
@@ -374,6 +375,21 @@ impl Testbed {
         p.process.kill_now().await;
         self.supervisor.mark_off(id);
         Ok(())
+    }
+
+    /// The bus's control handle: faults, link cuts, statistics.
+    pub fn bus(&self) -> Option<bus_bridge::BridgeControl> {
+        self.bridge.as_ref().map(|b| b.control())
+    }
+
+    /// Where the socketcand server for external tools listens.
+    pub fn socketcand_addr(&self) -> Option<std::net::SocketAddr> {
+        self.bridge.as_ref().and_then(|b| b.socketcand_addr())
+    }
+
+    /// The pcap capture of every frame on the bus (complete after shutdown).
+    pub fn capture_pcap(&self) -> PathBuf {
+        self.run_dir().join("capture").join("bus.pcap")
     }
 
     /// The socket of the spare "tool" port: connect with the link codec

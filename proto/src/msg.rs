@@ -513,7 +513,7 @@ pub enum Message<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum MsgError {
-    /// Not an extended-identifier CAN FD frame.
+    /// Not an extended-identifier frame.
     NotBootcast = 1,
     /// The identifier's kind bits name no message.
     UnknownKind = 2,
@@ -615,9 +615,11 @@ impl<'a> Message<'a> {
     }
 
     /// Decodes a frame into its sender id and message. Trailing bytes (CAN
-    /// FD padding) are ignored. Never panics.
+    /// FD padding) are ignored. Any extended-identifier frame may carry a
+    /// message: the short ones (`Reboot`, `Check`) fit a classic CAN frame,
+    /// so a classic-CAN tool can send them. Never panics.
     pub fn decode(frame: &'a Frame) -> Result<(u16, Message<'a>), MsgError> {
-        if !frame.is_extended() || !frame.is_fd() {
+        if !frame.is_extended() {
             return Err(MsgError::NotBootcast);
         }
         let (code, src) = split_id(frame.id());
@@ -1027,6 +1029,23 @@ mod tests {
     fn foreign_frames_are_not_messages() {
         let classic = Frame::new(0x123, 0, &[1, 2]).unwrap();
         assert_eq!(Message::decode(&classic), Err(MsgError::NotBootcast));
+        // A classic extended frame can carry a short message.
+        let check = Frame::new(
+            Kind::Check.id(7),
+            crate::frame::FLAG_EXTENDED,
+            &[3, 0, 1, 0, 0, 0],
+        )
+        .unwrap();
+        assert_eq!(
+            Message::decode(&check),
+            Ok((
+                7,
+                Message::Check(Check {
+                    target: 3,
+                    nonce: 1
+                })
+            ))
+        );
         let unknown = Frame::fd_extended(0x77 << 16, &[0; 8]).unwrap();
         assert_eq!(Message::decode(&unknown), Err(MsgError::UnknownKind));
     }

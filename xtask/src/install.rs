@@ -5,10 +5,17 @@ use std::process::Command;
 
 const QEMU: &str = "qemu-system-riscv64";
 
-/// Everything the testbed and the tests need.
+/// What the testbed needs.
 pub fn all() -> Result<()> {
     rust_target()?;
     qemu()
+}
+
+/// What the test suite needs besides the testbed: the tools that read the
+/// bus from outside.
+pub fn test_tools() -> Result<()> {
+    tshark()?;
+    python_can()
 }
 
 fn succeeds(cmd: &mut Command) -> bool {
@@ -49,29 +56,55 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// QEMU for riscv64, from Debian's qemu-system-misc.
-pub fn qemu() -> Result<()> {
-    if succeeds(Command::new(QEMU).arg("--version")) {
+/// Installs Debian `package` when `probe` fails: through apt-get when root,
+/// else fails with the exact command to run.
+fn debian_package(what: &str, probe: &[&str], package: &str) -> Result<()> {
+    let runs = |p: &[&str]| succeeds(Command::new(p[0]).args(&p[1..]));
+    if runs(probe) {
         return Ok(());
     }
-    let cmd = "apt-get update && apt-get install -y qemu-system-misc";
+    let cmd =
+        format!("apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y {package}");
     if !is_root() {
-        bail!("{QEMU} is missing; install it as root with: {cmd}");
+        bail!("{what} is missing; install it as root with: {cmd}");
     }
-    eprintln!("xtask: installing QEMU: {cmd}");
-    let ok = succeeds(Command::new("apt-get").arg("update"))
+    eprintln!("xtask: installing {what}: {cmd}");
+    static UPDATED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let updated = *UPDATED.get_or_init(|| succeeds(Command::new("apt-get").arg("update")));
+    let ok = updated
         && succeeds(
             Command::new("apt-get")
-                .args([
-                    "install",
-                    "-y",
-                    "--no-install-recommends",
-                    "qemu-system-misc",
-                ])
+                .args(["install", "-y", "--no-install-recommends", package])
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         );
-    if !ok || !succeeds(Command::new(QEMU).arg("--version")) {
-        bail!("installing QEMU failed; run `{cmd}` and try again");
+    if !ok || !runs(probe) {
+        bail!("installing {what} failed; run `{cmd}` and try again");
+    }
+    Ok(())
+}
+
+/// QEMU for riscv64, from Debian's qemu-system-misc.
+pub fn qemu() -> Result<()> {
+    debian_package("QEMU", &[QEMU, "--version"], "qemu-system-misc")
+}
+
+/// tshark, which the capture test reads the bus capture with.
+pub fn tshark() -> Result<()> {
+    debian_package("tshark", &["tshark", "-v"], "tshark")
+}
+
+/// python-can, which the socketcand test joins the bus with.
+pub fn python_can() -> Result<()> {
+    let probe = || succeeds(Command::new("python3").args(["-c", "import can"]));
+    if probe() {
+        return Ok(());
+    }
+    let cmd = "python3 -m pip install python-can";
+    eprintln!("xtask: installing python-can: {cmd}");
+    if !succeeds(Command::new("python3").args(["-m", "pip", "install", "--quiet", "python-can"]))
+        || !probe()
+    {
+        bail!("installing python-can failed; run `{cmd}` and try again");
     }
     Ok(())
 }

@@ -24,8 +24,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what a fresh machine lacks: the riscv64 Rust target (rustup)
-    /// and QEMU (apt-get, when run as root; otherwise print the command).
+    /// Install what a fresh machine lacks: the riscv64 Rust target (rustup),
+    /// QEMU and tshark (apt-get, when run as root; otherwise print the
+    /// command) and python-can (pip).
     Install,
     /// Build the boot ROM, the apps and their images into target/bootcast,
     /// and print the boot ROM's size.
@@ -36,8 +37,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Benchmarks on real fleets (release build), each printing one markdown
-    /// table: `policies` (hold-off policies on a staggered boot).
+    /// Benchmarks (release build), each printing one markdown table: `bus`
+    /// (the bridge alone: routing rate, added latency, paced utilisation) and
+    /// `policies` (hold-off policies on a staggered boot of real nodes).
     Bench {
         /// Which benchmark and its options, passed to `bootcast bench`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -71,6 +73,7 @@ fn run() -> Result<ExitCode> {
     match cli.command {
         Task::Install => {
             install::all()?;
+            install::test_tools()?;
             Ok(ExitCode::SUCCESS)
         }
         Task::Build => {
@@ -95,6 +98,22 @@ fn run() -> Result<ExitCode> {
                 ])
                 .args(&args)
                 .env("BOOTCAST_ARTIFACTS", &out)
+                .status_ignoring_ctrl_c()?;
+            Ok(exit_code(status))
+        }
+        Task::Bench { args } if args.first().map(String::as_str) == Some("bus") => {
+            let status = cargo(&root)
+                .args([
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "-p",
+                    "bus-bridge",
+                    "--bin",
+                    "bus-bench",
+                    "--",
+                ])
+                .args(&args[1..])
                 .status_ignoring_ctrl_c()?;
             Ok(exit_code(status))
         }
@@ -125,6 +144,7 @@ fn run() -> Result<ExitCode> {
         }
         Task::Test { args } => {
             install::all()?;
+            install::test_tools()?;
             let out = artifacts::build(&root)?;
             lint(&root)?;
             run_checked(
