@@ -23,6 +23,10 @@ const BOOT_ROM_VERSION: u16 = 1;
 /// First retry interval; it doubles up to `RETRY_MAX_MS`.
 const RETRY_BASE_MS: u64 = 250;
 const RETRY_MAX_MS: u64 = 2000;
+/// A session quiet this long with chunks missing gets a `Nack` even without
+/// an end: the end itself may have been lost. Shorter than the master's wait
+/// for `Nack`s after an end.
+const NACK_QUIET_MS: u64 = 250;
 /// A session that sends nothing for this long is abandoned.
 const SESSION_SILENCE_MS: u64 = 3000;
 
@@ -213,6 +217,8 @@ extern "C" fn boot_main() -> ! {
     let mut next_request = clint::now();
     let mut rx = Receiver::new(strap);
     let mut last_session_frame = 0u64;
+    // Whether this quiet spell of the session has already caused a `Nack`.
+    let mut asked_in_quiet = false;
 
     loop {
         while let Some(frame) = node.port.recv() {
@@ -253,12 +259,16 @@ extern "C" fn boot_main() -> ! {
                 }
             }
             last_session_frame = clint::now();
+            asked_in_quiet = false;
         }
 
         let now = clint::now();
-        if let Some(nack) = rx.take_nack(now) {
-            node.send(Message::Nack(nack));
+        let quiet_at = last_session_frame + clint::ms(NACK_QUIET_MS);
+        if rx.active() && !asked_in_quiet && now >= quiet_at {
+            asked_in_quiet = true;
+            rx.quiet(now, jitter.next());
         }
+        rx.take_nacks(now, |nack| node.send(Message::Nack(nack)));
         if rx.active() && now > last_session_frame + clint::ms(SESSION_SILENCE_MS) {
             // The master went quiet mid-session: ask again.
             rx.abandon();
@@ -278,7 +288,10 @@ extern "C" fn boot_main() -> ! {
         }
         let deadline = if rx.active() {
             let silence = last_session_frame + clint::ms(SESSION_SILENCE_MS) + 1;
-            rx.nack_due().map_or(silence, |at| at.min(silence))
+            let quiet = if asked_in_quiet { silence } else { quiet_at };
+            rx.nack_due()
+                .map_or(silence, |at| at.min(silence))
+                .min(quiet)
         } else {
             next_request
         };

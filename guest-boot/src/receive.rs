@@ -13,6 +13,8 @@ use sha2::{Digest, Sha256};
 /// Chunks one session part may have: one bit each. At 60-byte chunks this
 /// covers the whole image region.
 const MAX_CHUNKS: usize = 64 * 8192;
+/// Most `Nack` frames one repair round gets from a node.
+const NACK_FRAMES: usize = 4;
 /// Longest random wait before a `Nack`, so that one node's `Nack` can spare
 /// the others theirs.
 const NACK_BACKOFF_TICKS: u64 = board::dev::clint::ms(120);
@@ -54,6 +56,12 @@ struct Current {
     received: u32,
     /// When to send the pending `Nack` (mtime ticks), if one is pending.
     nack_at: Option<u64>,
+    /// Bits below this may be asked for: everything after an end, only
+    /// what the master has sent already (below the highest chunk seen)
+    /// when the session merely went quiet.
+    nack_limit: usize,
+    /// One past the highest chunk bit received.
+    seen_limit: usize,
 }
 
 impl Current {
@@ -112,6 +120,20 @@ impl Receiver {
         self.current.as_ref().and_then(|c| c.nack_at)
     }
 
+    /// The session went quiet with chunks still missing (its end, or the
+    /// repair that followed, was lost): ask after a random backoff, as
+    /// after an end.
+    pub fn quiet(&mut self, now: u64, random: u32) {
+        if let Some(c) = self
+            .current
+            .as_mut()
+            .filter(|c| c.received < c.chunks && c.nack_at.is_none())
+        {
+            c.nack_at = Some(now + random as u64 % NACK_BACKOFF_TICKS);
+            c.nack_limit = c.seen_limit;
+        }
+    }
+
     /// Ends the reception and describes why.
     fn refuse(&mut self, reason: RejectReason, session: u32, version: u32) -> Reject {
         self.current = None;
@@ -134,38 +156,55 @@ impl Receiver {
     }
 
     /// Our missing chunks as ranges, at most [`NACK_RANGES`] of them.
-    fn missing(&self) -> Option<Nack> {
+    /// Our missing chunks from bit `from` on, as at most [`NACK_RANGES`]
+    /// ranges, and the bit to continue from.
+    fn missing(&self, from: usize) -> Option<(Nack, usize)> {
         let c = self.current.as_ref()?;
         let mut nack = Nack {
             session: c.session,
             count: 0,
             ranges: [(0, 0); NACK_RANGES],
         };
-        let mut i = 0usize;
-        while i < c.chunks as usize && (nack.count as usize) < NACK_RANGES {
+        let limit = c.nack_limit.min(c.chunks as usize);
+        let mut i = from;
+        while i < limit && (nack.count as usize) < NACK_RANGES {
             if self.has(i) {
                 i += 1;
                 continue;
             }
             let start = i;
-            while i < c.chunks as usize && !self.has(i) && i - start < u16::MAX as usize {
+            while i < limit && !self.has(i) && i - start < u16::MAX as usize {
                 i += 1;
             }
             nack.ranges[nack.count as usize] = (c.first_chunk + start as u32, (i - start) as u16);
             nack.count += 1;
         }
-        Some(nack)
+        Some((nack, i))
     }
 
-    /// The `Nack` to send now, clearing the timer. `None` when it was
-    /// suppressed or is not due.
-    pub fn take_nack(&mut self, now: u64) -> Option<Nack> {
-        let due = self.current.as_ref()?.nack_at?;
+    /// Hands `send` the `Nack`s due now (several when more ranges are
+    /// missing than one holds), clearing the timer. Nothing when none is due
+    /// or it was suppressed.
+    pub fn take_nacks(&mut self, now: u64, mut send: impl FnMut(Nack)) {
+        let Some(due) = self.current.as_ref().and_then(|c| c.nack_at) else {
+            return;
+        };
         if now < due {
-            return None;
+            return;
         }
-        self.current.as_mut()?.nack_at = None;
-        self.missing().filter(|n| n.count > 0)
+        if let Some(c) = self.current.as_mut() {
+            c.nack_at = None;
+        }
+        let mut from = 0;
+        for _ in 0..NACK_FRAMES {
+            match self.missing(from) {
+                Some((nack, next)) if nack.count > 0 => {
+                    send(nack);
+                    from = next;
+                }
+                _ => break,
+            }
+        }
     }
 
     /// `now` is the time in mtime ticks, `random` a fresh random number.
@@ -189,6 +228,7 @@ impl Receiver {
                     return self.reject(RejectReason::Incomplete, s, v);
                 }
                 c.nack_at = Some(now + random as u64 % NACK_BACKOFF_TICKS);
+                c.nack_limit = c.chunks as usize;
                 Progress::Accepted
             }
             Message::Nack(n) => {
@@ -200,7 +240,7 @@ impl Receiver {
                 if !waiting {
                     return Progress::Ignored;
                 }
-                if let Some(want) = self.missing() {
+                if let Some((want, _)) = self.missing(0) {
                     let theirs = &n.ranges[..(n.count as usize).min(NACK_RANGES)];
                     let covered = want.ranges[..want.count as usize].iter().all(|&(s, l)| {
                         theirs
@@ -267,6 +307,8 @@ impl Receiver {
             chunks,
             received: 0,
             nack_at: None,
+            nack_limit: 0,
+            seen_limit: 0,
         });
         Progress::Started
     }
@@ -314,6 +356,7 @@ impl Receiver {
             return Progress::Ignored;
         };
         c.received += 1;
+        c.seen_limit = c.seen_limit.max(bit + 1);
         if c.received == c.chunks {
             c.nack_at = None;
             Progress::Complete

@@ -272,10 +272,12 @@ pub async fn run(
         out.bulk(*f).await?;
     }
     o.frames += announce.len() as u64;
-    let handle = |c: SessionCtl, missing: &mut Missing| -> Option<Vec<Frame>> {
+    // `sent` bounds what a NACK may ask for: chunks not sent yet are coming.
+    let handle = |c: SessionCtl, missing: &mut Missing, sent: u32| -> Option<Vec<Frame>> {
         match c {
             SessionCtl::Nack(ranges) => {
                 for (s, l) in ranges {
+                    let l = (l as u32).min(sent.saturating_sub(s)) as u16;
                     missing.add(s, l);
                 }
                 None
@@ -288,7 +290,7 @@ pub async fn run(
         tokio::select! {
             biased;
             Some(c) = ctl.recv() => {
-                if let Some(frames) = handle(c, &mut missing) {
+                if let Some(frames) = handle(c, &mut missing, i) {
                     for f in frames {
                         out.urgent.send(Outgoing { frame: f, written: None }).await.map_err(|_| anyhow::anyhow!("writer stopped"))?;
                     }
@@ -317,7 +319,7 @@ pub async fn run(
         let mut until = Instant::now() + repair.wait;
         while let Ok(Some(c)) = tokio::time::timeout_at(until.min(cap), ctl.recv()).await {
             let nack = matches!(c, SessionCtl::Nack(_));
-            if let Some(frames) = handle(c, &mut missing) {
+            if let Some(frames) = handle(c, &mut missing, total) {
                 for f in frames {
                     out.bulk(f).await?;
                 }
