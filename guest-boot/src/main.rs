@@ -4,12 +4,19 @@
 //! region, and does only what the minimally operational state needs: a short
 //! self-test, asking the bus for the image of its own node type (with
 //! backoff and jitter), storing that image straight at its load address,
-//! checking its SHA-256 over the bytes actually loaded, and handing off with
-//! the measured digest. Every other image on the bus is ignored.
+//! checking its SHA-256 over the bytes actually loaded and its Ed25519
+//! signature against the key built in, and handing off with the measured
+//! digest. Every other image on the bus is ignored.
 #![no_std]
 #![no_main]
 
 mod receive;
+
+/// The trusted public key, from `BOOTCAST_PUBLIC_KEY` at build time.
+#[cfg(feature = "signature-check")]
+mod trusted {
+    include!(concat!(env!("OUT_DIR"), "/trusted_key.rs"));
+}
 
 use board::dev::{clint, cpu, port::BusPort, uart};
 use board::handoff::{self, Handoff};

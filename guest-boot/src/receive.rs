@@ -365,8 +365,11 @@ impl Receiver {
         }
     }
 
-    /// Checks a complete image: manifest, type, consistency with the session,
-    /// version floor, and SHA-256 over the bytes in RAM.
+    /// Checks a complete image, in this order: manifest, type, consistency
+    /// with the session, version floor, SHA-256 over the bytes in RAM, then
+    /// (with `signature-check`) the signature over the manifest, which
+    /// covers that digest. So a changed payload is reported as a digest
+    /// mismatch, a changed manifest as a bad signature.
     pub fn verify(&mut self) -> Result<LoadedImage, Reject> {
         let Some(c) = self.current.as_ref() else {
             return Err(self.refuse(RejectReason::Incomplete, 0, 0));
@@ -404,6 +407,16 @@ impl Receiver {
             let mut reject = self.refuse(RejectReason::DigestMismatch, session, version);
             reject.measured.copy_from_slice(&digest[..16]);
             reject.expected.copy_from_slice(&manifest.sha256[..16]);
+            return Err(reject);
+        }
+        #[cfg(feature = "signature-check")]
+        if images::signature::verify_signature(self.manifest, &crate::trusted::TRUSTED_KEY).is_err()
+        {
+            // Which key signed it, against which key we trust: unsigned
+            // images show zeros.
+            let mut reject = self.refuse(RejectReason::BadSignature, session, version);
+            reject.measured[..8].copy_from_slice(&crate::trusted::TRUSTED_KEY_ID);
+            reject.expected[..8].copy_from_slice(&manifest.key_id);
             return Err(reject);
         }
         Ok(LoadedImage {

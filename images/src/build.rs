@@ -104,6 +104,23 @@ pub enum ImageError {
         /// The payload's digest.
         actual: [u8; 32],
     },
+    /// The signature field is empty.
+    #[error("not signed")]
+    Unsigned,
+    /// Signed, but by another key than the one checked against.
+    #[error("signed by key id {}, not by the given key (key id {})", hex(.found), hex(.trusted))]
+    WrongKey {
+        /// Key id in the manifest.
+        found: [u8; 8],
+        /// Key id of the key checked against.
+        trusted: [u8; 8],
+    },
+    /// The key id is right but the signature does not verify.
+    #[error("bad signature: the manifest was changed after signing, or the signature is forged (key id {})", hex(.key_id))]
+    BadSignature {
+        /// Key id of the key checked against.
+        key_id: [u8; 8],
+    },
 }
 
 impl Image {
@@ -637,6 +654,8 @@ pub struct ManifestJson {
     pub sha256: String,
     /// Whether the signature field is set.
     pub signed: bool,
+    /// The signer's key id, hex; `None` when unsigned.
+    pub key_id: Option<String>,
 }
 
 impl From<&Manifest> for ManifestJson {
@@ -651,6 +670,7 @@ impl From<&Manifest> for ManifestJson {
             mem_size: m.mem_size,
             sha256: hex(&m.sha256),
             signed: m.is_signed(),
+            key_id: m.is_signed().then(|| hex(&m.key_id)),
         }
     }
 }
@@ -692,7 +712,10 @@ pub fn render_manifest(m: &Manifest) -> String {
         j.size,
         j.mem_size,
         j.sha256,
-        if j.signed { "yes" } else { "no" },
+        match &j.key_id {
+            Some(id) => format!("yes (key id {id})"),
+            None => "no".into(),
+        },
     )
 }
 

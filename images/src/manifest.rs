@@ -15,10 +15,10 @@
 //! | 48 | payload size u32 | |
 //! | 52 | memory size u32 | payload plus zero-initialised memory |
 //! | 56 | SHA-256 of payload `[32]` | |
-//! | 88 | key id `[8]` | reserved for signing |
-//! | 96 | signature `[64]` | reserved for signing (Ed25519) |
+//! | 88 | key id `[8]` | first 8 bytes of SHA-256 of the signer's public key |
+//! | 96 | signature `[64]` | Ed25519 over bytes 0..96; all zero when unsigned |
 //!
-//! All integers are little-endian.
+//! All integers are little-endian. See [`crate::signature`] for the check.
 
 use board::memory;
 use proto::NodeType;
@@ -53,9 +53,9 @@ pub struct Manifest {
     pub mem_size: u32,
     /// SHA-256 of the payload.
     pub sha256: [u8; 32],
-    /// Key id of the signer (reserved).
+    /// Key id of the signer.
     pub key_id: [u8; 8],
-    /// Signature over bytes `0..SIGNATURE_OFFSET` (reserved).
+    /// Ed25519 signature over bytes `0..SIGNATURE_OFFSET`.
     pub signature: [u8; 64],
 }
 

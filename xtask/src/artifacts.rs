@@ -1,47 +1,156 @@
 //! Builds the guests and what the testbed runs: the pflash file and one
-//! image per node type, in `target/bootcast`.
+//! signed image per node type, in `target/bootcast`.
+//!
+//! Signing: with `BOOTCAST_SIGNING_KEY` set to a secret key file, images are
+//! signed with it; without, with a development key generated once per
+//! checkout in `.bootcast/dev-signing.key` (git-ignored). The boot ROM is
+//! built to trust that key's public half, written to
+//! `target/bootcast/signing.pub`. `build.json` names both files, so tests
+//! can sign images the nodes will accept.
 
 use anyhow::{Context, Result, bail};
 use board::memory::{FLASH_BASE, FLASH_SIZE};
 use goblin::elf::{Elf, program_header::PT_LOAD};
-use images::build::{BuildOptions, build_from_elf};
+use images::build::{BuildOptions, build_from_elf, hex};
+use images::sign::{SigningKey, public_key_file_text};
 use proto::NodeType;
 use std::path::{Path, PathBuf};
 
 /// Version stamped on the images the build produces.
 const IMAGE_VERSION: &str = "1.0.0";
+/// Names the secret key file to sign with.
+pub const SIGNING_KEY_VAR: &str = "BOOTCAST_SIGNING_KEY";
+/// Names the public key file the boot ROM trusts (read by its build script).
+pub const PUBLIC_KEY_VAR: &str = "BOOTCAST_PUBLIC_KEY";
+/// The development key, relative to the workspace root.
+const DEV_KEY: &str = ".bootcast/dev-signing.key";
+
+/// The key images are signed with and the boot ROM trusts.
+pub struct Signing {
+    /// The key.
+    pub key: SigningKey,
+    /// Its secret key file.
+    pub key_file: PathBuf,
+    /// Its public key file, as the boot ROM's build reads it.
+    pub public_file: PathBuf,
+    /// Whether it is this checkout's development key.
+    pub development: bool,
+}
+
+/// Finds (or, for the development key, makes) the signing key and writes its
+/// public key file into `target/bootcast`. `say` prints what key is used.
+pub fn signing(root: &Path, say: bool) -> Result<Signing> {
+    let (key_file, development) = match std::env::var_os(SIGNING_KEY_VAR) {
+        Some(p) if !p.is_empty() => (PathBuf::from(p), false),
+        _ => (root.join(DEV_KEY), true),
+    };
+    if development && !key_file.exists() {
+        if let Some(dir) = key_file.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let key = SigningKey::generate()?;
+        // Another xtask may have made it meanwhile: then use that one.
+        if key.write_new(&key_file).is_ok() && say {
+            eprintln!(
+                "xtask: generated a development signing key {} for this checkout",
+                key_file.display()
+            );
+        }
+    }
+    let key = SigningKey::load(&key_file).with_context(|| {
+        if development {
+            format!("the development key (delete {DEV_KEY} to make a new one)")
+        } else {
+            SIGNING_KEY_VAR.to_string()
+        }
+    })?;
+    if say {
+        if development {
+            eprintln!(
+                "xtask: signing with the development key {}, generated for this checkout (key id {}; set {SIGNING_KEY_VAR}=KEYFILE to use your own)",
+                key_file.display(),
+                hex(&key.key_id())
+            );
+        } else {
+            eprintln!(
+                "xtask: signing with {SIGNING_KEY_VAR}={} (key id {})",
+                key_file.display(),
+                hex(&key.key_id())
+            );
+        }
+    }
+    let out = root.join("target").join("bootcast");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let public_file = out.join("signing.pub");
+    // Same bytes, same mtime: the boot ROM's build script reruns only when
+    // the key really changes.
+    write_if_changed(
+        &public_file,
+        public_key_file_text(&key.public_key()).as_bytes(),
+    )?;
+    Ok(Signing {
+        key,
+        key_file: std::path::absolute(&key_file)?,
+        public_file,
+        development,
+    })
+}
+
+/// `cargo build` of guest crates for the guest target.
+fn build_guests(root: &Path, signing: &Signing, args: &[&str], what: &str) -> Result<()> {
+    crate::run_checked(
+        crate::cargo(root)
+            .args([
+                "build",
+                "--quiet",
+                "--profile",
+                "guest",
+                "--target",
+                crate::GUEST_TARGET,
+            ])
+            .args(args)
+            .env(PUBLIC_KEY_VAR, &signing.public_file),
+        what,
+    )
+}
 
 /// Builds everything; returns the artifacts folder.
 pub fn build(root: &Path) -> Result<PathBuf> {
-    crate::run_checked(
-        crate::cargo(root).args([
-            "build",
-            "--quiet",
-            "--profile",
-            "guest",
-            "--target",
-            crate::GUEST_TARGET,
-            "-p",
-            "guest-boot",
-            "-p",
-            "guest-apps",
-        ]),
+    let signing = signing(root, true)?;
+    let bins = root.join("target").join(crate::GUEST_TARGET).join("guest");
+    let boot_elf = bins.join("guest-boot");
+    // First the boot ROM without signature checking, only to measure it:
+    // the build after it leaves the real boot ROM in place.
+    build_guests(
+        root,
+        &signing,
+        &["-p", "guest-boot", "--no-default-features"],
+        "building the boot ROM without signature checking",
+    )?;
+    let unchecked = std::fs::read(&boot_elf)
+        .with_context(|| format!("cannot read {}", boot_elf.display()))
+        .and_then(|b| flash_image(&b).with_context(|| format!("{}", boot_elf.display())))?
+        .1;
+    build_guests(
+        root,
+        &signing,
+        &["-p", "guest-boot", "-p", "guest-apps"],
         "building the guests",
     )?;
-    let bins = root.join("target").join(crate::GUEST_TARGET).join("guest");
     let out = root.join("target").join("bootcast");
     let images_dir = out.join("images");
     std::fs::create_dir_all(&images_dir)?;
 
-    let boot_elf = bins.join("guest-boot");
     let elf_bytes =
         std::fs::read(&boot_elf).with_context(|| format!("cannot read {}", boot_elf.display()))?;
     let (flash, size) =
         flash_image(&elf_bytes).with_context(|| format!("{}", boot_elf.display()))?;
     write_if_changed(&out.join("flash.bin"), &flash)?;
     eprintln!(
-        "xtask: boot ROM size {} bytes (text {} + rodata {} + data {}); RAM: bss {} + stack {}",
-        size.text + size.rodata + size.data,
+        "xtask: boot ROM size {} bytes with signature checking, {} without (text {} + rodata {} + data {}); RAM: bss {} + stack {}",
+        size.rom_bytes(),
+        unchecked.rom_bytes(),
         size.text,
         size.rodata,
         size.data,
@@ -60,7 +169,9 @@ pub fn build(root: &Path) -> Result<PathBuf> {
         };
         let bytes =
             std::fs::read(&elf).with_context(|| format!("cannot read {}", elf.display()))?;
-        let image = build_from_elf(&bytes, &opts).with_context(|| format!("{}", elf.display()))?;
+        let mut image =
+            build_from_elf(&bytes, &opts).with_context(|| format!("{}", elf.display()))?;
+        image.sign(&signing.key);
         write_if_changed(
             &images_dir.join(format!("{}.bcimg", t.name())),
             &image.to_bytes(),
@@ -68,7 +179,11 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     }
     let summary = serde_json::json!({
         "boot_rom": { "text": size.text, "rodata": size.rodata, "data": size.data, "bss": size.bss, "stack": size.stack,
-                      "rom_bytes": size.text + size.rodata + size.data },
+                      "rom_bytes": size.rom_bytes(),
+                      "without_signature_check": { "text": unchecked.text, "rodata": unchecked.rodata,
+                                                   "data": unchecked.data, "rom_bytes": unchecked.rom_bytes() } },
+        "signing": { "key": signing.key_file, "public_key": signing.public_file,
+                     "key_id": hex(&signing.key.key_id()), "development": signing.development },
     });
     std::fs::write(
         out.join("build.json"),
@@ -84,6 +199,13 @@ struct RomSize {
     data: u64,
     bss: u64,
     stack: u64,
+}
+
+impl RomSize {
+    /// Bytes in flash: code, constants and `.data`'s initial values.
+    fn rom_bytes(&self) -> u64 {
+        self.text + self.rodata + self.data
+    }
 }
 
 /// Lays the ELF's loadable bytes out as the flash sees them (by load

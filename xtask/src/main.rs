@@ -5,6 +5,7 @@
 //! suite and benchmarks.
 
 mod artifacts;
+mod fuzz;
 mod install;
 
 use anyhow::{Context, Result, bail};
@@ -28,8 +29,11 @@ enum Task {
     /// QEMU and tshark (apt-get, when run as root; otherwise print the
     /// command) and python-can (pip).
     Install,
-    /// Build the boot ROM, the apps and their images into target/bootcast,
-    /// and print the boot ROM's size.
+    /// Build the boot ROM, the apps and their signed images into
+    /// target/bootcast, and print the boot ROM's size with and without
+    /// signature checking. Signs with $BOOTCAST_SIGNING_KEY (a secret key
+    /// file from `images keygen`), else with a development key generated
+    /// once for this checkout in .bootcast/.
     Build,
     /// Testbeds. `cargo xtask testbed up --help` lists the options.
     Testbed {
@@ -55,6 +59,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Fuzz the parsers with cargo-fuzz (installs it and a nightly
+    /// toolchain if missing): each target for N seconds, then a summary.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -142,6 +149,10 @@ fn run() -> Result<ExitCode> {
             lint(&root)?;
             Ok(ExitCode::SUCCESS)
         }
+        Task::Fuzz(args) => {
+            fuzz::run(&root, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Task::Test { args } => {
             install::all()?;
             install::test_tools()?;
@@ -178,21 +189,26 @@ fn lint(root: &Path) -> Result<()> {
         "clippy on the host crates",
     )?;
     run_checked(
-        cargo(root).args([
-            "clippy",
-            "--quiet",
-            "--profile",
-            "guest",
-            "--target",
-            GUEST_TARGET,
-            "-p",
-            "guest-boot",
-            "-p",
-            "guest-apps",
-            "--",
-            "-D",
-            "warnings",
-        ]),
+        cargo(root)
+            .args([
+                "clippy",
+                "--quiet",
+                "--profile",
+                "guest",
+                "--target",
+                GUEST_TARGET,
+                "-p",
+                "guest-boot",
+                "-p",
+                "guest-apps",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .env(
+                artifacts::PUBLIC_KEY_VAR,
+                artifacts::signing(root, false)?.public_file,
+            ),
         "clippy on the guest crates",
     )
 }

@@ -1,14 +1,16 @@
-//! `images`: build bootcast code images from guest-app ELFs and inspect them.
+//! `images`: build bootcast code images from guest-app ELFs, sign, verify and
+//! inspect them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use images::build::{self, BuildOptions, Image, ImageJson};
+use images::sign::{self, SigningKey};
 use proto::NodeType;
 
-/// Build and inspect bootcast code images (manifest + payload).
+/// Build, sign, verify and inspect bootcast code images (manifest + payload).
 #[derive(Parser)]
 #[command(name = "images")]
 struct Cli {
@@ -66,6 +68,43 @@ enum Cmd {
         /// Print JSON instead of `key: value` lines.
         #[arg(long)]
         json: bool,
+    },
+    /// Make a new Ed25519 signing key.
+    ///
+    /// Writes the secret key to KEYFILE (readable by you only) and the
+    /// public key to KEYFILE.pub, and prints the key id. Refuses to
+    /// overwrite either file. Both are text: a header line
+    /// (`bootcast-ed25519-secret-key-v1` or `bootcast-ed25519-public-key-v1`)
+    /// and 64 hex digits; `#` lines are comments.
+    Keygen {
+        /// Where to write the secret key.
+        #[arg(short, long, value_name = "KEYFILE")]
+        output: PathBuf,
+    },
+    /// Sign an image: sets the manifest's key id and an Ed25519 signature
+    /// over manifest bytes 0..96, which hold the payload's SHA-256.
+    ///
+    /// Refuses an image whose payload does not match its digest. Replaces
+    /// any earlier signature.
+    Sign {
+        /// The secret key file (from `images keygen`).
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+        /// The image file.
+        image: PathBuf,
+        /// Where to write the signed image (default: IMAGE itself).
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+    },
+    /// Check an image as a node would: its payload digest, then its
+    /// signature against a public key. Exits non-zero, naming the reason,
+    /// if either fails.
+    Verify {
+        /// The public key file (KEYFILE.pub from `images keygen`).
+        #[arg(long, value_name = "PUBFILE")]
+        pubkey: PathBuf,
+        /// The image file.
+        image: PathBuf,
     },
 }
 
@@ -157,8 +196,83 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             img.verify_digest()
                 .with_context(|| file.display().to_string())?;
         }
+        Cmd::Keygen { output } => {
+            let public = public_key_path(&output);
+            // Check both first, so a refusal leaves nothing behind.
+            for p in [&output, &public] {
+                if p.exists() {
+                    anyhow::bail!("{}: already exists; refusing to overwrite it", p.display());
+                }
+            }
+            let key = SigningKey::generate()?;
+            key.write_new(&output)?;
+            if let Err(e) = sign::write_new_public_key(&public, &key.public_key()) {
+                let _ = std::fs::remove_file(&output);
+                return Err(e);
+            }
+            println!(
+                "{}: secret key, key id {} (keep this file secret)",
+                output.display(),
+                build::hex(&key.key_id())
+            );
+            println!(
+                "{}: public key {}",
+                public.display(),
+                build::hex(&key.public_key())
+            );
+        }
+        Cmd::Sign { key, image, output } => {
+            let signer = SigningKey::load(&key)?;
+            let mut img = read_image(&image)?;
+            img.verify_digest()
+                .with_context(|| format!("{}: refusing to sign", image.display()))?;
+            img.sign(&signer);
+            let out = output.unwrap_or(image);
+            write_atomically(&out, &img.to_bytes())?;
+            println!(
+                "{}: signed, key id {}",
+                out.display(),
+                build::hex(&signer.key_id())
+            );
+        }
+        Cmd::Verify { pubkey, image } => {
+            let public = sign::load_public_key(&pubkey)?;
+            let img = read_image(&image)?;
+            img.verify(&public)
+                .with_context(|| image.display().to_string())?;
+            println!(
+                "{}: ok: payload digest and signature (key id {})",
+                image.display(),
+                build::hex(&img.manifest.key_id)
+            );
+        }
     }
     Ok(())
+}
+
+/// `KEYFILE.pub` next to `KEYFILE`.
+fn public_key_path(secret: &Path) -> PathBuf {
+    let mut s = secret.as_os_str().to_owned();
+    s.push(".pub");
+    PathBuf::from(s)
+}
+
+fn read_image(path: &Path) -> anyhow::Result<Image> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    Image::parse(&bytes).with_context(|| path.display().to_string())
+}
+
+/// Writes through a temporary file and a rename, so that a failure never
+/// leaves a half-written image (signing in place rewrites the input).
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", path.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::Error::new(e).context(format!("{}: cannot write", path.display()))
+    })
 }
 
 fn main() -> ExitCode {

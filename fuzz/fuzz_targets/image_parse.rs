@@ -1,0 +1,20 @@
+//! Image file parsing, digest and signature checks on arbitrary bytes:
+//! never panics, and an accepted image is exactly its bytes again.
+#![no_main]
+
+use images::build::Image;
+use libfuzzer_sys::fuzz_target;
+
+const KEY: [u8; 32] = [
+    0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64, 0x07, 0x3a,
+    0x0e, 0xe1, 0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68, 0xf7, 0x07, 0x51, 0x1a,
+];
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(img) = Image::parse(data) else {
+        return;
+    };
+    assert_eq!(img.to_bytes(), data);
+    let _ = img.verify(&KEY);
+    let _ = images::build::render_image(&img);
+});
