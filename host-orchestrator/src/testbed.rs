@@ -58,6 +58,24 @@ impl Artifacts {
     pub fn images(&self) -> PathBuf {
         self.dir.join("images")
     }
+
+    /// The key the build signed its images with (`build.json` names it):
+    /// images the testbed makes (padded, published) need it, or nodes
+    /// refuse them.
+    pub fn signing_key(&self) -> Result<images::sign::SigningKey> {
+        let path = self.dir.join("build.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| path.display().to_string())?;
+        let key = json["signing"]["key"].as_str().with_context(|| {
+            format!(
+                "{} names no signing key; run `cargo xtask build`",
+                path.display()
+            )
+        })?;
+        images::sign::SigningKey::load(Path::new(key))
+    }
 }
 
 /// How to start a testbed.
@@ -130,6 +148,7 @@ pub struct Testbed {
     power_on_later: Vec<(Instant, u16)>,
     /// The master's store (the run's own copy).
     store_dir: PathBuf,
+    artifacts: Artifacts,
 }
 
 impl Testbed {
@@ -158,10 +177,14 @@ impl Testbed {
         Store::load(&given_store)?;
         // The master's store is the run's own copy: publishing writes to it.
         let store_dir = dir.join("store");
-        copy_images(&given_store, &store_dir, opts.fleet.image_size)?;
-        if let Some(size) = opts.fleet.image_size {
+        let pad = match opts.fleet.image_size {
+            Some(size) => Some((size, opts.artifacts.signing_key()?)),
+            None => None,
+        };
+        copy_images(&given_store, &store_dir, pad.as_ref())?;
+        if pad.is_some() {
             reference_dir = dir.join("reference");
-            copy_images(&opts.artifacts.images(), &reference_dir, Some(size))?;
+            copy_images(&opts.artifacts.images(), &reference_dir, pad.as_ref())?;
         }
         let reference = Arc::new(Store::load(&reference_dir)?);
         reference.require(&opts.fleet.types(), &reference_dir)?;
@@ -271,6 +294,7 @@ impl Testbed {
             launches: BTreeMap::new(),
             power_on_later: Vec::new(),
             store_dir: store_dir.clone(),
+            artifacts: opts.artifacts.clone(),
         };
         for n in &opts.fleet.nodes {
             let launch = NodeLaunch {
@@ -334,6 +358,7 @@ impl Testbed {
             .padded(size)
             .context("cannot make the new version")?;
         image.manifest.version = version;
+        image.sign(&self.artifacts.signing_key()?);
         let path = self.store_dir.join(crate::store::image_file_name(t));
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, image.to_bytes())
@@ -593,8 +618,13 @@ impl Testbed {
     }
 }
 
-/// Copies every image in `src` into `dst`, padded to `size` bytes if given.
-fn copy_images(src: &Path, dst: &Path, size: Option<u32>) -> Result<()> {
+/// Copies the images in `src` to `dst`, padded to a size and signed again
+/// when `pad` says so (only images that were validly signed are signed again).
+fn copy_images(
+    src: &Path,
+    dst: &Path,
+    pad: Option<&(u32, images::sign::SigningKey)>,
+) -> Result<()> {
     std::fs::create_dir_all(dst)?;
     for e in std::fs::read_dir(src).with_context(|| format!("cannot read {}", src.display()))? {
         let path = e?.path();
@@ -603,11 +633,11 @@ fn copy_images(src: &Path, dst: &Path, size: Option<u32>) -> Result<()> {
         }
         let mut bytes =
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        if let Some(size) = size {
+        if let Some((size, key)) = pad {
             let image =
                 images::build::Image::parse(&bytes).with_context(|| path.display().to_string())?;
             bytes = image
-                .padded(size)
+                .padded_signed(*size, key)
                 .with_context(|| format!("image_size: {}", path.display()))?
                 .to_bytes();
         }

@@ -211,6 +211,11 @@ fn a_consistently_forged_image_runs_but_the_supervisor_fails_it() {
             b[52..56].copy_from_slice(&mem_size.to_le_bytes());
             let digest = Sha256::digest(&b[MANIFEST_LEN..]);
             b[56..88].copy_from_slice(&digest);
+            // Signed with the build's own key (as a leaked key would allow):
+            // only the supervisor's check against the build can tell.
+            let mut img = images::build::Image::parse(b).unwrap();
+            img.sign(&artifacts().signing_key().unwrap());
+            *b = img.to_bytes();
         });
         let fleet =
             Fleet::parse("[[nodes]]\ntype = \"drive\"\n[[nodes]]\ntype = \"comm\"\n").unwrap();
