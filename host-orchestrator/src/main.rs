@@ -156,6 +156,7 @@ fn main() -> ExitCode {
                         json,
                     },
             } => {
+                check_output_folder("--json", json.as_deref())?;
                 let artifacts = Artifacts::locate(artifacts)?;
                 let rows =
                     host_orchestrator::bench::policies(&artifacts, nodes, stagger_ms).await?;
@@ -195,16 +196,7 @@ async fn up(args: UpArgs) -> Result<bool> {
                 + fleet.max_window()
         }
     };
-    if let Some(report) = &args.report {
-        let parent = report.parent().filter(|p| !p.as_os_str().is_empty());
-        if let Some(p) = parent {
-            anyhow::ensure!(
-                p.is_dir(),
-                "--report: folder {} does not exist",
-                p.display()
-            );
-        }
-    }
+    check_output_folder("--report", args.report.as_deref())?;
     let artifacts = Artifacts::locate(args.artifacts.clone())?;
     let mut opts = Options::new(fleet.clone(), artifacts);
     opts.store = args.store.clone();
@@ -261,6 +253,18 @@ async fn up(args: UpArgs) -> Result<bool> {
     println!("{}", report.bus_summary());
     println!("verified {}/{}", report.nodes_verified, report.nodes_total);
     Ok(report.verdict == "pass")
+}
+
+/// Fails at once, naming `flag`, when the folder `path` would be written in
+/// does not exist: better than failing after a whole run.
+fn check_output_folder(flag: &str, path: Option<&std::path::Path>) -> Result<()> {
+    if let Some(p) = path
+        .and_then(|p| p.parent())
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        anyhow::ensure!(p.is_dir(), "{flag}: folder {} does not exist", p.display());
+    }
+    Ok(())
 }
 
 async fn master(args: MasterArgs) -> Result<()> {

@@ -174,7 +174,7 @@ impl Testbed {
             .clone()
             .unwrap_or_else(|| opts.artifacts.images());
         // Checked where the user put it, so errors name their file.
-        Store::load(&given_store)?;
+        Store::load(&given_store)?.require(&opts.fleet.types(), &given_store)?;
         // The master's store is the run's own copy: publishing writes to it.
         let store_dir = dir.join("store");
         let pad = match opts.fleet.image_size {

@@ -178,6 +178,10 @@ fn bench_policies_names_bad_flags() {
             "guest artifacts missing: /nonexistent-artifacts/flash.bin does not exist",
         ),
         (
+            args(&["bench", "policies", "--json", "/nonexistent-dir/rows.json"]),
+            "--json: folder /nonexistent-dir does not exist",
+        ),
+        (
             args(&["bench", "sideways"]),
             "unrecognized subcommand 'sideways'",
         ),
@@ -205,6 +209,8 @@ fn testbed_up_names_the_rest_of_its_bad_flags_and_files() {
     let flash_only = d.join("flash-only");
     std::fs::create_dir(&flash_only).unwrap();
     std::fs::write(flash_only.join("flash.bin"), "").unwrap();
+    let empty_store = d.join("empty-store");
+    std::fs::create_dir(&empty_store).unwrap();
     let bad_store = d.join("bad-store");
     std::fs::create_dir(&bad_store).unwrap();
     std::fs::write(
@@ -268,6 +274,13 @@ fn testbed_up_names_the_rest_of_its_bad_flags_and_files() {
             &format!(
                 "{}: truncated: the file is 100 bytes",
                 p(&bad_store.join("xy.bcimg"))
+            ),
+        ),
+        (
+            up(&["--nodes", "2", "--store", &p(&empty_store)]),
+            &format!(
+                "image store {} has no image for node type accessor",
+                p(&empty_store)
             ),
         ),
         (
