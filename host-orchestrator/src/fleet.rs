@@ -46,6 +46,10 @@ pub struct NodeSpec {
     pub min_version: u32,
     /// When its power comes on, after the testbed starts.
     pub power_on_after: Duration,
+    /// Its redundancy group, if it has one.
+    pub group: Option<String>,
+    /// Its update set, if it has one.
+    pub set: Option<String>,
 }
 
 /// Broadcast mode.
@@ -98,20 +102,19 @@ impl MasterConfig {
     }
 }
 
+/// A fleet file as written. Scenario files share its sections.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FleetFile {
-    image_size: Option<String>,
-    #[serde(default)]
-    bus: BusSection,
-    #[serde(default)]
-    master: MasterSection,
-    nodes: Vec<NodeGroup>,
+pub(crate) struct FleetFile {
+    pub(crate) image_size: Option<String>,
+    pub(crate) bus: Option<toml::Spanned<BusSection>>,
+    pub(crate) master: Option<toml::Spanned<MasterSection>>,
+    pub(crate) nodes: Vec<toml::Spanned<NodeGroup>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BusSection {
+pub(crate) struct BusSection {
     #[serde(default = "default_preset")]
     preset: BitTiming,
     #[serde(default)]
@@ -139,7 +142,7 @@ fn default_preset() -> BitTiming {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct MasterSection {
+pub(crate) struct MasterSection {
     policy: Option<Policy>,
     hold_off_ms: Option<i64>,
     max_wait_ms: Option<i64>,
@@ -157,7 +160,7 @@ struct MasterSection {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NodeGroup {
+pub(crate) struct NodeGroup {
     #[serde(rename = "type")]
     node_type: String,
     #[serde(default = "one")]
@@ -170,6 +173,12 @@ struct NodeGroup {
     start_after_ms: Option<i64>,
     /// Each further node of the group powers on this long after the previous.
     stagger_ms: Option<i64>,
+    /// Redundancy group: at least one member must run at every moment.
+    group: Option<String>,
+    /// Update set (rolling updates reboot one set at a time).
+    set: Option<String>,
+    /// Update sets, given to the group's nodes in turn.
+    sets: Option<Vec<String>>,
 }
 
 fn one() -> i64 {
@@ -229,6 +238,115 @@ fn topology(bus: &BusSection, nodes: &[NodeSpec]) -> Result<Topology> {
     Ok(Topology { segments, links })
 }
 
+/// The 1-based line of byte `offset` in `text`.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Adds the nodes of group `i` of a fleet file.
+fn add_group(nodes: &mut Vec<NodeSpec>, i: usize, g: &NodeGroup) -> Result<()> {
+    let node_type = NodeType::from_name(&g.node_type).with_context(|| {
+        format!(
+            "nodes[{i}].type: unknown node type {:?} (known: {})",
+            g.node_type,
+            type_names()
+        )
+    })?;
+    if g.count < 1 {
+        bail!("nodes[{i}].count: must be at least 1, got {}", g.count);
+    }
+    let name_ok =
+        |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !name_ok(&g.segment) {
+        bail!(
+            "nodes[{i}].segment: {:?} is not a segment name (letters, digits, '-')",
+            g.segment
+        );
+    }
+    if let Some(group) = g.group.as_deref().filter(|s| !name_ok(s)) {
+        bail!("nodes[{i}].group: {group:?} is not a group name (letters, digits, '-')");
+    }
+    let sets: Vec<String> = match (&g.set, &g.sets) {
+        (Some(_), Some(_)) => bail!("nodes[{i}].sets: give `set` or `sets`, not both"),
+        (Some(s), None) => vec![s.clone()],
+        (None, Some(v)) if v.is_empty() => bail!("nodes[{i}].sets: lists no set"),
+        (None, Some(v)) => v.clone(),
+        (None, None) => Vec::new(),
+    };
+    if let Some(bad) = sets.iter().find(|s| !name_ok(s)) {
+        bail!("nodes[{i}].sets: {bad:?} is not a set name (letters, digits, '-')");
+    }
+    let min_version = match &g.min_version {
+        Some(v) => images::build::parse_version(v)
+            .map_err(|e| anyhow::anyhow!("nodes[{i}].min_version: {e}"))?,
+        None => 0,
+    };
+    let ms = |field: &str, v: Option<i64>| -> Result<Duration> {
+        match v {
+            Some(v) if !(0..=3_600_000).contains(&v) => {
+                bail!("nodes[{i}].{field}: must be 0 to 3600000 milliseconds, got {v}")
+            }
+            v => Ok(Duration::from_millis(v.unwrap_or(0) as u64)),
+        }
+    };
+    let start_after = ms("start_after_ms", g.start_after_ms)?;
+    let stagger = ms("stagger_ms", g.stagger_ms)?;
+    for k in 0..g.count as usize {
+        if nodes.len() >= MAX_NODES {
+            bail!("nodes: more than {MAX_NODES} nodes");
+        }
+        nodes.push(NodeSpec {
+            id: nodes.len() as u16 + 1,
+            node_type,
+            segment: g.segment.clone(),
+            min_version,
+            power_on_after: start_after + stagger * k as u32,
+            group: g.group.clone(),
+            set: (!sets.is_empty()).then(|| sets[k % sets.len()].clone()),
+        });
+    }
+    Ok(())
+}
+
+/// The master's settings from `[master]`, for a fleet of `fleet_size`.
+fn master_config(m: &MasterSection, fleet_size: usize) -> Result<MasterConfig> {
+    let settings = HoldOffSettings {
+        policy: m.policy,
+        hold_off_ms: m.hold_off_ms,
+        max_wait_ms: m.max_wait_ms,
+        shrink_step_ms: m.shrink_step_ms,
+        floor_ms: m.floor_ms,
+        min_requests: m.min_requests,
+    };
+    let mut master = MasterConfig::new(HoldOff::new(&settings, fleet_size)?);
+    master.mode = m.mode;
+    master.late_join = m.late_join.unwrap_or(true);
+    master.backup = m.backup.unwrap_or(false);
+    if let Some(r) = m.repair_rounds {
+        if !(0..=10).contains(&r) {
+            bail!("master.repair_rounds: must be 0 to 10, got {r}");
+        }
+        master.repair.rounds = r as u8;
+    }
+    if let Some(w) = m.repair_wait_ms {
+        if w <= 0 {
+            bail!("master.repair_wait_ms: must be a positive number of milliseconds, got {w}");
+        }
+        master.repair.wait = Duration::from_millis(w as u64);
+    }
+    if let Some(t) = m.takeover_ms {
+        if t <= 0 {
+            bail!("master.takeover_ms: must be a positive number of milliseconds, got {t}");
+        }
+        master.takeover_after = Duration::from_millis(t as u64);
+    }
+    Ok(master)
+}
+
 fn type_names() -> String {
     NodeType::ALL
         .iter()
@@ -248,10 +366,24 @@ impl Fleet {
     /// Parses fleet TOML.
     pub fn parse(text: &str) -> Result<Fleet> {
         let file: FleetFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-        if !file.bus.preset.is_fd() {
+        Fleet::from_file(file, text)
+    }
+
+    /// Builds a fleet from its parsed file; `text` is the file, for line
+    /// numbers in errors.
+    pub(crate) fn from_file(file: FleetFile, text: &str) -> Result<Fleet> {
+        let bus_line = |r: std::ops::Range<usize>| format!("line {}", line_of(text, r.start));
+        let (bus, bus_at) = match file.bus {
+            Some(b) => {
+                let at = bus_line(b.span());
+                (b.into_inner(), at)
+            }
+            None => (BusSection::default(), "bus".to_string()),
+        };
+        if !bus.preset.is_fd() {
             bail!(
-                "bus.preset: {} carries 8-byte classic frames, but bootcast's messages need CAN FD (fd-1m-2m or fd-1m-5m)",
-                file.bus.preset.name()
+                "{bus_at}: bus.preset: {} carries 8-byte classic frames, but bootcast's messages need CAN FD (fd-1m-2m or fd-1m-5m)",
+                bus.preset.name()
             );
         }
         if file.nodes.is_empty() {
@@ -259,95 +391,25 @@ impl Fleet {
         }
         let mut nodes = Vec::new();
         for (i, g) in file.nodes.iter().enumerate() {
-            let node_type = NodeType::from_name(&g.node_type).with_context(|| {
-                format!(
-                    "nodes[{i}].type: unknown node type {:?} (known: {})",
-                    g.node_type,
-                    type_names()
-                )
-            })?;
-            if g.count < 1 {
-                bail!("nodes[{i}].count: must be at least 1, got {}", g.count);
-            }
-            if g.segment.is_empty()
-                || !g
-                    .segment
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
-            {
-                bail!(
-                    "nodes[{i}].segment: {:?} is not a segment name (letters, digits, '-')",
-                    g.segment
-                );
-            }
-            let min_version = match &g.min_version {
-                Some(v) => images::build::parse_version(v)
-                    .map_err(|e| anyhow::anyhow!("nodes[{i}].min_version: {e}"))?,
-                None => 0,
-            };
-            let ms = |field: &str, v: Option<i64>| -> Result<Duration> {
-                match v {
-                    Some(v) if !(0..=3_600_000).contains(&v) => {
-                        bail!("nodes[{i}].{field}: must be 0 to 3600000 milliseconds, got {v}")
-                    }
-                    v => Ok(Duration::from_millis(v.unwrap_or(0) as u64)),
-                }
-            };
-            let start_after = ms("start_after_ms", g.start_after_ms)?;
-            let stagger = ms("stagger_ms", g.stagger_ms)?;
-            for k in 0..g.count {
-                if nodes.len() >= MAX_NODES {
-                    bail!("nodes: more than {MAX_NODES} nodes");
-                }
-                nodes.push(NodeSpec {
-                    id: nodes.len() as u16 + 1,
-                    node_type,
-                    segment: g.segment.clone(),
-                    min_version,
-                    power_on_after: start_after + stagger * k as u32,
-                });
-            }
+            let line = line_of(text, g.span().start);
+            add_group(&mut nodes, i, g.get_ref()).with_context(|| format!("line {line}"))?;
         }
-        let m = &file.master;
-        let settings = HoldOffSettings {
-            policy: m.policy,
-            hold_off_ms: m.hold_off_ms,
-            max_wait_ms: m.max_wait_ms,
-            shrink_step_ms: m.shrink_step_ms,
-            floor_ms: m.floor_ms,
-            min_requests: m.min_requests,
+        let (m, master_at) = match file.master {
+            Some(m) => {
+                let at = format!("line {}", line_of(text, m.span().start));
+                (m.into_inner(), at)
+            }
+            None => (MasterSection::default(), "master".to_string()),
         };
-        let hold_off = HoldOff::new(&settings, nodes.len())?;
-        let mut master = MasterConfig::new(hold_off);
-        master.mode = m.mode;
-        master.late_join = m.late_join.unwrap_or(true);
-        master.backup = m.backup.unwrap_or(false);
-        if let Some(r) = m.repair_rounds {
-            if !(0..=10).contains(&r) {
-                bail!("master.repair_rounds: must be 0 to 10, got {r}");
-            }
-            master.repair.rounds = r as u8;
-        }
-        if let Some(w) = m.repair_wait_ms {
-            if w <= 0 {
-                bail!("master.repair_wait_ms: must be a positive number of milliseconds, got {w}");
-            }
-            master.repair.wait = Duration::from_millis(w as u64);
-        }
-        if let Some(t) = m.takeover_ms {
-            if t <= 0 {
-                bail!("master.takeover_ms: must be a positive number of milliseconds, got {t}");
-            }
-            master.takeover_after = Duration::from_millis(t as u64);
-        }
-        let topology = topology(&file.bus, &nodes)?;
+        let master = master_config(&m, nodes.len()).with_context(|| master_at)?;
+        let topology = topology(&bus, &nodes).with_context(|| bus_at.clone())?;
         Ok(Fleet {
             nodes,
             master,
             topology,
-            faults: file.bus.faults.clone().unwrap_or_default(),
-            timing: file.bus.preset,
-            paced: file.bus.paced,
+            faults: bus.faults.clone().unwrap_or_default(),
+            timing: bus.preset,
+            paced: bus.paced,
             image_size: match &file.image_size {
                 Some(s) => Some(
                     images::build::parse_size(s).map_err(|e| anyhow::anyhow!("image_size: {e}"))?,
@@ -464,6 +526,28 @@ mod tests {
     }
 
     #[test]
+    fn redundancy_groups_and_sets() {
+        let f = Fleet::parse(
+            "[[nodes]]\ntype = \"accessor\"\ncount = 2\ngroup = \"accessor\"\nsets = [\"A\", \"B\"]\n\
+             [[nodes]]\ntype = \"drive\"\n",
+        )
+        .unwrap();
+        let sets: Vec<_> = f
+            .nodes
+            .iter()
+            .map(|n| (n.group.as_deref(), n.set.as_deref()))
+            .collect();
+        assert_eq!(
+            sets,
+            [
+                (Some("accessor"), Some("A")),
+                (Some("accessor"), Some("B")),
+                (None, None)
+            ]
+        );
+    }
+
+    #[test]
     fn full_file_parses() {
         let f = Fleet::parse(
             r#"
@@ -556,6 +640,22 @@ mod tests {
                 "for {text:?}: got {err:?}, want {want:?}"
             );
         }
+        // Errors inside a section name its line.
+        let err = format!(
+            "{:#}",
+            Fleet::parse("[[nodes]]\ntype = \"xy\"\n\n[[nodes]]\ntype = \"robot\"\n").unwrap_err()
+        );
+        assert!(err.starts_with("line 4: nodes[1].type"), "{err}");
+        let err = format!(
+            "{:#}",
+            Fleet::parse("[master]\nhold_off_ms = 0\n[[nodes]]\ntype = \"xy\"\n").unwrap_err()
+        );
+        assert!(err.starts_with("line 1: master.hold_off_ms"), "{err}");
+        let err = format!(
+            "{:#}",
+            Fleet::parse("[[nodes]]\ntype = \"xy\"\nset = \"A\"\nsets = [\"A\"]\n").unwrap_err()
+        );
+        assert!(err.contains("nodes[0].sets: give `set` or `sets`"), "{err}");
         // TOML syntax errors carry the line.
         let err = format!("{:#}", Fleet::parse("[[nodes]]\ntype = \n").unwrap_err());
         assert!(err.contains("line 2"), "{err}");
