@@ -15,5 +15,6 @@ pub mod master;
 pub mod qemu;
 pub mod report;
 pub mod store;
+pub mod storm;
 pub mod supervisor;
 pub mod testbed;

@@ -29,6 +29,10 @@ enum Command {
         #[command(subcommand)]
         which: BenchWhich,
     },
+    /// Run a scenario (a fleet, a timeline of reboots, faults, publishes and
+    /// rolling updates) and judge it against the invariants. Prints progress
+    /// and a verdict table; the exit code is the verdict.
+    Storm(StormArgs),
     /// Run a master on a bus port (the testbed runs a backup master this
     /// way). Prints its events as JSON lines on stdout; stops on SIGTERM or
     /// Ctrl-C.
@@ -53,6 +57,27 @@ enum BenchWhich {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+}
+
+#[derive(Args)]
+struct StormArgs {
+    /// The scenario file (a fleet file alone boots the fleet and judges it).
+    file: PathBuf,
+    /// Replaces the scenario's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Write JUnit XML here.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Keep logs and the bus capture here (default: a new folder under /tmp).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Built guest artifacts (default: target/bootcast, or $BOOTCAST_ARTIFACTS).
+    #[arg(long)]
+    artifacts: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -147,6 +172,7 @@ fn main() -> ExitCode {
                 action: TestbedAction::Up(args),
             } => up(args).await,
             Command::Master(args) => master(args).await.map(|()| true),
+            Command::Storm(args) => storm(args).await,
             Command::Bench {
                 which:
                     BenchWhich::Policies {
@@ -253,6 +279,62 @@ async fn up(args: UpArgs) -> Result<bool> {
     println!("{}", report.bus_summary());
     println!("verified {}/{}", report.nodes_verified, report.nodes_total);
     Ok(report.verdict == "pass")
+}
+
+async fn storm(args: StormArgs) -> Result<bool> {
+    use host_orchestrator::storm;
+    check_output_folder("--report", args.report.as_deref())?;
+    check_output_folder("--junit", args.junit.as_deref())?;
+    let scenario = storm::scenario::Scenario::load(&args.file)?;
+    let artifacts = Artifacts::locate(args.artifacts)?;
+    let run_dir = match args.run_dir {
+        Some(d) => d,
+        // Kept: its logs and capture are the run's evidence. Short, for
+        // unix socket paths.
+        None => tempfile::Builder::new()
+            .prefix(&format!(
+                "bc-{}-",
+                scenario.name.chars().take(16).collect::<String>()
+            ))
+            .tempdir_in("/tmp")?
+            .keep(),
+    };
+    eprintln!(
+        "storm {}: {} nodes, {} timeline entries; run folder {}",
+        scenario.name,
+        scenario.fleet.nodes.len(),
+        scenario.timeline.len(),
+        run_dir.display()
+    );
+    let opts = storm::StormOptions {
+        scenario,
+        artifacts,
+        run_dir,
+        seed: args.seed,
+        progress: true,
+        master_exe: std::env::current_exe().ok(),
+    };
+    let run = storm::run(opts);
+    tokio::pin!(run);
+    let report = tokio::select! {
+        r = &mut run => r?,
+        _ = stop_requested() => anyhow::bail!("interrupted; every node process was stopped"),
+    };
+    println!("{}", report.table());
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write report {}", path.display()))?;
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, storm::junit::render(&report))
+            .with_context(|| format!("cannot write JUnit {}", path.display()))?;
+    }
+    println!("{}", report.testbed.bus_summary());
+    println!(
+        "verdict {}: verified {}/{}",
+        report.testbed.verdict, report.testbed.nodes_verified, report.testbed.nodes_total
+    );
+    Ok(report.testbed.verdict == "pass")
 }
 
 /// Fails at once, naming `flag`, when the folder `path` would be written in

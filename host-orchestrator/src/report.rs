@@ -72,6 +72,8 @@ pub struct NodeReport {
     pub failure: Option<String>,
     /// Last message heard from it.
     pub last_message: String,
+    /// For a node that is not verified: the last lines of its log.
+    pub log_tail: Vec<String>,
 }
 
 /// One broadcast session.
@@ -288,6 +290,11 @@ pub fn build(
             rejections: n.rejections.clone(),
             failure: n.failure.clone(),
             last_message: n.last_message.clone(),
+            log_tail: if n.state == HostState::Verified {
+                Vec::new()
+            } else {
+                n.log.iter().rev().take(8).rev().cloned().collect()
+            },
         })
         .collect();
     let verified = nodes.iter().filter(|n| n.verified).count();

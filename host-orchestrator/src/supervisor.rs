@@ -24,6 +24,49 @@ use tracing::{info, warn};
 pub const SUPERVISOR_ID: u16 = 0xFFF8;
 /// A challenge unanswered for this long is sent again.
 const CHECK_RETRY: Duration = Duration::from_secs(2);
+/// One line about a message a node sent, for its log.
+fn brief(m: &Message<'_>) -> String {
+    let v = images::build::format_version;
+    match m {
+        Message::Heartbeat(h) => format!(
+            "Heartbeat gen {} v{} digest {}… up {} ms boots {} cause {} ignored {}",
+            h.generation,
+            v(h.version),
+            hex(&h.digest[..8]),
+            h.uptime_ms,
+            h.boot_count,
+            h.reset_cause,
+            h.ignored
+        ),
+        Message::Status(s) => format!(
+            "Status {:?} session {} {}/{} selftest {:#x}",
+            NodeState::from_code(s.state),
+            s.session,
+            s.received,
+            s.total,
+            s.selftest
+        ),
+        Message::Request(r) => format!("Request attempt {} min v{}", r.attempt, v(r.min_version)),
+        Message::Reject(r) => format!(
+            "Reject session {} v{}: {}",
+            r.session,
+            v(r.version),
+            RejectReason::from_code(r.reason).map_or("unknown reason", |r| r.as_str())
+        ),
+        Message::Nack(n) => format!(
+            "Nack session {} {:?}",
+            n.session,
+            &n.ranges[..(n.count as usize).min(msg::NACK_RANGES)]
+        ),
+        Message::CheckReply(c) => {
+            format!("CheckReply nonce {:#x} {}…", c.nonce, hex(&c.digest[..8]))
+        }
+        other => format!("{:?}", other.kind()),
+    }
+}
+
+/// Lines of each node's log kept in memory.
+pub const NODE_LOG_LINES: usize = 400;
 /// Challenges kept open per node; answers to any of them count.
 const MAX_OPEN_CHECKS: usize = 8;
 
@@ -127,6 +170,9 @@ pub struct NodeRecord {
     pub failure: Option<String>,
     /// The last message heard, for diagnosis.
     pub last_message: String,
+    /// What the node said lately, one line per frame, oldest first: its
+    /// console, as far as the host can see it.
+    pub log: std::collections::VecDeque<String>,
     /// Challenges sent for the current generation: (nonces, generation, last sent).
     pending_check: Option<(Vec<u32>, u32, Instant)>,
     verified_generation: Option<u32>,
@@ -276,6 +322,10 @@ impl FleetView {
         let max_rejects = self.max_rejects;
         let n = self.nodes.get_mut(&src)?;
         n.last_message = format!("{:?}", m.kind());
+        if n.log.len() == NODE_LOG_LINES {
+            n.log.pop_front();
+        }
+        n.log.push_back(format!("{at_s:9.3} {}", brief(&m)));
         match m {
             Message::Status(s) => {
                 n.reset_cause = ResetCause::from_code(s.reset_cause);
@@ -440,12 +490,22 @@ impl FleetView {
     }
 }
 
+/// Tells watchers the view changed, once the lock taken after it is gone.
+struct Notify<'a>(&'a watch::Sender<u64>);
+
+impl Drop for Notify<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|v| *v += 1);
+    }
+}
+
 /// Handle to the running supervisor.
 pub struct Supervisor {
     /// The fleet view, shared with the testbed.
     pub view: Arc<Mutex<FleetView>>,
     /// Bumped on every change.
     pub changes: watch::Receiver<u64>,
+    changed: Arc<watch::Sender<u64>>,
     outbox: mpsc::Sender<Frame>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
@@ -489,6 +549,7 @@ impl Supervisor {
                     rejections: Vec::new(),
                     failure: None,
                     last_message: String::new(),
+                    log: Default::default(),
                     pending_check: None,
                     verified_generation: None,
                 },
@@ -510,6 +571,8 @@ impl Supervisor {
         let (r, mut w) = busclient::connect(port).await?;
         let (tx, mut outbox) = mpsc::channel::<Frame>(64);
         let (changed_tx, changes) = watch::channel(0u64);
+        let changed_tx = Arc::new(changed_tx);
+        let changed = changed_tx.clone();
         let shared = view.clone();
         let task = tokio::spawn(async move {
             let (frames_tx, mut frames) = mpsc::channel(1024);
@@ -539,6 +602,7 @@ impl Supervisor {
         Ok(Supervisor {
             view,
             changes,
+            changed,
             outbox: tx,
             task,
         })
@@ -557,6 +621,7 @@ impl Supervisor {
 
     /// Records that node `id`'s QEMU process (re)started now.
     pub fn mark_spawned(&self, id: u16) {
+        let _notify = Notify(&self.changed);
         let mut v = self.view.lock().expect("fleet view lock");
         if let Some(n) = v.nodes.get_mut(&id) {
             n.spawned_at = Some(Instant::now());
@@ -576,8 +641,31 @@ impl Supervisor {
         v.published.entry(t).or_default().push(image);
     }
 
+    /// Changes the view and tells its watchers.
+    pub fn update(&self, f: impl FnOnce(&mut FleetView)) {
+        let _notify = Notify(&self.changed);
+        f(&mut self.view.lock().expect("fleet view lock"));
+    }
+
+    /// Records that node `id` was told to reboot (reset or `Reboot`): it is
+    /// not running from now until it says otherwise.
+    pub fn mark_rebooting(&self, id: u16) {
+        self.update(|v| {
+            if let Some(n) = v
+                .nodes
+                .get_mut(&id)
+                .filter(|n| n.state != HostState::Failed)
+            {
+                n.state = HostState::Booting;
+                n.verified_generation = None;
+                n.pending_check = None;
+            }
+        });
+    }
+
     /// Records that node `id` was powered off.
     pub fn mark_off(&self, id: u16) {
+        let _notify = Notify(&self.changed);
         let mut v = self.view.lock().expect("fleet view lock");
         if let Some(n) = v.nodes.get_mut(&id) {
             n.state = HostState::Off;

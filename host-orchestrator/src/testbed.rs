@@ -11,7 +11,7 @@ use crate::supervisor::{FleetView, HostState, Published, Supervisor};
 use anyhow::{Context, Result, bail};
 use board::strap::Strap;
 use proto::NodeType;
-use proto::msg::{self, Message, Reboot};
+use proto::msg::{Message, Reboot};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -381,6 +381,7 @@ impl Testbed {
         qemu::qmp(&launch.qmp_socket, "system_reset")
             .await
             .with_context(|| format!("resetting node {id}"))?;
+        self.supervisor.mark_rebooting(id);
         Ok(())
     }
 
@@ -421,6 +422,28 @@ impl Testbed {
     /// (see `busclient`) to send and receive frames like any node.
     pub fn tool_port(&self) -> PathBuf {
         self.run_dir().join("p").join("tool.sock")
+    }
+
+    /// Proportional set size of every node process, summed (KiB): what the
+    /// fleet costs the host in memory right now.
+    pub fn fleet_pss_kib(&self) -> u64 {
+        self.nodes
+            .values()
+            .map(|p| {
+                std::fs::read_to_string(format!("/proc/{}/smaps_rollup", p.process.pid))
+                    .ok()
+                    .and_then(|s| {
+                        let line = s.lines().find(|l| l.starts_with("Pss:"))?;
+                        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+                    })
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
+    /// Node ids whose QEMU is running.
+    pub fn powered(&self) -> Vec<u16> {
+        self.nodes.keys().copied().collect()
     }
 
     /// The run folder.
@@ -497,10 +520,23 @@ impl Testbed {
     }
 
     fn fail_node(&self, id: u16, why: String) {
-        let mut v = self.supervisor.view.lock().expect("fleet view lock");
-        if let Some(n) = v.nodes.get_mut(&id) {
-            n.state = HostState::Failed;
-            n.failure = Some(why);
+        self.supervisor.update(|v| {
+            if let Some(n) = v.nodes.get_mut(&id) {
+                n.state = HostState::Failed;
+                n.failure = Some(why);
+            }
+        });
+    }
+
+    /// Writes each node's log (what it said on the bus) to `log/nN.bus.log`.
+    fn write_node_logs(&self) {
+        let v = self.supervisor.view.lock().expect("fleet view lock");
+        for (id, n) in &v.nodes {
+            let path = self.run_dir().join("log").join(format!("n{id}.bus.log"));
+            let text: String = n.log.iter().map(|l| format!("{l}\n")).collect();
+            if let Err(e) = std::fs::write(&path, text) {
+                tracing::warn!("cannot write {}: {e}", path.display());
+            }
         }
     }
 
@@ -512,18 +548,9 @@ impl Testbed {
                 target_type: 0,
                 reason: 1,
             }))
-            .await
-    }
-
-    /// Sends `Reboot` to every node.
-    pub async fn soft_reboot_all(&self) -> Result<()> {
-        self.supervisor
-            .send(Message::Reboot(Reboot {
-                target: msg::BROADCAST,
-                target_type: 0,
-                reason: 1,
-            }))
-            .await
+            .await?;
+        self.supervisor.mark_rebooting(node);
+        Ok(())
     }
 
     /// The report as of now (bus statistics from the bridge included).
@@ -548,6 +575,7 @@ impl Testbed {
     /// returns the final report. Returns only when every QEMU has exited.
     pub async fn shutdown(mut self) -> Report {
         self.stop_all().await;
+        self.write_node_logs();
         let mut report = self.report();
         if let Some(b) = self.bridge.take() {
             let stats = b.shutdown().await;

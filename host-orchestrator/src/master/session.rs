@@ -315,16 +315,21 @@ pub async fn run(
             break;
         }
         // Collect NACKs: each one extends the wait a little, within a cap.
-        let cap = Instant::now() + repair.wait * 3;
+        let mut cap = Instant::now() + repair.wait * 3;
         let mut until = Instant::now() + repair.wait;
         while let Ok(Some(c)) = tokio::time::timeout_at(until.min(cap), ctl.recv()).await {
-            let nack = matches!(c, SessionCtl::Nack(_));
+            let joined = matches!(c, SessionCtl::Reannounce);
             if let Some(frames) = handle(c, &mut missing, total) {
                 for f in frames {
                     out.bulk(f).await?;
                 }
             }
-            if nack {
+            if joined {
+                // A node joined after the data: it needs a whole wait to
+                // say what it lacks (everything), which repair then sends.
+                until = Instant::now() + repair.wait;
+                cap = cap.max(until);
+            } else {
                 until = Instant::now() + repair.wait / 2;
             }
         }
