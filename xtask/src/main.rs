@@ -49,11 +49,20 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run a storm scenario (e.g. ci/storm-40.toml); options are passed to
+    /// `bootcast storm` (`--seed`, `--report`, `--junit`, `--run-dir`).
+    Storm {
+        /// The scenario file and options.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
     /// Check formatting and run clippy on the host crates and, for the
     /// guest target, on the guest crates.
     Lint,
     /// Run the whole test suite: lints, host unit and integration tests (the
-    /// QEMU fleet tests included) and a check of `proto` for the guest target.
+    /// QEMU fleet tests included), a check of `proto` for the guest target,
+    /// then the CI job's storms: ci/fleet-40.toml and ci/storm-40.toml
+    /// (reports and JUnit in target/bootcast/ci).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -91,20 +100,9 @@ fn run() -> Result<ExitCode> {
         Task::Testbed { args } => {
             install::all()?;
             let out = artifacts::build(&root)?;
-            let status = cargo(&root)
-                .args([
-                    "run",
-                    "--release",
-                    "--quiet",
-                    "-p",
-                    "host-orchestrator",
-                    "--bin",
-                    "bootcast",
-                    "--",
-                    "testbed",
-                ])
+            let status = bootcast(&root, &out, true)
+                .arg("testbed")
                 .args(&args)
-                .env("BOOTCAST_ARTIFACTS", &out)
                 .status_ignoring_ctrl_c()?;
             Ok(exit_code(status))
         }
@@ -127,20 +125,18 @@ fn run() -> Result<ExitCode> {
         Task::Bench { args } => {
             install::all()?;
             let out = artifacts::build(&root)?;
-            let status = cargo(&root)
-                .args([
-                    "run",
-                    "--release",
-                    "--quiet",
-                    "-p",
-                    "host-orchestrator",
-                    "--bin",
-                    "bootcast",
-                    "--",
-                    "bench",
-                ])
+            let status = bootcast(&root, &out, true)
+                .arg("bench")
                 .args(&args)
-                .env("BOOTCAST_ARTIFACTS", &out)
+                .status_ignoring_ctrl_c()?;
+            Ok(exit_code(status))
+        }
+        Task::Storm { args } => {
+            install::all()?;
+            let out = artifacts::build(&root)?;
+            let status = bootcast(&root, &out, true)
+                .arg("storm")
+                .args(&args)
                 .status_ignoring_ctrl_c()?;
             Ok(exit_code(status))
         }
@@ -174,7 +170,31 @@ fn run() -> Result<ExitCode> {
                 .args(&args)
                 .env("BOOTCAST_ARTIFACTS", &out)
                 .status_ignoring_ctrl_c()?;
-            Ok(exit_code(status))
+            if !status.success() || !args.is_empty() {
+                return Ok(exit_code(status));
+            }
+            // The CI job: 40 nodes booted, then stormed. Reports and JUnit
+            // land in target/bootcast/ci.
+            let reports = out.join("ci");
+            std::fs::create_dir_all(&reports)?;
+            for name in ["fleet-40", "storm-40"] {
+                let status = bootcast(&root, &out, false)
+                    .arg("storm")
+                    .arg(root.join("ci").join(format!("{name}.toml")))
+                    .arg("--report")
+                    .arg(reports.join(format!("{name}.json")))
+                    .arg("--junit")
+                    .arg(reports.join(format!("{name}.junit.xml")))
+                    .status_ignoring_ctrl_c()?;
+                if !status.success() {
+                    eprintln!(
+                        "xtask: storm {name} failed; its report is in {}",
+                        reports.display()
+                    );
+                    return Ok(exit_code(status));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -211,6 +231,24 @@ fn lint(root: &Path) -> Result<()> {
             ),
         "clippy on the guest crates",
     )
+}
+
+/// `bootcast` from this workspace, through cargo, with the artifacts.
+fn bootcast(root: &Path, artifacts: &Path, release: bool) -> Command {
+    let mut c = cargo(root);
+    c.args([
+        "run",
+        "--quiet",
+        "-p",
+        "host-orchestrator",
+        "--bin",
+        "bootcast",
+    ]);
+    if release {
+        c.arg("--release");
+    }
+    c.arg("--").env("BOOTCAST_ARTIFACTS", artifacts);
+    c
 }
 
 fn workspace_root() -> PathBuf {

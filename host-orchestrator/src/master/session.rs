@@ -325,8 +325,14 @@ pub async fn run(
                 }
             }
             if joined {
-                // A node joined after the data: it needs a whole wait to
-                // say what it lacks (everything), which repair then sends.
+                // A node joined after the data: it lacks all of it, so the
+                // next repair round sends everything once more.
+                let mut start = 0u32;
+                while start < total {
+                    let len = (total - start).min(u16::MAX as u32);
+                    missing.add(start, len as u16);
+                    start += len;
+                }
                 until = Instant::now() + repair.wait;
                 cap = cap.max(until);
             } else {
@@ -506,6 +512,24 @@ mod tests {
             .filter(|f| matches!(Message::decode(f), Ok((_, Message::SessionAnnounce(_)))))
             .count();
         assert_eq!(announces, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_joining_after_the_data_gets_all_of_it_in_repair() {
+        let repair = Repair {
+            rounds: 2,
+            wait: Duration::from_millis(300),
+        };
+        let (o, frames) = record(content(300), repair, |ctl| {
+            tokio::spawn(async move {
+                // After the first end (sent at once in paused time).
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                ctl.send(SessionCtl::Reannounce).await.unwrap();
+            })
+        })
+        .await;
+        assert_eq!(data_chunks(&frames), vec![0, 1, 2, 3, 4, 0, 1, 2, 3, 4]);
+        assert_eq!((o.repair_rounds, o.repair_bytes), (1, 300));
     }
 
     #[test]

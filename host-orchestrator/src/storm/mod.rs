@@ -494,8 +494,17 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
         let e = &scenario.timeline[i];
         run.run_action(e.line, &e.action).await;
     }
-    // Then wait until every node is verified (or has failed for good) since
-    // its last reboot, until the deadline.
+    // A reboot takes a moment to show (a node still says it runs until it
+    // asks again); then wait until every node is verified (or has failed
+    // for good) since its last reboot, until the deadline.
+    if let Some(last) = scenario
+        .timeline
+        .iter()
+        .map(|e| e.until.unwrap_or(e.at))
+        .max()
+    {
+        run.until(last + Duration::from_secs(2)).await;
+    }
     let deadline = t0 + scenario.expect.all_verified_by;
     let rebooted = run.rebooted_at.clone();
     let since_reboot = move |v: &FleetView| {

@@ -339,24 +339,24 @@ fn check_select(i: usize, s: &Select, fleet: &Fleet) -> Result<()> {
     if let Some(t) = &s.node_type {
         node_type(&f("type"), t)?;
     }
-    if let Some(g) = &s.group {
-        if !fleet.nodes.iter().any(|n| n.group.as_ref() == Some(g)) {
-            bail!("{}: no node is in group {g:?}", f("group"));
-        }
+    if let Some(g) = &s.group
+        && !fleet.nodes.iter().any(|n| n.group.as_ref() == Some(g))
+    {
+        bail!("{}: no node is in group {g:?}", f("group"));
     }
-    if let Some(seg) = &s.segment {
-        if !fleet.topology.segments.contains(seg) {
-            bail!(
-                "{}: no segment {seg:?} (segments: {:?})",
-                f("segment"),
-                fleet.topology.segments
-            );
-        }
+    if let Some(seg) = &s.segment
+        && !fleet.topology.segments.contains(seg)
+    {
+        bail!(
+            "{}: no segment {seg:?} (segments: {:?})",
+            f("segment"),
+            fleet.topology.segments
+        );
     }
-    if let Some(set) = &s.set {
-        if !fleet.nodes.iter().any(|n| n.set.as_ref() == Some(set)) {
-            bail!("{}: no node is in set {set:?}", f("set"));
-        }
+    if let Some(set) = &s.set
+        && !fleet.nodes.iter().any(|n| n.set.as_ref() == Some(set))
+    {
+        bail!("{}: no node is in set {set:?}", f("set"));
     }
     if s.random == Some(0) {
         bail!("{}: must be at least 1", f("random"));
