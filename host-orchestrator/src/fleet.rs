@@ -107,7 +107,8 @@ impl MasterConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct FleetFile {
     pub(crate) image_size: Option<String>,
-    pub(crate) bus: Option<toml::Spanned<BusSection>>,
+    // Not spanned: toml cannot span a table made implicitly by `[bus.faults]`.
+    pub(crate) bus: Option<BusSection>,
     pub(crate) master: Option<toml::Spanned<MasterSection>>,
     pub(crate) nodes: Vec<toml::Spanned<NodeGroup>>,
 }
@@ -372,14 +373,8 @@ impl Fleet {
     /// Builds a fleet from its parsed file; `text` is the file, for line
     /// numbers in errors.
     pub(crate) fn from_file(file: FleetFile, text: &str) -> Result<Fleet> {
-        let bus_line = |r: std::ops::Range<usize>| format!("line {}", line_of(text, r.start));
-        let (bus, bus_at) = match file.bus {
-            Some(b) => {
-                let at = bus_line(b.span());
-                (b.into_inner(), at)
-            }
-            None => (BusSection::default(), "bus".to_string()),
-        };
+        let bus = file.bus.unwrap_or_default();
+        let bus_at = "[bus]".to_string();
         if !bus.preset.is_fd() {
             bail!(
                 "{bus_at}: bus.preset: {} carries 8-byte classic frames, but bootcast's messages need CAN FD (fd-1m-2m or fd-1m-5m)",
@@ -523,6 +518,16 @@ mod tests {
             .map(|n| n.id)
             .collect();
         assert_eq!(ids, (1..=12).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn fault_tables_need_no_bus_table() {
+        let f = Fleet::parse(
+            "[bus.faults]\nseed = 7\nrules = [{ kind = \"loss\", probability = 0.02 }]\n[[nodes]]\ntype = \"xy\"\n",
+        )
+        .unwrap();
+        assert_eq!(f.faults.seed, 7);
+        assert_eq!(f.faults.rules.len(), 1);
     }
 
     #[test]

@@ -182,7 +182,7 @@ struct ScenarioFile {
     seed: Option<u64>,
     fleet: Option<String>,
     image_size: Option<String>,
-    bus: Option<toml::Spanned<crate::fleet::BusSection>>,
+    bus: Option<crate::fleet::BusSection>,
     master: Option<toml::Spanned<crate::fleet::MasterSection>>,
     nodes: Option<Vec<toml::Spanned<crate::fleet::NodeGroup>>>,
     #[serde(default)]
