@@ -1,5 +1,5 @@
-//! Drivers for the `virt` devices bootcast guests use: the 16550 UART, the
-//! PLIC, the CLINT timer and the `sifive,test` device.
+//! Drivers for the `virt` devices bootcast guests use: the 16550 UART, a
+//! virtio-console, the PLIC, the CLINT timer and the `sifive,test` device.
 //!
 //! Guests run in machine mode with `mstatus.MIE` clear and never take
 //! interrupts as traps. They enable sources in `mie` and sleep in `wfi`, which
@@ -7,7 +7,21 @@
 //! sleep again. No trap vector, no busy-polling.
 
 pub mod clint;
+pub mod console;
 pub mod cpu;
 pub mod plic;
 pub mod port;
 pub mod uart;
+pub mod virtio;
+
+/// This node's strapping words, as QEMU's loader wrote them at reset.
+pub fn read_strap() -> Option<crate::strap::Strap> {
+    use crate::strap::{Strap, WORDS};
+    let mut words = [0u64; WORDS];
+    for (i, w) in words.iter_mut().enumerate() {
+        // SAFETY: the strapping page is RAM reserved by the memory map; QEMU's
+        // loader fills it before the first instruction runs.
+        *w = unsafe { (Strap::word_addr(i) as *const u64).read_volatile() };
+    }
+    Strap::from_words(words)
+}

@@ -41,6 +41,14 @@ pub const IMAGE_END: u64 = RAM_BASE + RAM_SIZE - FDT_RESERVED;
 pub const UART0_BASE: u64 = 0x1000_0000;
 /// The UART's interrupt source on the PLIC.
 pub const UART0_IRQ: u32 = 10;
+/// The first virtio-mmio transport slot.
+pub const VIRTIO_MMIO_BASE: u64 = 0x1000_1000;
+/// Bytes between slots.
+pub const VIRTIO_MMIO_STRIDE: usize = 0x1000;
+/// Slots on the virt board.
+pub const VIRTIO_MMIO_SLOTS: usize = 8;
+/// The first slot's interrupt; slot i has this plus i.
+pub const VIRTIO_MMIO_IRQ_BASE: u32 = 1;
 /// Platform-level interrupt controller.
 pub const PLIC_BASE: u64 = 0x0C00_0000;
 /// Core-local interruptor (timer).

@@ -25,6 +25,19 @@ pub struct Strap {
     pub min_version: u32,
     /// Seed for the node's retry jitter.
     pub seed: u32,
+    /// Which device carries the bus.
+    pub transport: Transport,
+}
+
+/// The device a node's bus port is on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Transport {
+    /// The 16550 UART.
+    #[default]
+    Uart = 0,
+    /// A virtio-console on virtio-mmio; the UART is then the debug console.
+    Virtio = 1,
 }
 
 impl Strap {
@@ -32,7 +45,10 @@ impl Strap {
     pub fn to_words(&self) -> [u64; WORDS] {
         [
             MAGIC as u64,
-            self.node as u64 | (self.node_type as u64) << 16 | (self.segment as u64) << 24,
+            self.node as u64
+                | (self.node_type as u64) << 16
+                | (self.segment as u64) << 24
+                | (self.transport as u64) << 32,
             self.min_version as u64 | (self.seed as u64) << 32,
         ]
     }
@@ -48,6 +64,11 @@ impl Strap {
             segment: (w[1] >> 24) as u8,
             min_version: w[2] as u32,
             seed: (w[2] >> 32) as u32,
+            transport: match (w[1] >> 32) as u8 {
+                0 => Transport::Uart,
+                1 => Transport::Virtio,
+                _ => return None,
+            },
         };
         (s.node != 0).then_some(s)
     }
@@ -70,6 +91,7 @@ mod tests {
             segment: 2,
             min_version: 0x10203,
             seed: 0xFEED,
+            transport: Transport::Virtio,
         };
         assert_eq!(Strap::from_words(s.to_words()), Some(s));
         assert_eq!(Strap::from_words([0, 0, 0]), None);

@@ -9,9 +9,10 @@
 //! disturbed by a broadcast.
 #![no_std]
 
-use board::dev::{clint, cpu, port::BusPort};
+use board::dev::{clint, console, cpu, port::BusPort};
 use board::handoff;
 use board::memory;
+use board::strap::Transport;
 use proto::msg::{self, CheckReply, Heartbeat, Message, NodeState, NodeType};
 use sha2::{Digest, Sha256};
 
@@ -67,7 +68,18 @@ pub fn run<P: Personality>(record: &'static mut Handoff, mut app: P) -> ! {
         // Not started by the boot ROM: nothing to report on.
         cpu::halt();
     }
-    let mut port = BusPort::open();
+    let transport = board::dev::read_strap().map_or(Transport::Uart, |s| s.transport);
+    if transport == Transport::Virtio {
+        console::open();
+    }
+    console::print("app ");
+    console::print(P::NODE_TYPE.name());
+    console::print(" running, generation ");
+    console::print_u32(record.generation);
+    console::print("\n");
+    let Some(mut port) = BusPort::open(transport) else {
+        cpu::halt()
+    };
     port.set_filter(&msg::APP_KINDS);
     let started = clint::now();
     let mut next_beat = started;
@@ -81,6 +93,7 @@ pub fn run<P: Personality>(record: &'static mut Handoff, mut app: P) -> ! {
             };
             match m {
                 Message::Reboot(r) if r.applies_to(record.node, record.node_type) => {
+                    console::print("reboot requested\n");
                     port.flush();
                     reboot(record)
                 }

@@ -18,10 +18,10 @@ mod trusted {
     include!(concat!(env!("OUT_DIR"), "/trusted_key.rs"));
 }
 
-use board::dev::{clint, cpu, port::BusPort, uart};
+use board::dev::{clint, console, cpu, port::BusPort, uart};
 use board::handoff::{self, Handoff};
 use board::memory;
-use board::strap::{self, Strap};
+use board::strap::{Strap, Transport};
 use proto::msg::{self, Message, NodeState, Request, ResetCause, Status};
 use receive::{Progress, Receiver};
 
@@ -82,16 +82,6 @@ _halt:
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
     cpu::halt()
-}
-
-fn read_strap() -> Option<Strap> {
-    let mut words = [0u64; strap::WORDS];
-    for (i, w) in words.iter_mut().enumerate() {
-        // SAFETY: the strapping page is RAM reserved by the memory map; QEMU's
-        // loader fills it before the first instruction runs.
-        *w = unsafe { (Strap::word_addr(i) as *const u64).read_volatile() };
-    }
-    Strap::from_words(words)
 }
 
 fn handoff_record() -> &'static mut Handoff {
@@ -184,6 +174,13 @@ impl Node {
         }
     }
 
+    fn reject(&mut self, r: proto::msg::Reject) {
+        console::print("image rejected: ");
+        console::print(proto::msg::RejectReason::from_code(r.reason).map_or("?", |r| r.as_str()));
+        console::print("\n");
+        self.send(Message::Reject(r));
+    }
+
     fn status(&mut self, state: NodeState, selftest: u8, p: Option<&Receiver>) {
         let (session, received, total) = p.map_or((0, 0, 0), |r| r.progress());
         self.send(Message::Status(Status {
@@ -203,12 +200,27 @@ extern "C" fn boot_main() -> ! {
     let record = handoff_record();
     let (cause, boot_count) = count_boot(record);
     let selftest = self_test();
-    let mut port = BusPort::open();
-    port.set_filter(&msg::BOOT_ROM_KINDS);
     // Without an identity the node cannot ask for anything: stay minimal.
-    let Some(strap) = read_strap() else {
+    let Some(strap) = board::dev::read_strap() else {
         cpu::halt()
     };
+    if strap.transport == Transport::Virtio {
+        console::open();
+    }
+    console::print("bootcast boot ROM: node ");
+    console::print_u32(strap.node as u32);
+    console::print(" type ");
+    console::print_u32(strap.node_type as u32);
+    console::print(if selftest == 0 {
+        ", self-test passed\n"
+    } else {
+        ", SELF-TEST FAILED\n"
+    });
+    let Some(mut port) = BusPort::open(strap.transport) else {
+        console::print("no virtio-console for the bus: halted\n");
+        cpu::halt()
+    };
+    port.set_filter(&msg::BOOT_ROM_KINDS);
     record.node = strap.node;
     record.node_type = strap.node_type;
     let mut node = Node { strap, port, cause };
@@ -235,9 +247,14 @@ extern "C" fn boot_main() -> ! {
             match rx.on_message(&m, clint::now(), jitter.next()) {
                 Progress::Ignored => continue,
                 Progress::Accepted => {}
-                Progress::Started => node.status(NodeState::Receiving, 0, Some(&rx)),
+                Progress::Started => {
+                    console::print("receiving session ");
+                    console::print_u32(rx.progress().0);
+                    console::print("\n");
+                    node.status(NodeState::Receiving, 0, Some(&rx))
+                }
                 Progress::Rejected(reject) => {
-                    node.send(Message::Reject(reject));
+                    node.reject(reject);
                     next_request = clint::now() + clint::ms(jitter.spread(RETRY_BASE_MS));
                     continue;
                 }
@@ -253,12 +270,15 @@ extern "C" fn boot_main() -> ! {
                             record.digest = image.digest;
                             record.name = image.manifest.name;
                             record.boot_count = boot_count;
+                            console::print("image verified, sha256 ");
+                            console::print_hex(&image.digest);
+                            console::print("; starting it\n");
                             node.status(NodeState::Handoff, 0, Some(&rx));
                             node.port.flush();
                             hand_off(image.manifest.entry)
                         }
                         Err(reject) => {
-                            node.send(Message::Reject(reject));
+                            node.reject(reject);
                             next_request = clint::now() + clint::ms(jitter.spread(RETRY_BASE_MS));
                             continue;
                         }

@@ -24,6 +24,8 @@ pub struct Fleet {
     pub timing: BitTiming,
     /// Whether the bus runs in real time.
     pub paced: bool,
+    /// The device nodes reach the bus through.
+    pub transport: board::strap::Transport,
     /// Bus segments and the links (flex cables) that join them.
     pub topology: Topology,
     /// Bus faults in force from the start.
@@ -120,6 +122,7 @@ pub(crate) struct BusSection {
     preset: BitTiming,
     #[serde(default)]
     paced: bool,
+    transport: Option<String>,
     segments: Option<Vec<String>>,
     links: Option<Vec<[String; 2]>>,
     faults: Option<FaultConfig>,
@@ -130,6 +133,7 @@ impl Default for BusSection {
         BusSection {
             preset: default_preset(),
             paced: false,
+            transport: None,
             segments: None,
             links: None,
             faults: None,
@@ -405,6 +409,13 @@ impl Fleet {
             faults: bus.faults.clone().unwrap_or_default(),
             timing: bus.preset,
             paced: bus.paced,
+            transport: match bus.transport.as_deref() {
+                None | Some("uart") => board::strap::Transport::Uart,
+                Some("virtio") => board::strap::Transport::Virtio,
+                Some(other) => {
+                    bail!("{bus_at}: bus.transport: unknown transport {other:?} (uart or virtio)")
+                }
+            },
             image_size: match &file.image_size {
                 Some(s) => Some(
                     images::build::parse_size(s).map_err(|e| anyhow::anyhow!("image_size: {e}"))?,

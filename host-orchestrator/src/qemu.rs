@@ -7,7 +7,7 @@
 use crate::child::Child;
 use anyhow::{Context, Result};
 use board::memory;
-use board::strap::Strap;
+use board::strap::{Strap, Transport};
 use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::process::Command;
@@ -28,7 +28,9 @@ pub struct NodeLaunch {
     pub qmp_socket: PathBuf,
     /// QEMU's own stdout and stderr.
     pub log: PathBuf,
-    /// The node's strapping words.
+    /// The node's debug console (its UART, when the bus is on virtio).
+    pub console: PathBuf,
+    /// The node's strapping words (which also say the bus transport).
     pub strap: Strap,
 }
 
@@ -66,8 +68,26 @@ impl NodeLaunch {
             "socket,id=bus,path={},reconnect=1",
             self.bus_socket.display()
         ));
-        a.push("-serial".into());
-        a.push("chardev:bus".into());
+        match self.strap.transport {
+            Transport::Uart => a.extend(["-serial".into(), "chardev:bus".into()]),
+            Transport::Virtio => {
+                // A modern virtio-console carries the bus; the UART becomes
+                // the node's console, written to its log.
+                for s in [
+                    "-global",
+                    "virtio-mmio.force-legacy=false",
+                    "-device",
+                    "virtio-serial-device",
+                    "-device",
+                    "virtconsole,chardev=bus",
+                    "-chardev",
+                ] {
+                    a.push(s.into());
+                }
+                a.push(format!("file,id=console,path={}", self.console.display()));
+                a.extend(["-serial".into(), "chardev:console".into()]);
+            }
+        }
         a.push("-qmp".into());
         a.push(format!(
             "unix:{},server=on,wait=off",

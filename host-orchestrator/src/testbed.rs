@@ -303,12 +303,14 @@ impl Testbed {
                 bus_socket: dir.join("p").join(format!("n{}.sock", n.id)),
                 qmp_socket: dir.join("q").join(format!("n{}.sock", n.id)),
                 log: dir.join("log").join(format!("n{}.qemu.log", n.id)),
+                console: dir.join("log").join(format!("n{}.console.log", n.id)),
                 strap: Strap {
                     node: n.id,
                     node_type: n.node_type as u8,
                     segment: 0,
                     min_version: n.min_version,
                     seed: rand::random(),
+                    transport: opts.fleet.transport,
                 },
             };
             tb.launches.insert(n.id, launch);

@@ -4,6 +4,7 @@
 
 mod common;
 
+use board::strap::Transport;
 use common::{SETTLE, artifacts, dump, options, run};
 use host_orchestrator::fleet::Fleet;
 use host_orchestrator::report::Report;
@@ -42,12 +43,45 @@ fn tampered_store(dir: &Path, t: NodeType, edit: impl Fn(&mut Vec<u8>)) -> PathB
 
 #[test]
 fn eight_nodes_of_five_types_boot_together_and_each_type_is_broadcast_once() {
+    run(eight_nodes(Transport::Uart));
+}
+
+#[test]
+fn eight_nodes_boot_the_same_over_virtio_and_their_consoles_tell_it() {
     run(async {
-        let fleet = Fleet::default_mix(8).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let report = eight_nodes_in(Transport::Virtio, Some(dir.path().join("run"))).await;
+        let console = std::fs::read_to_string(dir.path().join("run/log/n1.console.log")).unwrap();
+        let generation = report.nodes[0].generation.unwrap();
+        for line in [
+            "bootcast boot ROM: node 1 type 1, self-test passed".to_string(),
+            format!("receiving session {generation}"),
+            format!(
+                "image verified, sha256 {}; starting it",
+                report.nodes[0].expected_digest
+            ),
+            format!("app accessor running, generation {generation}"),
+        ] {
+            assert!(
+                console.contains(&line),
+                "console lacks {line:?}:\n{console}"
+            );
+        }
+    });
+}
+
+async fn eight_nodes(transport: Transport) {
+    eight_nodes_in(transport, None).await;
+}
+
+async fn eight_nodes_in(transport: Transport, run_dir: Option<PathBuf>) -> Report {
+    {
+        let mut fleet = Fleet::default_mix(8).unwrap();
+        fleet.transport = transport;
         assert_eq!(fleet.types().len(), 5);
-        let mut tb = Testbed::start(options(fleet))
-            .await
-            .expect("testbed starts");
+        let mut opts = options(fleet);
+        opts.run_dir = run_dir;
+        let mut tb = Testbed::start(opts).await.expect("testbed starts");
         let settled = tb.wait_settled(SETTLE).await;
         let report = tb.shutdown().await;
         if !(settled && report.verdict == "pass") {
@@ -85,7 +119,8 @@ fn eight_nodes_of_five_types_boot_together_and_each_type_is_broadcast_once() {
         assert_eq!(served, (1..=8).collect::<Vec<u16>>());
         // The bus carried real traffic and dropped nothing.
         assert!(report.bus.is_object(), "bus statistics in the report");
-    });
+        report
+    }
 }
 
 #[test]

@@ -249,12 +249,21 @@ fn a_published_version_reaches_the_nodes_that_reboot_and_only_them() {
 
 #[test]
 fn with_two_percent_frame_loss_repair_gets_every_node_verified() {
-    run(async {
-        let fleet = Fleet::parse(
-            "image_size = \"64K\"\n\
-             [bus.faults]\nseed = 7\nrules = [{ kind = \"loss\", probability = 0.02 }]\n\
+    run(lossy("uart"));
+}
+
+#[test]
+fn repair_works_the_same_over_virtio() {
+    run(lossy("virtio"));
+}
+
+async fn lossy(transport: &str) {
+    {
+        let fleet = Fleet::parse(&format!(
+            "image_size = \"64K\"\n[bus]\ntransport = \"{transport}\"\n\
+             [bus.faults]\nseed = 7\nrules = [{{ kind = \"loss\", probability = 0.02 }}]\n\
              [[nodes]]\ntype = \"drive\"\ncount = 4\n[[nodes]]\ntype = \"xy\"\ncount = 2\n",
-        )
+        ))
         .unwrap();
         let r = boot(options(fleet)).await;
         let lost = r.bus["totals"]["drops"]["loss"].as_u64().unwrap_or(0);
@@ -271,5 +280,5 @@ fn with_two_percent_frame_loss_repair_gets_every_node_verified() {
         // A node whose every repair was lost too asks again in a new window:
         // allowed, but it must stay the exception.
         assert!(r.broadcasts.len() <= 3, "{:?}", r.broadcasts);
-    });
+    }
 }

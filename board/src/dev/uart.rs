@@ -72,6 +72,11 @@ pub fn tx_idle() -> bool {
     read(LSR) & LSR_TX_IDLE != 0
 }
 
+/// Turns the "data received" interrupt on or off (a console has no input).
+pub fn set_rx_interrupt(on: bool) {
+    write(IER, if on { IER_RX_AVAILABLE } else { 0 });
+}
+
 /// Turns the "transmitter empty" interrupt on or off, so a sender waiting for
 /// room can sleep in `wfi` instead of spinning.
 pub fn set_tx_interrupt(on: bool) {
