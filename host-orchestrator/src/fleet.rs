@@ -85,6 +85,8 @@ pub struct MasterConfig {
     pub takeover_after: Duration,
     /// Whether the testbed runs a backup master (a separate process).
     pub backup: bool,
+    /// The bus's bit rates, to account each session's bus time.
+    pub bus_timing: BitTiming,
 }
 
 impl MasterConfig {
@@ -100,6 +102,7 @@ impl MasterConfig {
             },
             takeover_after: Duration::from_millis(1000),
             backup: false,
+            bus_timing: BitTiming::Fd1m5m,
         }
     }
 }
@@ -400,7 +403,8 @@ impl Fleet {
             }
             None => (MasterSection::default(), "master".to_string()),
         };
-        let master = master_config(&m, nodes.len()).with_context(|| master_at)?;
+        let mut master = master_config(&m, nodes.len()).with_context(|| master_at)?;
+        master.bus_timing = bus.preset;
         let topology = topology(&bus, &nodes).with_context(|| bus_at.clone())?;
         Ok(Fleet {
             nodes,

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use host_orchestrator::fleet::Fleet;
+use host_orchestrator::fleet::{self, Fleet};
 use host_orchestrator::testbed::{Artifacts, Options, Testbed};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,10 +24,14 @@ enum Command {
         #[command(subcommand)]
         action: TestbedAction,
     },
-    /// Benchmarks on real fleets; each prints one markdown table.
+    /// Benchmarks on real fleets; each prints one markdown table. Without a
+    /// subcommand: broadcast against unicast and against the bus's limit,
+    /// on both transports, side by side.
     Bench {
         #[command(subcommand)]
-        which: BenchWhich,
+        which: Option<BenchWhich>,
+        #[command(flatten)]
+        compare: CompareArgs,
     },
     /// Run a scenario (a fleet, a timeline of reboots, faults, publishes and
     /// rolling updates) and judge it against the invariants. Prints progress
@@ -57,6 +61,38 @@ enum BenchWhich {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Fleet sizes, comma-separated; the targets speak of the largest.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,40")]
+    nodes: Vec<usize>,
+    /// Pad the drive image to this size (bytes, or with K or M).
+    #[arg(long, default_value = "256K", value_parser = parse_image_size)]
+    image_size: u32,
+    /// Transports, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "uart,virtio", value_parser = ["uart", "virtio"])]
+    transports: Vec<String>,
+    /// The fixed hold-off window, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    hold_off_ms: u64,
+    /// Seconds the idle fleet's CPU use is sampled.
+    #[arg(long, default_value_t = 5)]
+    idle_seconds: u64,
+    /// Seconds a run may take before it is reported unfinished.
+    #[arg(long, default_value_t = 180)]
+    run_timeout: u64,
+    /// Built guest artifacts (default: target/bootcast, or $BOOTCAST_ARTIFACTS).
+    #[arg(long)]
+    artifacts: Option<PathBuf>,
+    /// Also write every run and figure as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn parse_image_size(s: &str) -> Result<u32, String> {
+    images::build::parse_size(s)
 }
 
 #[derive(Args)]
@@ -145,16 +181,21 @@ struct UpArgs {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Benchmarks print their own progress; the master's window log would
+    // bury it.
+    let default_filter = match cli.command {
+        Command::Bench { .. } => "warn",
+        _ => "warn,host_orchestrator::master=info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,host_orchestrator::master=info")
-            }),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -174,13 +215,18 @@ fn main() -> ExitCode {
             Command::Master(args) => master(args).await.map(|()| true),
             Command::Storm(args) => storm(args).await,
             Command::Bench {
+                which: None,
+                compare,
+            } => bench_compare(compare).await,
+            Command::Bench {
                 which:
-                    BenchWhich::Policies {
+                    Some(BenchWhich::Policies {
                         nodes,
                         stagger_ms,
                         artifacts,
                         json,
-                    },
+                    }),
+                ..
             } => {
                 check_output_folder("--json", json.as_deref())?;
                 let artifacts = Artifacts::locate(artifacts)?;
@@ -206,6 +252,64 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+async fn bench_compare(a: CompareArgs) -> Result<bool> {
+    use host_orchestrator::bench::compare;
+    check_output_folder("--json", a.json.as_deref())?;
+    if a.nodes.is_empty() || a.nodes.iter().any(|&n| n == 0 || n > fleet::MAX_NODES) {
+        anyhow::bail!(
+            "--nodes: each fleet size must be 1 to {}, got {:?}",
+            fleet::MAX_NODES,
+            a.nodes
+        );
+    }
+    for (flag, v) in [
+        ("--hold-off-ms", a.hold_off_ms),
+        ("--idle-seconds", a.idle_seconds),
+        ("--run-timeout", a.run_timeout),
+    ] {
+        if v == 0 {
+            anyhow::bail!("{flag}: must be positive");
+        }
+    }
+    let artifacts = Artifacts::locate(a.artifacts)?;
+    let opts = compare::CompareOptions {
+        nodes: a.nodes,
+        image_size: a.image_size,
+        transports: a.transports,
+        hold_off_ms: a.hold_off_ms,
+        idle_s: a.idle_seconds,
+        run_timeout_s: a.run_timeout,
+    };
+    // A bad image size is refused before any fleet boots.
+    compare::fleet(
+        &opts.transports[0],
+        1,
+        compare::Delivery::Broadcast,
+        true,
+        &opts,
+    )?;
+    let c = compare::compare(&artifacts, &opts, |r| {
+        eprintln!(
+            "bench: {} {:?}{} N={}: {}/{} verified{}",
+            r.transport,
+            r.delivery,
+            if r.paced { "" } else { " (unpaced)" },
+            r.nodes,
+            r.verified,
+            r.nodes,
+            r.time_to_all_verified_s
+                .map_or(String::new(), |t| format!(" in {t:.2} s"))
+        )
+    })
+    .await?;
+    println!("{}", compare::table(&c));
+    if let Some(path) = a.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&c)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(true)
 }
 
 async fn up(args: UpArgs) -> Result<bool> {

@@ -15,6 +15,9 @@ use tokio::process::Command;
 /// The QEMU binary bootcast runs.
 pub const QEMU: &str = "qemu-system-riscv64";
 
+/// The nice value node processes run at.
+pub const GUEST_NICE: libc::c_int = 10;
+
 /// What one node's QEMU needs.
 #[derive(Clone, Debug)]
 pub struct NodeLaunch {
@@ -32,6 +35,8 @@ pub struct NodeLaunch {
     pub console: PathBuf,
     /// The node's strapping words (which also say the bus transport).
     pub strap: Strap,
+    /// Start with the CPU stopped, until a QMP `cont` releases it.
+    pub paused: bool,
 }
 
 impl NodeLaunch {
@@ -88,6 +93,9 @@ impl NodeLaunch {
                 a.extend(["-serial".into(), "chardev:console".into()]);
             }
         }
+        if self.paused {
+            a.push("-S".into());
+        }
         a.push("-qmp".into());
         a.push(format!(
             "unix:{},server=on,wait=off",
@@ -119,6 +127,18 @@ impl NodeProcess {
             .with_context(|| format!("cannot create {}", launch.log.display()))?;
         let err = log.try_clone()?;
         let mut cmd = Command::new(QEMU);
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes the setpriority system call, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                // Guests are the load; the bus bridge and the master, which
+                // keep the bus's time, must not wait behind them for a core.
+                if libc::setpriority(libc::PRIO_PROCESS, 0, GUEST_NICE) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         cmd.args(launch.args())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -144,42 +164,95 @@ pub fn check_installed() -> Result<()> {
     }
 }
 
-/// Sends one QMP command to the QEMU listening on `socket` and waits for its
-/// answer. QMP greets, wants `qmp_capabilities`, then takes commands; events
-/// may arrive in between and are skipped.
-pub async fn qmp(socket: &std::path::Path, command: &str) -> Result<serde_json::Value> {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .with_context(|| format!("cannot connect to QMP at {}", socket.display()))?;
-    let (rd, mut wr) = stream.into_split();
-    let mut lines = BufReader::new(rd).lines();
-    let mut next = async move || -> Result<serde_json::Value> {
+/// A QMP connection past its greeting and capabilities negotiation.
+pub struct Qmp {
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>>,
+    wr: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl Qmp {
+    /// Connects to the QEMU listening on `socket`. QMP greets, then wants
+    /// `qmp_capabilities` before it takes commands.
+    pub async fn connect(socket: &std::path::Path) -> Result<Qmp> {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let stream = tokio::net::UnixStream::connect(socket)
+            .await
+            .with_context(|| format!("cannot connect to QMP at {}", socket.display()))?;
+        let (rd, wr) = stream.into_split();
+        let mut q = Qmp {
+            lines: BufReader::new(rd).lines(),
+            wr,
+        };
+        let greeting = q.answer().await?;
+        anyhow::ensure!(
+            greeting.get("QMP").is_some(),
+            "not a QMP greeting: {greeting}"
+        );
+        q.execute("qmp_capabilities").await?;
+        Ok(q)
+    }
+
+    /// [`Qmp::connect`], retrying for up to `timeout` while QEMU starts and
+    /// has not created its socket yet.
+    pub async fn connect_within(
+        socket: &std::path::Path,
+        timeout: std::time::Duration,
+    ) -> Result<Qmp> {
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let line = tokio::time::timeout(std::time::Duration::from_secs(5), lines.next_line())
-                .await
-                .context("QMP did not answer within 5 s")??
-                .context("QMP closed the connection")?;
+            match Qmp::connect(socket).await {
+                Ok(q) => return Ok(q),
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(e.context(format!("QMP not up after {} s", timeout.as_secs())));
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// Sends `command` without waiting for its answer (see [`Qmp::result`]).
+    pub async fn send(&mut self, command: &str) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.wr
+            .write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes())
+            .await
+            .context("writing to QMP")
+    }
+
+    /// The answer to the command sent last, or its error.
+    pub async fn result(&mut self, command: &str) -> Result<serde_json::Value> {
+        let answer = self.answer().await?;
+        if let Some(err) = answer.get("error") {
+            anyhow::bail!("QMP {command} failed: {err}");
+        }
+        Ok(answer["return"].clone())
+    }
+
+    /// Runs `command` and returns its result.
+    pub async fn execute(&mut self, command: &str) -> Result<serde_json::Value> {
+        self.send(command).await?;
+        self.result(command).await
+    }
+
+    /// The next line that is not an event (events may come at any time).
+    async fn answer(&mut self) -> Result<serde_json::Value> {
+        loop {
+            let line =
+                tokio::time::timeout(std::time::Duration::from_secs(5), self.lines.next_line())
+                    .await
+                    .context("QMP did not answer within 5 s")??
+                    .context("QMP closed the connection")?;
             let v: serde_json::Value =
                 serde_json::from_str(&line).context("QMP sent something that is not JSON")?;
             if v.get("event").is_none() {
                 return Ok(v);
             }
         }
-    };
-    let greeting = next().await?;
-    anyhow::ensure!(
-        greeting.get("QMP").is_some(),
-        "not a QMP greeting: {greeting}"
-    );
-    let mut answer = serde_json::Value::Null;
-    for cmd in ["qmp_capabilities", command] {
-        wr.write_all(format!("{{\"execute\":\"{cmd}\"}}\n").as_bytes())
-            .await?;
-        answer = next().await?;
-        if let Some(err) = answer.get("error") {
-            anyhow::bail!("QMP {cmd} failed: {err}");
-        }
     }
-    Ok(answer["return"].clone())
+}
+
+/// Sends one QMP command to the QEMU listening on `socket` and waits for its
+/// answer.
+pub async fn qmp(socket: &std::path::Path, command: &str) -> Result<serde_json::Value> {
+    Qmp::connect(socket).await?.execute(command).await
 }

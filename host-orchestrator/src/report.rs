@@ -104,6 +104,14 @@ pub struct BroadcastReport {
     pub repair_bytes: u64,
     /// Chunks re-sent in each repair round.
     pub chunks_per_round: Vec<u32>,
+    /// Bus time of every frame it sent (repair included), by the frame
+    /// format at the bus's bit rates.
+    pub bus_s: f64,
+    /// Bus time of its first pass: announce, data and the first end.
+    pub first_pass_bus_s: f64,
+    /// Wall time of its first pass. Paced, `first_pass_bus_s /
+    /// first_pass_wall_s` is the bus's real-time factor while it ran.
+    pub first_pass_wall_s: f64,
     /// The masters that served it ("primary", "backup"; both if one took over).
     pub masters: Vec<Role>,
     /// After a takeover: the chunk the backup resumed at.
@@ -218,6 +226,9 @@ impl MasterLog {
                     repair_rounds: 0,
                     repair_bytes: 0,
                     chunks_per_round: Vec::new(),
+                    bus_s: 0.0,
+                    first_pass_bus_s: 0.0,
+                    first_pass_wall_s: 0.0,
                     masters: vec![r.source],
                     resumed_at_chunk: *resumed_at_chunk,
                     error: None,
@@ -235,10 +246,19 @@ impl MasterLog {
                 repair_rounds,
                 repair_bytes,
                 chunks_per_round,
+                bus_ms,
+                first_pass_bus_ms,
+                first_pass_wall_ms,
                 error,
                 ..
             } => {
                 if let Some(b) = self.broadcasts.iter_mut().find(|b| b.session == *session) {
+                    b.bus_s += bus_ms / 1e3;
+                    // The first end reported counts (a killed primary reports none).
+                    if b.first_pass_wall_s == 0.0 {
+                        b.first_pass_bus_s = first_pass_bus_ms / 1e3;
+                        b.first_pass_wall_s = first_pass_wall_ms / 1e3;
+                    }
                     b.frames += frames;
                     b.repair_rounds = *repair_rounds;
                     b.repair_bytes += repair_bytes;

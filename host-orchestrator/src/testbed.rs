@@ -23,6 +23,12 @@ use tokio::time::Instant;
 /// How long an unpaced bus waits for a receiver that takes nothing.
 const UNPACED_STALL: Duration = Duration::from_secs(10);
 
+/// Frames a node's bridge port queues for it on an unpaced bus.
+const UNPACED_RX_QUEUE: usize = 64;
+
+/// Frames a node's bridge port queues for it on a paced bus.
+const PACED_RX_QUEUE: usize = 512;
+
 /// Built guest artifacts: the flash file and the reference images.
 #[derive(Clone, Debug)]
 pub struct Artifacts {
@@ -98,6 +104,11 @@ pub struct Options {
     pub master_exe: Option<PathBuf>,
     /// Nodes left powered off at start; see [`Testbed::power_on`].
     pub held: std::collections::BTreeSet<u16>,
+    /// Power the nodes that start at once on in the same instant: each QEMU
+    /// starts with its CPU stopped, and all are released together once every
+    /// one is up, so QEMU's own start-up time (seconds, for 40 on two cores)
+    /// does not smear the fleet's power-on.
+    pub power_on_together: bool,
 }
 
 impl Options {
@@ -112,6 +123,7 @@ impl Options {
             progress: false,
             master_exe: None,
             held: Default::default(),
+            power_on_together: false,
         }
     }
 }
@@ -221,9 +233,16 @@ impl Testbed {
             // on two cores can each fall seconds behind while images flow.
             // Only a node that takes nothing for this long is dropped for.
             stall_timeout: UNPACED_STALL,
-            // A controller's receive FIFO plus a little: frames queued for a
-            // node are frames it has not seen, so keep the lag short.
-            rx_queue_depth: 64,
+            // Unpaced, a controller's receive FIFO plus a little: frames
+            // queued for a node are frames it has not seen, so keep the lag
+            // short. Paced, the bus does not wait: the queue absorbs the
+            // host's scheduling of the node's QEMU (tens of processes share
+            // two cores), about 90 ms of a busy CAN FD 1M/5M bus.
+            rx_queue_depth: if opts.fleet.paced {
+                PACED_RX_QUEUE
+            } else {
+                UNPACED_RX_QUEUE
+            },
             ..bus_bridge::BridgeConfig::default()
         }
         .with_topology(opts.fleet.topology.clone());
@@ -312,26 +331,82 @@ impl Testbed {
                     seed: rand::random(),
                     transport: opts.fleet.transport,
                 },
+                paused: false,
             };
             tb.launches.insert(n.id, launch);
             if opts.held.contains(&n.id) {
                 continue;
             }
             if n.power_on_after.is_zero() {
-                tb.spawn(n.id)?;
+                tb.spawn(n.id, opts.power_on_together)?;
             } else {
                 tb.power_on_later.push((t0 + n.power_on_after, n.id));
             }
         }
+        if opts.power_on_together {
+            tb.release_paused().await?;
+        }
         Ok(tb)
     }
 
-    fn spawn(&mut self, id: u16) -> Result<()> {
-        let launch = self.launches.get(&id).context("no such node")?;
-        let p = NodeProcess::spawn(launch)?;
+    fn spawn(&mut self, id: u16, paused: bool) -> Result<()> {
+        let mut launch = self.launches.get(&id).context("no such node")?.clone();
+        launch.paused = paused;
+        let p = NodeProcess::spawn(&launch)?;
         self.nodes.insert(id, p);
         self.supervisor.mark_spawned(id);
         Ok(())
+    }
+
+    /// Starts every node spawned paused in the same instant: first connects
+    /// to each one's QMP, then sends every `cont` before reading any answer.
+    async fn release_paused(&mut self) -> Result<()> {
+        let mut conns = Vec::new();
+        for (&id, launch) in &self.launches {
+            if !self.nodes.contains_key(&id) {
+                continue;
+            }
+            let q = qemu::Qmp::connect_within(&launch.qmp_socket, Duration::from_secs(60))
+                .await
+                .with_context(|| format!("node {id}: waiting for QEMU to start"))?;
+            conns.push((id, q));
+        }
+        for (id, q) in &mut conns {
+            q.send("cont")
+                .await
+                .with_context(|| format!("node {id}: powering on"))?;
+        }
+        for (id, _) in &conns {
+            self.supervisor.mark_spawned(*id);
+        }
+        for (id, q) in &mut conns {
+            q.result("cont")
+                .await
+                .with_context(|| format!("node {id}: powering on"))?;
+        }
+        Ok(())
+    }
+
+    /// CPU time the node processes have used so far (user and system), summed
+    /// over the processes running now.
+    pub fn fleet_cpu_time(&self) -> Duration {
+        let ticks_per_s = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as u64;
+        let ticks: u64 = self
+            .nodes
+            .values()
+            .filter_map(|p| {
+                let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.process.pid)).ok()?;
+                // Fields after the parenthesised command name; utime and
+                // stime are the 14th and 15th of the whole line.
+                let rest = &stat[stat.rfind(')')? + 2..];
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+            })
+            .sum();
+        Duration::from_millis(ticks * 1000 / ticks_per_s)
     }
 
     /// Powers node `id` on: starts its QEMU process (RAM starts empty).
@@ -339,7 +414,7 @@ impl Testbed {
         if self.nodes.contains_key(&id) {
             bail!("node {id} is already powered on");
         }
-        self.spawn(id)
+        self.spawn(id, false)
     }
 
     /// Publishes version `version` of type `t`'s image in the master's store:
@@ -448,6 +523,12 @@ impl Testbed {
         self.nodes.keys().copied().collect()
     }
 
+    /// The instant the report's times (`started_s`, `opened_s`, ...) count
+    /// from.
+    pub fn started_at(&self) -> Instant {
+        self.t0
+    }
+
     /// The run folder.
     pub fn run_dir(&self) -> &Path {
         self.run_dir.path()
@@ -486,7 +567,7 @@ impl Testbed {
                     break;
                 }
                 self.power_on_later.pop();
-                if let Err(e) = self.spawn(id) {
+                if let Err(e) = self.spawn(id, false) {
                     self.fail_node(id, format!("could not power on: {e:#}"));
                 }
             }

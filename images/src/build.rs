@@ -191,7 +191,7 @@ pub struct BuildOptions {
     pub name: String,
     /// Packed version (see [`crate::manifest::pack_version`]).
     pub version: u32,
-    /// Zero-pad the payload to exactly this many bytes.
+    /// Pad the payload to exactly this many bytes (a fixed pseudo-random fill).
     pub pad_to: Option<u32>,
 }
 
@@ -525,7 +525,7 @@ pub fn build_from_elf(elf_bytes: &[u8], opts: &BuildOptions) -> Result<Image, Bu
     Ok(Image { manifest, payload })
 }
 
-/// Zero-pads `payload` to `pad_to` bytes, growing `mem_size` to match.
+/// Pads `payload` to `pad_to` bytes, growing `mem_size` to match.
 fn pad(
     payload: &mut Vec<u8>,
     mem_size: &mut u64,
@@ -543,13 +543,24 @@ fn pad(
     if !memory::in_image_region(span.start, span.len) {
         return Err(BuildError::PaddedOutsideRegion(span));
     }
-    payload.resize(pad_to as usize, 0);
+    // A fixed pseudo-random fill, not zeros: real code and data look random
+    // to CAN's bit stuffing, while a run of zeros gets a stuff bit every
+    // fifth bit, and the padding would then weigh more on the bus than code.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    while payload.len() < pad_to as usize {
+        // xorshift64
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        payload.push(state as u8);
+    }
     *mem_size = (*mem_size).max(pad_to as u64);
     Ok(())
 }
 
 impl Image {
-    /// The same image with its payload zero-padded to `pad_to` bytes and the
+    /// The same image with its payload padded to `pad_to` bytes (a fixed
+    /// pseudo-random fill) and the
     /// manifest's sizes and digest updated: a realistic size for the same
     /// code (benchmarks, long sessions in tests).
     pub fn padded(&self, pad_to: u32) -> Result<Image, BuildError> {

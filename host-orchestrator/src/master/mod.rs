@@ -117,6 +117,15 @@ pub enum MasterEvent {
         repair_bytes: u64,
         /// Chunks re-sent in each repair round.
         chunks_per_round: Vec<u32>,
+        /// Bus time of every frame it sent, in milliseconds.
+        #[serde(default)]
+        bus_ms: f64,
+        /// Bus time of its first pass (announce, data, first end).
+        #[serde(default)]
+        first_pass_bus_ms: f64,
+        /// Wall time of its first pass.
+        #[serde(default)]
+        first_pass_wall_ms: f64,
         /// Why it failed, if it did.
         error: Option<String>,
     },
@@ -424,11 +433,14 @@ impl Master {
         .await;
         let (ctl, mut ctl_rx) = mpsc::channel(64);
         let out = self.out.clone();
-        let repair = self.config.repair;
-        let src = self.role.src();
+        let sending = session::Sending {
+            repair: self.config.repair,
+            timing: self.config.bus_timing,
+            src: self.role.src(),
+        };
         let p = plan.clone();
         let task = tokio::spawn(async move {
-            session::run(&p, &content, start_chunk, &out, &mut ctl_rx, repair, src).await
+            session::run(&p, &content, start_chunk, &out, &mut ctl_rx, sending).await
         });
         self.running = Some(Running { plan, ctl, task });
     }
@@ -451,6 +463,9 @@ impl Master {
             repair_rounds: o.repair_rounds,
             repair_bytes: o.repair_bytes,
             chunks_per_round: o.rounds,
+            bus_ms: o.bus_time.as_secs_f64() * 1e3,
+            first_pass_bus_ms: o.first_pass_bus_time.as_secs_f64() * 1e3,
+            first_pass_wall_ms: o.first_pass_wall.as_secs_f64() * 1e3,
             error,
         })
         .await;

@@ -3,6 +3,7 @@
 use super::scheduler::{SessionKind, SessionPlan};
 use crate::store::{PartSpec, Store};
 use anyhow::{Context, Result, bail};
+use bus_bridge::BitTiming;
 use proto::Frame;
 use proto::msg::{
     self, BROADCAST, Data, MODE_COMBINED, MODE_SELECTED, MODE_UNICAST, Message, SessionAnnounce,
@@ -205,6 +206,18 @@ pub struct Repair {
     pub wait: Duration,
 }
 
+/// How a session sends: repair settings, the bus's bit timing (to account
+/// bus time) and the master's source address.
+#[derive(Clone, Copy, Debug)]
+pub struct Sending {
+    /// Repair settings.
+    pub repair: Repair,
+    /// The bus's bit rates.
+    pub timing: BitTiming,
+    /// The master's source address.
+    pub src: u16,
+}
+
 /// What a session did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -218,6 +231,14 @@ pub struct Outcome {
     pub repair_bytes: u64,
     /// Repair rounds and their chunk counts, for the log.
     pub rounds: Vec<u32>,
+    /// Bus time of every frame sent, by the frame format at the bus's bit
+    /// rates (what the bridge accounts for them).
+    pub bus_time: Duration,
+    /// Bus time of the first pass: announce, data and the first end.
+    pub first_pass_bus_time: Duration,
+    /// Wall time from the first frame handed to the writer until the first
+    /// end was written.
+    pub first_pass_wall: Duration,
 }
 
 /// A set of chunk indices.
@@ -261,15 +282,22 @@ pub async fn run(
     start_chunk: u32,
     out: &Outbox,
     ctl: &mut mpsc::Receiver<SessionCtl>,
-    repair: Repair,
-    src: u16,
+    sending: Sending,
 ) -> Result<Outcome> {
+    let Sending {
+        repair,
+        timing,
+        src,
+    } = sending;
+    let bus_time = |f: &Frame| Duration::from_nanos(timing.frame_time_ns(f).unwrap_or(0));
+    let started = Instant::now();
     let announce = announce_frames(plan, content, src)?;
     let total = content.total_chunks();
     let mut missing = Missing::new(total);
     let mut o = Outcome::default();
     for f in &announce {
         out.bulk(*f).await?;
+        o.bus_time += bus_time(f);
     }
     o.frames += announce.len() as u64;
     // `sent` bounds what a NACK may ask for: chunks not sent yet are coming.
@@ -292,13 +320,16 @@ pub async fn run(
             Some(c) = ctl.recv() => {
                 if let Some(frames) = handle(c, &mut missing, i) {
                     for f in frames {
+                        o.bus_time += bus_time(&f);
                         out.urgent.send(Outgoing { frame: f, written: None }).await.map_err(|_| anyhow::anyhow!("writer stopped"))?;
                     }
                 }
             }
             permit = out.bulk.reserve() => {
                 let permit = permit.map_err(|_| anyhow::anyhow!("writer stopped"))?;
-                permit.send(Outgoing { frame: data_frame(plan.session, content, i, src)?, written: None });
+                let frame = data_frame(plan.session, content, i, src)?;
+                o.bus_time += bus_time(&frame);
+                permit.send(Outgoing { frame, written: None });
                 o.bytes += content.chunk(i).len() as u64;
                 o.frames += 1;
                 i += 1;
@@ -308,9 +339,14 @@ pub async fn run(
     let mut round = 0u8;
     loop {
         let last = round == repair.rounds;
-        out.bulk_and_wait(end_frame(plan.session, content, round, last, src)?)
-            .await?;
+        let end = end_frame(plan.session, content, round, last, src)?;
+        out.bulk_and_wait(end).await?;
+        o.bus_time += bus_time(&end);
         o.frames += 1;
+        if round == 0 && o.first_pass_wall.is_zero() {
+            o.first_pass_wall = started.elapsed();
+            o.first_pass_bus_time = o.bus_time;
+        }
         if last {
             break;
         }
@@ -321,6 +357,7 @@ pub async fn run(
             let joined = matches!(c, SessionCtl::Reannounce);
             if let Some(frames) = handle(c, &mut missing, total) {
                 for f in frames {
+                    o.bus_time += bus_time(&f);
                     out.bulk(f).await?;
                 }
             }
@@ -349,7 +386,9 @@ pub async fn run(
         o.repair_rounds = round;
         o.rounds.push(chunks.len() as u32);
         for c in chunks {
-            out.bulk(data_frame(plan.session, content, c, src)?).await?;
+            let frame = data_frame(plan.session, content, c, src)?;
+            o.bus_time += bus_time(&frame);
+            out.bulk(frame).await?;
             o.repair_bytes += content.chunk(c).len() as u64;
             o.frames += 1;
         }
@@ -420,8 +459,11 @@ mod tests {
             0,
             &out,
             &mut ctl,
-            repair,
-            msg::MASTER_PRIMARY,
+            Sending {
+                repair,
+                timing: BitTiming::Fd1m5m,
+                src: msg::MASTER_PRIMARY,
+            },
         )
         .await
         .unwrap();

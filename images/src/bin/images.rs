@@ -39,7 +39,7 @@ enum Cmd {
         /// patch at most 65535).
         #[arg(long, value_parser = build::parse_version)]
         version: u32,
-        /// Zero-pad the payload to this size, in bytes or with a K or M
+        /// Pad the payload (with a fixed pseudo-random fill) to this size, in bytes or with a K or M
         /// suffix (262144, 256K, 1M); for benchmarks that need realistic
         /// image sizes.
         #[arg(long, value_name = "SIZE", value_parser = build::parse_size)]

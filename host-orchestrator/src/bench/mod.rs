@@ -8,6 +8,8 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 use std::time::Duration;
 
+pub mod compare;
+
 /// One policy's run of the staggered boot.
 #[derive(Clone, Debug, Serialize)]
 pub struct PolicyRow {
