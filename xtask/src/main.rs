@@ -41,9 +41,11 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Benchmarks (release build), each printing one markdown table: `bus`
-    /// (the bridge alone: routing rate, added latency, paced utilisation) and
-    /// `policies` (hold-off policies on a staggered boot of real nodes).
+    /// Benchmarks (release build), each printing one markdown table. With no
+    /// name: broadcast against unicast and against the bus's limit, on both
+    /// transports (`--json FILE`, `--nodes`, `--image-size`, ...); `bus`: the
+    /// bridge alone (routing rate, added latency, paced utilisation);
+    /// `policies`: hold-off policies on a staggered boot of real nodes.
     Bench {
         /// Which benchmark and its options, passed to `bootcast bench`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
