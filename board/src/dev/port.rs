@@ -9,14 +9,12 @@
 
 use super::virtio::VirtioConsole;
 use super::{clint, cpu, plic, uart};
+use crate::fifo::Fifo;
 use crate::memory::UART0_IRQ;
 use crate::strap::Transport;
 use proto::Frame;
 use proto::filter::{AcceptanceFilter, FilterEntry};
 use proto::link::{self, Decoder, MAX_ENCODED};
-
-/// Bytes of received data the port buffers beyond the device's own.
-const RX_FIFO: usize = 4096;
 
 /// The device under the port.
 enum Link {
@@ -29,13 +27,6 @@ impl Link {
         match self {
             Link::Uart => uart::has_data(),
             Link::Virtio(v) => v.has_data(),
-        }
-    }
-
-    fn try_read(&mut self) -> Option<u8> {
-        match self {
-            Link::Uart => uart::try_read(),
-            Link::Virtio(v) => v.try_read(),
         }
     }
 
@@ -89,9 +80,7 @@ impl Link {
 pub struct BusPort {
     link: Link,
     decoder: Decoder,
-    fifo: [u8; RX_FIFO],
-    head: usize,
-    len: usize,
+    fifo: Fifo,
     /// Link frames dropped for a bad CRC, bad COBS, oversize and so on.
     pub link_errors: u32,
     /// Received bytes dropped because the software FIFO was full.
@@ -120,9 +109,7 @@ impl BusPort {
         Some(BusPort {
             link,
             decoder: Decoder::new(),
-            fifo: [0; RX_FIFO],
-            head: 0,
-            len: 0,
+            fifo: Fifo::new(),
             link_errors: 0,
             rx_overruns: 0,
         })
@@ -130,14 +117,24 @@ impl BusPort {
 
     /// Moves every byte the device holds into the software FIFO.
     fn pump(&mut self) {
-        while let Some(b) = self.link.try_read() {
-            if self.len == RX_FIFO {
-                self.rx_overruns = self.rx_overruns.wrapping_add(1);
-            } else {
-                self.fifo[(self.head + self.len) % RX_FIFO] = b;
-                self.len += 1;
+        let mut dropped = 0;
+        match &mut self.link {
+            Link::Uart => {
+                while let Some(b) = uart::try_read() {
+                    dropped += self.fifo.put(&[b]);
+                }
             }
+            Link::Virtio(v) => loop {
+                let bytes = v.rx_bytes();
+                if bytes.is_empty() {
+                    break;
+                }
+                let n = bytes.len();
+                dropped += self.fifo.put(bytes);
+                v.rx_consume(n);
+            },
         }
+        self.rx_overruns = self.rx_overruns.wrapping_add(dropped as u32);
     }
 
     /// Sleeps until `ready` holds, receiving meanwhile.
@@ -186,27 +183,36 @@ impl BusPort {
         self.wait_tx(Link::tx_idle);
     }
 
-    fn next_byte(&mut self) -> Option<u8> {
-        if self.len > 0 {
-            let b = self.fifo[self.head];
-            self.head = (self.head + 1) % RX_FIFO;
-            self.len -= 1;
-            return Some(b);
-        }
-        self.link.try_read()
-    }
-
     /// The next complete frame among the bytes received so far, if any.
-    /// Bad link frames are counted and skipped.
+    /// Bad link frames are counted and skipped. Bytes the FIFO holds come
+    /// first; the device's are decoded where they lie, a run at a time.
     pub fn recv(&mut self) -> Option<Frame> {
-        while let Some(b) = self.next_byte() {
-            match self.decoder.push(b) {
+        loop {
+            let r = if !self.fifo.is_empty() {
+                let (n, r) = self.decoder.push_slice(self.fifo.front());
+                self.fifo.consume(n);
+                r
+            } else {
+                match &mut self.link {
+                    // The 16550 hands over one byte per register read anyway.
+                    Link::Uart => self.decoder.push(uart::try_read()?),
+                    Link::Virtio(v) => {
+                        let bytes = v.rx_bytes();
+                        if bytes.is_empty() {
+                            return None;
+                        }
+                        let (n, r) = self.decoder.push_slice(bytes);
+                        v.rx_consume(n);
+                        r
+                    }
+                }
+            };
+            match r {
                 Some(Ok(frame)) => return Some(frame),
                 Some(Err(_)) => self.link_errors = self.link_errors.wrapping_add(1),
                 None => {}
             }
         }
-        None
     }
 
     /// Sleeps until a byte arrives or `deadline` (mtime ticks) passes.
@@ -214,7 +220,7 @@ impl BusPort {
         clint::set_deadline(deadline);
         // A byte that lands between this check and `wfi` still wakes it: both
         // devices' interrupts are level-triggered and stay pending.
-        if self.len == 0 && clint::now() < deadline && !self.link.has_data() {
+        if self.fifo.is_empty() && clint::now() < deadline && !self.link.has_data() {
             cpu::wait_for_interrupt();
         }
         self.link.ack();

@@ -138,6 +138,10 @@ pub struct VirtioConsole {
     /// Receive: last used index consumed, the buffer being read and where.
     rx_used: u16,
     rx_cur: Option<(u16, usize, usize)>,
+    /// Receive: whether a notify went out since the reader last ran dry,
+    /// and whether buffers were given back after it.
+    rx_notified: bool,
+    rx_unnotified: bool,
     /// Transmit: last used index reclaimed, descriptors in flight.
     tx_used: u16,
     tx_in_flight: usize,
@@ -189,6 +193,8 @@ impl VirtioConsole {
             shared,
             rx_used: 0,
             rx_cur: None,
+            rx_notified: false,
+            rx_unnotified: false,
             tx_used: 0,
             tx_in_flight: 0,
         };
@@ -268,26 +274,20 @@ impl VirtioConsole {
         self.rx_cur.is_some() || Self::used_idx(&self.shared.rx) != self.rx_used
     }
 
-    /// The next received byte, if any. A drained buffer goes back to the
-    /// device at once.
-    pub fn try_read(&mut self) -> Option<u8> {
+    /// The unread bytes of the buffer being read, taking the next one the
+    /// device has filled when it is drained; empty when nothing waits. Mark
+    /// what was used with [`rx_consume`](Self::rx_consume).
+    pub fn rx_bytes(&mut self) -> &[u8] {
         loop {
             if let Some((id, pos, len)) = self.rx_cur {
                 if pos < len {
-                    self.rx_cur = Some((id, pos + 1, len));
-                    return Some(self.shared.rx_buf[id as usize][pos]);
+                    return &self.shared.rx_buf[id as usize][pos..len];
                 }
-                // Give the buffer back.
-                let slot = self.shared.rx.avail.idx as usize % QN;
-                self.shared.rx.avail.ring[slot] = id;
-                fence();
-                self.shared.rx.avail.idx = self.shared.rx.avail.idx.wrapping_add(1);
-                fence();
-                self.write(QUEUE_NOTIFY, 0);
-                self.rx_cur = None;
+                self.give_back(id);
             }
             if Self::used_idx(&self.shared.rx) == self.rx_used {
-                return None;
+                self.ran_dry();
+                return &[];
             }
             fence();
             let e = self.shared.rx.used.ring[self.rx_used as usize % QN];
@@ -295,6 +295,50 @@ impl VirtioConsole {
             let id = (e.id as usize % QN) as u16;
             self.rx_cur = Some((id, 0, (e.len as usize).min(RX_BUF)));
         }
+    }
+
+    /// Marks the first `n` bytes [`rx_bytes`](Self::rx_bytes) returned as
+    /// read. A drained buffer goes back to the device at once.
+    pub fn rx_consume(&mut self, n: usize) {
+        if let Some((id, pos, len)) = self.rx_cur {
+            let pos = pos.saturating_add(n).min(len);
+            self.rx_cur = Some((id, pos, len));
+            if pos == len {
+                self.give_back(id);
+            }
+        }
+    }
+
+    /// Posts receive buffer `id` again. The first one after the reader ran
+    /// dry wakes the device at once, so it refills while we read on; later
+    /// ones wait for [`ran_dry`](Self::ran_dry): one notify, not one each.
+    fn give_back(&mut self, id: u16) {
+        self.rx_cur = None;
+        let slot = self.shared.rx.avail.idx as usize % QN;
+        self.shared.rx.avail.ring[slot] = id;
+        fence();
+        self.shared.rx.avail.idx = self.shared.rx.avail.idx.wrapping_add(1);
+        if self.rx_notified {
+            self.rx_unnotified = true;
+        } else {
+            self.rx_notified = true;
+            self.notify_rx();
+        }
+    }
+
+    /// Everything received has been read: tell the device about buffers
+    /// given back since the last notify.
+    fn ran_dry(&mut self) {
+        if self.rx_unnotified {
+            self.notify_rx();
+        }
+        self.rx_notified = false;
+        self.rx_unnotified = false;
+    }
+
+    fn notify_rx(&self) {
+        fence();
+        self.write(QUEUE_NOTIFY, 0);
     }
 
     fn reclaim_tx(&mut self) {
