@@ -85,6 +85,8 @@ pub struct BusPort {
     pub link_errors: u32,
     /// Received bytes dropped because the software FIFO was full.
     pub rx_overruns: u32,
+    /// The deadline the timer is armed for.
+    armed: u64,
 }
 
 impl BusPort {
@@ -112,6 +114,7 @@ impl BusPort {
             fifo: Fifo::new(),
             link_errors: 0,
             rx_overruns: 0,
+            armed: u64::MAX,
         })
     }
 
@@ -143,6 +146,11 @@ impl BusPort {
             return;
         }
         self.link.tx_wakeup(true);
+        // A deadline that has passed leaves the timer interrupt pending, and
+        // `wfi` would return at once: disarm it while waiting to send.
+        if self.armed <= clint::now() {
+            self.arm(u64::MAX);
+        }
         loop {
             self.pump();
             if ready(&mut self.link) {
@@ -215,12 +223,24 @@ impl BusPort {
         }
     }
 
+    fn arm(&mut self, deadline: u64) {
+        clint::set_deadline(deadline);
+        self.armed = deadline;
+    }
+
     /// Sleeps until a byte arrives or `deadline` (mtime ticks) passes.
     pub fn sleep_until(&mut self, deadline: u64) {
-        clint::set_deadline(deadline);
+        let now = clint::now();
+        // Callers move their deadline later after every batch of frames, and
+        // each timer write is a device access: keep an earlier deadline that
+        // has not passed. Waking before `deadline` only makes the caller
+        // sleep again.
+        if deadline < self.armed || self.armed <= now {
+            self.arm(deadline);
+        }
         // A byte that lands between this check and `wfi` still wakes it: both
         // devices' interrupts are level-triggered and stay pending.
-        if self.fifo.is_empty() && clint::now() < deadline && !self.link.has_data() {
+        if self.fifo.is_empty() && now < deadline && !self.link.has_data() {
             cpu::wait_for_interrupt();
         }
         self.link.ack();
