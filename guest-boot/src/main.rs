@@ -240,11 +240,14 @@ extern "C" fn boot_main() -> ! {
     let mut asked_in_quiet = false;
 
     loop {
+        // Whether this batch held frames of our session. Their time is taken
+        // once, after the batch: reading the timer is a device access.
+        let mut session_frames = false;
         while let Some(frame) = node.port.recv() {
             let Ok((_, m)) = Message::decode(&frame) else {
                 continue;
             };
-            match rx.on_message(&m, clint::now(), jitter.next()) {
+            match rx.on_message(&m, jitter.next()) {
                 Progress::Ignored => continue,
                 Progress::Accepted => {}
                 Progress::Started => {
@@ -285,11 +288,14 @@ extern "C" fn boot_main() -> ! {
                     }
                 }
             }
-            last_session_frame = clint::now();
-            asked_in_quiet = false;
+            session_frames = true;
         }
 
         let now = clint::now();
+        if session_frames {
+            last_session_frame = now;
+            asked_in_quiet = false;
+        }
         let quiet_at = last_session_frame + clint::ms(NACK_QUIET_MS);
         if rx.active() && !asked_in_quiet && now >= quiet_at {
             asked_in_quiet = true;
