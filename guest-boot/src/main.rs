@@ -244,7 +244,7 @@ extern "C" fn boot_main() -> ! {
         // once, after the batch: reading the timer is a device access.
         let mut session_frames = false;
         while let Some(frame) = node.port.recv() {
-            let Ok((_, m)) = Message::decode(&frame) else {
+            let Ok((_, m)) = Message::decode(frame) else {
                 continue;
             };
             match rx.on_message(&m, jitter.next()) {

@@ -278,7 +278,7 @@ fn the_bulk_link_decoder_agrees_with_the_bytewise_one() {
         let mut rest = &stream[..];
         while !rest.is_empty() {
             let (n, r) = b.push_slice(rest);
-            bulk.extend(r);
+            bulk.extend(r.map(|r| r.copied()));
             rest = &rest[n..];
         }
         assert_eq!(bulk, bytes);

@@ -193,31 +193,37 @@ impl BusPort {
 
     /// The next complete frame among the bytes received so far, if any.
     /// Bad link frames are counted and skipped. Bytes the FIFO holds come
-    /// first; the device's are decoded where they lie, a run at a time.
-    pub fn recv(&mut self) -> Option<Frame> {
+    /// first; the device's are decoded where they lie, a run at a time. The
+    /// frame stays in the port's decoder until the next call.
+    pub fn recv(&mut self) -> Option<&Frame> {
         loop {
-            let r = if !self.fifo.is_empty() {
+            let ended = if !self.fifo.is_empty() {
                 let (n, r) = self.decoder.push_slice(self.fifo.front());
+                let ended = r.map(|r| r.is_ok());
                 self.fifo.consume(n);
-                r
+                ended
             } else {
                 match &mut self.link {
                     // The 16550 hands over one byte per register read anyway.
-                    Link::Uart => self.decoder.push(uart::try_read()?),
+                    Link::Uart => {
+                        let b = uart::try_read()?;
+                        self.decoder.push_slice(&[b]).1.map(|r| r.is_ok())
+                    }
                     Link::Virtio(v) => {
                         let bytes = v.rx_bytes();
                         if bytes.is_empty() {
                             return None;
                         }
                         let (n, r) = self.decoder.push_slice(bytes);
+                        let ended = r.map(|r| r.is_ok());
                         v.rx_consume(n);
-                        r
+                        ended
                     }
                 }
             };
-            match r {
-                Some(Ok(frame)) => return Some(frame),
-                Some(Err(_)) => self.link_errors = self.link_errors.wrapping_add(1),
+            match ended {
+                Some(true) => return Some(self.decoder.frame()),
+                Some(false) => self.link_errors = self.link_errors.wrapping_add(1),
                 None => {}
             }
         }
