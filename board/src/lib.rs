@@ -17,3 +17,5 @@ pub mod strap;
 
 #[cfg(target_arch = "riscv64")]
 pub mod dev;
+#[cfg(any(test, target_arch = "riscv64"))]
+mod fifo;

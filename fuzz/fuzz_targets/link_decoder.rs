@@ -1,5 +1,6 @@
 //! The link codec's streaming decoder on arbitrary bytes: it never panics,
-//! and whatever it accepts encodes back to something it decodes the same.
+//! whatever it accepts encodes back to something it decodes the same, and
+//! the bulk entry point gives exactly what byte-by-byte feeding gives.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,8 +19,13 @@ fn decode_one(bytes: &[u8]) -> Option<Item> {
 
 fuzz_target!(|data: &[u8]| {
     let mut d = Decoder::new();
+    let mut bytewise = Vec::new();
     for &b in data {
-        let Some(Ok(item)) = d.push_item(b) else {
+        let Some(r) = d.push_item(b) else {
+            continue;
+        };
+        bytewise.push(r);
+        let Ok(item) = r else {
             continue;
         };
         let mut out = [0u8; MAX_ENCODED];
@@ -29,4 +35,19 @@ fuzz_target!(|data: &[u8]| {
         };
         assert_eq!(decode_one(&out[..n]), Some(item), "re-encoded item differs");
     }
+    // The same bytes in pieces whose lengths the bytes themselves choose.
+    let mut d = Decoder::new();
+    let mut bulk = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let len = 1 + (rest[0] as usize * 7) % rest.len();
+        let mut piece = &rest[..len];
+        rest = &rest[len..];
+        while !piece.is_empty() {
+            let (n, r) = d.push_slice_item(piece);
+            bulk.extend(r);
+            piece = &piece[n..];
+        }
+    }
+    assert_eq!(bulk, bytewise, "bulk and byte-by-byte decoding differ");
 });

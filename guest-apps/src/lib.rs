@@ -88,7 +88,7 @@ pub fn run<P: Personality>(record: &'static mut Handoff, mut app: P) -> ! {
     name.copy_from_slice(&record.name[..msg::HEARTBEAT_NAME]);
     loop {
         while let Some(frame) = port.recv() {
-            let Ok((_, m)) = Message::decode(&frame) else {
+            let Ok((_, m)) = Message::decode(frame) else {
                 continue;
             };
             match m {

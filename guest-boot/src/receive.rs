@@ -2,6 +2,7 @@
 //! write it straight to its load address, ask for what was missed, and check
 //! the result before use.
 
+use board::dev::clint;
 use board::memory;
 use board::strap::Strap;
 use images::manifest::{MANIFEST_LEN, Manifest, ManifestError};
@@ -17,7 +18,7 @@ const MAX_CHUNKS: usize = 64 * 8192;
 const NACK_FRAMES: usize = 4;
 /// Longest random wait before a `Nack`, so that one node's `Nack` can spare
 /// the others theirs.
-const NACK_BACKOFF_TICKS: u64 = board::dev::clint::ms(120);
+const NACK_BACKOFF_TICKS: u64 = clint::ms(120);
 
 static mut CHUNK_BITMAP: [u64; MAX_CHUNKS / 64] = [0; MAX_CHUNKS / 64];
 static mut MANIFEST_BUF: [u8; MANIFEST_LEN] = [0; MANIFEST_LEN];
@@ -207,8 +208,8 @@ impl Receiver {
         }
     }
 
-    /// `now` is the time in mtime ticks, `random` a fresh random number.
-    pub fn on_message(&mut self, m: &Message<'_>, now: u64, random: u32) -> Progress {
+    /// `random` is a fresh random number.
+    pub fn on_message(&mut self, m: &Message<'_>, random: u32) -> Progress {
         match *m {
             Message::SessionAnnounce(a) => {
                 self.announce = Some(a);
@@ -227,7 +228,7 @@ impl Receiver {
                     let (s, v) = (c.session, c.version);
                     return self.reject(RejectReason::Incomplete, s, v);
                 }
-                c.nack_at = Some(now + random as u64 % NACK_BACKOFF_TICKS);
+                c.nack_at = Some(clint::now() + random as u64 % NACK_BACKOFF_TICKS);
                 c.nack_limit = c.chunks as usize;
                 Progress::Accepted
             }

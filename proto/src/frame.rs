@@ -59,10 +59,27 @@ pub fn fd_padded_len(len: usize) -> Option<usize> {
 }
 
 impl Frame {
+    /// A classic standard frame with identifier 0 and no data.
+    pub(crate) const EMPTY: Frame = Frame {
+        id: 0,
+        flags: 0,
+        len: 0,
+        data: [0; MAX_DATA],
+    };
+
     /// Builds a frame, checking identifier range, flags and length. A CAN FD
     /// frame whose length no DLC expresses is zero-padded to the next one, as
     /// a CAN FD controller does.
     pub fn new(id: u32, flags: u8, data: &[u8]) -> Result<Frame, FrameError> {
+        let mut frame = Frame::EMPTY;
+        frame.set(id, flags, data)?;
+        Ok(frame)
+    }
+
+    /// [`Frame::new`] in place, so that a decoder need not copy the frame
+    /// it returns. On error `self` is left as it was.
+    #[inline]
+    pub(crate) fn set(&mut self, id: u32, flags: u8, data: &[u8]) -> Result<(), FrameError> {
         if flags & !KNOWN_FLAGS != 0 {
             return Err(FrameError::UnknownFlags);
         }
@@ -85,14 +102,12 @@ impl Frame {
         } else {
             return Err(FrameError::BadLength);
         };
-        let mut buf = [0u8; MAX_DATA];
-        buf[..data.len()].copy_from_slice(data);
-        Ok(Frame {
-            id,
-            flags,
-            len: len as u8,
-            data: buf,
-        })
+        self.id = id;
+        self.flags = flags;
+        self.len = len as u8;
+        self.data[..data.len()].copy_from_slice(data);
+        self.data[data.len()..].fill(0);
+        Ok(())
     }
 
     /// An extended-identifier CAN FD frame with bit-rate switch, the format

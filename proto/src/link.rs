@@ -144,35 +144,24 @@ fn cobs_encode(src: &[u8], dst: &mut [u8]) -> usize {
     out
 }
 
-/// Decodes a COBS body in place; returns the decoded length.
-fn cobs_decode_in_place(buf: &mut [u8]) -> Result<usize, LinkError> {
-    let mut read = 0;
-    let mut write = 0;
-    while read < buf.len() {
-        let code = buf[read] as usize;
-        if code == 0 || read + code > buf.len() {
-            return Err(LinkError::BadCobs);
-        }
-        read += 1;
-        for _ in 1..code {
-            buf[write] = buf[read];
-            write += 1;
-            read += 1;
-        }
-        if code != 0xFF && read < buf.len() {
-            buf[write] = 0;
-            write += 1;
-        }
-    }
-    Ok(write)
-}
-
 /// A streaming decoder. Feed it bytes; it yields a result at each delimiter.
 /// Its memory is fixed, and no input makes it panic.
+///
+/// COBS is undone as the bytes arrive, straight into the frame buffer, in
+/// the same pass that looks for the delimiter.
 pub struct Decoder {
+    /// The frame so far, COBS undone.
     buf: [u8; MAX_BODY],
     len: usize,
-    overflow: bool,
+    /// Encoded bytes since the last delimiter; past `MAX_BODY` the frame is
+    /// oversize and nothing more is kept.
+    seen: usize,
+    /// Bytes left in the current COBS block; 0: the next byte is a code.
+    left: u8,
+    /// The current block ends in a zero, written once another block follows.
+    zero_due: bool,
+    /// The last frame [`push_slice`](Self::push_slice) decoded.
+    frame: Frame,
 }
 
 impl Default for Decoder {
@@ -187,45 +176,139 @@ impl Decoder {
         Decoder {
             buf: [0; MAX_BODY],
             len: 0,
-            overflow: false,
+            seen: 0,
+            left: 0,
+            zero_due: false,
+            frame: Frame::EMPTY,
         }
     }
 
     /// Drops any partial frame, e.g. after the peer reconnects.
     pub fn reset(&mut self) {
         self.len = 0;
-        self.overflow = false;
+        self.seen = 0;
+        self.left = 0;
+        self.zero_due = false;
     }
 
     /// Feeds one byte where only bus frames may come (a node's side of the
     /// link): a control record is an error.
     pub fn push(&mut self, byte: u8) -> Option<Result<Frame, LinkError>> {
-        self.push_item(byte).map(|r| match r? {
-            Item::Frame(f) => Ok(f),
-            Item::SetFilter(_) => Err(LinkError::BadControl),
-        })
+        let (_, r) = self.push_slice(&[byte]);
+        r.map(|r| r.copied())
     }
 
     /// Feeds one byte. Returns `Some` at the end of a link frame. Empty
     /// frames (back-to-back delimiters) are line idle and yield nothing.
     pub fn push_item(&mut self, byte: u8) -> Option<Result<Item, LinkError>> {
-        if byte != 0 {
-            if self.len < MAX_BODY {
-                self.buf[self.len] = byte;
-                self.len += 1;
-            } else {
-                self.overflow = true;
+        self.push_slice_item(&[byte]).1
+    }
+
+    /// [`push_slice_item`](Self::push_slice_item) where only bus frames may
+    /// come: a control record is an error. The frame stays in the decoder
+    /// (see [`frame`](Self::frame)) rather than being copied out.
+    pub fn push_slice(&mut self, bytes: &[u8]) -> (usize, Option<Result<&Frame, LinkError>>) {
+        let (n, end) = self.scan(bytes);
+        let r = end.map(|r| {
+            let payload = checked(&self.buf[..r?])?;
+            if payload[0] == CONTROL_MARK {
+                return Err(LinkError::BadControl);
             }
-            return None;
+            frame_into(payload, &mut self.frame)?;
+            Ok(&self.frame)
+        });
+        (n, r)
+    }
+
+    /// Feeds bytes up to and including the first delimiter that ends a link
+    /// frame, and returns how many it took with that frame's result; all of
+    /// `bytes` and `None` if no frame ends in them. The same as feeding the
+    /// bytes one by one to [`push_item`](Self::push_item) until it returns
+    /// `Some`, but in one pass over them.
+    pub fn push_slice_item(&mut self, bytes: &[u8]) -> (usize, Option<Result<Item, LinkError>>) {
+        let (n, end) = self.scan(bytes);
+        let r = end.map(|r| {
+            let payload = checked(&self.buf[..r?])?;
+            if payload[0] == CONTROL_MARK {
+                return decode_control(payload).map(Item::SetFilter);
+            }
+            let mut frame = Frame::EMPTY;
+            frame_into(payload, &mut frame)?;
+            Ok(Item::Frame(frame))
+        });
+        (n, r)
+    }
+
+    /// The last frame [`push_slice`](Self::push_slice) decoded (an empty
+    /// classic frame before the first).
+    pub fn frame(&self) -> &Frame {
+        &self.frame
+    }
+
+    /// Takes bytes up to the first delimiter that ends a link frame, undoing
+    /// COBS into `buf` on the way. Returns how many bytes it took and, if a
+    /// frame ended, its length in `buf` or why it cannot be one.
+    fn scan(&mut self, bytes: &[u8]) -> (usize, Option<Result<usize, LinkError>>) {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.seen > MAX_BODY {
+                // Oversize: drop everything up to the delimiter.
+                let Some(z) = bytes[i..].iter().position(|&b| b == 0) else {
+                    return (bytes.len(), None);
+                };
+                self.reset();
+                return (i + z + 1, Some(Err(LinkError::Oversize)));
+            }
+            // The bytes that may still belong to a frame, and one more: a
+            // delimiter, or the byte that makes the frame oversize.
+            let run = &bytes[i..bytes.len().min(i + MAX_BODY - self.seen + 1)];
+            let mut len = self.len;
+            let mut left = self.left as usize;
+            let mut zero_due = self.zero_due as usize;
+            let mut taken = run.len();
+            for (k, &b) in run.iter().enumerate() {
+                if b == 0 {
+                    taken = k;
+                    break;
+                }
+                // Each code byte writes at most one zero, for the block
+                // before it, and the first writes none: the frame stays
+                // shorter than what came, even with the byte past `MAX_BODY`.
+                if left == 0 {
+                    self.buf[len] = 0;
+                    len += zero_due;
+                    left = b as usize - 1;
+                    zero_due = (b != 0xFF) as usize;
+                } else {
+                    self.buf[len] = b;
+                    len += 1;
+                    left -= 1;
+                }
+            }
+            (self.len, self.left, self.zero_due) = (len, left as u8, zero_due != 0);
+            self.seen += taken;
+            i += taken;
+            if taken == run.len() {
+                // No delimiter yet: the run ended, or the frame is oversize.
+                continue;
+            }
+            // A delimiter.
+            i += 1;
+            let seen = self.seen;
+            self.reset();
+            if seen == 0 {
+                // Line idle.
+                continue;
+            }
+            let end = if left != 0 {
+                // The last code byte pointed past the delimiter.
+                Err(LinkError::BadCobs)
+            } else {
+                Ok(len)
+            };
+            return (i, Some(end));
         }
-        let len = core::mem::replace(&mut self.len, 0);
-        if core::mem::replace(&mut self.overflow, false) {
-            return Some(Err(LinkError::Oversize));
-        }
-        if len == 0 {
-            return None;
-        }
-        Some(decode_body(&mut self.buf[..len]))
+        (i, None)
     }
 }
 
@@ -233,9 +316,9 @@ fn le32(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
-fn decode_body(body: &mut [u8]) -> Result<Item, LinkError> {
-    let n = cobs_decode_in_place(body)?;
-    let raw = &body[..n];
+/// What the CRC covers, once it matches: a link frame with its COBS undone.
+fn checked(raw: &[u8]) -> Result<&[u8], LinkError> {
+    let n = raw.len();
     if n < 3 + 4 {
         return Err(LinkError::Truncated);
     }
@@ -243,23 +326,25 @@ fn decode_body(body: &mut [u8]) -> Result<Item, LinkError> {
     if crc::crc32(payload) != le32(crc_bytes) {
         return Err(LinkError::BadCrc);
     }
-    if payload[0] == CONTROL_MARK {
-        return decode_control(payload).map(Item::SetFilter);
-    }
-    if n < MIN_RAW {
+    Ok(payload)
+}
+
+/// Parses a bus frame's CRC-checked bytes into `frame`.
+fn frame_into(payload: &[u8], frame: &mut Frame) -> Result<(), LinkError> {
+    if payload.len() + 4 < MIN_RAW {
         return Err(LinkError::Truncated);
     }
     let data_len = payload[5] as usize;
     if payload.len() != 6 + data_len {
         return Err(LinkError::LengthMismatch);
     }
-    let frame = Frame::new(le32(&payload[1..5]), payload[0], &payload[6..])?;
+    frame.set(le32(&payload[1..5]), payload[0], &payload[6..])?;
     // A length that the frame format would pad is not canonical: reject it so
     // that every frame has exactly one encoding.
     if frame.data().len() != data_len {
         return Err(LinkError::LengthMismatch);
     }
-    Ok(Item::Frame(frame))
+    Ok(())
 }
 
 fn decode_control(payload: &[u8]) -> Result<AcceptanceFilter, LinkError> {
@@ -428,6 +513,105 @@ mod tests {
         let mut d = Decoder::new();
         let items: Vec<_> = out[..n].iter().filter_map(|&b| d.push_item(b)).collect();
         assert_eq!(items, [Err(LinkError::BadControl)]);
+    }
+
+    /// How a link frame decoded before COBS was undone on the fly: the
+    /// encoded body kept whole, then decoded in place at the delimiter.
+    fn reference(body: &[u8]) -> Option<Result<Item, LinkError>> {
+        if body.len() > MAX_BODY {
+            return Some(Err(LinkError::Oversize));
+        }
+        if body.is_empty() {
+            return None;
+        }
+        let mut buf = body.to_vec();
+        let (mut read, mut write) = (0, 0);
+        while read < buf.len() {
+            let code = buf[read] as usize;
+            if code == 0 || read + code > buf.len() {
+                return Some(Err(LinkError::BadCobs));
+            }
+            read += 1;
+            for _ in 1..code {
+                buf[write] = buf[read];
+                write += 1;
+                read += 1;
+            }
+            if code != 0xFF && read < buf.len() {
+                buf[write] = 0;
+                write += 1;
+            }
+        }
+        Some(checked(&buf[..write]).and_then(|payload| {
+            if payload[0] == CONTROL_MARK {
+                return decode_control(payload).map(Item::SetFilter);
+            }
+            let mut frame = Frame::EMPTY;
+            frame_into(payload, &mut frame).map(|()| Item::Frame(frame))
+        }))
+    }
+
+    #[test]
+    fn cobs_undone_on_the_fly_matches_undoing_it_at_the_end() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut ok = 0;
+        for case in 0..20_000 {
+            let mut body: Vec<u8> = if case % 2 == 0 {
+                // A real frame, maybe damaged, cut or lengthened.
+                let data: Vec<u8> = (0..next() % 65)
+                    .map(|_| if next() % 3 == 0 { 0 } else { next() as u8 })
+                    .collect();
+                let f = Frame::new(next() as u32 & 0x7FF, 0x02, &data[..])
+                    .unwrap_or(Frame::new(1, 0, &[]).unwrap());
+                let mut e = encoded(&f);
+                e.pop();
+                match next() % 4 {
+                    0 => {
+                        let at = (next() % e.len() as u64) as usize;
+                        e[at] = next() as u8;
+                    }
+                    1 => e.truncate((next() % e.len() as u64) as usize),
+                    2 => e.extend((0..next() % 300).map(|_| next() as u8)),
+                    _ => {}
+                }
+                e
+            } else {
+                (0..next() % 300)
+                    .map(|_| {
+                        let v = next();
+                        // Small codes now and then, so that blocks end early.
+                        if v % 4 == 0 {
+                            (v >> 8) as u8 % 8
+                        } else {
+                            (v >> 8) as u8
+                        }
+                    })
+                    .collect()
+            };
+            body.retain(|&b| b != 0);
+            let want = reference(&body);
+            ok += usize::from(matches!(want, Some(Ok(_))));
+            let mut d = Decoder::new();
+            for &b in &body {
+                assert_eq!(d.push_item(b), None);
+            }
+            assert_eq!(d.push_item(0), want, "body {body:?}");
+            // Frames only, the body and its delimiter in one slice.
+            let want = want.map(|r| match r? {
+                Item::Frame(f) => Ok(f),
+                Item::SetFilter(_) => Err(LinkError::BadControl),
+            });
+            body.push(0);
+            let (n, got) = d.push_slice(&body);
+            assert_eq!((n, got.map(|r| r.copied())), (body.len(), want));
+        }
+        assert!(ok > 2_000, "only {ok} good frames among the cases");
     }
 
     #[test]

@@ -197,6 +197,94 @@ fn every_single_byte_change_on_the_link_is_caught() {
     });
 }
 
+/// A stream of good items, garbage, damaged items, idle delimiters and
+/// overlong runs, in random order.
+fn mixed_stream(g: &mut Gen) -> Vec<u8> {
+    let mut s = Vec::new();
+    for _ in 0..g.below(12) {
+        match g.below(6) {
+            0 | 1 => s.extend(encoded(&any_item(g))),
+            2 => s.extend(g.bytes(200)),
+            3 => {
+                let mut bad = encoded(&any_item(g));
+                let at = g.below(bad.len());
+                bad[at] = g.u8();
+                s.extend(bad);
+            }
+            4 => s.extend(std::iter::repeat_n(0, g.below(3) + 1)),
+            _ => s.extend(std::iter::repeat_n(g.u8() | 1, link::MAX_BODY + g.below(3))),
+        }
+    }
+    s
+}
+
+/// Feeds `stream` to `d` in pieces of random length, taking every result of
+/// each piece with `push_slice_item`; checks what it says it consumed.
+fn decode_in_pieces(g: &mut Gen, d: &mut Decoder, stream: &[u8]) -> Vec<Result<Item, LinkError>> {
+    let mut out = Vec::new();
+    let mut rest = stream;
+    while !rest.is_empty() {
+        let mut piece = &rest[..1 + g.below(rest.len().min(2 * MAX_ENCODED))];
+        rest = &rest[piece.len()..];
+        // Now and then a single byte the old way, on the same decoder.
+        if g.below(8) == 0 {
+            out.extend(d.push_item(piece[0]));
+            piece = &piece[1..];
+        }
+        while !piece.is_empty() {
+            let (n, r) = d.push_slice_item(piece);
+            assert!(n <= piece.len());
+            match r {
+                Some(r) => {
+                    assert_eq!(piece[n - 1], 0, "a result ends at a delimiter");
+                    out.push(r);
+                }
+                None => assert_eq!(n, piece.len(), "no result: everything taken"),
+            }
+            piece = &piece[n..];
+        }
+    }
+    out
+}
+
+#[test]
+fn the_bulk_link_decoder_agrees_with_the_bytewise_one() {
+    check("link_bulk_equals_bytewise", 3000, |g| {
+        let stream = mixed_stream(g);
+        let expected = decode_all(&stream);
+        let mut d = Decoder::new();
+        assert_eq!(
+            decode_in_pieces(g, &mut d, &stream),
+            expected,
+            "stream {stream:?}"
+        );
+        // The decoders are left in the same state: a good item after the
+        // stream (no delimiter first) gives the same result on both.
+        let tail = encoded(&any_item(g));
+        let mut bytewise = Decoder::new();
+        let mut joined = stream.clone();
+        joined.extend(&tail);
+        let want: Vec<_> = joined
+            .iter()
+            .filter_map(|&b| bytewise.push_item(b))
+            .skip(expected.len())
+            .collect();
+        assert_eq!(decode_in_pieces(g, &mut d, &tail), want);
+        // The frames-only entry points agree too.
+        let mut a = Decoder::new();
+        let mut b = Decoder::new();
+        let bytes: Vec<_> = stream.iter().filter_map(|&x| a.push(x)).collect();
+        let mut bulk = Vec::new();
+        let mut rest = &stream[..];
+        while !rest.is_empty() {
+            let (n, r) = b.push_slice(rest);
+            bulk.extend(r.map(|r| r.copied()));
+            rest = &rest[n..];
+        }
+        assert_eq!(bulk, bytes);
+    });
+}
+
 /// Payload lengths for which a `Data` frame needs no CAN FD padding.
 fn data_payload_len(g: &mut Gen) -> usize {
     let lens: Vec<usize> = FD_LENGTHS

@@ -1,5 +1,6 @@
 //! The bus port: link-coded frames over the UART or a virtio-console, with
-//! an interrupt-driven sleep that wakes on received bytes or a deadline.
+//! an interrupt-driven sleep that wakes on received bytes or a deadline
+//! (while frames stream in, on a batch of them).
 //!
 //! Received bytes are moved from the device into a software FIFO whenever
 //! the port waits for anything, sending included. A node blocked on sending
@@ -9,14 +10,12 @@
 
 use super::virtio::VirtioConsole;
 use super::{clint, cpu, plic, uart};
+use crate::fifo::Fifo;
 use crate::memory::UART0_IRQ;
 use crate::strap::Transport;
 use proto::Frame;
 use proto::filter::{AcceptanceFilter, FilterEntry};
 use proto::link::{self, Decoder, MAX_ENCODED};
-
-/// Bytes of received data the port buffers beyond the device's own.
-const RX_FIFO: usize = 4096;
 
 /// The device under the port.
 enum Link {
@@ -25,20 +24,6 @@ enum Link {
 }
 
 impl Link {
-    fn has_data(&self) -> bool {
-        match self {
-            Link::Uart => uart::has_data(),
-            Link::Virtio(v) => v.has_data(),
-        }
-    }
-
-    fn try_read(&mut self) -> Option<u8> {
-        match self {
-            Link::Uart => uart::try_read(),
-            Link::Virtio(v) => v.try_read(),
-        }
-    }
-
     fn can_write(&mut self) -> bool {
         match self {
             Link::Uart => uart::can_write(),
@@ -76,8 +61,13 @@ impl Link {
         }
     }
 
-    /// Clears the device's interrupt, then completes it at the PLIC.
+    /// Clears the device's interrupt, then completes it at the PLIC. Only
+    /// when one is pending: these are device accesses, and most wakeups
+    /// while frames stream in are the timer's.
     fn ack(&self) {
+        if !cpu::external_pending() {
+            return;
+        }
         if let Link::Virtio(v) = self {
             v.ack();
         }
@@ -89,13 +79,13 @@ impl Link {
 pub struct BusPort {
     link: Link,
     decoder: Decoder,
-    fifo: [u8; RX_FIFO],
-    head: usize,
-    len: usize,
+    fifo: Fifo,
     /// Link frames dropped for a bad CRC, bad COBS, oversize and so on.
     pub link_errors: u32,
     /// Received bytes dropped because the software FIFO was full.
     pub rx_overruns: u32,
+    /// The deadline the timer is armed for.
+    armed: u64,
 }
 
 impl BusPort {
@@ -120,24 +110,33 @@ impl BusPort {
         Some(BusPort {
             link,
             decoder: Decoder::new(),
-            fifo: [0; RX_FIFO],
-            head: 0,
-            len: 0,
+            fifo: Fifo::new(),
             link_errors: 0,
             rx_overruns: 0,
+            armed: u64::MAX,
         })
     }
 
     /// Moves every byte the device holds into the software FIFO.
     fn pump(&mut self) {
-        while let Some(b) = self.link.try_read() {
-            if self.len == RX_FIFO {
-                self.rx_overruns = self.rx_overruns.wrapping_add(1);
-            } else {
-                self.fifo[(self.head + self.len) % RX_FIFO] = b;
-                self.len += 1;
+        let mut dropped = 0;
+        match &mut self.link {
+            Link::Uart => {
+                while let Some(b) = uart::try_read() {
+                    dropped += self.fifo.put(&[b]);
+                }
             }
+            Link::Virtio(v) => loop {
+                let bytes = v.rx_bytes();
+                if bytes.is_empty() {
+                    break;
+                }
+                let n = bytes.len();
+                dropped += self.fifo.put(bytes);
+                v.rx_consume(n);
+            },
         }
+        self.rx_overruns = self.rx_overruns.wrapping_add(dropped as u32);
     }
 
     /// Sleeps until `ready` holds, receiving meanwhile.
@@ -146,10 +145,21 @@ impl BusPort {
             return;
         }
         self.link.tx_wakeup(true);
+        // A deadline that has passed leaves the timer interrupt pending, and
+        // `wfi` would return at once: disarm it while waiting to send.
+        if self.armed <= clint::now() {
+            self.arm(u64::MAX);
+        }
         loop {
             self.pump();
             if ready(&mut self.link) {
                 break;
+            }
+            // Received bytes must wake us too (see the module documentation).
+            if let Link::Virtio(v) = &mut self.link
+                && v.rx_wake_after(1)
+            {
+                continue;
             }
             cpu::wait_for_interrupt();
             self.link.ack();
@@ -186,35 +196,94 @@ impl BusPort {
         self.wait_tx(Link::tx_idle);
     }
 
-    fn next_byte(&mut self) -> Option<u8> {
-        if self.len > 0 {
-            let b = self.fifo[self.head];
-            self.head = (self.head + 1) % RX_FIFO;
-            self.len -= 1;
-            return Some(b);
-        }
-        self.link.try_read()
-    }
-
     /// The next complete frame among the bytes received so far, if any.
-    /// Bad link frames are counted and skipped.
-    pub fn recv(&mut self) -> Option<Frame> {
-        while let Some(b) = self.next_byte() {
-            match self.decoder.push(b) {
-                Some(Ok(frame)) => return Some(frame),
-                Some(Err(_)) => self.link_errors = self.link_errors.wrapping_add(1),
+    /// Bad link frames are counted and skipped. Bytes the FIFO holds come
+    /// first; the device's are decoded where they lie, a run at a time. The
+    /// frame stays in the port's decoder until the next call.
+    pub fn recv(&mut self) -> Option<&Frame> {
+        loop {
+            let ended = if !self.fifo.is_empty() {
+                let (n, r) = self.decoder.push_slice(self.fifo.front());
+                let ended = r.map(|r| r.is_ok());
+                self.fifo.consume(n);
+                ended
+            } else {
+                match &mut self.link {
+                    // The 16550 hands over one byte per register read anyway.
+                    Link::Uart => {
+                        let b = uart::try_read()?;
+                        self.decoder.push_slice(&[b]).1.map(|r| r.is_ok())
+                    }
+                    Link::Virtio(v) => {
+                        let bytes = v.rx_bytes();
+                        if bytes.is_empty() {
+                            return None;
+                        }
+                        let (n, r) = self.decoder.push_slice(bytes);
+                        let ended = r.map(|r| r.is_ok());
+                        v.rx_consume(n);
+                        ended
+                    }
+                }
+            };
+            match ended {
+                Some(true) => return Some(self.decoder.frame()),
+                Some(false) => self.link_errors = self.link_errors.wrapping_add(1),
                 None => {}
             }
         }
-        None
+    }
+
+    fn arm(&mut self, deadline: u64) {
+        clint::set_deadline(deadline);
+        self.armed = deadline;
+    }
+
+    /// Arms the timer for `deadline` unless an earlier one that has not
+    /// passed is armed. Callers move their deadline later after every batch
+    /// of frames, and each timer write is a device access; waking before
+    /// `deadline` only makes the caller sleep again.
+    fn arm_by(&mut self, deadline: u64, now: u64) {
+        if deadline < self.armed || self.armed <= now {
+            self.arm(deadline);
+        }
     }
 
     /// Sleeps until a byte arrives or `deadline` (mtime ticks) passes.
     pub fn sleep_until(&mut self, deadline: u64) {
-        clint::set_deadline(deadline);
-        // A byte that lands between this check and `wfi` still wakes it: both
+        self.sleep(deadline, 1);
+    }
+
+    /// [`sleep_until`](Self::sleep_until) for while frames stream in: a
+    /// virtio-console wakes the node only once `buffers` (at most
+    /// [`RX_BUFS`](super::virtio::RX_BUFS)) receive buffers are filled,
+    /// or at `gather_until`, whichever comes first, so that the frames are
+    /// taken in batches, one wakeup for many. The device keeps reading
+    /// meanwhile: nothing waits on the link for longer than before. The
+    /// 16550 holds too few bytes for this, and so does a device without
+    /// event indices: they sleep as usual.
+    pub fn sleep_gathering(&mut self, deadline: u64, gather_until: u64, buffers: usize) {
+        match &self.link {
+            Link::Virtio(v) if v.can_batch() => self.sleep(deadline.min(gather_until), buffers),
+            _ => self.sleep(deadline, 1),
+        }
+    }
+
+    /// Sleeps until `deadline`, or received bytes (on a virtio-console: a
+    /// `buffers`-th filled buffer).
+    fn sleep(&mut self, deadline: u64, buffers: usize) {
+        let now = clint::now();
+        self.arm_by(deadline, now);
+        // An interrupt from before the request below would end the sleep at
+        // once.
+        self.link.ack();
+        let waiting = match &mut self.link {
+            Link::Uart => uart::has_data(),
+            Link::Virtio(v) => v.rx_wake_after(buffers),
+        };
+        // Bytes that land between this check and `wfi` still wake it: both
         // devices' interrupts are level-triggered and stay pending.
-        if self.len == 0 && clint::now() < deadline && !self.link.has_data() {
+        if self.fifo.is_empty() && now < deadline && !waiting {
             cpu::wait_for_interrupt();
         }
         self.link.ack();
