@@ -280,3 +280,59 @@ fn nix_kill(pid: u32, sig: &str) {
         .success();
     assert!(ok, "kill -{sig} {pid}");
 }
+
+#[test]
+fn bench_compares_broadcast_with_unicast_on_real_nodes_and_writes_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = bootcast()
+        .args([
+            "bench",
+            "--nodes",
+            "1,2",
+            "--transports",
+            "virtio",
+            "--image-size",
+            "64K",
+            "--idle-seconds",
+            "1",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .output()
+        .expect("bootcast runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("| N=2: bus-time ratio, unicast / broadcast |"),
+        "{table}"
+    );
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let runs = c["runs"].as_array().unwrap();
+    // Broadcast and unicast for each size, and the largest broadcast unpaced.
+    assert_eq!(runs.len(), 5);
+    for r in runs {
+        assert_eq!(r["verified"], r["nodes"], "{r}");
+        assert!(r["bus_s"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let unicast_2 = runs
+        .iter()
+        .find(|r| r["delivery"] == "unicast" && r["nodes"] == 2)
+        .unwrap();
+    // One session per node, each carrying the whole image.
+    assert_eq!(unicast_2["sessions"], 2);
+    let f = &c["figures"][0];
+    let ratio = f["bus_time_ratio"].as_f64().unwrap();
+    assert!(
+        (1.5..2.5).contains(&ratio),
+        "unicast/broadcast bus time {ratio}"
+    );
+    let broadcast_2 = runs
+        .iter()
+        .find(|r| r["delivery"] == "broadcast" && r["nodes"] == 2 && r["paced"] == true)
+        .unwrap();
+    // Host cost is measured on the largest broadcast only.
+    assert!(broadcast_2["pss_per_node_mib"].as_f64().unwrap() > 0.0);
+    assert!(broadcast_2["cpu_idle_fleet"].as_f64().is_some());
+    assert!(runs[0]["cpu_idle_fleet"].is_null());
+}

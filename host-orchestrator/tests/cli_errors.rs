@@ -185,7 +185,27 @@ fn bench_policies_names_bad_flags() {
             args(&["bench", "sideways"]),
             "unrecognized subcommand 'sideways'",
         ),
-        (args(&["bench"]), "Usage: bootcast bench <COMMAND>"),
+        (
+            args(&["bench", "--nodes", "0"]),
+            "--nodes: each fleet size must be 1 to 250, got [0]",
+        ),
+        (
+            args(&["bench", "--image-size", "big"]),
+            "invalid value 'big' for '--image-size <IMAGE_SIZE>'",
+        ),
+        (
+            args(&["bench", "--transports", "can"]),
+            "invalid value 'can' for '--transports <TRANSPORTS>'",
+        ),
+        (
+            args(&["bench", "--hold-off-ms", "0"]),
+            "--hold-off-ms: must be positive",
+        ),
+        (args(&["bench", "--image-size", "64M"]), "padded image"),
+        (
+            args(&["bench", "--json", "/nonexistent-dir/c.json"]),
+            "--json: folder /nonexistent-dir does not exist",
+        ),
     ]);
 }
 
