@@ -36,6 +36,13 @@ const RETRY_MAX_MS: u64 = 2000;
 const NACK_QUIET_MS: u64 = 250;
 /// A session that sends nothing for this long is abandoned.
 const SESSION_SILENCE_MS: u64 = 3000;
+/// While frames stream in, they are taken in batches: one wakeup when this
+/// many receive buffers are filled (QEMU fills one per read of its socket),
+/// or this long after the last batch, whichever comes first. The device
+/// goes on reading meanwhile, so frames wait in the node's memory, not on
+/// the link.
+const GATHER_BUFS: usize = 12;
+const GATHER_MS: u64 = 10;
 
 core::arch::global_asm!(
     r#"
@@ -243,7 +250,9 @@ extern "C" fn boot_main() -> ! {
         // Whether this batch held frames of our session. Their time is taken
         // once, after the batch: reading the timer is a device access.
         let mut session_frames = false;
+        let mut frames = false;
         while let Some(frame) = node.port.recv() {
+            frames = true;
             let Ok((_, m)) = Message::decode(frame) else {
                 continue;
             };
@@ -328,7 +337,14 @@ extern "C" fn boot_main() -> ! {
         } else {
             next_request
         };
-        node.port.sleep_until(deadline);
+        if frames {
+            // Frames are streaming: let the next ones gather and take them
+            // in one batch rather than waking for each.
+            node.port
+                .sleep_gathering(deadline, now + clint::ms(GATHER_MS), GATHER_BUFS);
+        } else {
+            node.port.sleep_until(deadline);
+        }
     }
 }
 

@@ -78,6 +78,7 @@ impl Frame {
 
     /// [`Frame::new`] in place, so that a decoder need not copy the frame
     /// it returns. On error `self` is left as it was.
+    #[inline]
     pub(crate) fn set(&mut self, id: u32, flags: u8, data: &[u8]) -> Result<(), FrameError> {
         if flags & !KNOWN_FLAGS != 0 {
             return Err(FrameError::UnknownFlags);

@@ -23,6 +23,16 @@ pub fn disable_wakeups() {
     unsafe { core::arch::asm!("csrw mie, zero") }
 }
 
+const MIP_MEIP: usize = 1 << 11;
+
+/// Whether an external interrupt (from the PLIC) is pending.
+pub fn external_pending() -> bool {
+    let mip: usize;
+    // SAFETY: reading `mip` in machine mode has no side effect.
+    unsafe { core::arch::asm!("csrr {0}, mip", out(reg) mip) };
+    mip & MIP_MEIP != 0
+}
+
 /// Sleeps until an enabled interrupt is pending.
 pub fn wait_for_interrupt() {
     // SAFETY: `wfi` only stalls the hart; with mstatus.MIE clear it resumes at

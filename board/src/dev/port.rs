@@ -1,5 +1,6 @@
 //! The bus port: link-coded frames over the UART or a virtio-console, with
-//! an interrupt-driven sleep that wakes on received bytes or a deadline.
+//! an interrupt-driven sleep that wakes on received bytes or a deadline
+//! (while frames stream in, on a batch of them).
 //!
 //! Received bytes are moved from the device into a software FIFO whenever
 //! the port waits for anything, sending included. A node blocked on sending
@@ -23,13 +24,6 @@ enum Link {
 }
 
 impl Link {
-    fn has_data(&self) -> bool {
-        match self {
-            Link::Uart => uart::has_data(),
-            Link::Virtio(v) => v.has_data(),
-        }
-    }
-
     fn can_write(&mut self) -> bool {
         match self {
             Link::Uart => uart::can_write(),
@@ -67,8 +61,13 @@ impl Link {
         }
     }
 
-    /// Clears the device's interrupt, then completes it at the PLIC.
+    /// Clears the device's interrupt, then completes it at the PLIC. Only
+    /// when one is pending: these are device accesses, and most wakeups
+    /// while frames stream in are the timer's.
     fn ack(&self) {
+        if !cpu::external_pending() {
+            return;
+        }
         if let Link::Virtio(v) = self {
             v.ack();
         }
@@ -156,6 +155,12 @@ impl BusPort {
             if ready(&mut self.link) {
                 break;
             }
+            // Received bytes must wake us too (see the module documentation).
+            if let Link::Virtio(v) = &mut self.link
+                && v.rx_wake_after(1)
+            {
+                continue;
+            }
             cpu::wait_for_interrupt();
             self.link.ack();
         }
@@ -234,19 +239,52 @@ impl BusPort {
         self.armed = deadline;
     }
 
-    /// Sleeps until a byte arrives or `deadline` (mtime ticks) passes.
-    pub fn sleep_until(&mut self, deadline: u64) {
-        let now = clint::now();
-        // Callers move their deadline later after every batch of frames, and
-        // each timer write is a device access: keep an earlier deadline that
-        // has not passed. Waking before `deadline` only makes the caller
-        // sleep again.
+    /// Arms the timer for `deadline` unless an earlier one that has not
+    /// passed is armed. Callers move their deadline later after every batch
+    /// of frames, and each timer write is a device access; waking before
+    /// `deadline` only makes the caller sleep again.
+    fn arm_by(&mut self, deadline: u64, now: u64) {
         if deadline < self.armed || self.armed <= now {
             self.arm(deadline);
         }
-        // A byte that lands between this check and `wfi` still wakes it: both
+    }
+
+    /// Sleeps until a byte arrives or `deadline` (mtime ticks) passes.
+    pub fn sleep_until(&mut self, deadline: u64) {
+        self.sleep(deadline, 1);
+    }
+
+    /// [`sleep_until`](Self::sleep_until) for while frames stream in: a
+    /// virtio-console wakes the node only once `buffers` (at most
+    /// [`RX_BUFS`](super::virtio::RX_BUFS)) receive buffers are filled,
+    /// or at `gather_until`, whichever comes first, so that the frames are
+    /// taken in batches, one wakeup for many. The device keeps reading
+    /// into the buffers still free meanwhile, so frames wait in the node's
+    /// memory rather than on the link. The 16550 holds too few bytes for
+    /// this, and a device without event indices cannot do it: they sleep as
+    /// usual.
+    pub fn sleep_gathering(&mut self, deadline: u64, gather_until: u64, buffers: usize) {
+        match &self.link {
+            Link::Virtio(v) if v.can_batch() => self.sleep(deadline.min(gather_until), buffers),
+            _ => self.sleep(deadline, 1),
+        }
+    }
+
+    /// Sleeps until `deadline`, or received bytes (on a virtio-console: a
+    /// `buffers`-th filled buffer).
+    fn sleep(&mut self, deadline: u64, buffers: usize) {
+        let now = clint::now();
+        self.arm_by(deadline, now);
+        // An interrupt from before the request below would end the sleep at
+        // once.
+        self.link.ack();
+        let waiting = match &mut self.link {
+            Link::Uart => uart::has_data(),
+            Link::Virtio(v) => v.rx_wake_after(buffers),
+        };
+        // Bytes that land between this check and `wfi` still wake it: both
         // devices' interrupts are level-triggered and stay pending.
-        if self.fifo.is_empty() && now < deadline && !self.link.has_data() {
+        if self.fifo.is_empty() && now < deadline && !waiting {
             cpu::wait_for_interrupt();
         }
         self.link.ack();

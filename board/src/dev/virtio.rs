@@ -2,7 +2,9 @@
 //!
 //! Port 0 only: queue 0 receives, queue 1 transmits. Receive buffers are
 //! large, so one interrupt hands the guest many frames at once (a 16550
-//! hands it 14 bytes).
+//! hands it 14 bytes). With `VIRTIO_F_EVENT_IDX` the driver can also ask
+//! for an interrupt only once several buffers are filled, and is told when
+//! the device wants to hear of new buffers.
 
 use crate::memory::{
     VIRTIO_MMIO_BASE, VIRTIO_MMIO_IRQ_BASE, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
@@ -33,11 +35,17 @@ const STATUS_DRIVER_OK: u32 = 4;
 const STATUS_FEATURES_OK: u32 = 8;
 /// VIRTIO_F_VERSION_1, bit 32: feature word 1, bit 0.
 const FEATURE_VERSION_1: u32 = 1;
+/// VIRTIO_F_EVENT_IDX, bit 29 of feature word 0.
+const FEATURE_EVENT_IDX: u32 = 1 << 29;
 const DEVICE_CONSOLE: u32 = 3;
 const DESC_F_WRITE: u16 = 2;
 
 /// Descriptors per queue.
-const QN: usize = 8;
+const QN: usize = 16;
+/// Receive buffers posted (at most `QN`). QEMU fills one per read of its
+/// socket, however little it read: many buffers let it go on reading while
+/// the driver gathers frames.
+pub const RX_BUFS: usize = 16;
 /// Bytes per receive buffer: many link frames per interrupt.
 const RX_BUF: usize = 2048;
 /// Bytes per transmit buffer: a whole link frame or more.
@@ -112,14 +120,14 @@ impl Queue {
 struct Shared {
     rx: Queue,
     tx: Queue,
-    rx_buf: [[u8; RX_BUF]; QN],
+    rx_buf: [[u8; RX_BUF]; RX_BUFS],
     tx_buf: [[u8; TX_BUF]; QN],
 }
 
 static mut SHARED: Shared = Shared {
     rx: Queue::new(),
     tx: Queue::new(),
-    rx_buf: [[0; RX_BUF]; QN],
+    rx_buf: [[0; RX_BUF]; RX_BUFS],
     tx_buf: [[0; TX_BUF]; QN],
 };
 
@@ -139,12 +147,22 @@ pub struct VirtioConsole {
     rx_used: u16,
     rx_cur: Option<(u16, usize, usize)>,
     /// Receive: whether a notify went out since the reader last ran dry,
-    /// and whether buffers were given back after it.
+    /// and the available index the device last heard of.
     rx_notified: bool,
-    rx_unnotified: bool,
-    /// Transmit: last used index reclaimed, descriptors in flight.
+    rx_kicked: u16,
+    /// Transmit: last used index reclaimed, descriptors in flight, and the
+    /// available index the device last heard of.
     tx_used: u16,
     tx_in_flight: usize,
+    tx_kicked: u16,
+    /// `VIRTIO_F_EVENT_IDX` was negotiated.
+    event_idx: bool,
+}
+
+/// Whether a device that asked to hear of index `event` must be told of a
+/// move from `old` to `new` (the virtio specification's `vring_need_event`).
+fn need_event(event: u16, new: u16, old: u16) -> bool {
+    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
 }
 
 impl VirtioConsole {
@@ -187,16 +205,18 @@ impl VirtioConsole {
         // SAFETY: called once from a single-threaded guest, so this is the
         // only reference to the shared rings.
         let shared = unsafe { &mut *core::ptr::addr_of_mut!(SHARED) };
-        let dev = VirtioConsole {
+        let mut dev = VirtioConsole {
             base,
             irq: VIRTIO_MMIO_IRQ_BASE + slot as u32,
             shared,
             rx_used: 0,
             rx_cur: None,
             rx_notified: false,
-            rx_unnotified: false,
+            rx_kicked: RX_BUFS as u16,
             tx_used: 0,
             tx_in_flight: 0,
+            tx_kicked: 0,
+            event_idx: false,
         };
         dev.write(STATUS, 0);
         dev.write(STATUS, STATUS_ACKNOWLEDGE);
@@ -205,8 +225,11 @@ impl VirtioConsole {
         if dev.read(DEVICE_FEATURES) & FEATURE_VERSION_1 == 0 {
             return None;
         }
+        dev.write(DEVICE_FEATURES_SEL, 0);
+        let ours = dev.read(DEVICE_FEATURES) & FEATURE_EVENT_IDX;
+        dev.event_idx = ours != 0;
         dev.write(DRIVER_FEATURES_SEL, 0);
-        dev.write(DRIVER_FEATURES, 0);
+        dev.write(DRIVER_FEATURES, ours);
         dev.write(DRIVER_FEATURES_SEL, 1);
         dev.write(DRIVER_FEATURES, FEATURE_VERSION_1);
         dev.write(
@@ -238,23 +261,24 @@ impl VirtioConsole {
             dev.write(QUEUE_READY, 1);
         }
         for i in 0..QN {
-            let addr = core::ptr::addr_of!(dev.shared.rx_buf[i]) as u64;
-            dev.shared.rx.desc[i] = Desc {
-                addr,
-                len: RX_BUF as u32,
-                flags: DESC_F_WRITE,
-                next: 0,
-            };
+            if i < RX_BUFS {
+                dev.shared.rx.desc[i] = Desc {
+                    addr: core::ptr::addr_of!(dev.shared.rx_buf[i]) as u64,
+                    len: RX_BUF as u32,
+                    flags: DESC_F_WRITE,
+                    next: 0,
+                };
+                dev.shared.rx.avail.ring[i] = i as u16;
+            }
             dev.shared.tx.desc[i] = Desc {
                 addr: core::ptr::addr_of!(dev.shared.tx_buf[i]) as u64,
                 len: 0,
                 flags: 0,
                 next: 0,
             };
-            dev.shared.rx.avail.ring[i] = i as u16;
         }
         fence();
-        dev.shared.rx.avail.idx = QN as u16;
+        dev.shared.rx.avail.idx = RX_BUFS as u16;
         dev.write(
             STATUS,
             STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK,
@@ -269,14 +293,10 @@ impl VirtioConsole {
         unsafe { core::ptr::addr_of!(q.used.idx).read_volatile() }
     }
 
-    /// Whether received bytes wait.
-    pub fn has_data(&self) -> bool {
-        self.rx_cur.is_some() || Self::used_idx(&self.shared.rx) != self.rx_used
-    }
-
     /// The unread bytes of the buffer being read, taking the next one the
     /// device has filled when it is drained; empty when nothing waits. Mark
     /// what was used with [`rx_consume`](Self::rx_consume).
+    #[inline]
     pub fn rx_bytes(&mut self) -> &[u8] {
         loop {
             if let Some((id, pos, len)) = self.rx_cur {
@@ -292,13 +312,14 @@ impl VirtioConsole {
             fence();
             let e = self.shared.rx.used.ring[self.rx_used as usize % QN];
             self.rx_used = self.rx_used.wrapping_add(1);
-            let id = (e.id as usize % QN) as u16;
+            let id = (e.id as usize % RX_BUFS) as u16;
             self.rx_cur = Some((id, 0, (e.len as usize).min(RX_BUF)));
         }
     }
 
     /// Marks the first `n` bytes [`rx_bytes`](Self::rx_bytes) returned as
     /// read. A drained buffer goes back to the device at once.
+    #[inline]
     pub fn rx_consume(&mut self, n: usize) {
         if let Some((id, pos, len)) = self.rx_cur {
             let pos = pos.saturating_add(n).min(len);
@@ -310,7 +331,7 @@ impl VirtioConsole {
     }
 
     /// Posts receive buffer `id` again. The first one after the reader ran
-    /// dry wakes the device at once, so it refills while we read on; later
+    /// dry goes to the device at once, so it refills while we read on; later
     /// ones wait for [`ran_dry`](Self::ran_dry): one notify, not one each.
     fn give_back(&mut self, id: u16) {
         self.rx_cur = None;
@@ -318,33 +339,81 @@ impl VirtioConsole {
         self.shared.rx.avail.ring[slot] = id;
         fence();
         self.shared.rx.avail.idx = self.shared.rx.avail.idx.wrapping_add(1);
-        if self.rx_notified {
-            self.rx_unnotified = true;
-        } else {
+        if !self.rx_notified {
             self.rx_notified = true;
-            self.notify_rx();
+            self.kick_rx();
         }
     }
 
     /// Everything received has been read: tell the device about buffers
     /// given back since the last notify.
     fn ran_dry(&mut self) {
-        if self.rx_unnotified {
-            self.notify_rx();
-        }
+        self.kick_rx();
         self.rx_notified = false;
-        self.rx_unnotified = false;
     }
 
-    fn notify_rx(&self) {
+    fn kick_rx(&mut self) {
+        let new = self.shared.rx.avail.idx;
+        let old = core::mem::replace(&mut self.rx_kicked, new);
+        if self.must_notify(&self.shared.rx, new, old) {
+            self.write(QUEUE_NOTIFY, 0);
+        }
+    }
+
+    /// Whether the device must hear that queue `q`'s available index moved
+    /// from `old` to `new`: with event indices, only if it asked to.
+    fn must_notify(&self, q: &Queue, new: u16, old: u16) -> bool {
+        if new == old {
+            return false;
+        }
+        // The index must be visible before the device's request is read,
+        // and before the notify.
         fence();
-        self.write(QUEUE_NOTIFY, 0);
+        if !self.event_idx {
+            return true;
+        }
+        // SAFETY: the device writes `used.avail_event`; a volatile read sees
+        // it.
+        let event = unsafe { core::ptr::addr_of!(q.used.avail_event).read_volatile() };
+        need_event(event, new, old)
     }
 
+    /// Whether event indices were negotiated, so that
+    /// [`rx_wake_after`](Self::rx_wake_after) can wait for several buffers.
+    pub fn can_batch(&self) -> bool {
+        self.event_idx
+    }
+
+    /// Asks for the receive interrupt once `n` (1 to `RX_BUFS`) buffers are
+    /// filled that the driver has not taken; without event indices, at every
+    /// buffer. Then whether received bytes wait already (`n` buffers, or one
+    /// being read), so that the driver does not sleep through them.
+    pub fn rx_wake_after(&mut self, n: usize) -> bool {
+        let n = n.clamp(1, RX_BUFS) as u16;
+        if self.event_idx {
+            self.shared.rx.avail.used_event = self.rx_used.wrapping_add(n - 1);
+        }
+        fence();
+        self.rx_cur.is_some() || Self::used_idx(&self.shared.rx).wrapping_sub(self.rx_used) >= n
+    }
+
+    /// Takes back the transmit buffers the device is done with, and asks
+    /// for an interrupt at the next one (a sender may be waiting for it).
     fn reclaim_tx(&mut self) {
-        while Self::used_idx(&self.shared.tx) != self.tx_used {
-            self.tx_used = self.tx_used.wrapping_add(1);
-            self.tx_in_flight -= 1;
+        loop {
+            while Self::used_idx(&self.shared.tx) != self.tx_used {
+                self.tx_used = self.tx_used.wrapping_add(1);
+                self.tx_in_flight -= 1;
+            }
+            if !self.event_idx {
+                return;
+            }
+            self.shared.tx.avail.used_event = self.tx_used;
+            fence();
+            // One may have finished before the device could see that.
+            if Self::used_idx(&self.shared.tx) == self.tx_used {
+                return;
+            }
         }
     }
 
@@ -373,10 +442,13 @@ impl VirtioConsole {
         self.shared.tx.desc[id].len = n as u32;
         self.shared.tx.avail.ring[id] = id as u16;
         fence();
-        self.shared.tx.avail.idx = self.shared.tx.avail.idx.wrapping_add(1);
+        let new = self.shared.tx.avail.idx.wrapping_add(1);
+        self.shared.tx.avail.idx = new;
         self.tx_in_flight += 1;
-        fence();
-        self.write(QUEUE_NOTIFY, 1);
+        let old = core::mem::replace(&mut self.tx_kicked, new);
+        if self.must_notify(&self.shared.tx, new, old) {
+            self.write(QUEUE_NOTIFY, 1);
+        }
         n
     }
 
