@@ -259,9 +259,10 @@ impl BusPort {
     /// [`RX_BUFS`](super::virtio::RX_BUFS)) receive buffers are filled,
     /// or at `gather_until`, whichever comes first, so that the frames are
     /// taken in batches, one wakeup for many. The device keeps reading
-    /// meanwhile: nothing waits on the link for longer than before. The
-    /// 16550 holds too few bytes for this, and so does a device without
-    /// event indices: they sleep as usual.
+    /// into the buffers still free meanwhile, so frames wait in the node's
+    /// memory rather than on the link. The 16550 holds too few bytes for
+    /// this, and a device without event indices cannot do it: they sleep as
+    /// usual.
     pub fn sleep_gathering(&mut self, deadline: u64, gather_until: u64, buffers: usize) {
         match &self.link {
             Link::Virtio(v) if v.can_batch() => self.sleep(deadline.min(gather_until), buffers),
