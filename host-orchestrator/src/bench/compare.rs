@@ -308,13 +308,21 @@ pub struct Figures {
     pub unpaced_speed: Option<f64>,
 }
 
+/// The paced run of `transport`, `delivery` and `nodes`, if it ran.
+fn paced_run<'a>(
+    runs: &'a [Run],
+    transport: &str,
+    delivery: Delivery,
+    nodes: usize,
+) -> Option<&'a Run> {
+    runs.iter()
+        .find(|r| r.transport == transport && r.delivery == delivery && r.nodes == nodes && r.paced)
+}
+
 /// Derives the figures from one transport's runs.
 pub fn figures(transport: &str, runs: &[Run], opts: &CompareOptions) -> Figures {
     let n = opts.nodes.iter().copied().max().unwrap_or(0);
-    let find = |d: Delivery, nodes: usize| {
-        runs.iter()
-            .find(|r| r.transport == transport && r.delivery == d && r.nodes == nodes && r.paced)
-    };
+    let find = |d: Delivery, nodes: usize| paced_run(runs, transport, d, nodes);
     let unpaced = runs
         .iter()
         .find(|r| r.transport == transport && r.nodes == n && !r.paced)
@@ -443,11 +451,7 @@ fn ttav_cell(r: Option<&Run>, timeout_s: u64) -> String {
 pub fn table(c: &Comparison) -> String {
     let o = &c.options;
     let n = o.nodes.iter().copied().max().unwrap_or(0);
-    let find = |t: &str, d: Delivery, nodes: usize| {
-        c.runs
-            .iter()
-            .find(|r| r.transport == t && r.delivery == d && r.nodes == nodes && r.paced)
-    };
+    let find = |t: &str, d: Delivery, nodes: usize| paced_run(&c.runs, t, d, nodes);
     let object = c.runs.iter().map(|r| r.object_bytes).max().unwrap_or(0);
     let mut out = format!(
         "Broadcast against unicast: drive nodes, the drive image padded to {} bytes ({object}-byte object with its manifest), \
@@ -499,7 +503,10 @@ pub fn table(c: &Comparison) -> String {
         },
         "≥ 36",
     );
-    let max = frame_format_max_efficiency(TIMING);
+    let max = c.figures.first().map_or_else(
+        || frame_format_max_efficiency(TIMING),
+        |f| f.frame_format_max,
+    );
     row(
         format!(
             "N={n}: broadcast bus efficiency (payload bits / bus time × data rate), repair included (first pass); frame-format maximum {max:.3}"
@@ -566,24 +573,20 @@ pub fn table(c: &Comparison) -> String {
         },
         "",
     );
+    // A figure of the largest paced broadcast, as a share of one core.
+    let core_share = |t: &str, of: fn(&Run) -> Option<f64>| {
+        opt(find(t, Delivery::Broadcast, n).and_then(of), &|c| {
+            format!("{} of one core", pct(c))
+        })
+    };
     row(
         format!("N={n}: CPU per node while the broadcast's first pass runs"),
-        &|t| {
-            let r = find(t, Delivery::Broadcast, n);
-            opt(r.and_then(|r| r.cpu_receiving_per_node), &|c| {
-                format!("{} of one core", pct(c))
-            })
-        },
+        &|t| core_share(t, |r| r.cpu_receiving_per_node),
         "",
     );
     row(
         format!("N={n}: CPU of the whole idle fleet"),
-        &|t| {
-            let r = find(t, Delivery::Broadcast, n);
-            opt(r.and_then(|r| r.cpu_idle_fleet), &|c| {
-                format!("{} of one core", pct(c))
-            })
-        },
+        &|t| core_share(t, |r| r.cpu_idle_fleet),
         "< 5% of one core",
     );
     row(
