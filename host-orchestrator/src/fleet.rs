@@ -1,9 +1,9 @@
 //! Fleet files: which nodes to boot, the master's policy and the bus preset.
 
-use crate::master::session::Repair;
+use crate::master::{MasterConfig, Mode};
 use anyhow::{Context, Result, bail};
 use proto::NodeType;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
 
@@ -52,59 +52,6 @@ pub struct NodeSpec {
     pub group: Option<String>,
     /// Its update set, if it has one.
     pub set: Option<String>,
-}
-
-/// Broadcast mode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// One session per requested type, each carrying that type's image.
-    #[default]
-    Selected,
-    /// One session carrying a bundle of every type's image; each node keeps
-    /// its own part.
-    Combined,
-    /// One session per requesting node (the prior art's per-node transfers),
-    /// for comparison.
-    Unicast,
-}
-
-/// The master's settings.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct MasterConfig {
-    /// The hold-off window.
-    pub hold_off: HoldOff,
-    /// The broadcast mode.
-    pub mode: Mode,
-    /// Whether a node asking while its type's session runs joins it (and
-    /// gets what it missed in repair) rather than waiting for a new window.
-    pub late_join: bool,
-    /// NACK-driven repair.
-    pub repair: Repair,
-    /// A backup master takes over after the primary is silent this long.
-    pub takeover_after: Duration,
-    /// Whether the testbed runs a backup master (a separate process).
-    pub backup: bool,
-    /// The bus's bit rates, to account each session's bus time.
-    pub bus_timing: BitTiming,
-}
-
-impl MasterConfig {
-    /// Defaults around `hold_off`.
-    pub fn new(hold_off: HoldOff) -> MasterConfig {
-        MasterConfig {
-            hold_off,
-            mode: Mode::Selected,
-            late_join: true,
-            repair: Repair {
-                rounds: 3,
-                wait: Duration::from_millis(400),
-            },
-            takeover_after: Duration::from_millis(1000),
-            backup: false,
-            bus_timing: BitTiming::Fd1m5m,
-        }
-    }
 }
 
 /// A fleet file as written. Scenario files share its sections.

@@ -458,7 +458,7 @@ async fn master(args: MasterArgs) -> Result<()> {
     use std::io::Write;
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("cannot read master config {}", args.config.display()))?;
-    let config: host_orchestrator::fleet::MasterConfig = serde_json::from_str(&text)
+    let config: host_orchestrator::master::MasterConfig = serde_json::from_str(&text)
         .with_context(|| format!("master config {}", args.config.display()))?;
     host_orchestrator::store::Store::load(&args.store)?;
     let (events, mut rx) = tokio::sync::mpsc::channel::<master::MasterRecord>(256);

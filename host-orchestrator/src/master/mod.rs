@@ -8,11 +8,11 @@
 //! beacons and re-announcements ahead of bulk data, the scheduler loop, and
 //! one session task at a time.
 
+mod config;
 pub mod scheduler;
 pub mod session;
 
 use crate::busclient::{self, FrameReader, FrameWriter};
-use crate::fleet::MasterConfig;
 use crate::store::{PartSpec, Store};
 use anyhow::{Context, Result};
 use proto::msg::{self, MasterBeacon, Message, NodeState};
@@ -30,6 +30,9 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 pub use crate::holdoff::CloseReason;
+pub use config::MasterConfig;
+pub use scheduler::Mode;
+pub use session::Repair;
 
 /// Which master this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,11 +1,26 @@
 //! The hold-off window logic, free of I/O and tested in virtual time.
 
-use crate::fleet::Mode;
 use crate::holdoff::{CloseReason, HoldOff, WindowClock};
 use proto::NodeType;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// Broadcast mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// One session per requested type, each carrying that type's image.
+    #[default]
+    Selected,
+    /// One session carrying a bundle of every type's image; each node keeps
+    /// its own part.
+    Combined,
+    /// One session per requesting node (the prior art's per-node transfers),
+    /// for comparison.
+    Unicast,
+}
 
 /// Requesters of a window, by type.
 pub type Requesters = BTreeMap<NodeType, BTreeSet<u16>>;
