@@ -370,7 +370,7 @@ async fn up(args: UpArgs) -> Result<bool> {
         eprintln!("testbed up; press Ctrl-C to stop it");
         stop_requested().await;
     }
-    if report.verdict != "pass" {
+    if !report.verdict.passed() {
         tb.keep_run_dir();
         eprintln!("logs kept in {}", tb.run_dir().display());
     }
@@ -382,7 +382,7 @@ async fn up(args: UpArgs) -> Result<bool> {
     }
     println!("{}", report.bus_summary());
     println!("verified {}/{}", report.nodes_verified, report.nodes_total);
-    Ok(report.verdict == "pass")
+    Ok(report.verdict.passed())
 }
 
 async fn storm(args: StormArgs) -> Result<bool> {
@@ -438,7 +438,7 @@ async fn storm(args: StormArgs) -> Result<bool> {
         "verdict {}: verified {}/{}",
         report.testbed.verdict, report.testbed.nodes_verified, report.testbed.nodes_total
     );
-    Ok(report.testbed.verdict == "pass")
+    Ok(report.testbed.verdict.passed())
 }
 
 /// Fails at once, naming `flag`, when the folder `path` would be written in

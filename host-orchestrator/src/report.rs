@@ -2,14 +2,51 @@
 
 use crate::master::{MasterEvent, MasterRecord, Role};
 use crate::supervisor::{FleetView, HostState, ObservedSession, Rejection, digest_hex};
-use serde::Serialize;
+use bus_bridge::BusStats;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+
+/// A run's verdict; "pass" or "fail" in JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Everything held.
+    Pass,
+    /// Something did not.
+    Fail,
+}
+
+impl Verdict {
+    /// `Pass` when `held`.
+    pub fn of(held: bool) -> Verdict {
+        if held { Verdict::Pass } else { Verdict::Fail }
+    }
+
+    /// Whether it is a pass.
+    pub fn passed(self) -> bool {
+        self == Verdict::Pass
+    }
+
+    /// "pass" or "fail".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The whole report of one testbed run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
-    /// "pass" when every node is verified, else "fail".
-    pub verdict: String,
+    /// Pass when every node is verified.
+    pub verdict: Verdict,
     /// Nodes in the fleet.
     pub nodes_total: usize,
     /// Nodes verified.
@@ -28,8 +65,8 @@ pub struct Report {
     pub observed_sessions: Vec<ObservedSession>,
     /// Takeovers by a backup master: (seconds since start, resumed session).
     pub takeovers: Vec<(f64, Option<u32>)>,
-    /// Bus statistics from the bridge.
-    pub bus: serde_json::Value,
+    /// Bus statistics from the bridge (`null` without one).
+    pub bus: Option<BusStats>,
 }
 
 /// One node in the report.
@@ -279,7 +316,7 @@ impl MasterLog {
 pub fn build(
     view: &FleetView,
     log: &MasterLog,
-    bus: serde_json::Value,
+    bus: Option<BusStats>,
     t0: Instant,
     run_dir: String,
 ) -> Report {
@@ -329,12 +366,7 @@ pub fn build(
         .saturating_duration_since(t0)
         .as_secs_f64();
     Report {
-        verdict: if verified == nodes.len() {
-            "pass"
-        } else {
-            "fail"
-        }
-        .into(),
+        verdict: Verdict::of(verified == nodes.len()),
         nodes_total: nodes.len(),
         nodes_verified: verified,
         elapsed_s,
@@ -351,22 +383,22 @@ pub fn build(
 impl Report {
     /// One line of bus statistics: frames, bus time, and every drop by cause.
     pub fn bus_summary(&self) -> String {
-        let t = &self.bus["totals"];
-        let n = |k: &str| t[k].as_u64().unwrap_or(0);
-        let drops: Vec<String> = t["drops"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
-                    .map(|(k, v)| format!("{k} {v}"))
-                    .collect()
-            })
+        let t = self
+            .bus
+            .as_ref()
+            .map(|b| b.totals.clone())
             .unwrap_or_default();
+        let drops: Vec<String> = t
+            .drops
+            .iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         format!(
             "bus: {} frames, {} data bytes, {:.3} s bus time; drops: {}",
-            n("frames"),
-            n("bytes"),
-            n("busy_ns") as f64 / 1e9,
+            t.frames,
+            t.bytes,
+            t.busy_ns as f64 / 1e9,
             if drops.is_empty() {
                 "none".to_string()
             } else {
@@ -418,5 +450,72 @@ impl Report {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A report of no nodes, no master log and no bus.
+    pub(crate) fn empty() -> Report {
+        Report {
+            verdict: Verdict::Pass,
+            nodes_total: 0,
+            nodes_verified: 0,
+            elapsed_s: 0.0,
+            run_dir: "/tmp/run".into(),
+            nodes: Vec::new(),
+            broadcasts: Vec::new(),
+            windows: Vec::new(),
+            observed_sessions: Vec::new(),
+            takeovers: Vec::new(),
+            bus: None,
+        }
+    }
+
+    /// Bus statistics as the bridge serialises them, with `drops` totals.
+    pub(crate) fn bus_stats(drops: &[(&str, u64)]) -> BusStats {
+        let drops: serde_json::Map<String, serde_json::Value> = drops
+            .iter()
+            .map(|(k, v)| (k.to_string(), (*v).into()))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "preset": "fd-1m-5m", "nominal_bps": 1_000_000, "data_bps": 5_000_000,
+            "paced": false, "uptime_ns": 1, "segments": [], "ports": [],
+            "totals": { "frames": 10, "bytes": 640, "busy_ns": 2_000_000, "overruns": 0,
+                        "dropped_port_down": 0, "fd_on_classic_bus": 0, "tx_flushed": 0,
+                        "link_errors": 0, "drops": drops },
+        }))
+        .expect("bus statistics")
+    }
+
+    #[test]
+    fn verdict_and_bus_statistics_serialise_as_before() {
+        let mut r = empty();
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["verdict"], "pass");
+        assert!(v["bus"].is_null());
+        r.verdict = Verdict::Fail;
+        let stats = bus_stats(&[("loss", 3)]);
+        r.bus = Some(stats.clone());
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["verdict"], "fail");
+        assert_eq!(v["bus"], serde_json::to_value(&stats).unwrap());
+        assert_eq!(v["bus"]["totals"]["drops"]["loss"], 3);
+    }
+
+    #[test]
+    fn the_bus_summary_names_every_cause_that_dropped() {
+        let mut r = empty();
+        assert_eq!(
+            r.bus_summary(),
+            "bus: 0 frames, 0 data bytes, 0.000 s bus time; drops: none"
+        );
+        r.bus = Some(bus_stats(&[("loss", 3), ("overrun", 0), ("filtered", 2)]));
+        assert_eq!(
+            r.bus_summary(),
+            "bus: 10 frames, 640 data bytes, 0.002 s bus time; drops: filtered 2, loss 3"
+        );
     }
 }

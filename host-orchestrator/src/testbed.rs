@@ -638,11 +638,7 @@ impl Testbed {
 
     /// The report as of now (bus statistics from the bridge included).
     pub fn report(&self) -> Report {
-        let bus = self
-            .bridge
-            .as_ref()
-            .and_then(|b| serde_json::to_value(b.stats()).ok())
-            .unwrap_or(serde_json::Value::Null);
+        let bus = self.bridge.as_ref().map(|b| b.stats());
         let view = self.supervisor.view.lock().expect("fleet view lock");
         let log = self.master_log.lock().expect("master log lock");
         report::build(
@@ -662,7 +658,7 @@ impl Testbed {
         let mut report = self.report();
         if let Some(b) = self.bridge.take() {
             let stats = b.shutdown().await;
-            report.bus = serde_json::to_value(stats).unwrap_or(serde_json::Value::Null);
+            report.bus = Some(stats);
         }
         report
     }

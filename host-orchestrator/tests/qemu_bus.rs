@@ -9,6 +9,7 @@ mod common;
 
 use common::{SETTLE, dump, options, run};
 use host_orchestrator::fleet::Fleet;
+use host_orchestrator::report::Verdict;
 use host_orchestrator::testbed::Testbed;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -48,7 +49,7 @@ fn tshark_reads_a_fleet_boot_capture_frame_for_frame() {
         let settled = tb.wait_settled(SETTLE).await;
         let pcap = tb.capture_pcap();
         let report = tb.shutdown().await;
-        if !settled || report.verdict != "pass" {
+        if !settled || report.verdict != Verdict::Pass {
             dump(&report);
             panic!("fleet did not verify");
         }
@@ -71,10 +72,10 @@ fn tshark_reads_a_fleet_boot_capture_frame_for_frame() {
                 v.unwrap_or_else(|_| panic!("tshark printed {l:?} for can.id"))
             })
             .collect();
-        let totals = &report.bus["totals"];
+        let bus = report.bus.as_ref().expect("bus statistics");
         assert_eq!(
             ids.len() as u64,
-            totals["frames"].as_u64().unwrap(),
+            bus.totals.frames,
             "frames in the capture vs the bridge"
         );
         // Every frame's identifier names its sender: per sender, the capture
@@ -83,9 +84,9 @@ fn tshark_reads_a_fleet_boot_capture_frame_for_frame() {
         for id in &ids {
             *by_source.entry(*id as u16).or_default() += 1;
         }
-        for port in report.bus["ports"].as_array().unwrap() {
-            let name = port["name"].as_str().unwrap();
-            let sent = port["frames_tx"].as_u64().unwrap();
+        for port in &bus.ports {
+            let name = port.name.as_str();
+            let sent = port.frames_tx;
             if let Some(src) = source_of(name) {
                 assert_eq!(
                     by_source.get(&src).copied().unwrap_or(0),
@@ -161,7 +162,7 @@ fn python_can_watches_the_fleet_and_a_node_answers_it() {
             "python: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        if !settled || report.verdict != "pass" {
+        if !settled || report.verdict != Verdict::Pass {
             dump(&report);
             panic!("fleet did not verify");
         }

@@ -14,7 +14,7 @@ use host_orchestrator::busclient;
 use host_orchestrator::fleet::Fleet;
 use host_orchestrator::master::scheduler::{SessionKind, SessionPlan};
 use host_orchestrator::master::session::{Content, announce_frames, data_frame};
-use host_orchestrator::report::{NodeReport, Report};
+use host_orchestrator::report::{NodeReport, Report, Verdict};
 use host_orchestrator::store::{PartSpec, image_file_name};
 use host_orchestrator::supervisor::HostState;
 use host_orchestrator::testbed::Testbed;
@@ -142,7 +142,7 @@ fn unsigned_forged_and_tampered_images_are_rejected_and_never_run() {
         let report = tb.shutdown().await;
         let ok = std::panic::catch_unwind(|| {
             assert!(settled, "fleet did not settle");
-            assert_eq!(report.verdict, "fail");
+            assert_eq!(report.verdict, Verdict::Fail);
             refused(&report, 1, "bad signature");
             refused(&report, 2, "bad signature");
             refused(&report, 3, "bad signature");
@@ -296,7 +296,7 @@ fn a_rogue_sender_cannot_get_a_forged_image_run_and_every_node_ends_on_the_real_
             assert!(all_asking, "not every node asked");
             assert!(window_open, "the window closed before the rogue spoke");
             assert!(settled, "fleet did not settle");
-            assert_eq!(report.verdict, "pass");
+            assert_eq!(report.verdict, Verdict::Pass);
             let seen: BTreeSet<u32> = report.observed_sessions.iter().map(|s| s.session).collect();
             assert!(sessions.iter().all(|s| seen.contains(s)), "{seen:?}");
             for n in &report.nodes {

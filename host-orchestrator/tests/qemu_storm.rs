@@ -5,6 +5,7 @@
 mod common;
 
 use common::{artifacts, run};
+use host_orchestrator::report::Verdict;
 use host_orchestrator::storm::scenario::Scenario;
 use host_orchestrator::storm::{StormOptions, StormReport, run as storm};
 use std::path::Path;
@@ -42,10 +43,10 @@ fn shipped(name: &str) -> Scenario {
 fn the_shipped_rolling_update_keeps_every_group_running() {
     run(async {
         let r = play(shipped("rolling-update.toml")).await;
-        if r.testbed.verdict != "pass" {
+        if r.testbed.verdict != Verdict::Pass {
             eprintln!("{}", r.table());
         }
-        assert_eq!(r.testbed.verdict, "pass");
+        assert_eq!(r.testbed.verdict, Verdict::Pass);
         assert!(check(&r, "availability").pass);
         assert!(
             check(&r, "availability")
@@ -95,7 +96,7 @@ fn rebooting_both_sets_at_once_breaks_availability_and_the_storm_says_so() {
             "{}",
             a.evidence
         );
-        assert_eq!(r.testbed.verdict, "fail");
+        assert_eq!(r.testbed.verdict, Verdict::Fail);
     });
 }
 
@@ -117,6 +118,6 @@ fn a_reboot_the_scenario_did_not_make_is_a_disturbance() {
         );
         // Everything else held: the node came back with the right image.
         assert!(check(&r, "right-image").pass, "{}", r.table());
-        assert_eq!(r.testbed.verdict, "fail");
+        assert_eq!(r.testbed.verdict, Verdict::Fail);
     });
 }

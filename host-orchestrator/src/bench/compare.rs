@@ -228,10 +228,10 @@ fn measure(
     pss_per_node_mib: Option<f64>,
 ) -> Run {
     let first = report.broadcasts.first();
-    let overruns = report.bus["segments"]
-        .as_array()
-        .map(|s| s.iter().filter_map(|s| s["overruns"].as_u64()).sum())
-        .unwrap_or(0);
+    let overruns = report
+        .bus
+        .as_ref()
+        .map_or(0, |b| b.segments.iter().map(|s| s.overruns).sum());
     Run {
         transport: shape.transport.to_string(),
         delivery: shape.delivery,

@@ -7,7 +7,7 @@
 pub mod junit;
 pub mod scenario;
 
-use crate::report::Report;
+use crate::report::{Report, Verdict};
 use crate::supervisor::{FleetView, HostState};
 use crate::testbed::{Artifacts, Options, Testbed};
 use anyhow::{Context, Result};
@@ -565,12 +565,7 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
         invariants,
         testbed,
     };
-    report.testbed.verdict = if report.invariants.iter().all(|c| c.pass) {
-        "pass"
-    } else {
-        "fail"
-    }
-    .into();
+    report.testbed.verdict = Verdict::of(report.invariants.iter().all(|c| c.pass));
     Ok(report)
 }
 
@@ -706,7 +701,8 @@ fn judge(
         .map(|n| format!("node {} is {:?} with no recorded reason", n.id, n.state))
         .collect();
     let rejections: usize = r.nodes.iter().map(|n| n.rejections.len()).sum();
-    let drops = &r.bus["totals"]["drops"];
+    // As JSON, like the report: `null` without bus statistics.
+    let drops = serde_json::to_string(&r.bus.as_ref().map(|b| &b.totals.drops)).unwrap_or_default();
     check(
         "accounted",
         unexplained.is_empty(),
