@@ -69,18 +69,9 @@ impl Artifacts {
     /// images the testbed makes (padded, published) need it, or nodes
     /// refuse them.
     pub fn signing_key(&self) -> Result<images::sign::SigningKey> {
-        let path = self.dir.join("build.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| path.display().to_string())?;
-        let key = json["signing"]["key"].as_str().with_context(|| {
-            format!(
-                "{} names no signing key; run `cargo xtask build`",
-                path.display()
-            )
-        })?;
-        images::sign::SigningKey::load(Path::new(key))
+        let path = self.dir.join(images::build_manifest::FILE_NAME);
+        let build = images::build_manifest::BuildManifest::load(&path)?;
+        images::sign::SigningKey::load(&build.signing.key)
     }
 }
 

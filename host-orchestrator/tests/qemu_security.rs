@@ -19,6 +19,7 @@ use host_orchestrator::store::{PartSpec, image_file_name};
 use host_orchestrator::supervisor::HostState;
 use host_orchestrator::testbed::Testbed;
 use images::build::{Image, hex};
+use images::build_manifest::{self, BuildManifest};
 use images::manifest::pack_version;
 use images::sign::SigningKey;
 use proto::NodeType;
@@ -33,14 +34,10 @@ const ROGUE: u16 = 0xFFF5;
 /// The key `cargo xtask build` signed the artifacts with (named in
 /// build.json), so tests can make images the nodes accept.
 fn build_key() -> SigningKey {
-    let dir = artifacts().dir;
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("build.json")).expect("build.json"))
-            .expect("build.json parses");
-    let path = json["signing"]["key"]
-        .as_str()
+    let path = artifacts().dir.join(build_manifest::FILE_NAME);
+    let build = BuildManifest::load(&path)
         .expect("build.json names the signing key (run `cargo xtask build`)");
-    SigningKey::load(Path::new(path)).expect("the build's signing key")
+    SigningKey::load(&build.signing.key).expect("the build's signing key")
 }
 
 fn built(t: NodeType) -> Image {

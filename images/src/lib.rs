@@ -18,6 +18,8 @@ pub mod signature;
 #[cfg(feature = "std")]
 pub mod build;
 #[cfg(feature = "std")]
+pub mod build_manifest;
+#[cfg(feature = "std")]
 pub mod sign;
 
 pub use manifest::{Manifest, ManifestError};

@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use board::memory::{FLASH_BASE, FLASH_SIZE};
 use goblin::elf::{Elf, program_header::PT_LOAD};
 use images::build::{BuildOptions, build_from_elf, hex};
+use images::build_manifest::{self, BootRomSize, BuildManifest, RomBytes, SigningRecord};
 use images::sign::{SigningKey, public_key_file_text};
 use proto::NodeType;
 use std::path::{Path, PathBuf};
@@ -177,19 +178,34 @@ pub fn build(root: &Path) -> Result<PathBuf> {
             &image.to_bytes(),
         )?;
     }
-    let summary = serde_json::json!({
-        "boot_rom": { "text": size.text, "rodata": size.rodata, "data": size.data, "bss": size.bss, "stack": size.stack,
-                      "rom_bytes": size.rom_bytes(),
-                      "without_signature_check": { "text": unchecked.text, "rodata": unchecked.rodata,
-                                                   "data": unchecked.data, "rom_bytes": unchecked.rom_bytes() } },
-        "signing": { "key": signing.key_file, "public_key": signing.public_file,
-                     "key_id": hex(&signing.key.key_id()), "development": signing.development },
-    });
-    std::fs::write(
-        out.join("build.json"),
-        serde_json::to_string_pretty(&summary)?,
-    )?;
+    manifest(&size, &unchecked, &signing).write(&out.join(build_manifest::FILE_NAME))?;
     Ok(out)
+}
+
+/// The build's record: the boot ROM's size and the signing key.
+fn manifest(size: &RomSize, unchecked: &RomSize, signing: &Signing) -> BuildManifest {
+    BuildManifest {
+        boot_rom: BootRomSize {
+            bss: size.bss,
+            data: size.data,
+            rodata: size.rodata,
+            rom_bytes: size.rom_bytes(),
+            stack: size.stack,
+            text: size.text,
+            without_signature_check: RomBytes {
+                data: unchecked.data,
+                rodata: unchecked.rodata,
+                rom_bytes: unchecked.rom_bytes(),
+                text: unchecked.text,
+            },
+        },
+        signing: SigningRecord {
+            development: signing.development,
+            key: signing.key_file.clone(),
+            key_id: hex(&signing.key.key_id()),
+            public_key: signing.public_file.clone(),
+        },
+    }
 }
 
 /// Section sizes of the boot ROM.
@@ -265,4 +281,34 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_build_manifest_names_the_key_and_sums_the_rom() {
+        let rom = |text, rodata, data| RomSize {
+            text,
+            rodata,
+            data,
+            bss: 7,
+            stack: 8,
+        };
+        let signing = Signing {
+            key: SigningKey::from_seed([1; 32]).unwrap(),
+            key_file: "/keys/dev.key".into(),
+            public_file: "/out/signing.pub".into(),
+            development: true,
+        };
+        let m = manifest(&rom(100, 20, 3), &rom(50, 10, 1), &signing);
+        assert_eq!(m.boot_rom.rom_bytes, 123);
+        assert_eq!(m.boot_rom.without_signature_check.rom_bytes, 61);
+        assert_eq!((m.boot_rom.bss, m.boot_rom.stack), (7, 8));
+        assert_eq!(m.signing.key, Path::new("/keys/dev.key"));
+        assert_eq!(m.signing.key_id, hex(&signing.key.key_id()));
+        // What the testbed reads back is what was written.
+        assert_eq!(BuildManifest::parse(m.to_text().as_bytes()).unwrap(), m);
+    }
 }
