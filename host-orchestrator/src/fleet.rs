@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::holdoff::{HoldOff, HoldOffSettings, Policy};
+use board::strap::Transport;
 use bus_bridge::{BitTiming, FaultConfig, LinkConfig, Topology};
 
 /// Most nodes one testbed boots (node ids and ports are sized for it).
@@ -25,7 +26,7 @@ pub struct Fleet {
     /// Whether the bus runs in real time.
     pub paced: bool,
     /// The device nodes reach the bus through.
-    pub transport: board::strap::Transport,
+    pub transport: Transport,
     /// Bus segments and the links (flex cables) that join them.
     pub topology: Topology,
     /// Bus faults in force from the start.
@@ -54,6 +55,175 @@ pub struct NodeSpec {
     pub set: Option<String>,
 }
 
+/// A fleet in code: what a fleet file says, typed (names stay names), and
+/// checked by [`FleetBuilder::build`] exactly as a file is. Numbers are in
+/// the file's units, so that one check covers both.
+#[derive(Clone, Debug, Default)]
+pub struct FleetBuilder {
+    /// `image_size`: pad every image to this many bytes.
+    pub image_size: Option<u32>,
+    /// `[bus]`.
+    pub bus: BusSettings,
+    /// `[master]`.
+    pub master: MasterSettings,
+    /// `[[nodes]]`, in order: ids are given in this order.
+    pub nodes: Vec<NodeGroup>,
+}
+
+/// The bus settings of a fleet (`[bus]`).
+#[derive(Clone, Debug)]
+pub struct BusSettings {
+    /// The bit rates (CAN FD only).
+    pub preset: BitTiming,
+    /// Whether frames take their real time.
+    pub paced: bool,
+    /// How nodes reach the bus.
+    pub transport: Transport,
+    /// Segment names; default: the nodes' segments in first-use order.
+    pub segments: Option<Vec<String>>,
+    /// Links between segments; default: the segments chained.
+    pub links: Option<Vec<[String; 2]>>,
+    /// Faults from the start.
+    pub faults: FaultConfig,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        BusSettings {
+            preset: default_preset(),
+            paced: false,
+            transport: Transport::Uart,
+            segments: None,
+            links: None,
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+/// The master's settings as a fleet file writes them (`[master]`), before
+/// they are checked. Times are milliseconds.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterSettings {
+    /// The hold-off policy.
+    pub policy: Option<Policy>,
+    /// T.
+    pub hold_off_ms: Option<i64>,
+    /// The cap from the first request.
+    pub max_wait_ms: Option<i64>,
+    /// `shrink`: how much shorter each renewal is.
+    pub shrink_step_ms: Option<i64>,
+    /// `shrink`: the shortest renewal.
+    pub floor_ms: Option<i64>,
+    /// `quorum`: requesters that close the window.
+    pub min_requests: Option<i64>,
+    /// The broadcast mode.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Whether late nodes join a running session (default true).
+    pub late_join: Option<bool>,
+    /// Repair rounds, 0 to 10.
+    pub repair_rounds: Option<i64>,
+    /// How long to collect NACKs.
+    pub repair_wait_ms: Option<i64>,
+    /// Run a backup master.
+    pub backup: Option<bool>,
+    /// The backup takes over after the primary is silent this long.
+    pub takeover_ms: Option<i64>,
+}
+
+/// One group of nodes (`[[nodes]]`).
+#[derive(Clone, Debug)]
+pub struct NodeGroup {
+    /// Their type.
+    pub node_type: NodeType,
+    /// How many (at least 1).
+    pub count: i64,
+    /// Their segment.
+    pub segment: String,
+    /// Their anti-rollback fuse (a packed version).
+    pub min_version: u32,
+    /// The group's first node powers on this long after the start.
+    pub start_after_ms: Option<i64>,
+    /// Each further node of the group powers on this long after the previous.
+    pub stagger_ms: Option<i64>,
+    /// Redundancy group: at least one member must run at every moment.
+    pub group: Option<String>,
+    /// Update set (rolling updates reboot one set at a time).
+    pub set: Option<String>,
+    /// Update sets, given to the group's nodes in turn.
+    pub sets: Option<Vec<String>>,
+}
+
+impl NodeGroup {
+    /// One node of type `t` on the `base` segment, powered on at the start.
+    pub fn new(t: NodeType) -> NodeGroup {
+        NodeGroup {
+            node_type: t,
+            count: 1,
+            segment: default_segment(),
+            min_version: 0,
+            start_after_ms: None,
+            stagger_ms: None,
+            group: None,
+            set: None,
+            sets: None,
+        }
+    }
+}
+
+/// Where the parts of a fleet description were written, to name in errors.
+#[derive(Default)]
+pub(crate) struct Places {
+    /// Each `[[nodes]]` group's place.
+    pub(crate) nodes: Vec<String>,
+    /// The `[master]` section's place.
+    pub(crate) master: Option<String>,
+}
+
+impl FleetBuilder {
+    /// Checks the description and makes the fleet. Errors name the field.
+    pub fn build(&self) -> Result<Fleet> {
+        self.build_at(&Places::default())
+    }
+
+    /// [`FleetBuilder::build`], naming in errors where each part was written.
+    pub(crate) fn build_at(&self, places: &Places) -> Result<Fleet> {
+        let bus = &self.bus;
+        if !bus.preset.is_fd() {
+            bail!(
+                "[bus]: bus.preset: {} carries 8-byte classic frames, but bootcast's messages need CAN FD (fd-1m-2m or fd-1m-5m)",
+                bus.preset.name()
+            );
+        }
+        if self.nodes.is_empty() {
+            bail!("nodes: the fleet has no nodes");
+        }
+        let mut nodes = Vec::new();
+        for (i, g) in self.nodes.iter().enumerate() {
+            // The messages name `nodes[i]`; a file adds its line.
+            add_group(&mut nodes, i, g).map_err(|e| match places.nodes.get(i) {
+                Some(at) => e.context(at.clone()),
+                None => e,
+            })?;
+        }
+        let mut master = master_config(&self.master, nodes.len())
+            .with_context(|| places.master.clone().unwrap_or_else(|| "master".into()))?;
+        master.bus_timing = bus.preset;
+        let topology = topology(bus, &nodes).context("[bus]")?;
+        Ok(Fleet {
+            nodes,
+            master,
+            topology,
+            faults: bus.faults.clone(),
+            timing: bus.preset,
+            paced: bus.paced,
+            transport: bus.transport,
+            image_size: self.image_size,
+        })
+    }
+}
+
 /// A fleet file as written. Scenario files share its sections.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,8 +231,8 @@ pub(crate) struct FleetFile {
     pub(crate) image_size: Option<String>,
     // Not spanned: toml cannot span a table made implicitly by `[bus.faults]`.
     pub(crate) bus: Option<BusSection>,
-    pub(crate) master: Option<toml::Spanned<MasterSection>>,
-    pub(crate) nodes: Vec<toml::Spanned<NodeGroup>>,
+    pub(crate) master: Option<toml::Spanned<MasterSettings>>,
+    pub(crate) nodes: Vec<toml::Spanned<NodesSection>>,
 }
 
 #[derive(Deserialize)]
@@ -78,44 +248,13 @@ pub(crate) struct BusSection {
     faults: Option<FaultConfig>,
 }
 
-impl Default for BusSection {
-    fn default() -> Self {
-        BusSection {
-            preset: default_preset(),
-            paced: false,
-            transport: None,
-            segments: None,
-            links: None,
-            faults: None,
-        }
-    }
-}
-
 fn default_preset() -> BitTiming {
     BitTiming::Fd1m5m
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MasterSection {
-    policy: Option<Policy>,
-    hold_off_ms: Option<i64>,
-    max_wait_ms: Option<i64>,
-    shrink_step_ms: Option<i64>,
-    floor_ms: Option<i64>,
-    min_requests: Option<i64>,
-    #[serde(default)]
-    mode: Mode,
-    late_join: Option<bool>,
-    repair_rounds: Option<i64>,
-    repair_wait_ms: Option<i64>,
-    backup: Option<bool>,
-    takeover_ms: Option<i64>,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct NodeGroup {
+pub(crate) struct NodesSection {
     #[serde(rename = "type")]
     node_type: String,
     #[serde(default = "one")]
@@ -124,15 +263,10 @@ pub(crate) struct NodeGroup {
     segment: String,
     #[serde(default)]
     min_version: Option<String>,
-    /// The group's first node powers on this long after the start.
     start_after_ms: Option<i64>,
-    /// Each further node of the group powers on this long after the previous.
     stagger_ms: Option<i64>,
-    /// Redundancy group: at least one member must run at every moment.
     group: Option<String>,
-    /// Update set (rolling updates reboot one set at a time).
     set: Option<String>,
-    /// Update sets, given to the group's nodes in turn.
     sets: Option<Vec<String>>,
 }
 
@@ -143,9 +277,61 @@ fn default_segment() -> String {
     "base".into()
 }
 
+impl NodesSection {
+    /// The group, with its type and version names read.
+    fn group(self, i: usize) -> Result<NodeGroup> {
+        let node_type = NodeType::from_name(&self.node_type).with_context(|| {
+            format!(
+                "nodes[{i}].type: unknown node type {:?} (known: {})",
+                self.node_type,
+                type_names()
+            )
+        })?;
+        let min_version = match &self.min_version {
+            Some(v) => images::build::parse_version(v)
+                .map_err(|e| anyhow::anyhow!("nodes[{i}].min_version: {e}"))?,
+            None => 0,
+        };
+        Ok(NodeGroup {
+            node_type,
+            count: self.count,
+            segment: self.segment,
+            min_version,
+            start_after_ms: self.start_after_ms,
+            stagger_ms: self.stagger_ms,
+            group: self.group,
+            set: self.set,
+            sets: self.sets,
+        })
+    }
+}
+
+impl BusSection {
+    /// The settings, with the transport's name read.
+    fn settings(self) -> Result<BusSettings> {
+        Ok(BusSettings {
+            transport: transport(self.transport.as_deref().unwrap_or("uart"))?,
+            preset: self.preset,
+            paced: self.paced,
+            segments: self.segments,
+            links: self.links,
+            faults: self.faults.unwrap_or_default(),
+        })
+    }
+}
+
+/// The transport called `name` in fleet files.
+pub fn transport(name: &str) -> Result<Transport> {
+    match name {
+        "uart" => Ok(Transport::Uart),
+        "virtio" => Ok(Transport::Virtio),
+        other => bail!("bus.transport: unknown transport {other:?} (uart or virtio)"),
+    }
+}
+
 /// The bus's segments and links: as listed, or the nodes' segments in
 /// first-use order, chained like the seed's frames by flex cables.
-fn topology(bus: &BusSection, nodes: &[NodeSpec]) -> Result<Topology> {
+fn topology(bus: &BusSettings, nodes: &[NodeSpec]) -> Result<Topology> {
     let segments = match &bus.segments {
         Some(s) => {
             if s.is_empty() {
@@ -204,13 +390,6 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
 
 /// Adds the nodes of group `i` of a fleet file.
 fn add_group(nodes: &mut Vec<NodeSpec>, i: usize, g: &NodeGroup) -> Result<()> {
-    let node_type = NodeType::from_name(&g.node_type).with_context(|| {
-        format!(
-            "nodes[{i}].type: unknown node type {:?} (known: {})",
-            g.node_type,
-            type_names()
-        )
-    })?;
     if g.count < 1 {
         bail!("nodes[{i}].count: must be at least 1, got {}", g.count);
     }
@@ -235,11 +414,6 @@ fn add_group(nodes: &mut Vec<NodeSpec>, i: usize, g: &NodeGroup) -> Result<()> {
     if let Some(bad) = sets.iter().find(|s| !name_ok(s)) {
         bail!("nodes[{i}].sets: {bad:?} is not a set name (letters, digits, '-')");
     }
-    let min_version = match &g.min_version {
-        Some(v) => images::build::parse_version(v)
-            .map_err(|e| anyhow::anyhow!("nodes[{i}].min_version: {e}"))?,
-        None => 0,
-    };
     let ms = |field: &str, v: Option<i64>| -> Result<Duration> {
         match v {
             Some(v) if !(0..=3_600_000).contains(&v) => {
@@ -256,9 +430,9 @@ fn add_group(nodes: &mut Vec<NodeSpec>, i: usize, g: &NodeGroup) -> Result<()> {
         }
         nodes.push(NodeSpec {
             id: nodes.len() as u16 + 1,
-            node_type,
+            node_type: g.node_type,
             segment: g.segment.clone(),
-            min_version,
+            min_version: g.min_version,
             power_on_after: start_after + stagger * k as u32,
             group: g.group.clone(),
             set: (!sets.is_empty()).then(|| sets[k % sets.len()].clone()),
@@ -268,7 +442,7 @@ fn add_group(nodes: &mut Vec<NodeSpec>, i: usize, g: &NodeGroup) -> Result<()> {
 }
 
 /// The master's settings from `[master]`, for a fleet of `fleet_size`.
-fn master_config(m: &MasterSection, fleet_size: usize) -> Result<MasterConfig> {
+fn master_config(m: &MasterSettings, fleet_size: usize) -> Result<MasterConfig> {
     let settings = HoldOffSettings {
         policy: m.policy,
         hold_off_ms: m.hold_off_ms,
@@ -325,55 +499,40 @@ impl Fleet {
     }
 
     /// Builds a fleet from its parsed file; `text` is the file, for line
-    /// numbers in errors.
+    /// numbers in errors. Reads the names a file writes (types, versions,
+    /// sizes, the transport); [`FleetBuilder::build`] checks the rest.
     pub(crate) fn from_file(file: FleetFile, text: &str) -> Result<Fleet> {
-        let bus = file.bus.unwrap_or_default();
-        let bus_at = "[bus]".to_string();
-        if !bus.preset.is_fd() {
-            bail!(
-                "{bus_at}: bus.preset: {} carries 8-byte classic frames, but bootcast's messages need CAN FD (fd-1m-2m or fd-1m-5m)",
-                bus.preset.name()
-            );
-        }
-        if file.nodes.is_empty() {
-            bail!("nodes: the fleet has no nodes");
-        }
+        let mut places = Places::default();
         let mut nodes = Vec::new();
-        for (i, g) in file.nodes.iter().enumerate() {
-            let line = line_of(text, g.span().start);
-            add_group(&mut nodes, i, g.get_ref()).with_context(|| format!("line {line}"))?;
+        for (i, g) in file.nodes.into_iter().enumerate() {
+            let at = format!("line {}", line_of(text, g.span().start));
+            nodes.push(g.into_inner().group(i).context(at.clone())?);
+            places.nodes.push(at);
         }
-        let (m, master_at) = match file.master {
+        let master = match file.master {
             Some(m) => {
-                let at = format!("line {}", line_of(text, m.span().start));
-                (m.into_inner(), at)
+                places.master = Some(format!("line {}", line_of(text, m.span().start)));
+                m.into_inner()
             }
-            None => (MasterSection::default(), "master".to_string()),
+            None => MasterSettings::default(),
         };
-        let mut master = master_config(&m, nodes.len()).with_context(|| master_at)?;
-        master.bus_timing = bus.preset;
-        let topology = topology(&bus, &nodes).with_context(|| bus_at.clone())?;
-        Ok(Fleet {
-            nodes,
+        let bus = match file.bus {
+            Some(b) => b.settings().context("[bus]")?,
+            None => BusSettings::default(),
+        };
+        let image_size = match &file.image_size {
+            Some(s) => {
+                Some(images::build::parse_size(s).map_err(|e| anyhow::anyhow!("image_size: {e}"))?)
+            }
+            None => None,
+        };
+        FleetBuilder {
+            image_size,
+            bus,
             master,
-            topology,
-            faults: bus.faults.clone().unwrap_or_default(),
-            timing: bus.preset,
-            paced: bus.paced,
-            transport: match bus.transport.as_deref() {
-                None | Some("uart") => board::strap::Transport::Uart,
-                Some("virtio") => board::strap::Transport::Virtio,
-                Some(other) => {
-                    bail!("{bus_at}: bus.transport: unknown transport {other:?} (uart or virtio)")
-                }
-            },
-            image_size: match &file.image_size {
-                Some(s) => Some(
-                    images::build::parse_size(s).map_err(|e| anyhow::anyhow!("image_size: {e}"))?,
-                ),
-                None => None,
-            },
-        })
+            nodes,
+        }
+        .build_at(&places)
     }
 
     /// The default fleet of `n` nodes in the seed's tape-library mix: a few
@@ -405,23 +564,22 @@ impl Fleet {
                 (true, _) => ["base", "ha", "ext1"][k % 3],
             }
         };
-        let mut left = n;
-        let mut text = String::new();
+        let mut fleet = FleetBuilder::default();
         if library {
-            text += "[bus]\nsegments = [\"base\", \"ext1\", \"ha\"]\n";
+            fleet.bus.segments = Some(["base", "ext1", "ha"].map(String::from).to_vec());
         }
+        let mut left = n;
         for (t, c) in counts {
             let c = c.min(left);
             left -= c;
             for k in 0..c {
-                text += &format!(
-                    "[[nodes]]\ntype = \"{}\"\nsegment = \"{}\"\n",
-                    t.name(),
-                    segment(t, k)
-                );
+                fleet.nodes.push(NodeGroup {
+                    segment: segment(t, k).into(),
+                    ..NodeGroup::new(t)
+                });
             }
         }
-        Fleet::parse(&text)
+        fleet.build()
     }
 
     /// Node types present, in type order.
@@ -483,6 +641,35 @@ mod tests {
     }
 
     #[test]
+    fn default_mix_is_the_fleet_its_file_text_made() {
+        // How the mix was written before the builder: one [[nodes]] per node.
+        fn as_text(f: &Fleet) -> String {
+            let mut text = String::new();
+            if f.topology.segments.len() > 1 {
+                text += "[bus]\nsegments = [\"base\", \"ext1\", \"ha\"]\n";
+            }
+            for n in &f.nodes {
+                text += &format!(
+                    "[[nodes]]\ntype = \"{}\"\nsegment = \"{}\"\n",
+                    n.node_type.name(),
+                    n.segment
+                );
+            }
+            text
+        }
+        for n in 1..=MAX_NODES {
+            let mix = Fleet::default_mix(n).unwrap();
+            let parsed = Fleet::parse(&as_text(&mix)).unwrap();
+            assert_eq!(format!("{mix:?}"), format!("{parsed:?}"), "n = {n}");
+        }
+        let segments: Vec<_> = Fleet::default_mix(40).unwrap().nodes[4..7]
+            .iter()
+            .map(|n| n.segment.clone())
+            .collect();
+        assert_eq!(segments, ["base", "ext1", "ha"], "drives fill every frame");
+    }
+
+    #[test]
     fn fault_tables_need_no_bus_table() {
         let f = Fleet::parse(
             "[bus.faults]\nseed = 7\nrules = [{ kind = \"loss\", probability = 0.02 }]\n[[nodes]]\ntype = \"xy\"\n",
@@ -541,6 +728,111 @@ mod tests {
             images::manifest::pack_version(1, 2, 3)
         );
         assert_eq!(f.master.hold_off.policy, Policy::Fixed);
+    }
+
+    /// A builder with every section set, and the file that says the same.
+    fn described() -> (FleetBuilder, &'static str) {
+        let mut b = FleetBuilder {
+            image_size: Some(64 * 1024),
+            ..FleetBuilder::default()
+        };
+        b.bus.paced = true;
+        b.bus.transport = Transport::Virtio;
+        b.bus.segments = Some(vec!["base".into(), "ha".into()]);
+        b.master.policy = Some(Policy::Quorum);
+        b.master.hold_off_ms = Some(700);
+        b.master.mode = Mode::Combined;
+        b.master.repair_rounds = Some(2);
+        b.nodes.push(NodeGroup {
+            count: 2,
+            group: Some("acc".into()),
+            sets: Some(vec!["A".into(), "B".into()]),
+            ..NodeGroup::new(NodeType::Accessor)
+        });
+        b.nodes.push(NodeGroup {
+            count: 3,
+            segment: "ha".into(),
+            min_version: images::manifest::pack_version(1, 2, 3),
+            start_after_ms: Some(100),
+            stagger_ms: Some(10),
+            ..NodeGroup::new(NodeType::Drive)
+        });
+        let text = "image_size = \"64K\"\n\
+                    [bus]\npaced = true\ntransport = \"virtio\"\nsegments = [\"base\", \"ha\"]\n\
+                    [master]\npolicy = \"quorum\"\nhold_off_ms = 700\nmode = \"combined\"\nrepair_rounds = 2\n\
+                    [[nodes]]\ntype = \"accessor\"\ncount = 2\ngroup = \"acc\"\nsets = [\"A\", \"B\"]\n\
+                    [[nodes]]\ntype = \"drive\"\ncount = 3\nsegment = \"ha\"\nmin_version = \"1.2.3\"\n\
+                    start_after_ms = 100\nstagger_ms = 10\n";
+        (b, text)
+    }
+
+    #[test]
+    fn a_builder_and_the_file_that_says_the_same_make_the_same_fleet() {
+        let (b, text) = described();
+        let built = format!("{:?}", b.build().unwrap());
+        assert_eq!(built, format!("{:?}", Fleet::parse(text).unwrap()));
+        // And the fleet is what was asked for, not merely the same twice.
+        let f = b.build().unwrap();
+        assert_eq!(f.nodes.len(), 5);
+        assert_eq!(f.nodes[4].power_on_after, Duration::from_millis(120));
+        assert_eq!(f.master.hold_off.min_requests, 5);
+        assert_eq!(f.topology.links.len(), 1);
+    }
+
+    #[test]
+    fn a_builder_is_checked_as_a_file_is() {
+        // Each change to a one-drive fleet, in code and in a file.
+        type Change = fn(&mut FleetBuilder);
+        let cases: [(Change, &str, &str); 7] = [
+            (
+                |b| b.nodes[0].count = 0,
+                "[[nodes]]\ntype = \"drive\"\ncount = 0\n",
+                "nodes[0].count: must be at least 1, got 0",
+            ),
+            (
+                |b| b.nodes[0].segment = "a b".into(),
+                "[[nodes]]\ntype = \"drive\"\nsegment = \"a b\"\n",
+                "nodes[0].segment: \"a b\" is not a segment name",
+            ),
+            (
+                |b| b.nodes[0].stagger_ms = Some(-1),
+                "[[nodes]]\ntype = \"drive\"\nstagger_ms = -1\n",
+                "nodes[0].stagger_ms: must be 0 to 3600000 milliseconds, got -1",
+            ),
+            (
+                |b| b.nodes[0].count = 300,
+                "[[nodes]]\ntype = \"drive\"\ncount = 300\n",
+                "nodes: more than 250 nodes",
+            ),
+            (
+                |b| b.master.hold_off_ms = Some(0),
+                "[master]\nhold_off_ms = 0\n[[nodes]]\ntype = \"drive\"\n",
+                "master.hold_off_ms",
+            ),
+            (
+                |b| b.bus.preset = BitTiming::Classic500k,
+                "[bus]\npreset = \"classic-500k\"\n[[nodes]]\ntype = \"drive\"\n",
+                "[bus]: bus.preset: classic-500k",
+            ),
+            (
+                |b| b.bus.links = Some(vec![["base".into(), "moon".into()]]),
+                "[bus]\nlinks = [[\"base\", \"moon\"]]\n[[nodes]]\ntype = \"drive\"\n",
+                "[bus]: bus.links[0]: segment \"moon\" is not one of",
+            ),
+        ];
+        for (change, text, want) in cases {
+            let mut b = FleetBuilder::default();
+            b.nodes.push(NodeGroup::new(NodeType::Drive));
+            assert!(b.build().is_ok());
+            change(&mut b);
+            let got = format!("{:#}", b.build().unwrap_err());
+            assert!(got.contains(want), "builder: got {got:?}, want {want:?}");
+            let got = format!("{:#}", Fleet::parse(text).unwrap_err());
+            assert!(
+                got.contains(want),
+                "file {text:?}: got {got:?}, want {want:?}"
+            );
+        }
     }
 
     #[test]

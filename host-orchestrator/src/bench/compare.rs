@@ -4,13 +4,15 @@
 //! the figures (bus-time ratio, bus efficiency, time to all verified against
 //! its floor, real-time factor, host cost per node) come from those runs.
 
-use crate::fleet::Fleet;
+use crate::fleet::{BusSettings, Fleet, FleetBuilder, MasterSettings, NodeGroup};
+use crate::holdoff::Policy;
+use crate::master::Mode;
 use crate::report::Report;
 use crate::testbed::{Artifacts, Options, Testbed};
 use anyhow::{Context, Result};
 use bus_bridge::BitTiming;
-use proto::Frame;
 use proto::msg::{Kind, MASTER_PRIMARY};
+use proto::{Frame, NodeType};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -112,18 +114,31 @@ pub fn fleet(
     opts: &CompareOptions,
 ) -> Result<Fleet> {
     let mode = match delivery {
-        Delivery::Broadcast => "selected",
-        Delivery::Unicast => "unicast",
+        Delivery::Broadcast => Mode::Selected,
+        Delivery::Unicast => Mode::Unicast,
     };
-    Fleet::parse(&format!(
-        "image_size = \"{size}\"\n\
-         [bus]\npreset = \"{preset}\"\npaced = {paced}\ntransport = \"{transport}\"\n\
-         [master]\npolicy = \"fixed\"\nhold_off_ms = {hold}\nmode = \"{mode}\"\n\
-         [[nodes]]\ntype = \"drive\"\ncount = {nodes}\n",
-        size = opts.image_size,
-        preset = TIMING.name(),
-        hold = opts.hold_off_ms,
-    ))
+    // Out of range is refused by the fleet's own checks, naming the field.
+    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    FleetBuilder {
+        image_size: Some(opts.image_size),
+        bus: BusSettings {
+            preset: TIMING,
+            paced,
+            transport: crate::fleet::transport(transport)?,
+            ..BusSettings::default()
+        },
+        master: MasterSettings {
+            policy: Some(Policy::Fixed),
+            hold_off_ms: Some(int(opts.hold_off_ms)),
+            mode,
+            ..MasterSettings::default()
+        },
+        nodes: vec![NodeGroup {
+            count: int(nodes as u64),
+            ..NodeGroup::new(NodeType::Drive)
+        }],
+    }
+    .build()
 }
 
 /// One run's shape.
@@ -621,6 +636,29 @@ mod tests {
             TIMING,
         );
         assert!(zeros_eff < max, "{zeros_eff} vs {max}");
+    }
+
+    #[test]
+    fn a_run_fleet_is_the_one_its_file_text_made() {
+        let opts = CompareOptions::default();
+        for (transport, delivery, mode, paced) in [
+            ("uart", Delivery::Broadcast, "selected", true),
+            ("virtio", Delivery::Unicast, "unicast", false),
+        ] {
+            let built = fleet(transport, 10, delivery, paced, &opts).unwrap();
+            let parsed = Fleet::parse(&format!(
+                "image_size = \"262144\"\n[bus]\npreset = \"fd-1m-5m\"\npaced = {paced}\n\
+                 transport = \"{transport}\"\n[master]\npolicy = \"fixed\"\nhold_off_ms = 500\n\
+                 mode = \"{mode}\"\n[[nodes]]\ntype = \"drive\"\ncount = 10\n"
+            ))
+            .unwrap();
+            assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
+        }
+        let err = fleet("can", 1, Delivery::Broadcast, true, &opts).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("bus.transport: unknown transport \"can\""),
+            "{err:#}"
+        );
     }
 
     #[test]

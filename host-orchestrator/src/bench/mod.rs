@@ -1,7 +1,8 @@
 //! Benchmarks that boot real fleets. They report measured figures side by
 //! side from one run; they assert nothing (tests do that).
 
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, FleetBuilder, MasterSettings, NodeGroup};
+use crate::holdoff::Policy;
 use crate::report::Report;
 use crate::testbed::{Artifacts, Options, Testbed};
 use anyhow::{Result, bail};
@@ -33,19 +34,23 @@ pub struct PolicyRow {
     pub nodes: usize,
 }
 
-/// The staggered fleet: the library mix of `nodes` nodes, one powering on
-/// every `stagger_ms`, under `[master]` settings `master`.
-pub fn staggered_fleet(nodes: usize, stagger_ms: u64, master: &str) -> Result<Fleet> {
+/// The staggered fleet: the library mix of `nodes` nodes on one segment,
+/// one powering on every `stagger_ms`, under `master`.
+pub fn staggered_fleet(nodes: usize, stagger_ms: u64, master: MasterSettings) -> Result<Fleet> {
     let mix = Fleet::default_mix(nodes)?;
-    let mut text = format!("[master]\n{master}\n");
+    let mut fleet = FleetBuilder {
+        master,
+        ..FleetBuilder::default()
+    };
     for (k, n) in mix.nodes.iter().enumerate() {
-        text += &format!(
-            "[[nodes]]\ntype = \"{}\"\nstart_after_ms = {}\n",
-            n.node_type.name(),
-            k as u64 * stagger_ms
-        );
+        // Too late to express is too late to allow: the check names it.
+        let at = (k as u64).checked_mul(stagger_ms).map(i64::try_from);
+        fleet.nodes.push(NodeGroup {
+            start_after_ms: Some(at.and_then(Result::ok).unwrap_or(i64::MAX)),
+            ..NodeGroup::new(n.node_type)
+        });
     }
-    Fleet::parse(&text)
+    fleet.build()
 }
 
 fn row(policy: &str, r: &Report) -> PolicyRow {
@@ -68,20 +73,20 @@ pub async fn policies(
     nodes: usize,
     stagger_ms: u64,
 ) -> Result<Vec<PolicyRow>> {
+    // T = 1.5 s for every policy; the cap 10 s where the policy renews.
+    let settings = |policy, max_wait_ms, shrink: Option<i64>| MasterSettings {
+        policy: Some(policy),
+        hold_off_ms: Some(1500),
+        max_wait_ms,
+        shrink_step_ms: shrink,
+        floor_ms: shrink,
+        ..MasterSettings::default()
+    };
     let runs = [
-        ("fixed", "policy = \"fixed\"\nhold_off_ms = 1500"),
-        (
-            "renew",
-            "policy = \"renew\"\nhold_off_ms = 1500\nmax_wait_ms = 10000",
-        ),
-        (
-            "shrink",
-            "policy = \"shrink\"\nhold_off_ms = 1500\nmax_wait_ms = 10000\nshrink_step_ms = 300\nfloor_ms = 300",
-        ),
-        (
-            "quorum",
-            "policy = \"quorum\"\nhold_off_ms = 1500\nmax_wait_ms = 10000",
-        ),
+        ("fixed", settings(Policy::Fixed, None, None)),
+        ("renew", settings(Policy::Renew, Some(10_000), None)),
+        ("shrink", settings(Policy::Shrink, Some(10_000), Some(300))),
+        ("quorum", settings(Policy::Quorum, Some(10_000), None)),
     ];
     let mut rows = Vec::new();
     for (name, master) in runs {
@@ -123,4 +128,44 @@ pub fn policy_table(rows: &[PolicyRow], nodes: usize, stagger_ms: u64) -> String
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_staggered_fleet_is_the_one_its_file_text_made() {
+        let master = MasterSettings {
+            policy: Some(Policy::Shrink),
+            hold_off_ms: Some(1500),
+            max_wait_ms: Some(10_000),
+            shrink_step_ms: Some(300),
+            floor_ms: Some(300),
+            ..MasterSettings::default()
+        };
+        let built = staggered_fleet(20, 200, master).unwrap();
+        let mut text = "[master]\npolicy = \"shrink\"\nhold_off_ms = 1500\nmax_wait_ms = 10000\n\
+                        shrink_step_ms = 300\nfloor_ms = 300\n"
+            .to_string();
+        for (k, n) in Fleet::default_mix(20).unwrap().nodes.iter().enumerate() {
+            text += &format!(
+                "[[nodes]]\ntype = \"{}\"\nstart_after_ms = {}\n",
+                n.node_type.name(),
+                k * 200
+            );
+        }
+        let parsed = Fleet::parse(&text).unwrap();
+        assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
+        assert_eq!(
+            built.nodes[19].power_on_after,
+            Duration::from_millis(19 * 200)
+        );
+        // Too late a power-on is refused by the fleet's check, not wrapped.
+        let err = staggered_fleet(20, u64::MAX, MasterSettings::default()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("nodes[1].start_after_ms"),
+            "{err:#}"
+        );
+    }
 }

@@ -183,8 +183,8 @@ struct ScenarioFile {
     fleet: Option<String>,
     image_size: Option<String>,
     bus: Option<crate::fleet::BusSection>,
-    master: Option<toml::Spanned<crate::fleet::MasterSection>>,
-    nodes: Option<Vec<toml::Spanned<crate::fleet::NodeGroup>>>,
+    master: Option<toml::Spanned<crate::fleet::MasterSettings>>,
+    nodes: Option<Vec<toml::Spanned<crate::fleet::NodesSection>>>,
     #[serde(default)]
     timeline: Vec<toml::Spanned<EntryFile>>,
     expect: Option<toml::Spanned<ExpectFile>>,
