@@ -113,6 +113,28 @@ pub struct NodeReport {
     pub log_tail: Vec<String>,
 }
 
+impl NodeReport {
+    /// Why it is not verified: last state, failure, last message and the
+    /// tail of its log.
+    pub fn diagnosis(&self) -> String {
+        format!(
+            "{:?}; {}; last message {}; log tail: {}",
+            self.state,
+            self.failure.as_deref().unwrap_or("no failure recorded"),
+            if self.last_message.is_empty() {
+                "(none)"
+            } else {
+                &self.last_message
+            },
+            if self.log_tail.is_empty() {
+                "(empty)".to_string()
+            } else {
+                self.log_tail.join(" | ")
+            }
+        )
+    }
+}
+
 /// One broadcast session.
 #[derive(Clone, Debug, Serialize)]
 pub struct BroadcastReport {
@@ -471,6 +493,32 @@ pub(crate) mod tests {
             observed_sessions: Vec::new(),
             takeovers: Vec::new(),
             bus: None,
+        }
+    }
+
+    /// Node `id`, a verified drive running the expected image since
+    /// generation 1.
+    pub(crate) fn node(id: u16) -> NodeReport {
+        NodeReport {
+            id,
+            node_type: "drive".into(),
+            segment: "base".into(),
+            state: HostState::Verified,
+            verified: true,
+            digest: Some("ab".repeat(32)),
+            expected_digest: "ab".repeat(32),
+            generation: Some(1),
+            generations: vec![1],
+            image_name: Some("drive".into()),
+            image_version: Some("1.0.0".into()),
+            time_to_verified_s: Some(1.0),
+            boot_count: 1,
+            reset_cause: None,
+            ignored_image_frames: 0,
+            rejections: Vec::new(),
+            failure: None,
+            last_message: String::new(),
+            log_tail: Vec::new(),
         }
     }
 

@@ -30,7 +30,7 @@ pub fn render(r: &StormReport) -> String {
         let evidence = if n.verified {
             format!("verified, running {}", n.digest.as_deref().unwrap_or("-"))
         } else {
-            super::diagnose(n)
+            n.diagnosis()
         };
         cases.push((
             format!("node {} ({}) verified", n.id, n.node_type),

@@ -3,54 +3,36 @@
 //!
 //! The availability invariant is watched all the time (on every change of
 //! any node's state); the others are judged on what the run left behind.
+//! [`scenario`] reads scenario files, this module runs their timeline,
+//! [`record`] keeps what the run did and saw, [`invariants`] judges it and
+//! [`junit`] writes the verdict for CI.
 
+pub mod invariants;
 pub mod junit;
+pub mod record;
 pub mod scenario;
 
+use crate::busclient::{FrameReader, FrameWriter};
+use crate::fleet::Fleet;
 use crate::report::{Report, Verdict};
 use crate::supervisor::{FleetView, HostState};
 use crate::testbed::{Artifacts, Options, Testbed};
 use anyhow::{Context, Result};
-use proto::NodeType;
-use proto::msg::{Message, Reboot};
+use invariants::Evidence;
+use proto::msg::{self, Message};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use scenario::{Action, Scenario, Select};
+use record::{Groups, Ledger, Watch};
+use scenario::{Action, Entry, Reboot, Scenario, Select, Step};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// One thing the storm did.
-#[derive(Clone, Debug, Serialize)]
-pub struct Event {
-    /// Scenario time, seconds.
-    pub t_s: f64,
-    /// The action.
-    pub action: String,
-    /// The line of its timeline entry.
-    pub line: usize,
-    /// The nodes it acted on.
-    pub nodes: Vec<u16>,
-    /// What it did, or why it could not.
-    pub detail: String,
-    /// Whether it did what it was asked.
-    pub ok: bool,
-}
-
-/// One invariant or expectation, judged.
-#[derive(Clone, Debug, Serialize)]
-pub struct Check {
-    /// Its name.
-    pub name: String,
-    /// Whether it held.
-    pub pass: bool,
-    /// What shows it.
-    pub evidence: String,
-}
+pub use invariants::Check;
+pub use record::Event;
 
 /// A storm's report: the testbed's report plus events and invariants.
 #[derive(Clone, Debug, Serialize)]
@@ -90,71 +72,32 @@ pub struct StormOptions {
     pub master_exe: Option<PathBuf>,
 }
 
-/// What the availability watcher saw.
-#[derive(Default)]
-struct Watch {
-    /// Armed once the whole fleet was first verified.
-    armed: bool,
-    /// Times and groups with no member running, first few kept.
-    gaps: Vec<String>,
-    /// How many such moments.
-    gap_count: u64,
-}
-
-fn running(s: HostState) -> bool {
-    matches!(s, HostState::Running | HostState::Verified)
-}
-
-impl Watch {
-    fn look(&mut self, v: &FleetView, groups: &BTreeMap<String, Vec<u16>>, t0: Instant) {
-        if v.nodes.values().all(|n| n.state == HostState::Verified) {
-            self.armed = true;
-        }
-        if !self.armed {
-            return;
-        }
-        for (g, members) in groups {
-            if members
-                .iter()
-                .all(|id| v.nodes.get(id).is_none_or(|n| !running(n.state)))
-            {
-                self.gap_count += 1;
-                if self.gaps.len() < 10 {
-                    let states: Vec<String> = members
-                        .iter()
-                        .map(|id| format!("{id}:{}", v.nodes[id].state.as_str()))
-                        .collect();
-                    self.gaps.push(format!(
-                        "{:.2} s: group {g} had no member running ({})",
-                        t0.elapsed().as_secs_f64(),
-                        states.join(" ")
-                    ));
-                }
-            }
-        }
-    }
-}
-
 /// A storm in progress.
-struct Run<'a> {
+struct Run {
     tb: Testbed,
-    scenario: &'a Scenario,
     rng: StdRng,
     t0: Instant,
     events: Vec<Event>,
-    /// Reboots the scenario gave each node.
-    authorized: BTreeMap<u16, u32>,
-    /// When each node was last rebooted by the scenario.
-    rebooted_at: BTreeMap<u16, Instant>,
-    /// When each type was last published.
-    published_at: BTreeMap<NodeType, Instant>,
-    reboots: usize,
+    ledger: Ledger,
     peak_pss_kib: u64,
-    tool: Option<crate::busclient::FrameWriter>,
-    _tool_reader: Option<crate::busclient::FrameReader>,
+    tool: Option<FrameWriter>,
+    _tool_reader: Option<FrameReader>,
 }
 
-impl Run<'_> {
+impl Run {
+    fn new(tb: Testbed, seed: u64, t0: Instant) -> Run {
+        Run {
+            tb,
+            rng: StdRng::seed_from_u64(seed),
+            t0,
+            events: Vec::new(),
+            ledger: Ledger::default(),
+            peak_pss_kib: 0,
+            tool: None,
+            _tool_reader: None,
+        }
+    }
+
     fn at_s(&self) -> f64 {
         self.t0.elapsed().as_secs_f64()
     }
@@ -175,19 +118,18 @@ impl Run<'_> {
         });
     }
 
+    /// Records an action on no node in particular: what it did, or its error.
+    fn outcome(&mut self, action: &str, line: usize, r: Result<String>) {
+        let (ok, detail) = match r {
+            Ok(detail) => (true, detail),
+            Err(e) => (false, format!("{e:#}")),
+        };
+        self.event(action, line, vec![], detail, ok);
+    }
+
+    /// The selected nodes; `random = k` draws from the scenario's seed.
     fn select(&mut self, s: &Select) -> Vec<u16> {
-        let mut ids: Vec<u16> = self
-            .scenario
-            .fleet
-            .nodes
-            .iter()
-            .filter(|n| s.ids.as_ref().is_none_or(|ids| ids.contains(&n.id)))
-            .filter(|n| s.node_type.as_ref().is_none_or(|t| n.node_type.name() == t))
-            .filter(|n| s.group.as_ref().is_none_or(|g| n.group.as_ref() == Some(g)))
-            .filter(|n| s.segment.as_ref().is_none_or(|g| &n.segment == g))
-            .filter(|n| s.set.as_ref().is_none_or(|g| n.set.as_ref() == Some(g)))
-            .map(|n| n.id)
-            .collect();
+        let mut ids = s.nodes.clone();
         if let Some(k) = s.random {
             ids = ids.choose_multiple(&mut self.rng, k).copied().collect();
             ids.sort();
@@ -206,105 +148,60 @@ impl Run<'_> {
         self.peak_pss_kib = self.peak_pss_kib.max(self.tb.fleet_pss_kib());
     }
 
-    fn authorize(&mut self, id: u16) {
-        *self.authorized.entry(id).or_default() += 1;
-        self.rebooted_at.insert(id, Instant::now());
-        self.reboots += 1;
+    async fn reboot(&mut self, how: Reboot, id: u16) -> Result<()> {
+        self.ledger.reboot(id, Instant::now());
+        match how {
+            Reboot::PowerCycle => self.tb.power_cycle(id).await,
+            Reboot::Reset => self.tb.reset(id).await,
+            Reboot::SoftReboot => self.tb.soft_reboot(id).await,
+        }
     }
 
-    async fn reboot(&mut self, how: &str, id: u16) -> Result<()> {
-        self.authorize(id);
-        match how {
-            "power-cycle" => self.tb.power_cycle(id).await,
-            "reset" => self.tb.reset(id).await,
-            _ => self.tb.soft_reboot(id).await,
-        }
+    /// The bus's control handle.
+    fn bus(&self) -> Result<bus_bridge::BridgeControl> {
+        self.tb.bus().context("no bus")
     }
 
     async fn run_action(&mut self, line: usize, action: &Action) {
         let name = action.name();
         match action {
-            Action::PowerCycle(s)
-            | Action::Reset(s)
-            | Action::SoftReboot(s)
-            | Action::MixedReboot(s) => {
-                let ids = self.select(s);
-                let mut done = Vec::new();
-                let mut errors = Vec::new();
-                for id in &ids {
-                    let how = match action {
-                        Action::MixedReboot(_) => {
-                            ["power-cycle", "reset", "soft-reboot"][self.rng.gen_range(0..3)]
-                        }
-                        _ => name,
-                    };
-                    match self.reboot(how, *id).await {
-                        Ok(()) => done.push(format!("{id}:{how}")),
-                        Err(e) => errors.push(format!("node {id}: {e:#}")),
-                    }
-                }
-                let ok = errors.is_empty();
-                let detail = if ok {
-                    done.join(" ")
-                } else {
-                    errors.join("; ")
-                };
-                self.event(name, line, ids, detail, ok);
-            }
-            Action::Disturb(s) => {
-                let ids = self.select(s);
-                let mut ok = true;
-                for id in &ids {
-                    ok &= self.tool_reboot(*id).await.is_ok();
-                }
-                self.event(
-                    name,
-                    line,
-                    ids,
-                    "a Reboot the scenario does not own, from the tool port".into(),
-                    ok,
-                );
-            }
+            Action::Reboot(how, s) => self.reboot_nodes(name, line, s, Some(*how)).await,
+            Action::MixedReboot(s) => self.reboot_nodes(name, line, s, None).await,
+            Action::Disturb(s) => self.disturb(name, line, s).await,
             Action::InjectFault(f) => {
-                let r = match self.tb.bus() {
-                    Some(bus) => bus.add_fault(f.clone()).await.map_err(anyhow::Error::from),
-                    None => Err(anyhow::anyhow!("no bus")),
+                let r = async {
+                    let id = self.bus()?.add_fault(f.clone()).await?;
+                    Ok(format!("fault {id}: {f:?}"))
                 };
-                let (ok, detail) = match r {
-                    Ok(id) => (true, format!("fault {id}: {f:?}")),
-                    Err(e) => (false, format!("{e:#}")),
-                };
-                self.event(name, line, vec![], detail, ok);
+                let r = r.await;
+                self.outcome(name, line, r);
             }
             Action::ClearFaults => {
-                let r = match self.tb.bus() {
-                    Some(bus) => bus.clear_faults().await.map_err(anyhow::Error::from),
-                    None => Err(anyhow::anyhow!("no bus")),
+                let r = async {
+                    Ok(format!(
+                        "{} faults cleared",
+                        self.bus()?.clear_faults().await?
+                    ))
                 };
-                let (ok, detail) = match r {
-                    Ok(n) => (true, format!("{n} faults cleared")),
-                    Err(e) => (false, format!("{e:#}")),
-                };
-                self.event(name, line, vec![], detail, ok);
+                let r = r.await;
+                self.outcome(name, line, r);
             }
             Action::CutLink(l) | Action::RestoreLink(l) => {
                 let cut = matches!(action, Action::CutLink(_));
-                let r = match self.tb.bus() {
-                    Some(bus) if cut => bus.cut(l).await.map_err(anyhow::Error::from),
-                    Some(bus) => bus.restore(l).await.map_err(anyhow::Error::from),
-                    None => Err(anyhow::anyhow!("no bus")),
+                let r = async {
+                    let bus = self.bus()?;
+                    let changed = if cut {
+                        bus.cut(l).await?
+                    } else {
+                        bus.restore(l).await?
+                    };
+                    Ok(format!(
+                        "link {l} {}",
+                        if changed { "changed" } else { "already so" }
+                    ))
                 };
-                let (ok, detail) = match r {
-                    Ok(changed) => (
-                        true,
-                        format!(
-                            "link {l} {}",
-                            if changed { "changed" } else { "already so" }
-                        ),
-                    ),
-                    Err(e) => (false, format!("{e:#}")),
-                };
-                self.event(name, line, vec![], detail, ok);
+                let r = r.await;
+                self.outcome(name, line, r);
             }
             Action::KillMaster => {
                 self.tb.kill_primary_master().await;
@@ -312,19 +209,12 @@ impl Run<'_> {
             }
             Action::Publish { node_type, version } => {
                 let r = self.tb.publish(*node_type, *version);
-                self.published_at.insert(*node_type, Instant::now());
-                let (ok, detail) = match r {
-                    Ok(p) => (
-                        true,
-                        format!(
-                            "{} {} published",
-                            node_type.name(),
-                            images::build::format_version(p.version)
-                        ),
-                    ),
-                    Err(e) => (false, format!("{e:#}")),
-                };
-                self.event(name, line, vec![], detail, ok);
+                self.ledger.publish(*node_type, Instant::now());
+                let r = r.map(|p| {
+                    let v = images::build::format_version(p.version);
+                    format!("{} {v} published", node_type.name())
+                });
+                self.outcome(name, line, r);
             }
             Action::RollingUpdate {
                 types,
@@ -332,76 +222,144 @@ impl Run<'_> {
                 steps,
                 step_timeout,
             } => {
-                for t in types {
-                    match self.tb.publish(*t, *version) {
-                        Ok(_) => {
-                            self.published_at.insert(*t, Instant::now());
-                        }
-                        Err(e) => {
-                            self.event(
-                                name,
-                                line,
-                                vec![],
-                                format!("publishing {}: {e:#}", t.name()),
-                                false,
-                            );
-                            return;
-                        }
-                    }
-                }
-                for (k, step) in steps.iter().enumerate() {
-                    let sets = step.sets();
-                    let ids: Vec<u16> = self
-                        .scenario
-                        .fleet
-                        .nodes
-                        .iter()
-                        .filter(|n| {
-                            types.contains(&n.node_type)
-                                && n.set.as_ref().is_some_and(|s| sets.contains(s))
-                        })
-                        .map(|n| n.id)
-                        .collect();
-                    for id in &ids {
-                        if let Err(e) = self.reboot("soft-reboot", *id).await {
-                            self.event(
-                                name,
-                                line,
-                                ids.clone(),
-                                format!("step {k}: node {id}: {e:#}"),
-                                false,
-                            );
-                            return;
-                        }
-                    }
-                    let v = *version;
-                    let want = ids.clone();
-                    let done = self
-                        .tb
-                        .wait_until(*step_timeout, |view| {
-                            want.iter().all(|id| {
-                                view.nodes.get(id).is_some_and(|n| {
-                                    n.state == HostState::Verified && n.version == Some(v)
-                                })
-                            })
-                        })
-                        .await;
-                    let detail = format!(
-                        "step {k} (sets {sets:?}): {} on {}",
-                        if done {
-                            "all verified"
-                        } else {
-                            "NOT all verified in time"
-                        },
-                        images::build::format_version(v)
-                    );
-                    self.event(name, line, ids, detail, done);
-                    if !done {
-                        return;
-                    }
+                self.rolling_update(name, line, types, *version, steps, *step_timeout)
+                    .await
+            }
+        }
+    }
+
+    /// Reboots the selected nodes `how`, or each one of the three ways
+    /// drawn from the scenario's seed.
+    async fn reboot_nodes(&mut self, name: &str, line: usize, s: &Select, how: Option<Reboot>) {
+        let ids = self.select(s);
+        let mut done = Vec::new();
+        let mut errors = Vec::new();
+        for id in &ids {
+            let how = how.unwrap_or_else(|| Reboot::ALL[self.rng.gen_range(0..Reboot::ALL.len())]);
+            match self.reboot(how, *id).await {
+                Ok(()) => done.push(format!("{id}:{}", how.name())),
+                Err(e) => errors.push(format!("node {id}: {e:#}")),
+            }
+        }
+        let ok = errors.is_empty();
+        let detail = if ok {
+            done.join(" ")
+        } else {
+            errors.join("; ")
+        };
+        self.event(name, line, ids, detail, ok);
+    }
+
+    async fn disturb(&mut self, name: &str, line: usize, s: &Select) {
+        let ids = self.select(s);
+        let mut ok = true;
+        for id in &ids {
+            ok &= self.tool_reboot(*id).await.is_ok();
+        }
+        let detail = "a Reboot the scenario does not own, from the tool port";
+        self.event(name, line, ids, detail.into(), ok);
+    }
+
+    /// Publishes `version` of `types`, then runs the steps in order; stops
+    /// at the first that fails.
+    async fn rolling_update(
+        &mut self,
+        name: &str,
+        line: usize,
+        types: &[proto::NodeType],
+        version: u32,
+        steps: &[Step],
+        step_timeout: Duration,
+    ) {
+        for t in types {
+            match self.tb.publish(*t, version) {
+                Ok(_) => self.ledger.publish(*t, Instant::now()),
+                Err(e) => {
+                    let detail = format!("publishing {}: {e:#}", t.name());
+                    self.event(name, line, vec![], detail, false);
+                    return;
                 }
             }
         }
+        for (k, step) in steps.iter().enumerate() {
+            if !self
+                .rolling_step(name, line, k, step, version, step_timeout)
+                .await
+            {
+                return;
+            }
+        }
+    }
+
+    /// Soft-reboots step `k`'s nodes and waits until they all run
+    /// `version`; says whether they do in time.
+    async fn rolling_step(
+        &mut self,
+        name: &str,
+        line: usize,
+        k: usize,
+        step: &Step,
+        version: u32,
+        timeout: Duration,
+    ) -> bool {
+        let ids = step.nodes.clone();
+        for id in &ids {
+            if let Err(e) = self.reboot(Reboot::SoftReboot, *id).await {
+                let detail = format!("step {k}: node {id}: {e:#}");
+                self.event(name, line, ids.clone(), detail, false);
+                return false;
+            }
+        }
+        let done = self
+            .tb
+            .wait_until(timeout, |view| {
+                ids.iter().all(|id| {
+                    view.nodes.get(id).is_some_and(|n| {
+                        n.state == HostState::Verified && n.version == Some(version)
+                    })
+                })
+            })
+            .await;
+        let detail = format!(
+            "step {k} (sets {:?}): {} on {}",
+            step.sets,
+            if done {
+                "all verified"
+            } else {
+                "NOT all verified in time"
+            },
+            images::build::format_version(version)
+        );
+        self.event(name, line, ids, detail, done);
+        done
+    }
+
+    /// After the last action: a reboot takes a moment to show (a node still
+    /// says it runs until it asks again); then waits until every node is
+    /// verified (or has failed for good) since its last reboot, until the
+    /// deadline.
+    async fn settle(&mut self, scenario: &Scenario) {
+        if let Some(last) = last_action_at(&scenario.timeline) {
+            self.until(last + Duration::from_secs(2)).await;
+        }
+        let deadline = self.t0 + scenario.expect.all_verified_by;
+        let rebooted = self.ledger.rebooted_at.clone();
+        let since_reboot = move |v: &FleetView| {
+            v.settled()
+                && v.nodes.iter().all(|(id, n)| {
+                    n.state == HostState::Failed
+                        || rebooted
+                            .get(id)
+                            .is_none_or(|r| n.verified_at.is_some_and(|at| at > *r))
+                })
+        };
+        self.tb
+            .wait_until(
+                deadline.saturating_duration_since(Instant::now()),
+                since_reboot,
+            )
+            .await;
+        self.sample_memory();
     }
 
     /// Sends `Reboot` to `id` from the tool port (not the supervisor's).
@@ -411,7 +369,7 @@ impl Run<'_> {
             self.tool = Some(w);
             self._tool_reader = Some(r);
         }
-        let frame = Message::Reboot(Reboot {
+        let frame = Message::Reboot(msg::Reboot {
             target: id,
             target_type: 0,
             reason: 99,
@@ -422,25 +380,63 @@ impl Run<'_> {
     }
 }
 
+/// Every firing of every entry, in time order (stable: file order at a
+/// tie), as (scenario time, entry index).
+fn firings(timeline: &[Entry]) -> Vec<(Duration, usize)> {
+    let mut firings = Vec::new();
+    for (i, e) in timeline.iter().enumerate() {
+        let mut at = e.at;
+        loop {
+            firings.push((at, i));
+            match (e.every, e.until) {
+                (Some(every), Some(until)) if at + every <= until => at += every,
+                _ => break,
+            }
+        }
+    }
+    firings.sort_by_key(|f| f.0);
+    firings
+}
+
+/// When the timeline's last action runs (its last repetition).
+fn last_action_at(timeline: &[Entry]) -> Option<Duration> {
+    timeline.iter().map(|e| e.until.unwrap_or(e.at)).max()
+}
+
+/// The fleet's redundancy groups.
+fn groups(fleet: &Fleet) -> Groups {
+    let mut g = Groups::new();
+    for n in &fleet.nodes {
+        if let Some(name) = &n.group {
+            g.entry(name.clone()).or_default().push(n.id);
+        }
+    }
+    g
+}
+
+/// What the availability watcher saw, once it has stopped.
+fn seen(watch: Arc<Mutex<Watch>>) -> Watch {
+    Arc::try_unwrap(watch).map_or_else(
+        |w| std::mem::take(&mut *w.lock().expect("watch lock")),
+        |m| m.into_inner().expect("watch lock"),
+    )
+}
+
+fn testbed_options(opts: &StormOptions) -> Options {
+    let mut tb_opts = Options::new(opts.scenario.fleet.clone(), opts.artifacts.clone());
+    tb_opts.run_dir = Some(opts.run_dir.clone());
+    tb_opts.progress = opts.progress;
+    tb_opts.master_exe = opts.master_exe.clone();
+    tb_opts
+}
+
 /// Runs a storm to its end and judges it.
 pub async fn run(opts: StormOptions) -> Result<StormReport> {
     let scenario = &opts.scenario;
     let seed = opts.seed.unwrap_or(scenario.seed);
-    let mut tb_opts = Options::new(scenario.fleet.clone(), opts.artifacts.clone());
-    tb_opts.run_dir = Some(opts.run_dir.clone());
-    tb_opts.progress = opts.progress;
-    tb_opts.master_exe = opts.master_exe.clone();
-    let tb = Testbed::start(tb_opts).await?;
+    let tb = Testbed::start(testbed_options(&opts)).await?;
     let t0 = Instant::now();
-    let groups: BTreeMap<String, Vec<u16>> = {
-        let mut g: BTreeMap<String, Vec<u16>> = BTreeMap::new();
-        for n in &scenario.fleet.nodes {
-            if let Some(name) = &n.group {
-                g.entry(name.clone()).or_default().push(n.id);
-            }
-        }
-        g
-    };
+    let groups = groups(&scenario.fleet);
     // The availability watcher: looks at every change of the fleet view.
     let watch = Arc::new(Mutex::new(Watch::default()));
     let watcher = {
@@ -462,67 +458,13 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
             }
         })
     };
-    let mut run = Run {
-        tb,
-        scenario,
-        rng: StdRng::seed_from_u64(seed),
-        t0,
-        events: Vec::new(),
-        authorized: BTreeMap::new(),
-        rebooted_at: BTreeMap::new(),
-        published_at: BTreeMap::new(),
-        reboots: 0,
-        peak_pss_kib: 0,
-        tool: None,
-        _tool_reader: None,
-    };
-    // Every firing of every entry, in time order (stable: file order at a tie).
-    let mut firings: Vec<(Duration, usize)> = Vec::new();
-    for (i, e) in scenario.timeline.iter().enumerate() {
-        let mut at = e.at;
-        loop {
-            firings.push((at, i));
-            match (e.every, e.until) {
-                (Some(every), Some(until)) if at + every <= until => at += every,
-                _ => break,
-            }
-        }
-    }
-    firings.sort_by_key(|f| f.0);
-    for (at, i) in firings {
+    let mut run = Run::new(tb, seed, t0);
+    for (at, i) in firings(&scenario.timeline) {
         run.until(at).await;
         let e = &scenario.timeline[i];
         run.run_action(e.line, &e.action).await;
     }
-    // A reboot takes a moment to show (a node still says it runs until it
-    // asks again); then wait until every node is verified (or has failed
-    // for good) since its last reboot, until the deadline.
-    if let Some(last) = scenario
-        .timeline
-        .iter()
-        .map(|e| e.until.unwrap_or(e.at))
-        .max()
-    {
-        run.until(last + Duration::from_secs(2)).await;
-    }
-    let deadline = t0 + scenario.expect.all_verified_by;
-    let rebooted = run.rebooted_at.clone();
-    let since_reboot = move |v: &FleetView| {
-        v.settled()
-            && v.nodes.iter().all(|(id, n)| {
-                n.state == HostState::Failed
-                    || rebooted
-                        .get(id)
-                        .is_none_or(|r| n.verified_at.is_some_and(|at| at > *r))
-            })
-    };
-    run.tb
-        .wait_until(
-            deadline.saturating_duration_since(Instant::now()),
-            since_reboot,
-        )
-        .await;
-    run.sample_memory();
+    run.settle(scenario).await;
     let duration_s = run.at_s();
     // When the last node was (last) verified, if all are.
     let all_verified_at = {
@@ -540,25 +482,20 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
     };
     let testbed = run.tb.shutdown().await;
     watcher.abort();
-    let watch = Arc::try_unwrap(watch).map_or_else(
-        |w| std::mem::take(&mut *w.lock().expect("watch lock")),
-        |m| m.into_inner().expect("watch lock"),
-    );
-    let invariants = judge(
-        scenario,
-        &testbed,
-        &run.events,
-        &run.authorized,
-        &run.rebooted_at,
-        &run.published_at,
-        &watch,
-        &groups,
+    let watch = seen(watch);
+    let evidence = Evidence {
+        report: &testbed,
+        events: &run.events,
+        ledger: &run.ledger,
+        watch: &watch,
+        groups: &groups,
         all_verified_at,
-    );
+    };
+    let invariants = invariants::judge(&evidence, &scenario.expect);
     let mut report = StormReport {
         scenario: scenario.name.clone(),
         seed,
-        reboots: run.reboots,
+        reboots: run.ledger.reboots,
         duration_s,
         peak_fleet_pss_mib: run.peak_pss_kib as f64 / 1024.0,
         events: run.events,
@@ -567,208 +504,6 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
     };
     report.testbed.verdict = Verdict::of(report.invariants.iter().all(|c| c.pass));
     Ok(report)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn judge(
-    scenario: &Scenario,
-    r: &Report,
-    events: &[Event],
-    authorized: &BTreeMap<u16, u32>,
-    rebooted_at: &BTreeMap<u16, Instant>,
-    published_at: &BTreeMap<NodeType, Instant>,
-    watch: &Watch,
-    groups: &BTreeMap<String, Vec<u16>>,
-    all_verified_at: Option<Duration>,
-) -> Vec<Check> {
-    let mut checks = Vec::new();
-    let mut check = |name: &str, pass: bool, evidence: String| {
-        checks.push(Check {
-            name: name.to_string(),
-            pass,
-            evidence,
-        })
-    };
-
-    // 1. Every node runs the image built (or last published) for its type.
-    let mut wrong = Vec::new();
-    for n in &r.nodes {
-        let t = NodeType::from_name(&n.node_type);
-        let must_be_latest = t
-            .and_then(|t| published_at.get(&t))
-            .is_some_and(|p| rebooted_at.get(&n.id).is_some_and(|b| b > p));
-        if !n.verified {
-            wrong.push(format!("node {} ({}): {}", n.id, n.node_type, diagnose(n)));
-        } else if must_be_latest && n.digest.as_deref() != Some(n.expected_digest.as_str()) {
-            wrong.push(format!(
-                "node {} ({}): rebooted after a publish but runs {} ({})",
-                n.id,
-                n.node_type,
-                n.image_version.as_deref().unwrap_or("?"),
-                n.digest.as_deref().unwrap_or("-")
-            ));
-        }
-    }
-    let n = r.nodes.len();
-    check(
-        "right-image",
-        wrong.is_empty(),
-        if wrong.is_empty() {
-            format!("all {n} nodes run a verified image for their type")
-        } else {
-            wrong.join("\n")
-        },
-    );
-
-    // 2. A running node's generation changes only when the scenario reboots it.
-    let mut disturbed = Vec::new();
-    for n in &r.nodes {
-        let changes = n.generations.len().saturating_sub(1) as u32;
-        let allowed = authorized.get(&n.id).copied().unwrap_or(0);
-        if changes > allowed {
-            disturbed.push(format!(
-                "node {} ({}): generations {:?}, but the scenario rebooted it {allowed} times",
-                n.id, n.node_type, n.generations
-            ));
-        }
-    }
-    let total: usize = r
-        .nodes
-        .iter()
-        .map(|n| n.generations.len().saturating_sub(1))
-        .sum();
-    check(
-        "no-disturbance",
-        disturbed.is_empty(),
-        if disturbed.is_empty() {
-            format!("{total} generation changes, each from a reboot the scenario made")
-        } else {
-            disturbed.join("\n")
-        },
-    );
-
-    // 3. Within a window, each type is broadcast once (plus repair): what the
-    // bus carried, not what the master says.
-    let mut per: BTreeMap<(u32, String), BTreeSet<u32>> = BTreeMap::new();
-    for s in &r.observed_sessions {
-        per.entry((s.window, s.node_type.clone()))
-            .or_default()
-            .insert(s.session);
-    }
-    let max = scenario.expect.max_broadcasts_per_type_per_window;
-    let over: Vec<String> = per
-        .iter()
-        .filter(|(_, s)| s.len() > max)
-        .map(|((w, t), s)| format!("window {w}: {t} broadcast in sessions {s:?}"))
-        .collect();
-    check(
-        "one-broadcast-per-type-per-window",
-        over.is_empty(),
-        if over.is_empty() {
-            format!(
-                "{} sessions seen on the bus in {} (window, type) pairs, at most {max} each",
-                per.values().map(|s| s.len()).sum::<usize>(),
-                per.len()
-            )
-        } else {
-            over.join("\n")
-        },
-    );
-
-    // 4. At least one member of every redundancy group runs at every moment.
-    let availability = if groups.is_empty() {
-        "no redundancy groups in this fleet".to_string()
-    } else if watch.gap_count == 0 {
-        format!(
-            "watched on every state change: every group ({}) always had a member running",
-            groups.keys().cloned().collect::<Vec<_>>().join(", ")
-        )
-    } else {
-        format!(
-            "{} moments without a member running; first: {}",
-            watch.gap_count,
-            watch.gaps.join("\n")
-        )
-    };
-    check("availability", watch.gap_count == 0, availability);
-
-    // 5. Nothing lost or silently wrong: every failure has a reason, every
-    // drop is counted by cause.
-    let unexplained: Vec<String> = r
-        .nodes
-        .iter()
-        .filter(|n| !n.verified && n.failure.is_none() && n.rejections.is_empty())
-        .map(|n| format!("node {} is {:?} with no recorded reason", n.id, n.state))
-        .collect();
-    let rejections: usize = r.nodes.iter().map(|n| n.rejections.len()).sum();
-    // As JSON, like the report: `null` without bus statistics.
-    let drops = serde_json::to_string(&r.bus.as_ref().map(|b| &b.totals.drops)).unwrap_or_default();
-    check(
-        "accounted",
-        unexplained.is_empty(),
-        if unexplained.is_empty() {
-            format!("{rejections} rejected images, each with a reason; bus drops by cause: {drops}")
-        } else {
-            unexplained.join("\n")
-        },
-    );
-
-    // The timeline ran as written.
-    let failed: Vec<String> = events
-        .iter()
-        .filter(|e| !e.ok)
-        .map(|e| format!("{:.2} s line {}: {} {}", e.t_s, e.line, e.action, e.detail))
-        .collect();
-    check(
-        "actions",
-        failed.is_empty(),
-        if failed.is_empty() {
-            format!("{} actions ran", events.len())
-        } else {
-            failed.join("\n")
-        },
-    );
-
-    // Expectation: every node verified by the deadline.
-    let by = scenario.expect.all_verified_by;
-    let in_time = all_verified_at.is_some_and(|t| t <= by) && r.nodes.iter().all(|n| n.verified);
-    check(
-        "all-verified-in-time",
-        in_time,
-        match all_verified_at {
-            Some(t) => format!(
-                "every node verified at {:.2} s (deadline {:.0} s)",
-                t.as_secs_f64(),
-                by.as_secs_f64()
-            ),
-            None => format!(
-                "not every node was verified by the end ({}/{}; deadline {:.0} s)",
-                r.nodes_verified,
-                n,
-                by.as_secs_f64()
-            ),
-        },
-    );
-    checks
-}
-
-/// Why a node is not verified: last state, last message, and its log tail.
-pub fn diagnose(n: &crate::report::NodeReport) -> String {
-    format!(
-        "{:?}; {}; last message {}; log tail: {}",
-        n.state,
-        n.failure.as_deref().unwrap_or("no failure recorded"),
-        if n.last_message.is_empty() {
-            "(none)"
-        } else {
-            &n.last_message
-        },
-        if n.log_tail.is_empty() {
-            "(empty)".to_string()
-        } else {
-            n.log_tail.join(" | ")
-        }
-    )
 }
 
 impl StormReport {
@@ -794,8 +529,35 @@ impl StormReport {
             );
         }
         for n in self.testbed.nodes.iter().filter(|n| !n.verified) {
-            out += &format!("node {} ({}): {}\n", n.id, n.node_type, diagnose(n));
+            out += &format!("node {} ({}): {}\n", n.id, n.node_type, n.diagnosis());
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn firings_repeat_entries_and_keep_file_order_at_a_tie() {
+        let entry = |at: u64, every: Option<u64>, until: Option<u64>| Entry {
+            line: 1,
+            at: Duration::from_secs(at),
+            action: Action::KillMaster,
+            every: every.map(Duration::from_secs),
+            until: until.map(Duration::from_secs),
+        };
+        let timeline = [
+            entry(5, Some(3), Some(12)),
+            entry(5, None, None),
+            entry(2, None, None),
+        ];
+        let got: Vec<(u64, usize)> = firings(&timeline)
+            .into_iter()
+            .map(|(at, i)| (at.as_secs(), i))
+            .collect();
+        assert_eq!(got, [(2, 2), (5, 0), (5, 1), (8, 0), (11, 0)]);
+        assert_eq!(last_action_at(&timeline), Some(Duration::from_secs(12)));
     }
 }

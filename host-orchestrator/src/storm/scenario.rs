@@ -21,7 +21,7 @@
 //!
 //! Errors name the line and the field.
 
-use crate::fleet::{Fleet, FleetFile, line_of};
+use crate::fleet::{Fleet, FleetFile, NodeSpec, line_of};
 use anyhow::{Context, Result, bail};
 use bus_bridge::Fault;
 use proto::NodeType;
@@ -29,43 +29,78 @@ use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
 
-/// Which nodes an action acts on. Every given key filters; `random` then
-/// picks that many of what is left, with the scenario's seed.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// How the scenario reboots a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reboot {
+    /// Kill the node's QEMU process and start it again: RAM is lost.
+    PowerCycle,
+    /// QMP `system_reset`: RAM is kept.
+    Reset,
+    /// `Reboot` over the bus.
+    SoftReboot,
+}
+
+impl Reboot {
+    /// Every way, in the order `mixed-reboot` draws from.
+    pub const ALL: [Reboot; 3] = [Reboot::PowerCycle, Reboot::Reset, Reboot::SoftReboot];
+
+    /// The name a timeline writes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reboot::PowerCycle => "power-cycle",
+            Reboot::Reset => "reset",
+            Reboot::SoftReboot => "soft-reboot",
+        }
+    }
+}
+
+/// Which nodes an action acts on, resolved against the fleet when the
+/// scenario loads: every key given in the file filtered the fleet then.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Select {
-    /// These node ids.
-    pub ids: Option<Vec<u16>>,
-    /// Nodes of this type.
-    #[serde(rename = "type")]
-    pub node_type: Option<String>,
-    /// Members of this redundancy group.
-    pub group: Option<String>,
-    /// Nodes on this segment.
-    pub segment: Option<String>,
-    /// Nodes of this update set.
-    pub set: Option<String>,
-    /// This many of them, at random.
+    /// The nodes every given key matched, in id order.
+    pub nodes: Vec<u16>,
+    /// Then this many of them (at least 1), at random with the scenario's seed.
     pub random: Option<usize>,
 }
 
-/// One step of a rolling update: the sets rebooted together.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+/// `select = { ... }` as written.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectFile {
+    ids: Option<Vec<u16>>,
+    #[serde(rename = "type")]
+    node_type: Option<String>,
+    group: Option<String>,
+    segment: Option<String>,
+    set: Option<String>,
+    random: Option<usize>,
+}
+
+/// One step of a rolling update: the sets rebooted together, and their
+/// nodes of the updated types.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The sets, as named (several at once break availability if they hold
+    /// every member of a group: useful to check the checker).
+    pub sets: Vec<String>,
+    /// Their nodes of the updated types, in id order.
+    pub nodes: Vec<u16>,
+}
+
+/// A step as written: one set or several.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(untagged)]
-pub enum Step {
-    /// One set.
+enum StepFile {
     One(String),
-    /// Several sets at once (which breaks availability if they hold every
-    /// member of a group: useful to check the checker).
     Many(Vec<String>),
 }
 
-impl Step {
-    /// The sets of the step.
-    pub fn sets(&self) -> Vec<String> {
+impl StepFile {
+    fn sets(&self) -> Vec<String> {
         match self {
-            Step::One(s) => vec![s.clone()],
-            Step::Many(v) => v.clone(),
+            StepFile::One(s) => vec![s.clone()],
+            StepFile::Many(v) => v.clone(),
         }
     }
 }
@@ -73,13 +108,9 @@ impl Step {
 /// What an entry does.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    /// Kill the node's QEMU process and start it again: RAM is lost.
-    PowerCycle(Select),
-    /// QMP `system_reset`: RAM is kept.
-    Reset(Select),
-    /// `Reboot` over the bus.
-    SoftReboot(Select),
-    /// One of the three above, picked at random for each node.
+    /// `power-cycle`, `reset` or `soft-reboot` the selected nodes.
+    Reboot(Reboot, Select),
+    /// Each selected node one of the three ways, picked at random.
     MixedReboot(Select),
     /// A `Reboot` the scenario does not own, from a tool port: a
     /// disturbance the invariants must catch.
@@ -120,9 +151,7 @@ impl Action {
     /// The action's name as written.
     pub fn name(&self) -> &'static str {
         match self {
-            Action::PowerCycle(_) => "power-cycle",
-            Action::Reset(_) => "reset",
-            Action::SoftReboot(_) => "soft-reboot",
+            Action::Reboot(how, _) => how.name(),
             Action::MixedReboot(_) => "mixed-reboot",
             Action::Disturb(_) => "disturb",
             Action::InjectFault(_) => "inject-fault",
@@ -195,7 +224,7 @@ struct ScenarioFile {
 struct EntryFile {
     at_s: f64,
     action: String,
-    select: Option<Select>,
+    select: Option<SelectFile>,
     every_s: Option<f64>,
     until_s: Option<f64>,
     fault: Option<Fault>,
@@ -204,7 +233,7 @@ struct EntryFile {
     node_type: Option<String>,
     types: Option<Vec<String>>,
     version: Option<String>,
-    sets: Option<Vec<Step>>,
+    sets: Option<Vec<StepFile>>,
     step_timeout_s: Option<f64>,
 }
 
@@ -325,106 +354,127 @@ fn expect(x: &ExpectFile, timeline: &[Entry]) -> Result<Expect> {
     })
 }
 
-fn check_select(i: usize, s: &Select, fleet: &Fleet) -> Result<()> {
-    let f = |k: &str| format!("timeline[{i}].select.{k}");
-    for id in s.ids.iter().flatten() {
-        if !fleet.nodes.iter().any(|n| n.id == *id) {
-            bail!(
-                "{}: there is no node {id} (the fleet has 1 to {})",
-                f("ids"),
-                fleet.nodes.len()
-            );
-        }
-    }
-    if let Some(t) = &s.node_type {
-        node_type(&f("type"), t)?;
-    }
-    if let Some(g) = &s.group
-        && !fleet.nodes.iter().any(|n| n.group.as_ref() == Some(g))
-    {
-        bail!("{}: no node is in group {g:?}", f("group"));
-    }
-    if let Some(seg) = &s.segment
-        && !fleet.topology.segments.contains(seg)
-    {
-        bail!(
-            "{}: no segment {seg:?} (segments: {:?})",
-            f("segment"),
-            fleet.topology.segments
-        );
-    }
-    if let Some(set) = &s.set
-        && !fleet.nodes.iter().any(|n| n.set.as_ref() == Some(set))
-    {
-        bail!("{}: no node is in set {set:?}", f("set"));
-    }
-    if s.random == Some(0) {
-        bail!("{}: must be at least 1", f("random"));
-    }
-    Ok(())
+/// One timeline entry being read: errors name `timeline[i].field`.
+struct EntryReader<'a> {
+    i: usize,
+    e: &'a EntryFile,
+    fleet: &'a Fleet,
 }
 
-fn entry(i: usize, line: usize, e: &EntryFile, fleet: &Fleet) -> Result<Entry> {
-    let field = |k: &str| format!("timeline[{i}].{k}");
-    let at = seconds(&field("at_s"), e.at_s)?;
-    let need_select = || -> Result<Select> {
-        let s = e
-            .select
-            .clone()
-            .with_context(|| format!("{}: action {:?} needs it", field("select"), e.action))?;
-        check_select(i, &s, fleet)?;
-        Ok(s)
-    };
-    let version = || -> Result<u32> {
-        let v = e
-            .version
-            .as_deref()
-            .with_context(|| format!("{}: action {:?} needs it", field("version"), e.action))?;
-        images::build::parse_version(v).map_err(|m| anyhow::anyhow!("{}: {m}", field("version")))
-    };
-    let link = || -> Result<String> {
-        let l = e
-            .link
-            .clone()
-            .with_context(|| format!("{}: action {:?} needs it", field("link"), e.action))?;
-        if !fleet.topology.links.iter().any(|k| k.name == l) {
-            let names: Vec<&str> = fleet
-                .topology
-                .links
-                .iter()
-                .map(|k| k.name.as_str())
-                .collect();
-            bail!("{}: no link {l:?} (links: {names:?})", field("link"));
+impl EntryReader<'_> {
+    fn field(&self, k: &str) -> String {
+        format!("timeline[{}].{k}", self.i)
+    }
+
+    /// `v`, or an error saying the action needs field `k`.
+    fn needs<T: Clone>(&self, k: &str, v: &Option<T>) -> Result<T> {
+        v.clone()
+            .with_context(|| format!("{}: action {:?} needs it", self.field(k), self.e.action))
+    }
+
+    fn seconds(&self, k: &str, v: f64) -> Result<Duration> {
+        seconds(&self.field(k), v)
+    }
+
+    fn version(&self) -> Result<u32> {
+        let v = self.needs("version", &self.e.version)?;
+        images::build::parse_version(&v)
+            .map_err(|m| anyhow::anyhow!("{}: {m}", self.field("version")))
+    }
+
+    fn link(&self) -> Result<String> {
+        let l = self.needs("link", &self.e.link)?;
+        let links = &self.fleet.topology.links;
+        if !links.iter().any(|k| k.name == l) {
+            let names: Vec<&str> = links.iter().map(|k| k.name.as_str()).collect();
+            bail!("{}: no link {l:?} (links: {names:?})", self.field("link"));
         }
         Ok(l)
-    };
-    let action = match e.action.as_str() {
-        "power-cycle" => Action::PowerCycle(need_select()?),
-        "reset" => Action::Reset(need_select()?),
-        "soft-reboot" => Action::SoftReboot(need_select()?),
-        "mixed-reboot" => Action::MixedReboot(need_select()?),
-        "disturb" => Action::Disturb(need_select()?),
-        "inject-fault" => Action::InjectFault(
-            e.fault
-                .clone()
-                .with_context(|| format!("{}: action \"inject-fault\" needs it", field("fault")))?,
-        ),
-        "clear-faults" => Action::ClearFaults,
-        "cut-link" => Action::CutLink(link()?),
-        "restore-link" => Action::RestoreLink(link()?),
-        "kill-master" => Action::KillMaster,
-        "publish" => {
-            let t = e
-                .node_type
-                .as_deref()
-                .with_context(|| format!("{}: action \"publish\" needs it", field("type")))?;
-            Action::Publish {
-                node_type: node_type(&field("type"), t)?,
-                version: version()?,
+    }
+
+    /// The selected nodes: each key checked against the fleet, then all
+    /// applied.
+    fn select(&self) -> Result<Select> {
+        let s = self.needs("select", &self.e.select)?;
+        let fleet = self.fleet;
+        let f = |k: &str| format!("{}.{k}", self.field("select"));
+        for id in s.ids.iter().flatten() {
+            if !fleet.nodes.iter().any(|n| n.id == *id) {
+                bail!(
+                    "{}: there is no node {id} (the fleet has 1 to {})",
+                    f("ids"),
+                    fleet.nodes.len()
+                );
             }
         }
-        "rolling-update" => {
-            let grouped: Vec<NodeType> = {
+        let node_type = s
+            .node_type
+            .as_deref()
+            .map(|t| node_type(&f("type"), t))
+            .transpose()?;
+        let named = |name: &Option<String>, of: fn(&NodeSpec) -> Option<&String>| {
+            name.as_ref()
+                .is_none_or(|g| fleet.nodes.iter().any(|n| of(n) == Some(g)))
+        };
+        if !named(&s.group, |n| n.group.as_ref()) {
+            bail!(
+                "{}: no node is in group {:?}",
+                f("group"),
+                s.group.unwrap_or_default()
+            );
+        }
+        if let Some(seg) = &s.segment
+            && !fleet.topology.segments.contains(seg)
+        {
+            bail!(
+                "{}: no segment {seg:?} (segments: {:?})",
+                f("segment"),
+                fleet.topology.segments
+            );
+        }
+        if !named(&s.set, |n| n.set.as_ref()) {
+            bail!(
+                "{}: no node is in set {:?}",
+                f("set"),
+                s.set.unwrap_or_default()
+            );
+        }
+        if s.random == Some(0) {
+            bail!("{}: must be at least 1", f("random"));
+        }
+        let nodes = fleet
+            .nodes
+            .iter()
+            .filter(|n| s.ids.as_ref().is_none_or(|ids| ids.contains(&n.id)))
+            .filter(|n| node_type.is_none_or(|t| n.node_type == t))
+            .filter(|n| s.group.is_none() || n.group == s.group)
+            .filter(|n| s.segment.as_ref().is_none_or(|g| &n.segment == g))
+            .filter(|n| s.set.is_none() || n.set == s.set)
+            .map(|n| n.id)
+            .collect();
+        Ok(Select {
+            nodes,
+            random: s.random,
+        })
+    }
+
+    fn publish(&self) -> Result<Action> {
+        let t = self.needs("type", &self.e.node_type)?;
+        Ok(Action::Publish {
+            node_type: node_type(&self.field("type"), &t)?,
+            version: self.version()?,
+        })
+    }
+
+    fn rolling_update(&self) -> Result<Action> {
+        let fleet = self.fleet;
+        let types = match &self.e.types {
+            Some(names) => names
+                .iter()
+                .map(|n| node_type(&self.field("types"), n))
+                .collect::<Result<Vec<_>>>()?,
+            // Every type with an update set.
+            None => {
                 let mut v: Vec<NodeType> = fleet
                     .nodes
                     .iter()
@@ -434,67 +484,94 @@ fn entry(i: usize, line: usize, e: &EntryFile, fleet: &Fleet) -> Result<Entry> {
                 v.sort();
                 v.dedup();
                 v
-            };
-            let types = match &e.types {
-                Some(names) => names
-                    .iter()
-                    .map(|n| node_type(&field("types"), n))
-                    .collect::<Result<Vec<_>>>()?,
-                None => grouped,
-            };
-            if types.is_empty() {
-                bail!(
-                    "{}: no node has an update set, so there is nothing to roll",
-                    field("types")
-                );
             }
-            let steps = e.sets.clone().with_context(|| {
-                format!("{}: action \"rolling-update\" needs it", field("sets"))
-            })?;
-            if steps.is_empty() {
-                bail!("{}: lists no step", field("sets"));
-            }
-            for s in steps.iter().flat_map(|s| s.sets()) {
+        };
+        if types.is_empty() {
+            bail!(
+                "{}: no node has an update set, so there is nothing to roll",
+                self.field("types")
+            );
+        }
+        let written = self.needs("sets", &self.e.sets)?;
+        if written.is_empty() {
+            bail!("{}: lists no step", self.field("sets"));
+        }
+        let updated = |n: &&NodeSpec, sets: &[String]| {
+            types.contains(&n.node_type) && n.set.as_ref().is_some_and(|s| sets.contains(s))
+        };
+        let mut steps = Vec::new();
+        for sets in written.iter().map(StepFile::sets) {
+            for s in &sets {
                 if !fleet
                     .nodes
                     .iter()
-                    .any(|n| n.set.as_ref() == Some(&s) && types.contains(&n.node_type))
+                    .any(|n| updated(&n, std::slice::from_ref(s)))
                 {
                     bail!(
                         "{}: no node of the updated types is in set {s:?}",
-                        field("sets")
+                        self.field("sets")
                     );
                 }
             }
-            Action::RollingUpdate {
-                types,
-                version: version()?,
-                steps,
-                step_timeout: seconds(&field("step_timeout_s"), e.step_timeout_s.unwrap_or(120.0))?,
-            }
+            let nodes = fleet
+                .nodes
+                .iter()
+                .filter(|n| updated(n, &sets))
+                .map(|n| n.id)
+                .collect();
+            steps.push(Step { sets, nodes });
         }
-        other => bail!(
-            "{}: unknown action {other:?} (power-cycle, reset, soft-reboot, mixed-reboot, disturb, inject-fault, clear-faults, cut-link, restore-link, kill-master, publish, rolling-update)",
-            field("action")
-        ),
-    };
-    let every = e
-        .every_s
-        .map(|v| seconds(&field("every_s"), v))
-        .transpose()?;
-    let until = e
-        .until_s
-        .map(|v| seconds(&field("until_s"), v))
-        .transpose()?;
-    match (every, until) {
-        (Some(ev), _) if ev < Duration::from_millis(100) => {
-            bail!("{}: must be at least 0.1", field("every_s"))
-        }
-        (Some(_), None) => bail!("{}: `every_s` needs `until_s`", field("until_s")),
-        (None, Some(_)) => bail!("{}: `until_s` needs `every_s`", field("every_s")),
-        (Some(_), Some(u)) if u < at => bail!("{}: is before at_s", field("until_s")),
-        _ => {}
+        Ok(Action::RollingUpdate {
+            types,
+            version: self.version()?,
+            steps,
+            step_timeout: self.seconds("step_timeout_s", self.e.step_timeout_s.unwrap_or(120.0))?,
+        })
     }
+
+    fn action(&self) -> Result<Action> {
+        Ok(match self.e.action.as_str() {
+            "power-cycle" => Action::Reboot(Reboot::PowerCycle, self.select()?),
+            "reset" => Action::Reboot(Reboot::Reset, self.select()?),
+            "soft-reboot" => Action::Reboot(Reboot::SoftReboot, self.select()?),
+            "mixed-reboot" => Action::MixedReboot(self.select()?),
+            "disturb" => Action::Disturb(self.select()?),
+            "inject-fault" => Action::InjectFault(self.needs("fault", &self.e.fault)?),
+            "clear-faults" => Action::ClearFaults,
+            "cut-link" => Action::CutLink(self.link()?),
+            "restore-link" => Action::RestoreLink(self.link()?),
+            "kill-master" => Action::KillMaster,
+            "publish" => self.publish()?,
+            "rolling-update" => self.rolling_update()?,
+            other => bail!(
+                "{}: unknown action {other:?} (power-cycle, reset, soft-reboot, mixed-reboot, disturb, inject-fault, clear-faults, cut-link, restore-link, kill-master, publish, rolling-update)",
+                self.field("action")
+            ),
+        })
+    }
+
+    /// `every_s` and `until_s`: both or neither.
+    fn repeat(&self, at: Duration) -> Result<(Option<Duration>, Option<Duration>)> {
+        let e = self.e;
+        let every = e.every_s.map(|v| self.seconds("every_s", v)).transpose()?;
+        let until = e.until_s.map(|v| self.seconds("until_s", v)).transpose()?;
+        match (every, until) {
+            (Some(ev), _) if ev < Duration::from_millis(100) => {
+                bail!("{}: must be at least 0.1", self.field("every_s"))
+            }
+            (Some(_), None) => bail!("{}: `every_s` needs `until_s`", self.field("until_s")),
+            (None, Some(_)) => bail!("{}: `until_s` needs `every_s`", self.field("every_s")),
+            (Some(_), Some(u)) if u < at => bail!("{}: is before at_s", self.field("until_s")),
+            _ => Ok((every, until)),
+        }
+    }
+}
+
+fn entry(i: usize, line: usize, e: &EntryFile, fleet: &Fleet) -> Result<Entry> {
+    let r = EntryReader { i, e, fleet };
+    let at = r.seconds("at_s", e.at_s)?;
+    let action = r.action()?;
+    let (every, until) = r.repeat(at)?;
     Ok(Entry {
         line,
         at,
@@ -541,6 +618,51 @@ mod tests {
             a => panic!("{a:?}"),
         }
         assert_eq!(s.expect.all_verified_by, Duration::from_secs(100));
+    }
+
+    #[test]
+    fn selects_and_steps_are_resolved_to_nodes_when_the_scenario_loads() {
+        let s = parse(
+            "[[timeline]]\nat_s = 1\naction = \"power-cycle\"\nselect = { type = \"drive\", random = 2 }\n\
+             [[timeline]]\nat_s = 2\naction = \"mixed-reboot\"\nselect = { group = \"acc\", set = \"B\" }\n\
+             [[timeline]]\nat_s = 3\naction = \"reset\"\nselect = { type = \"drive\", group = \"acc\" }\n\
+             [[timeline]]\nat_s = 4\naction = \"soft-reboot\"\nselect = { ids = [5, 1], segment = \"base\" }\n\
+             [[timeline]]\nat_s = 5\naction = \"rolling-update\"\nversion = \"1.2.0\"\nsets = [[\"A\", \"B\"], \"B\"]\n",
+        )
+        .unwrap();
+        let select = |nodes: &[u16], random| Select {
+            nodes: nodes.to_vec(),
+            random,
+        };
+        let actions: Vec<&Action> = s.timeline.iter().map(|e| &e.action).collect();
+        assert_eq!(
+            actions[..4],
+            [
+                &Action::Reboot(Reboot::PowerCycle, select(&[3, 4, 5], Some(2))),
+                &Action::MixedReboot(select(&[2], None)),
+                // Every key exists, but no drive is in the group: no node.
+                &Action::Reboot(Reboot::Reset, select(&[], None)),
+                &Action::Reboot(Reboot::SoftReboot, select(&[1, 5], None)),
+            ]
+        );
+        let Action::RollingUpdate { steps, .. } = actions[4] else {
+            panic!("{:?}", actions[4])
+        };
+        let step = |sets: &[&str], nodes: &[u16]| Step {
+            sets: sets.iter().map(|s| s.to_string()).collect(),
+            nodes: nodes.to_vec(),
+        };
+        assert_eq!(steps, &[step(&["A", "B"], &[1, 2]), step(&["B"], &[2])]);
+    }
+
+    #[test]
+    fn reboot_names_are_the_actions_and_mixed_reboots_draw_in_this_order() {
+        // `mixed-reboot` indexes ALL with the seed: its order is part of a
+        // scenario's replay.
+        assert_eq!(
+            Reboot::ALL.map(Reboot::name),
+            ["power-cycle", "reset", "soft-reboot"]
+        );
     }
 
     #[test]
