@@ -214,14 +214,9 @@ impl MasterLog {
         match &r.event {
             MasterEvent::WindowOpened { window, node } => {
                 self.windows.retain(|w| w.window != *window);
-                self.windows.push(WindowReport {
-                    window: *window,
-                    opened_s: at,
-                    closed_s: None,
-                    close_reason: None,
-                    requesters: vec![*node],
-                    master: r.source,
-                })
+                let mut w = WindowReport::opened(*window, at, r.source);
+                w.requesters.push(*node);
+                self.windows.push(w);
             }
             MasterEvent::WindowClosed {
                 window,
@@ -229,21 +224,9 @@ impl MasterLog {
                 requesters,
                 held_ms,
             } => {
-                let w = match self.windows.iter_mut().find(|w| w.window == *window) {
-                    Some(w) => w,
-                    None => {
-                        // Opened before this master took over.
-                        self.windows.push(WindowReport {
-                            window: *window,
-                            opened_s: at - *held_ms as f64 / 1000.0,
-                            closed_s: None,
-                            close_reason: None,
-                            requesters: Vec::new(),
-                            master: r.source,
-                        });
-                        self.windows.last_mut().expect("just pushed")
-                    }
-                };
+                // Opened before this master took over: when, it says.
+                let opened = at - *held_ms as f64 / 1000.0;
+                let w = self.window(*window, opened, r.source);
                 w.closed_s = Some(at);
                 w.close_reason = serde_json::to_value(reason)
                     .ok()
@@ -258,72 +241,21 @@ impl MasterLog {
                     w.requesters.clear();
                 }
             }
-            MasterEvent::SessionStarted {
-                session,
-                window,
-                kind,
-                requesters,
-                bytes,
-                resumed_at_chunk,
-            } => {
-                if let Some(b) = self.broadcasts.iter_mut().find(|b| b.session == *session) {
-                    // A backup resumed it.
-                    b.masters.push(r.source);
-                    b.resumed_at_chunk = *resumed_at_chunk;
-                    return;
+            MasterEvent::SessionStarted { session, .. } => {
+                match self.broadcasts.iter_mut().find(|b| b.session == *session) {
+                    Some(b) => b.resumed_by(r),
+                    None => self.broadcasts.extend(BroadcastReport::started(r, at)),
                 }
-                self.broadcasts.push(BroadcastReport {
-                    window: *window,
-                    session: *session,
-                    node_type: kind.clone(),
-                    bytes: *bytes,
-                    frames: 0,
-                    requesters: requesters.clone(),
-                    late_joiners: Vec::new(),
-                    started_s: at,
-                    ended_s: None,
-                    repair_rounds: 0,
-                    repair_bytes: 0,
-                    chunks_per_round: Vec::new(),
-                    bus_s: 0.0,
-                    first_pass_bus_s: 0.0,
-                    first_pass_wall_s: 0.0,
-                    masters: vec![r.source],
-                    resumed_at_chunk: *resumed_at_chunk,
-                    error: None,
-                })
             }
             MasterEvent::LateJoin { session, node } => {
-                if let Some(b) = self.broadcasts.iter_mut().find(|b| b.session == *session) {
+                if let Some(b) = self.broadcast(*session) {
                     b.late_joiners.push(*node);
                     b.requesters.push(*node);
                 }
             }
-            MasterEvent::SessionEnded {
-                session,
-                frames,
-                repair_rounds,
-                repair_bytes,
-                chunks_per_round,
-                bus_ms,
-                first_pass_bus_ms,
-                first_pass_wall_ms,
-                error,
-                ..
-            } => {
-                if let Some(b) = self.broadcasts.iter_mut().find(|b| b.session == *session) {
-                    b.bus_s += bus_ms / 1e3;
-                    // The first end reported counts (a killed primary reports none).
-                    if b.first_pass_wall_s == 0.0 {
-                        b.first_pass_bus_s = first_pass_bus_ms / 1e3;
-                        b.first_pass_wall_s = first_pass_wall_ms / 1e3;
-                    }
-                    b.frames += frames;
-                    b.repair_rounds = *repair_rounds;
-                    b.repair_bytes += repair_bytes;
-                    b.chunks_per_round.extend(chunks_per_round);
-                    b.ended_s = Some(at);
-                    b.error = error.clone();
+            MasterEvent::SessionEnded { session, .. } => {
+                if let Some(b) = self.broadcast(*session) {
+                    b.ended(&r.event, at);
                 }
             }
             MasterEvent::TookOver {
@@ -331,6 +263,116 @@ impl MasterLog {
             } => self.takeovers.push((at, *resumed_session)),
             MasterEvent::NoImage { .. } => {}
         }
+    }
+
+    /// Window `n`, added as opened at `opened_s` by `master` if it is new.
+    fn window(&mut self, n: u32, opened_s: f64, master: Role) -> &mut WindowReport {
+        match self.windows.iter().position(|w| w.window == n) {
+            Some(i) => &mut self.windows[i],
+            None => {
+                self.windows.push(WindowReport::opened(n, opened_s, master));
+                let last = self.windows.len() - 1;
+                &mut self.windows[last]
+            }
+        }
+    }
+
+    fn broadcast(&mut self, session: u32) -> Option<&mut BroadcastReport> {
+        self.broadcasts.iter_mut().find(|b| b.session == session)
+    }
+}
+
+impl WindowReport {
+    /// Window `window`, opened at `opened_s` by `master`, with no requester yet.
+    fn opened(window: u32, opened_s: f64, master: Role) -> WindowReport {
+        WindowReport {
+            window,
+            opened_s,
+            closed_s: None,
+            close_reason: None,
+            requesters: Vec::new(),
+            master,
+        }
+    }
+}
+
+impl BroadcastReport {
+    /// The broadcast a `SessionStarted` record begins; `None` for any
+    /// other record.
+    fn started(r: &MasterRecord, at: f64) -> Option<BroadcastReport> {
+        let MasterEvent::SessionStarted {
+            session,
+            window,
+            kind,
+            requesters,
+            bytes,
+            resumed_at_chunk,
+        } = &r.event
+        else {
+            return None;
+        };
+        Some(BroadcastReport {
+            window: *window,
+            session: *session,
+            node_type: kind.clone(),
+            bytes: *bytes,
+            frames: 0,
+            requesters: requesters.clone(),
+            late_joiners: Vec::new(),
+            started_s: at,
+            ended_s: None,
+            repair_rounds: 0,
+            repair_bytes: 0,
+            chunks_per_round: Vec::new(),
+            bus_s: 0.0,
+            first_pass_bus_s: 0.0,
+            first_pass_wall_s: 0.0,
+            masters: vec![r.source],
+            resumed_at_chunk: *resumed_at_chunk,
+            error: None,
+        })
+    }
+
+    /// A backup master resumed it (`r` is its `SessionStarted`).
+    fn resumed_by(&mut self, r: &MasterRecord) {
+        if let MasterEvent::SessionStarted {
+            resumed_at_chunk, ..
+        } = &r.event
+        {
+            self.masters.push(r.source);
+            self.resumed_at_chunk = *resumed_at_chunk;
+        }
+    }
+
+    /// A master ended it (`e` is its `SessionEnded`); a resumed session
+    /// ends once per master.
+    fn ended(&mut self, e: &MasterEvent, at: f64) {
+        let MasterEvent::SessionEnded {
+            frames,
+            repair_rounds,
+            repair_bytes,
+            chunks_per_round,
+            bus_ms,
+            first_pass_bus_ms,
+            first_pass_wall_ms,
+            error,
+            ..
+        } = e
+        else {
+            return;
+        };
+        self.bus_s += bus_ms / 1e3;
+        // The first end reported counts (a killed primary reports none).
+        if self.first_pass_wall_s == 0.0 {
+            self.first_pass_bus_s = first_pass_bus_ms / 1e3;
+            self.first_pass_wall_s = first_pass_wall_ms / 1e3;
+        }
+        self.frames += frames;
+        self.repair_rounds = *repair_rounds;
+        self.repair_bytes += repair_bytes;
+        self.chunks_per_round.extend(chunks_per_round);
+        self.ended_s = Some(at);
+        self.error = error.clone();
     }
 }
 
@@ -536,6 +578,155 @@ pub(crate) mod tests {
                         "link_errors": 0, "drops": drops },
         }))
         .expect("bus statistics")
+    }
+
+    fn rec(ms: u64, source: Role, event: MasterEvent) -> MasterRecord {
+        MasterRecord {
+            ts_ms: 10_000 + ms,
+            source,
+            event,
+        }
+    }
+
+    fn ended(session: u32, frames: u64, bus_ms: f64, first_pass_wall_ms: f64) -> MasterEvent {
+        MasterEvent::SessionEnded {
+            session,
+            bytes: 1000,
+            frames,
+            repair_rounds: 1,
+            repair_bytes: 64,
+            chunks_per_round: vec![1],
+            bus_ms,
+            first_pass_bus_ms: bus_ms / 2.0,
+            first_pass_wall_ms,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_master_log_follows_windows_sessions_and_a_takeover() {
+        use crate::master::CloseReason;
+        use Role::{Backup, Primary};
+        let started = |session, window, resumed_at_chunk| MasterEvent::SessionStarted {
+            session,
+            window,
+            kind: "drive".into(),
+            requesters: vec![1, 2],
+            bytes: 1000,
+            resumed_at_chunk,
+        };
+        let records = [
+            rec(
+                500,
+                Primary,
+                MasterEvent::WindowOpened { window: 1, node: 1 },
+            ),
+            rec(
+                1500,
+                Primary,
+                MasterEvent::WindowClosed {
+                    window: 1,
+                    held_ms: 1000,
+                    reason: CloseReason::Timer,
+                    requesters: vec![1, 2],
+                },
+            ),
+            rec(1600, Primary, started(1, 1, None)),
+            rec(
+                1700,
+                Primary,
+                MasterEvent::LateJoin {
+                    session: 1,
+                    node: 3,
+                },
+            ),
+            rec(
+                2000,
+                Primary,
+                MasterEvent::WindowOpened { window: 2, node: 4 },
+            ),
+            rec(2100, Primary, MasterEvent::WindowCancelled { window: 2 }),
+            rec(
+                3000,
+                Backup,
+                MasterEvent::TookOver {
+                    silent_ms: 1000,
+                    resumed_session: Some(1),
+                },
+            ),
+            rec(3000, Backup, started(1, 1, Some(40))),
+            rec(4000, Backup, ended(1, 100, 80.0, 900.0)),
+            // A window the backup closes but did not see open.
+            rec(
+                6000,
+                Backup,
+                MasterEvent::WindowClosed {
+                    window: 3,
+                    held_ms: 500,
+                    reason: CloseReason::MaxWait,
+                    requesters: vec![5],
+                },
+            ),
+            rec(
+                6100,
+                Backup,
+                MasterEvent::NoImage {
+                    node: 9,
+                    node_type: 7,
+                },
+            ),
+        ];
+        let mut log = MasterLog::default();
+        for r in &records {
+            log.record(r, 10_000);
+        }
+        let w: Vec<_> = log
+            .windows
+            .iter()
+            .map(|w| {
+                (
+                    w.window,
+                    w.opened_s,
+                    w.closed_s,
+                    w.close_reason.as_deref(),
+                    w.requesters.clone(),
+                    w.master,
+                )
+            })
+            .collect();
+        assert_eq!(
+            w,
+            [
+                (1, 0.5, Some(1.5), Some("timer"), vec![1, 2], Primary),
+                (2, 2.0, Some(2.1), Some("cancelled"), vec![], Primary),
+                (3, 5.5, Some(6.0), Some("max_wait"), vec![5], Backup),
+            ]
+        );
+        let [b] = &log.broadcasts[..] else {
+            panic!("{:?}", log.broadcasts)
+        };
+        assert_eq!(
+            (b.window, b.session, b.started_s, b.ended_s),
+            (1, 1, 1.6, Some(4.0))
+        );
+        assert_eq!(b.requesters, [1, 2, 3]);
+        assert_eq!(b.late_joiners, [3]);
+        assert_eq!(b.masters, [Primary, Backup]);
+        assert_eq!(b.resumed_at_chunk, Some(40));
+        assert_eq!((b.frames, b.repair_rounds, b.repair_bytes), (100, 1, 64));
+        assert_eq!(
+            (b.bus_s, b.first_pass_bus_s, b.first_pass_wall_s),
+            (0.08, 0.04, 0.9)
+        );
+        assert_eq!(log.takeovers, [(3.0, Some(1))]);
+        // A second end (the primary's, late) adds to the first, whose first
+        // pass counts.
+        log.record(&rec(4500, Primary, ended(1, 10, 20.0, 300.0)), 10_000);
+        let b = &log.broadcasts[0];
+        assert_eq!((b.frames, b.repair_bytes, b.ended_s), (110, 128, Some(4.5)));
+        assert!((b.bus_s - 0.1).abs() < 1e-12, "{}", b.bus_s);
+        assert_eq!(b.first_pass_wall_s, 0.9);
+        assert_eq!(b.chunks_per_round, [1, 1]);
     }
 
     #[test]
