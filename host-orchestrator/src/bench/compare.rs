@@ -462,11 +462,159 @@ fn ttav_cell(r: Option<&Run>, timeout_s: u64) -> String {
     }
 }
 
+/// One row of the table: a label, a cell per transport, the target.
+struct Row {
+    label: String,
+    cells: Vec<String>,
+    target: &'static str,
+}
+
+/// What the table's cells read: the runs and figures of one comparison.
+struct Cells<'a> {
+    c: &'a Comparison,
+    /// The largest fleet, which the figures are about.
+    n: usize,
+}
+
+impl Cells<'_> {
+    fn row(&self, label: String, target: &'static str, cell: impl Fn(&str) -> String) -> Row {
+        let cells = self.c.options.transports.iter().map(|t| cell(t)).collect();
+        Row {
+            label,
+            cells,
+            target,
+        }
+    }
+
+    fn run(&self, t: &str, d: Delivery, nodes: usize) -> Option<&Run> {
+        paced_run(&self.c.runs, t, d, nodes)
+    }
+
+    fn figures(&self, t: &str) -> Option<&Figures> {
+        self.c.figures.iter().find(|f| f.transport == t)
+    }
+
+    /// A figure of `t`, or a dash.
+    fn figure(&self, t: &str, of: impl Fn(&Figures) -> Option<String>) -> String {
+        self.figures(t).and_then(of).unwrap_or_else(|| "—".into())
+    }
+
+    /// A figure of `t`'s largest paced broadcast, or a dash.
+    fn largest(&self, t: &str, of: impl Fn(&Run) -> Option<String>) -> String {
+        self.run(t, Delivery::Broadcast, self.n)
+            .and_then(of)
+            .unwrap_or_else(|| "—".into())
+    }
+
+    /// Time to all verified and bus time, broadcast against unicast, of
+    /// each fleet size.
+    fn per_size(&self) -> Vec<Row> {
+        let timeout_s = self.c.options.run_timeout_s;
+        let mut rows = Vec::new();
+        for &k in &self.c.options.nodes {
+            let pair = |t: &str, cell: &dyn Fn(Option<&Run>) -> String| {
+                let b = cell(self.run(t, Delivery::Broadcast, k));
+                format!("{b} / {}", cell(self.run(t, Delivery::Unicast, k)))
+            };
+            rows.push(self.row(
+                format!("N={k}: time to all verified, broadcast / unicast"),
+                "",
+                |t| pair(t, &|r| ttav_cell(r, timeout_s)),
+            ));
+            rows.push(
+                self.row(format!("N={k}: bus time, broadcast / unicast"), "", |t| {
+                    pair(t, &|r| r.map_or("—".into(), |r| secs(r.bus_s)))
+                }),
+            );
+        }
+        rows
+    }
+
+    /// The bus figures of the largest fleet: the ratio, the efficiency and
+    /// the time against its floor.
+    fn bus_figures(&self) -> Vec<Row> {
+        let n = self.n;
+        let max = self.c.figures.first().map_or_else(
+            || frame_format_max_efficiency(TIMING),
+            |f| f.frame_format_max,
+        );
+        vec![
+            self.row(format!("N={n}: bus-time ratio, unicast / broadcast"), "≥ 36", |t| {
+                self.figure(t, |f| Some(format!("{:.1}", f.bus_time_ratio?)))
+            }),
+            self.row(
+                format!(
+                    "N={n}: broadcast bus efficiency (payload bits / bus time × data rate), repair included (first pass); frame-format maximum {max:.3}"
+                ),
+                "≥ 90% of max",
+                |t| {
+                    self.figure(t, |f| {
+                        let (e, p) = (f.efficiency?, f.first_pass_efficiency?);
+                        let of_max = |x: f64| pct(x / f.frame_format_max);
+                        Some(format!("{e:.3} = {} of max ({})", of_max(e), of_max(p)))
+                    })
+                },
+            ),
+            self.row(
+                format!(
+                    "N={n}: broadcast time to all verified / floor (hold-off + image bus time + one node's boot)"
+                ),
+                "≤ 1.2",
+                |t| {
+                    let b = self.run(t, Delivery::Broadcast, n);
+                    let b = b.and_then(|r| r.time_to_all_verified_s);
+                    self.figure(t, |f| {
+                        let (fl, r, boot) = (f.floor_s?, f.over_floor?, f.one_node_boot_s?);
+                        let (b, fl, boot) = (secs(b?), secs(fl), secs(boot));
+                        Some(format!("{b} / {fl} (boot {boot}) = {r:.2}"))
+                    })
+                },
+            ),
+        ]
+    }
+
+    /// What the largest broadcast cost the host, and how it kept time.
+    fn host_figures(&self) -> Vec<Row> {
+        let n = self.n;
+        let core = |c: Option<f64>| Some(format!("{} of one core", pct(c?)));
+        vec![
+            self.row(
+                format!("N={n}: real-time factor of the broadcast's first pass (bus time / wall time)"),
+                "≥ 1.0",
+                |t| self.figure(t, |f| Some(format!("{:.3}", f.real_time_factor?))),
+            ),
+            self.row(
+                format!(
+                    "N={n}: the same broadcast on an unpaced bus (it waits for its slowest receiver): bus time / wall time"
+                ),
+                "",
+                |t| self.figure(t, |f| Some(format!("{:.3}", f.unpaced_speed?))),
+            ),
+            self.row(
+                format!("N={n}: broadcast receive-queue overruns / repair bytes"),
+                "",
+                |t| self.largest(t, |r| Some(format!("{} / {}", r.overruns, r.repair_bytes))),
+            ),
+            self.row(
+                format!("N={n}: CPU per node while the broadcast's first pass runs"),
+                "",
+                |t| self.largest(t, |r| core(r.cpu_receiving_per_node)),
+            ),
+            self.row(
+                format!("N={n}: CPU of the whole idle fleet"),
+                "< 5% of one core",
+                |t| self.largest(t, |r| core(r.cpu_idle_fleet)),
+            ),
+            self.row("private memory (PSS) per node".into(), "", |t| {
+                self.largest(t, |r| Some(format!("{:.1} MiB", r.pss_per_node_mib?)))
+            }),
+        ]
+    }
+}
+
 /// The comparison as one markdown table: a column per transport.
 pub fn table(c: &Comparison) -> String {
     let o = &c.options;
-    let n = o.nodes.iter().copied().max().unwrap_or(0);
-    let find = |t: &str, d: Delivery, nodes: usize| paced_run(&c.runs, t, d, nodes);
     let object = c.runs.iter().map(|r| r.object_bytes).max().unwrap_or(0);
     let mut out = format!(
         "Broadcast against unicast: drive nodes, the drive image padded to {} bytes ({object}-byte object with its manifest), \
@@ -479,141 +627,18 @@ pub fn table(c: &Comparison) -> String {
     out += " target |\n|---|";
     out += &"---:|".repeat(o.transports.len());
     out += "---|\n";
-    let mut row = |label: String, cell: &dyn Fn(&str) -> String, target: &str| {
-        out += &format!("| {label} |");
-        for t in &o.transports {
-            out += &format!(" {} |", cell(t));
+    let cells = Cells {
+        c,
+        n: o.nodes.iter().copied().max().unwrap_or(0),
+    };
+    let rows = [cells.per_size(), cells.bus_figures(), cells.host_figures()];
+    for row in rows.iter().flatten() {
+        out += &format!("| {} |", row.label);
+        for cell in &row.cells {
+            out += &format!(" {cell} |");
         }
-        out += &format!(" {target} |\n");
-    };
-    let figs = |t: &str| c.figures.iter().find(|f| f.transport == t);
-    for &k in &o.nodes {
-        row(
-            format!("N={k}: time to all verified, broadcast / unicast"),
-            &|t| {
-                format!(
-                    "{} / {}",
-                    ttav_cell(find(t, Delivery::Broadcast, k), o.run_timeout_s),
-                    ttav_cell(find(t, Delivery::Unicast, k), o.run_timeout_s)
-                )
-            },
-            "",
-        );
-        row(
-            format!("N={k}: bus time, broadcast / unicast"),
-            &|t| {
-                let bus = |d| find(t, d, k).map_or("—".into(), |r: &Run| secs(r.bus_s));
-                format!("{} / {}", bus(Delivery::Broadcast), bus(Delivery::Unicast))
-            },
-            "",
-        );
+        out += &format!(" {} |\n", row.target);
     }
-    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("—".into(), f);
-    row(
-        format!("N={n}: bus-time ratio, unicast / broadcast"),
-        &|t| {
-            opt(figs(t).and_then(|f| f.bus_time_ratio), &|r| {
-                format!("{r:.1}")
-            })
-        },
-        "≥ 36",
-    );
-    let max = c.figures.first().map_or_else(
-        || frame_format_max_efficiency(TIMING),
-        |f| f.frame_format_max,
-    );
-    row(
-        format!(
-            "N={n}: broadcast bus efficiency (payload bits / bus time × data rate), repair included (first pass); frame-format maximum {max:.3}"
-        ),
-        &|t| {
-            let Some(f) = figs(t) else {
-                return "—".into();
-            };
-            match (f.efficiency, f.first_pass_efficiency) {
-                (Some(e), Some(p)) => format!(
-                    "{e:.3} = {} of max ({})",
-                    pct(e / f.frame_format_max),
-                    pct(p / f.frame_format_max)
-                ),
-                _ => "—".into(),
-            }
-        },
-        "≥ 90% of max",
-    );
-    row(
-        format!(
-            "N={n}: broadcast time to all verified / floor (hold-off + image bus time + one node's boot)"
-        ),
-        &|t| {
-            let Some(f) = figs(t) else {
-                return "—".into();
-            };
-            let b = find(t, Delivery::Broadcast, n).and_then(|r| r.time_to_all_verified_s);
-            match (b, f.floor_s, f.over_floor, f.one_node_boot_s) {
-                (Some(b), Some(fl), Some(r), Some(boot)) => {
-                    format!("{} / {} (boot {}) = {r:.2}", secs(b), secs(fl), secs(boot))
-                }
-                _ => "—".into(),
-            }
-        },
-        "≤ 1.2",
-    );
-    row(
-        format!("N={n}: real-time factor of the broadcast's first pass (bus time / wall time)"),
-        &|t| {
-            opt(figs(t).and_then(|f| f.real_time_factor), &|r| {
-                format!("{r:.3}")
-            })
-        },
-        "≥ 1.0",
-    );
-    row(
-        format!(
-            "N={n}: the same broadcast on an unpaced bus (it waits for its slowest receiver): bus time / wall time"
-        ),
-        &|t| {
-            opt(figs(t).and_then(|f| f.unpaced_speed), &|r| {
-                format!("{r:.3}")
-            })
-        },
-        "",
-    );
-    row(
-        format!("N={n}: broadcast receive-queue overruns / repair bytes"),
-        &|t| {
-            find(t, Delivery::Broadcast, n).map_or("—".into(), |r| {
-                format!("{} / {}", r.overruns, r.repair_bytes)
-            })
-        },
-        "",
-    );
-    // A figure of the largest paced broadcast, as a share of one core.
-    let core_share = |t: &str, of: fn(&Run) -> Option<f64>| {
-        opt(find(t, Delivery::Broadcast, n).and_then(of), &|c| {
-            format!("{} of one core", pct(c))
-        })
-    };
-    row(
-        format!("N={n}: CPU per node while the broadcast's first pass runs"),
-        &|t| core_share(t, |r| r.cpu_receiving_per_node),
-        "",
-    );
-    row(
-        format!("N={n}: CPU of the whole idle fleet"),
-        &|t| core_share(t, |r| r.cpu_idle_fleet),
-        "< 5% of one core",
-    );
-    row(
-        "private memory (PSS) per node".into(),
-        &|t| {
-            let r = find(t, Delivery::Broadcast, n);
-            opt(r.and_then(|r| r.pss_per_node_mib), &|m| {
-                format!("{m:.1} MiB")
-            })
-        },
-        "",
-    );
     out
 }
 
@@ -660,6 +685,88 @@ mod tests {
             "{err:#}"
         );
     }
+
+    /// Runs on two transports: uart complete with host costs, virtio with
+    /// an unfinished broadcast and no unicast at N=4.
+    fn two_transports() -> Comparison {
+        let opts = CompareOptions {
+            nodes: vec![1, 4],
+            ..CompareOptions::default()
+        };
+        let run = |transport: &str, delivery, nodes, paced, ttav: Option<f64>, bus_s| Run {
+            transport: transport.into(),
+            delivery,
+            paced,
+            nodes,
+            verified: if ttav.is_some() { nodes } else { nodes - 1 },
+            time_to_all_verified_s: ttav,
+            sessions: if delivery == Delivery::Broadcast {
+                1
+            } else {
+                nodes
+            },
+            object_bytes: 262_304,
+            bytes_sent: 262_304,
+            repair_bytes: 128,
+            bus_s,
+            first_pass_bus_s: 0.6,
+            first_pass_wall_s: 0.62,
+            first_session_s: 0.9,
+            overruns: 3,
+            cpu_receiving_per_node: (nodes == 4).then_some(0.031),
+            cpu_idle_fleet: (nodes == 4 && paced).then_some(0.012),
+            pss_per_node_mib: (nodes == 4 && paced).then_some(41.25),
+        };
+        let b = Delivery::Broadcast;
+        let u = Delivery::Unicast;
+        let mut runs = vec![
+            run("uart", b, 1, true, Some(2.0), 0.61),
+            run("uart", u, 1, true, Some(2.1), 0.61),
+            run("uart", b, 4, true, Some(2.4), 0.63),
+            run("uart", u, 4, true, Some(6.5), 2.44),
+            run("uart", b, 4, false, Some(1.2), 0.63),
+            run("virtio", b, 1, true, Some(1.8), 0.61),
+            run("virtio", u, 1, true, Some(1.9), 0.61),
+            run("virtio", b, 4, true, None, 0.7),
+        ];
+        runs[4].first_pass_wall_s = 0.2;
+        let figures = opts
+            .transports
+            .iter()
+            .map(|t| figures(t, &runs, &opts))
+            .collect();
+        Comparison {
+            options: opts,
+            runs,
+            figures,
+        }
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_figure_and_a_column_per_transport() {
+        let text = table(&two_transports());
+        assert_eq!(text, GOLDEN);
+    }
+
+    /// The table as it was before it was split into rows.
+    const GOLDEN: &str = r#"Broadcast against unicast: drive nodes, the drive image padded to 262144 bytes (262304-byte object with its manifest), paced CAN FD 1M/5M, fixed hold-off 500 ms, every node powered on at once.
+
+| | uart | virtio | target |
+|---|---:|---:|---|
+| N=1: time to all verified, broadcast / unicast | 2.00 s / 2.10 s | 1.80 s / 1.90 s |  |
+| N=1: bus time, broadcast / unicast | 0.61 s / 0.61 s | 0.61 s / 0.61 s |  |
+| N=4: time to all verified, broadcast / unicast | 2.40 s / 6.50 s | — (3/4 in 180 s) / — |  |
+| N=4: bus time, broadcast / unicast | 0.63 s / 2.44 s | 0.70 s / — |  |
+| N=4: bus-time ratio, unicast / broadcast | 3.9 | — | ≥ 36 |
+| N=4: broadcast bus efficiency (payload bits / bus time × data rate), repair included (first pass); frame-format maximum 0.632 | 0.666 = 105.4% of max (110.7%) | 0.600 = 94.9% of max (110.7%) | ≥ 90% of max |
+| N=4: broadcast time to all verified / floor (hold-off + image bus time + one node's boot) | 2.40 s / 1.98 s (boot 0.88 s) = 1.21 | — | ≤ 1.2 |
+| N=4: real-time factor of the broadcast's first pass (bus time / wall time) | 0.968 | 0.968 | ≥ 1.0 |
+| N=4: the same broadcast on an unpaced bus (it waits for its slowest receiver): bus time / wall time | 3.000 | — |  |
+| N=4: broadcast receive-queue overruns / repair bytes | 3 / 128 | 3 / 128 |  |
+| N=4: CPU per node while the broadcast's first pass runs | 3.1% of one core | 3.1% of one core |  |
+| N=4: CPU of the whole idle fleet | 1.2% of one core | 1.2% of one core | < 5% of one core |
+| private memory (PSS) per node | 41.2 MiB | 41.2 MiB |  |
+"#;
 
     #[test]
     fn figures_compare_the_largest_fleet_and_subtract_the_window_for_one_boot() {
