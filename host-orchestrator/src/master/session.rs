@@ -273,6 +273,147 @@ impl Missing {
     }
 }
 
+/// One session being sent: what it sends and how, what nodes still miss,
+/// and what it did so far.
+struct Sender<'a> {
+    plan: &'a SessionPlan,
+    content: &'a Content,
+    out: &'a Outbox,
+    sending: Sending,
+    /// The frames that state the session (sent again for late joiners).
+    announce: Vec<Frame>,
+    missing: Missing,
+    o: Outcome,
+    started: Instant,
+}
+
+impl Sender<'_> {
+    /// Counts `f` in the session's bus time.
+    fn account(&mut self, f: &Frame) {
+        let ns = self.sending.timing.frame_time_ns(f).unwrap_or(0);
+        self.o.bus_time += Duration::from_nanos(ns);
+    }
+
+    /// A message from the master. NACKed ranges join the missing set (up
+    /// to `sent`: chunks not sent yet are coming); a late joiner is owed
+    /// the announcement again, which is returned.
+    fn handle(&mut self, c: SessionCtl, sent: u32) -> Option<Vec<Frame>> {
+        match c {
+            SessionCtl::Nack(ranges) => {
+                for (s, l) in ranges {
+                    let l = (l as u32).min(sent.saturating_sub(s)) as u16;
+                    self.missing.add(s, l);
+                }
+                None
+            }
+            SessionCtl::Reannounce => Some(self.announce.clone()),
+        }
+    }
+
+    /// The announcement, then `Data` from `start_chunk` on; messages from
+    /// the master are served between chunks, first.
+    async fn first_pass(
+        &mut self,
+        start_chunk: u32,
+        ctl: &mut mpsc::Receiver<SessionCtl>,
+    ) -> Result<()> {
+        let out = self.out;
+        for f in self.announce.clone() {
+            out.bulk(f).await?;
+            self.account(&f);
+        }
+        self.o.frames += self.announce.len() as u64;
+        let total = self.content.total_chunks();
+        let mut i = start_chunk.min(total);
+        while i < total {
+            tokio::select! {
+                biased;
+                Some(c) = ctl.recv() => {
+                    for frame in self.handle(c, i).unwrap_or_default() {
+                        self.account(&frame);
+                        out.urgent.send(Outgoing { frame, written: None }).await.map_err(|_| anyhow::anyhow!("writer stopped"))?;
+                    }
+                }
+                permit = out.bulk.reserve() => {
+                    let permit = permit.map_err(|_| anyhow::anyhow!("writer stopped"))?;
+                    let frame = data_frame(self.plan.session, self.content, i, self.sending.src)?;
+                    self.account(&frame);
+                    permit.send(Outgoing { frame, written: None });
+                    self.o.bytes += self.content.chunk(i).len() as u64;
+                    self.o.frames += 1;
+                    i += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the end of `round` and waits until it is written; the first
+    /// end closes the first pass.
+    async fn end(&mut self, round: u8, last: bool) -> Result<()> {
+        let end = end_frame(
+            self.plan.session,
+            self.content,
+            round,
+            last,
+            self.sending.src,
+        )?;
+        self.out.bulk_and_wait(end).await?;
+        self.account(&end);
+        self.o.frames += 1;
+        if round == 0 && self.o.first_pass_wall.is_zero() {
+            self.o.first_pass_wall = self.started.elapsed();
+            self.o.first_pass_bus_time = self.o.bus_time;
+        }
+        Ok(())
+    }
+
+    /// Collects NACKs after an end: each one extends the wait a little,
+    /// within a cap; a late joiner extends it fully.
+    async fn collect_nacks(&mut self, ctl: &mut mpsc::Receiver<SessionCtl>) -> Result<()> {
+        let wait = self.sending.repair.wait;
+        let total = self.content.total_chunks();
+        let mut cap = Instant::now() + wait * 3;
+        let mut until = Instant::now() + wait;
+        while let Ok(Some(c)) = tokio::time::timeout_at(until.min(cap), ctl.recv()).await {
+            let joined = matches!(c, SessionCtl::Reannounce);
+            for f in self.handle(c, total).unwrap_or_default() {
+                self.account(&f);
+                self.out.bulk(f).await?;
+            }
+            if joined {
+                // A node joined after the data: it lacks all of it, so the
+                // next repair round sends everything once more.
+                let mut start = 0u32;
+                while start < total {
+                    let len = (total - start).min(u16::MAX as u32);
+                    self.missing.add(start, len as u16);
+                    start += len;
+                }
+                until = Instant::now() + wait;
+                cap = cap.max(until);
+            } else {
+                until = Instant::now() + wait / 2;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends repair round `round`: the `chunks` nodes asked for.
+    async fn repair(&mut self, round: u8, chunks: Vec<u32>) -> Result<()> {
+        self.o.repair_rounds = round;
+        self.o.rounds.push(chunks.len() as u32);
+        for c in chunks {
+            let frame = data_frame(self.plan.session, self.content, c, self.sending.src)?;
+            self.account(&frame);
+            self.out.bulk(frame).await?;
+            self.o.repair_bytes += self.content.chunk(c).len() as u64;
+            self.o.frames += 1;
+        }
+        Ok(())
+    }
+}
+
 /// Runs one session: announce, data from `start_chunk`, end, then up to
 /// `repair.rounds` rounds re-sending the union of the chunks nodes asked
 /// for. Nodes still incomplete after that ask again in a new window.
@@ -284,116 +425,37 @@ pub async fn run(
     ctl: &mut mpsc::Receiver<SessionCtl>,
     sending: Sending,
 ) -> Result<Outcome> {
-    let Sending {
-        repair,
-        timing,
-        src,
-    } = sending;
-    let bus_time = |f: &Frame| Duration::from_nanos(timing.frame_time_ns(f).unwrap_or(0));
     let started = Instant::now();
-    let announce = announce_frames(plan, content, src)?;
-    let total = content.total_chunks();
-    let mut missing = Missing::new(total);
-    let mut o = Outcome::default();
-    for f in &announce {
-        out.bulk(*f).await?;
-        o.bus_time += bus_time(f);
-    }
-    o.frames += announce.len() as u64;
-    // `sent` bounds what a NACK may ask for: chunks not sent yet are coming.
-    let handle = |c: SessionCtl, missing: &mut Missing, sent: u32| -> Option<Vec<Frame>> {
-        match c {
-            SessionCtl::Nack(ranges) => {
-                for (s, l) in ranges {
-                    let l = (l as u32).min(sent.saturating_sub(s)) as u16;
-                    missing.add(s, l);
-                }
-                None
-            }
-            SessionCtl::Reannounce => Some(announce.clone()),
-        }
+    let mut s = Sender {
+        plan,
+        content,
+        out,
+        sending,
+        announce: announce_frames(plan, content, sending.src)?,
+        missing: Missing::new(content.total_chunks()),
+        o: Outcome::default(),
+        started,
     };
-    let mut i = start_chunk.min(total);
-    while i < total {
-        tokio::select! {
-            biased;
-            Some(c) = ctl.recv() => {
-                if let Some(frames) = handle(c, &mut missing, i) {
-                    for f in frames {
-                        o.bus_time += bus_time(&f);
-                        out.urgent.send(Outgoing { frame: f, written: None }).await.map_err(|_| anyhow::anyhow!("writer stopped"))?;
-                    }
-                }
-            }
-            permit = out.bulk.reserve() => {
-                let permit = permit.map_err(|_| anyhow::anyhow!("writer stopped"))?;
-                let frame = data_frame(plan.session, content, i, src)?;
-                o.bus_time += bus_time(&frame);
-                permit.send(Outgoing { frame, written: None });
-                o.bytes += content.chunk(i).len() as u64;
-                o.frames += 1;
-                i += 1;
-            }
-        }
-    }
+    s.first_pass(start_chunk, ctl).await?;
+    let rounds = sending.repair.rounds;
     let mut round = 0u8;
     loop {
-        let last = round == repair.rounds;
-        let end = end_frame(plan.session, content, round, last, src)?;
-        out.bulk_and_wait(end).await?;
-        o.bus_time += bus_time(&end);
-        o.frames += 1;
-        if round == 0 && o.first_pass_wall.is_zero() {
-            o.first_pass_wall = started.elapsed();
-            o.first_pass_bus_time = o.bus_time;
-        }
+        let last = round == rounds;
+        s.end(round, last).await?;
         if last {
             break;
         }
-        // Collect NACKs: each one extends the wait a little, within a cap.
-        let mut cap = Instant::now() + repair.wait * 3;
-        let mut until = Instant::now() + repair.wait;
-        while let Ok(Some(c)) = tokio::time::timeout_at(until.min(cap), ctl.recv()).await {
-            let joined = matches!(c, SessionCtl::Reannounce);
-            if let Some(frames) = handle(c, &mut missing, total) {
-                for f in frames {
-                    o.bus_time += bus_time(&f);
-                    out.bulk(f).await?;
-                }
-            }
-            if joined {
-                // A node joined after the data: it lacks all of it, so the
-                // next repair round sends everything once more.
-                let mut start = 0u32;
-                while start < total {
-                    let len = (total - start).min(u16::MAX as u32);
-                    missing.add(start, len as u16);
-                    start += len;
-                }
-                until = Instant::now() + repair.wait;
-                cap = cap.max(until);
-            } else {
-                until = Instant::now() + repair.wait / 2;
-            }
-        }
-        let chunks = missing.take();
+        s.collect_nacks(ctl).await?;
+        let chunks = s.missing.take();
         if chunks.is_empty() {
             // Nobody asked: say it is over, so stragglers ask again at once.
-            round = repair.rounds;
+            round = rounds;
             continue;
         }
         round += 1;
-        o.repair_rounds = round;
-        o.rounds.push(chunks.len() as u32);
-        for c in chunks {
-            let frame = data_frame(plan.session, content, c, src)?;
-            o.bus_time += bus_time(&frame);
-            out.bulk(frame).await?;
-            o.repair_bytes += content.chunk(c).len() as u64;
-            o.frames += 1;
-        }
+        s.repair(round, chunks).await?;
     }
-    Ok(o)
+    Ok(s.o)
 }
 
 #[cfg(test)]
