@@ -205,28 +205,50 @@ fn cargo_fuzz(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Puts real inputs into each target's corpus (named by content, so seeding
-/// again adds nothing).
-fn seed(root: &Path, fuzz_dir: &Path) -> Result<()> {
-    let corpus = |t: &str| fuzz_dir.join("corpus").join(t);
-    let put = |t: &str, bytes: &[u8]| -> Result<()> {
-        let dir = corpus(t);
+/// The fuzz targets' corpora: one folder per target, seeds named by
+/// content (so seeding again adds nothing).
+struct Corpus {
+    dir: PathBuf,
+}
+
+impl Corpus {
+    fn put(&self, target: &str, bytes: &[u8]) -> Result<()> {
+        let dir = self.dir.join(target);
         std::fs::create_dir_all(&dir)?;
-        let name = format!("seed-{:016x}", fnv(bytes));
-        let path = dir.join(name);
+        let path = dir.join(format!("seed-{:016x}", fnv(bytes)));
         if !path.exists() {
             std::fs::write(&path, bytes)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
         Ok(())
+    }
+}
+
+/// Puts real inputs into each target's corpus.
+fn seed(root: &Path, fuzz_dir: &Path) -> Result<()> {
+    let corpus = Corpus {
+        dir: fuzz_dir.join("corpus"),
     };
-    // Built images, when there are any (`cargo xtask build`).
+    seed_images(root, &corpus)?;
+    for path in files(&root.join("ci"), "toml") {
+        corpus.put("fleet_parse", &std::fs::read(&path)?)?;
+    }
+    corpus.put(
+        "fleet_parse",
+        b"[master]\npolicy = \"quorum\"\nhold_off_ms = 900\n[[nodes]]\ntype = \"drive\"\ncount = 3\nmin_version = \"1.0.0\"\n",
+    )?;
+    seed_messages(&corpus)
+}
+
+/// Built images, when there are any (`cargo xtask build`): whole, their
+/// manifests, and a bundle of the two smallest.
+fn seed_images(root: &Path, corpus: &Corpus) -> Result<()> {
     let images_dir = root.join("target").join("bootcast").join("images");
     let mut images: Vec<(proto::NodeType, Vec<u8>)> = Vec::new();
     for path in files(&images_dir, "bcimg") {
         let bytes = std::fs::read(&path)?;
-        put("image_parse", &bytes)?;
-        put(
+        corpus.put("image_parse", &bytes)?;
+        corpus.put(
             "manifest_parse",
             &bytes[..bytes.len().min(images::manifest::MANIFEST_LEN)],
         )?;
@@ -234,26 +256,24 @@ fn seed(root: &Path, fuzz_dir: &Path) -> Result<()> {
             images.push((m.node_type, bytes));
         }
     }
-    if !images.is_empty() {
-        // Small ones: a bundle of big images slows every run.
-        images.sort_by_key(|(_, b)| b.len());
-        let parts: Vec<(proto::NodeType, &[u8])> = images
-            .iter()
-            .take(2)
-            .map(|(t, b)| (*t, b.as_slice()))
-            .collect();
-        if let Ok(b) = images::bundle::build(&parts) {
-            put("bundle_parse", &b)?;
-        }
+    if images.is_empty() {
+        return Ok(());
     }
-    for path in files(&root.join("ci"), "toml") {
-        put("fleet_parse", &std::fs::read(&path)?)?;
+    // Small ones: a bundle of big images slows every run.
+    images.sort_by_key(|(_, b)| b.len());
+    let parts: Vec<(proto::NodeType, &[u8])> = images
+        .iter()
+        .take(2)
+        .map(|(t, b)| (*t, b.as_slice()))
+        .collect();
+    if let Ok(b) = images::bundle::build(&parts) {
+        corpus.put("bundle_parse", &b)?;
     }
-    put(
-        "fleet_parse",
-        b"[master]\npolicy = \"quorum\"\nhold_off_ms = 900\n[[nodes]]\ntype = \"drive\"\ncount = 3\nmin_version = \"1.0.0\"\n",
-    )?;
-    // One message of a few kinds, as frames and on the link.
+    Ok(())
+}
+
+/// One message of a few kinds, as frames and on the link.
+fn seed_messages(corpus: &Corpus) -> Result<()> {
     let samples = [
         Message::Request(msg::Request {
             node_type: 3,
@@ -287,10 +307,10 @@ fn seed(root: &Path, fuzz_dir: &Path) -> Result<()> {
         let mut raw = f.id().to_le_bytes().to_vec();
         raw.push(f.flags());
         raw.extend_from_slice(f.data());
-        put("message_decoder", &raw)?;
+        corpus.put("message_decoder", &raw)?;
         let mut out = [0u8; proto::link::MAX_ENCODED];
         let n = proto::link::encode(&f, &mut out);
-        put("link_decoder", &out[..n])?;
+        corpus.put("link_decoder", &out[..n])?;
     }
     Ok(())
 }
@@ -361,6 +381,36 @@ mod tests {
         );
         let s = stats("x", "");
         assert_eq!((s.runs, s.coverage), (0, None));
+    }
+
+    #[test]
+    fn seeding_fills_each_corpus_once() {
+        let root = std::env::temp_dir().join(format!("xtask-seed-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("ci")).unwrap();
+        std::fs::write(root.join("ci").join("f.toml"), "[[nodes]]\ntype = \"xy\"\n").unwrap();
+        let fuzz_dir = root.join("fuzz");
+        let count =
+            |t: &str| std::fs::read_dir(fuzz_dir.join("corpus").join(t)).map_or(0, |d| d.count());
+        seed(&root, &fuzz_dir).unwrap();
+        let got = [
+            "fleet_parse",
+            "message_decoder",
+            "link_decoder",
+            "image_parse",
+        ]
+        .map(count);
+        seed(&root, &fuzz_dir).unwrap();
+        let again = [
+            "fleet_parse",
+            "message_decoder",
+            "link_decoder",
+            "image_parse",
+        ]
+        .map(count);
+        std::fs::remove_dir_all(&root).unwrap();
+        // Two fleets, three messages, no built images.
+        assert_eq!(got, [2, 3, 3, 0]);
+        assert_eq!(again, got, "seeds are named by content");
     }
 
     #[test]

@@ -99,15 +99,7 @@ fn run() -> Result<ExitCode> {
             artifacts::build(&root)?;
             Ok(ExitCode::SUCCESS)
         }
-        Task::Testbed { args } => {
-            install::all()?;
-            let out = artifacts::build(&root)?;
-            let status = bootcast(&root, &out, true)
-                .arg("testbed")
-                .args(&args)
-                .status_ignoring_ctrl_c()?;
-            Ok(exit_code(status))
-        }
+        Task::Testbed { args } => built_bootcast(&root, "testbed", &args),
         Task::Bench { args } if args.first().map(String::as_str) == Some("bus") => {
             let status = cargo(&root)
                 .args([
@@ -124,24 +116,8 @@ fn run() -> Result<ExitCode> {
                 .status_ignoring_ctrl_c()?;
             Ok(exit_code(status))
         }
-        Task::Bench { args } => {
-            install::all()?;
-            let out = artifacts::build(&root)?;
-            let status = bootcast(&root, &out, true)
-                .arg("bench")
-                .args(&args)
-                .status_ignoring_ctrl_c()?;
-            Ok(exit_code(status))
-        }
-        Task::Storm { args } => {
-            install::all()?;
-            let out = artifacts::build(&root)?;
-            let status = bootcast(&root, &out, true)
-                .arg("storm")
-                .args(&args)
-                .status_ignoring_ctrl_c()?;
-            Ok(exit_code(status))
-        }
+        Task::Bench { args } => built_bootcast(&root, "bench", &args),
+        Task::Storm { args } => built_bootcast(&root, "storm", &args),
         Task::Lint => {
             install::rust_target()?;
             lint(&root)?;
@@ -151,54 +127,74 @@ fn run() -> Result<ExitCode> {
             fuzz::run(&root, &args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Task::Test { args } => {
-            install::all()?;
-            install::test_tools()?;
-            let out = artifacts::build(&root)?;
-            lint(&root)?;
-            run_checked(
-                cargo(&root).args(["check", "--quiet", "-p", "proto", "--target", GUEST_TARGET]),
-                "cargo check -p proto for the guest target",
-            )?;
-            let status = cargo(&root)
-                .args([
-                    "test",
-                    "--workspace",
-                    "--exclude",
-                    "guest-boot",
-                    "--exclude",
-                    "guest-apps",
-                ])
-                .args(&args)
-                .env("BOOTCAST_ARTIFACTS", &out)
-                .status_ignoring_ctrl_c()?;
-            if !status.success() || !args.is_empty() {
-                return Ok(exit_code(status));
-            }
-            // The CI job: 40 nodes booted, then stormed. Reports and JUnit
-            // land in target/bootcast/ci.
-            let reports = out.join("ci");
-            std::fs::create_dir_all(&reports)?;
-            for name in ["fleet-40", "storm-40"] {
-                let status = bootcast(&root, &out, false)
-                    .arg("storm")
-                    .arg(root.join("ci").join(format!("{name}.toml")))
-                    .arg("--report")
-                    .arg(reports.join(format!("{name}.json")))
-                    .arg("--junit")
-                    .arg(reports.join(format!("{name}.junit.xml")))
-                    .status_ignoring_ctrl_c()?;
-                if !status.success() {
-                    eprintln!(
-                        "xtask: storm {name} failed; its report is in {}",
-                        reports.display()
-                    );
-                    return Ok(exit_code(status));
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+        Task::Test { args } => test(&root, &args),
+    }
+}
+
+/// Installs what is missing, builds the artifacts, then runs `bootcast
+/// <command> <args>` (release) on them.
+fn built_bootcast(root: &Path, command: &str, args: &[String]) -> Result<ExitCode> {
+    install::all()?;
+    let out = artifacts::build(root)?;
+    let status = bootcast(root, &out, true)
+        .arg(command)
+        .args(args)
+        .status_ignoring_ctrl_c()?;
+    Ok(exit_code(status))
+}
+
+/// The whole suite: lints, the guest check of `proto`, every host test
+/// (`args` go to `cargo test`), then, without `args`, the CI job's storms.
+fn test(root: &Path, args: &[String]) -> Result<ExitCode> {
+    install::all()?;
+    install::test_tools()?;
+    let out = artifacts::build(root)?;
+    lint(root)?;
+    run_checked(
+        cargo(root).args(["check", "--quiet", "-p", "proto", "--target", GUEST_TARGET]),
+        "cargo check -p proto for the guest target",
+    )?;
+    let status = cargo(root)
+        .args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "guest-boot",
+            "--exclude",
+            "guest-apps",
+        ])
+        .args(args)
+        .env("BOOTCAST_ARTIFACTS", &out)
+        .status_ignoring_ctrl_c()?;
+    if !status.success() || !args.is_empty() {
+        return Ok(exit_code(status));
+    }
+    ci_storms(root, &out)
+}
+
+/// The CI job: 40 nodes booted, then stormed. Reports and JUnit land in
+/// target/bootcast/ci.
+fn ci_storms(root: &Path, out: &Path) -> Result<ExitCode> {
+    let reports = out.join("ci");
+    std::fs::create_dir_all(&reports)?;
+    for name in ["fleet-40", "storm-40"] {
+        let status = bootcast(root, out, false)
+            .arg("storm")
+            .arg(root.join("ci").join(format!("{name}.toml")))
+            .arg("--report")
+            .arg(reports.join(format!("{name}.json")))
+            .arg("--junit")
+            .arg(reports.join(format!("{name}.junit.xml")))
+            .status_ignoring_ctrl_c()?;
+        if !status.success() {
+            eprintln!(
+                "xtask: storm {name} failed; its report is in {}",
+                reports.display()
+            );
+            return Ok(exit_code(status));
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn lint(root: &Path) -> Result<()> {
