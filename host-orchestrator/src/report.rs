@@ -485,9 +485,10 @@ impl Report {
                 format!("{:?}", n.state).to_uppercase(),
                 n.image_name.as_deref().unwrap_or("-"),
                 n.image_version.as_deref().unwrap_or("-"),
-                n.digest
-                    .as_deref()
-                    .map_or("-".to_string(), |d| format!("{}…", &d[..16])),
+                n.digest.as_deref().map_or("-".to_string(), |d| format!(
+                    "{}…",
+                    d.get(..16).unwrap_or(d)
+                )),
                 n.time_to_verified_s
                     .map_or("-".to_string(), |t| format!("{t:.2}s")),
             );
