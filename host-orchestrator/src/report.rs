@@ -138,7 +138,7 @@ pub struct WindowReport {
 }
 
 /// Accumulates master events into report entries.
-#[derive(Default, Debug)]
+#[derive(Clone, Default, Debug)]
 pub struct MasterLog {
     /// Broadcasts so far.
     pub broadcasts: Vec<BroadcastReport>,
@@ -313,7 +313,7 @@ pub fn build(
             log_tail: if n.state == HostState::Verified {
                 Vec::new()
             } else {
-                n.log.iter().rev().take(8).rev().cloned().collect()
+                n.log_tail.clone()
             },
         })
         .collect();

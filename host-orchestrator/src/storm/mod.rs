@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// One thing the storm did.
 #[derive(Clone, Debug, Serialize)]
@@ -88,6 +89,10 @@ pub struct StormOptions {
     pub progress: bool,
     /// The `bootcast` executable (for a backup master).
     pub master_exe: Option<PathBuf>,
+    /// Cancelled when the user asks the storm to stop: the timeline stops,
+    /// the testbed ends the graceful way, and the storm is judged as far as
+    /// it ran (and fails).
+    pub interrupt: CancellationToken,
 }
 
 /// What the availability watcher saw.
@@ -311,7 +316,7 @@ impl Run<'_> {
                 self.event(name, line, vec![], "primary master killed".into(), true);
             }
             Action::Publish { node_type, version } => {
-                let r = self.tb.publish(*node_type, *version);
+                let r = self.tb.publish(*node_type, *version).await;
                 self.published_at.insert(*node_type, Instant::now());
                 let (ok, detail) = match r {
                     Ok(p) => (
@@ -333,7 +338,7 @@ impl Run<'_> {
                 step_timeout,
             } => {
                 for t in types {
-                    match self.tb.publish(*t, *version) {
+                    match self.tb.publish(*t, *version).await {
                         Ok(_) => {
                             self.published_at.insert(*t, Instant::now());
                         }
@@ -430,6 +435,7 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
     tb_opts.run_dir = Some(opts.run_dir.clone());
     tb_opts.progress = opts.progress;
     tb_opts.master_exe = opts.master_exe.clone();
+    tb_opts.interrupt = opts.interrupt.clone();
     let tb = Testbed::start(tb_opts).await?;
     let t0 = Instant::now();
     let groups: BTreeMap<String, Vec<u16>> = {
@@ -444,19 +450,12 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
     // The availability watcher: looks at every change of the fleet view.
     let watch = Arc::new(Mutex::new(Watch::default()));
     let watcher = {
-        let (view, mut changes, watch, groups) = (
-            tb.supervisor.view.clone(),
-            tb.supervisor.changes.clone(),
-            watch.clone(),
-            groups.clone(),
-        );
+        let (mut view, watch, groups) = (tb.watch_fleet(), watch.clone(), groups.clone());
         tokio::spawn(async move {
             loop {
-                {
-                    let v = view.lock().expect("fleet view lock");
-                    watch.lock().expect("watch lock").look(&v, &groups, t0);
-                }
-                if changes.changed().await.is_err() {
+                let v = view.borrow_and_update().clone();
+                watch.lock().expect("watch lock").look(&v, &groups, t0);
+                if view.changed().await.is_err() {
                     return;
                 }
             }
@@ -489,9 +488,14 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
         }
     }
     firings.sort_by_key(|f| f.0);
+    let mut stopped_before = None;
     for (at, i) in firings {
         run.until(at).await;
         let e = &scenario.timeline[i];
+        if run.tb.interrupted() {
+            stopped_before = Some(e.line);
+            break;
+        }
         run.run_action(e.line, &e.action).await;
     }
     // A reboot takes a moment to show (a node still says it runs until it
@@ -526,7 +530,7 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
     let duration_s = run.at_s();
     // When the last node was (last) verified, if all are.
     let all_verified_at = {
-        let v = run.tb.supervisor.view.lock().expect("fleet view lock");
+        let v = run.tb.fleet();
         v.nodes
             .values()
             .map(|n| {
@@ -544,7 +548,7 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
         |w| std::mem::take(&mut *w.lock().expect("watch lock")),
         |m| m.into_inner().expect("watch lock"),
     );
-    let invariants = judge(
+    let mut invariants = judge(
         scenario,
         &testbed,
         &run.events,
@@ -555,6 +559,18 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
         &groups,
         all_verified_at,
     );
+    if opts.interrupt.is_cancelled() {
+        invariants.push(Check {
+            name: "completed".into(),
+            pass: false,
+            evidence: format!(
+                "interrupted at {duration_s:.2} s{}",
+                stopped_before.map_or(String::new(), |l| format!(
+                    ", before the timeline entry on line {l}"
+                ))
+            ),
+        });
+    }
     let mut report = StormReport {
         scenario: scenario.name.clone(),
         seed,
