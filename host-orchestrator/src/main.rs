@@ -8,6 +8,7 @@ use host_orchestrator::testbed::{Artifacts, Options, Testbed};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// bootcast: prove that a fleet of diskless nodes comes up running the right code.
 #[derive(Parser)]
@@ -208,12 +209,16 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        // Ctrl-C or SIGTERM: every command ends its run the graceful way
+        // (nodes stopped, logs and report written).
+        let interrupt = CancellationToken::new();
+        cancel_on_signal(interrupt.clone());
         match cli.command {
             Command::Testbed {
                 action: TestbedAction::Up(args),
-            } => up(args).await,
-            Command::Master(args) => master(args).await.map(|()| true),
-            Command::Storm(args) => storm(args).await,
+            } => up(args, interrupt).await,
+            Command::Master(args) => master(args, interrupt).await.map(|()| true),
+            Command::Storm(args) => storm(args, interrupt).await,
             Command::Bench {
                 which: None,
                 compare,
@@ -312,7 +317,7 @@ async fn bench_compare(a: CompareArgs) -> Result<bool> {
     Ok(true)
 }
 
-async fn up(args: UpArgs) -> Result<bool> {
+async fn up(args: UpArgs, interrupt: CancellationToken) -> Result<bool> {
     let fleet = match (&args.fleet, args.nodes) {
         (Some(path), _) => Fleet::load(path)?,
         (None, n) => Fleet::default_mix(n.unwrap_or(8))?,
@@ -334,6 +339,7 @@ async fn up(args: UpArgs) -> Result<bool> {
     opts.max_rejects = args.max_rejects.max(1);
     opts.progress = true;
     opts.master_exe = std::env::current_exe().ok();
+    opts.interrupt = interrupt.clone();
     let n = fleet.nodes.len();
     eprintln!(
         "booting {n} nodes ({}); timeout {:.0}s",
@@ -353,11 +359,8 @@ async fn up(args: UpArgs) -> Result<bool> {
             tb.capture_pcap().display()
         );
     }
-    let mut interrupted = false;
-    let settled = tokio::select! {
-        s = tb.wait_settled(timeout) => s,
-        _ = stop_requested() => { interrupted = true; false }
-    };
+    let settled = tb.wait_settled(timeout).await;
+    let interrupted = tb.interrupted();
     if !settled && !interrupted {
         eprintln!(
             "timeout: not every node settled within {:.0}s",
@@ -368,7 +371,7 @@ async fn up(args: UpArgs) -> Result<bool> {
     println!("{}", report.table());
     if !args.exit_when_ready && !interrupted {
         eprintln!("testbed up; press Ctrl-C to stop it");
-        stop_requested().await;
+        interrupt.cancelled().await;
     }
     if !report.verdict.passed() {
         tb.keep_run_dir();
@@ -385,7 +388,7 @@ async fn up(args: UpArgs) -> Result<bool> {
     Ok(report.verdict.passed())
 }
 
-async fn storm(args: StormArgs) -> Result<bool> {
+async fn storm(args: StormArgs, interrupt: CancellationToken) -> Result<bool> {
     use host_orchestrator::storm;
     check_output_folder("--report", args.report.as_deref())?;
     check_output_folder("--junit", args.junit.as_deref())?;
@@ -417,13 +420,10 @@ async fn storm(args: StormArgs) -> Result<bool> {
         seed: args.seed,
         progress: true,
         master_exe: std::env::current_exe().ok(),
+        interrupt,
     };
-    let run = storm::run(opts);
-    tokio::pin!(run);
-    let report = tokio::select! {
-        r = &mut run => r?,
-        _ = stop_requested() => anyhow::bail!("interrupted; every node process was stopped"),
-    };
+    // Interrupted, it still ends the testbed, judges what ran and reports.
+    let report = storm::run(opts).await?;
     println!("{}", report.table());
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
@@ -453,7 +453,7 @@ fn check_output_folder(flag: &str, path: Option<&std::path::Path>) -> Result<()>
     Ok(())
 }
 
-async fn master(args: MasterArgs) -> Result<()> {
+async fn master(args: MasterArgs, interrupt: CancellationToken) -> Result<()> {
     use host_orchestrator::master;
     use std::io::Write;
     let text = std::fs::read_to_string(&args.config)
@@ -476,7 +476,7 @@ async fn master(args: MasterArgs) -> Result<()> {
     tokio::pin!(run);
     let result = tokio::select! {
         r = &mut run => r,
-        _ = stop_requested() => {
+        _ = interrupt.cancelled() => {
             let _ = stop.send(true);
             run.await
         }
@@ -485,20 +485,34 @@ async fn master(args: MasterArgs) -> Result<()> {
     result
 }
 
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM: either way the testbed ends its
-/// nodes itself before exiting.
-async fn stop_requested() {
+/// Cancels `interrupt` on Ctrl-C (SIGINT) or SIGTERM: either way the run
+/// ends its nodes itself, and writes its logs and report, before exiting.
+/// A second signal exits at once (the nodes' parent-death signal ends
+/// them). The handlers are in place when this returns.
+fn cancel_on_signal(interrupt: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
     ) else {
-        // Without handlers the default action ends us; the nodes' parent-death
-        // signal ends them.
-        return std::future::pending().await;
+        // Without handlers the default action ends us; the nodes'
+        // parent-death signal ends them.
+        return;
     };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
+    tokio::spawn(async move {
+        for n in 0.. {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            if n > 0 {
+                eprintln!("stopped at once");
+                std::process::exit(130);
+            }
+            eprintln!(
+                "stopping: ending every node, then writing logs and the report (again to quit at once)"
+            );
+            interrupt.cancel();
+        }
+    });
 }

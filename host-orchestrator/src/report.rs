@@ -197,7 +197,7 @@ pub struct WindowReport {
 }
 
 /// Accumulates master events into report entries.
-#[derive(Default, Debug)]
+#[derive(Clone, Default, Debug)]
 pub struct MasterLog {
     /// Broadcasts so far.
     pub broadcasts: Vec<BroadcastReport>,
@@ -414,7 +414,7 @@ pub fn build(
             log_tail: if n.state == HostState::Verified {
                 Vec::new()
             } else {
-                n.log.iter().rev().take(8).rev().cloned().collect()
+                n.log_tail.clone()
             },
         })
         .collect();

@@ -6,6 +6,7 @@ use crate::fleet::Fleet;
 use crate::master::{self, MasterRecord, Role};
 use crate::qemu::{self, NodeLaunch, NodeProcess};
 use crate::report::{self, MasterLog, Report};
+use crate::rundir::RunDir;
 use crate::store::Store;
 use crate::supervisor::{FleetView, HostState, Published, Supervisor};
 use anyhow::{Context, Result, bail};
@@ -14,11 +15,13 @@ use proto::NodeType;
 use proto::msg::{Message, Reboot};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
 
 /// How long an unpaced bus waits for a receiver that takes nothing.
 const UNPACED_STALL: Duration = Duration::from_secs(10);
@@ -100,6 +103,10 @@ pub struct Options {
     /// one is up, so QEMU's own start-up time (seconds, for 40 on two cores)
     /// does not smear the fleet's power-on.
     pub power_on_together: bool,
+    /// A stop the user asked for (Ctrl-C): once cancelled, every wait of the
+    /// testbed returns at once, so its owner can end it with
+    /// [`Testbed::shutdown`].
+    pub interrupt: CancellationToken,
 }
 
 impl Options {
@@ -115,36 +122,42 @@ impl Options {
             master_exe: None,
             held: Default::default(),
             power_on_together: false,
+            interrupt: CancellationToken::new(),
         }
     }
 }
 
-enum RunDir {
-    Temp(tempfile::TempDir),
-    Kept(PathBuf),
+/// The host's drops on the bus (besides the nodes'), in port order. "tool"
+/// is a spare drop for test harnesses and tools (a rogue sender, a bus
+/// analyser); nothing of the testbed's uses it.
+const HOST_PORTS: [&str; 4] = ["master", "supervisor", "backup", "tool"];
+
+/// The masters: the primary's task, the backup's process, and their log.
+struct Masters {
+    primary: Option<JoinHandle<Result<()>>>,
+    /// Tells the primary to stop.
+    stop: watch::Sender<bool>,
+    backup: Option<Child>,
+    /// The masters' events, as report entries; the recorder task owns it.
+    log: watch::Receiver<Arc<MasterLog>>,
 }
 
-impl RunDir {
-    fn path(&self) -> &Path {
-        match self {
-            RunDir::Temp(t) => t.path(),
-            RunDir::Kept(p) => p,
-        }
-    }
-}
-
-/// A running testbed.
+/// A running testbed. [`Testbed::shutdown`] is its one exit: it ends every
+/// node process, the masters, the supervisor and the bridge in order, and
+/// drains every task it started. Dropped without it (a panic), its node
+/// processes are still killed.
 pub struct Testbed {
     run_dir: RunDir,
     t0: Instant,
     bridge: Option<bus_bridge::Bridge>,
-    shutdown: watch::Sender<bool>,
-    master: Option<JoinHandle<Result<()>>>,
-    backup: Option<Child>,
-    master_log: Arc<Mutex<MasterLog>>,
-    background: Vec<JoinHandle<()>>,
-    /// The supervisor (node states, verification).
-    pub supervisor: Supervisor,
+    /// Every task the testbed started.
+    tasks: TaskTracker,
+    /// Ends the supervisor and the progress printer (also when the testbed
+    /// is dropped without a shutdown).
+    cancel: DropGuard,
+    interrupt: CancellationToken,
+    masters: Masters,
+    supervisor: Supervisor,
     nodes: BTreeMap<u16, NodeProcess>,
     launches: BTreeMap<u16, NodeLaunch>,
     /// Nodes whose power comes on later: (when, node), soonest last.
@@ -158,162 +171,57 @@ impl Testbed {
     /// Starts the bridge, the master, the supervisor and every node.
     pub async fn start(opts: Options) -> Result<Testbed> {
         qemu::check_installed()?;
-        let run_dir = match &opts.run_dir {
-            Some(p) => {
-                std::fs::create_dir_all(p)
-                    .with_context(|| format!("cannot create {}", p.display()))?;
-                RunDir::Kept(p.clone())
-            }
-            // Short and under /tmp: unix socket paths are limited to 108 bytes.
-            None => RunDir::Temp(tempfile::Builder::new().prefix("bc-").tempdir_in("/tmp")?),
-        };
-        let dir = run_dir.path().to_path_buf();
-        for sub in ["p", "q", "log"] {
-            std::fs::create_dir_all(dir.join(sub))?;
-        }
-        let mut reference_dir = opts.artifacts.images();
-        let given_store = opts
-            .store
-            .clone()
-            .unwrap_or_else(|| opts.artifacts.images());
-        // Checked where the user put it, so errors name their file.
-        Store::load(&given_store)?.require(&opts.fleet.types(), &given_store)?;
-        // The master's store is the run's own copy: publishing writes to it.
-        let store_dir = dir.join("store");
-        let pad = match opts.fleet.image_size {
-            Some(size) => Some((size, opts.artifacts.signing_key()?)),
-            None => None,
-        };
-        copy_images(&given_store, &store_dir, pad.as_ref())?;
-        if pad.is_some() {
-            reference_dir = dir.join("reference");
-            copy_images(&opts.artifacts.images(), &reference_dir, pad.as_ref())?;
-        }
-        let reference = Arc::new(Store::load(&reference_dir)?);
-        reference.require(&opts.fleet.types(), &reference_dir)?;
-        Store::load(&store_dir)?;
-        // The host's own drops sit on the first segment (the base frame).
-        let host_segment = opts.fleet.topology.segments[0].clone();
-        let port = |name: &str, segment: &str| bus_bridge::PortConfig {
-            name: name.to_string(),
-            segment: segment.to_string(),
-            socket: dir.join("p").join(format!("{name}.sock")),
-        };
-        // "tool" is a spare drop for test harnesses and tools (a rogue
-        // sender, a bus analyser); nothing of the testbed's uses it.
-        let mut ports: Vec<_> = ["master", "supervisor", "backup", "tool"]
-            .iter()
-            .map(|p| port(p, &host_segment))
-            .collect();
-        for n in &opts.fleet.nodes {
-            ports.push(port(&format!("n{}", n.id), &n.segment));
-        }
-        std::fs::create_dir_all(dir.join("capture"))?;
-        let config = bus_bridge::BridgeConfig {
-            ports: ports.clone(),
-            faults: opts.fleet.faults.clone(),
-            capture: bus_bridge::CaptureConfig {
-                pcap: Some(dir.join("capture").join("bus.pcap")),
-                candump: Some(dir.join("capture").join("bus.candump")),
-            },
-            socketcand: Some(bus_bridge::SocketcandConfig::default()),
-            control_socket: Some(dir.join("p").join("control.sock")),
-            timing: opts.fleet.timing,
-            paced: opts.fleet.paced,
-            // Unpaced, the bus waits for its slowest receiver: 40 TCG guests
-            // on two cores can each fall seconds behind while images flow.
-            // Only a node that takes nothing for this long is dropped for.
-            stall_timeout: UNPACED_STALL,
-            // Unpaced, a controller's receive FIFO plus a little: frames
-            // queued for a node are frames it has not seen, so keep the lag
-            // short. Paced, the bus does not wait: the queue absorbs the
-            // host's scheduling of the node's QEMU (tens of processes share
-            // two cores), about 90 ms of a busy CAN FD 1M/5M bus.
-            rx_queue_depth: if opts.fleet.paced {
-                PACED_RX_QUEUE
-            } else {
-                UNPACED_RX_QUEUE
-            },
-            ..bus_bridge::BridgeConfig::default()
-        }
-        .with_topology(opts.fleet.topology.clone());
-        let bridge = bus_bridge::start(config)
+        let run_dir = RunDir::create(opts.run_dir.as_deref())?;
+        let reference = prepare_stores(&opts, &run_dir)?;
+        let bridge = bus_bridge::start(bridge_config(&opts, &run_dir))
             .await
             .context("starting the bus bridge")?;
         let t0 = Instant::now();
-        let t0_ms = master::now_ms();
-
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let (events_tx, mut events_rx) = mpsc::channel::<MasterRecord>(256);
-        let master_log = Arc::new(Mutex::new(MasterLog::default()));
-        let log = master_log.clone();
-        let mut background = vec![tokio::spawn(async move {
-            while let Some(e) = events_rx.recv().await {
-                log.lock().expect("master log lock").record(&e, t0_ms);
-            }
-        })];
-        let backup = if opts.fleet.master.backup {
-            let (child, reader) =
-                spawn_backup(&opts, &store_dir, &ports[2].socket, &dir, events_tx.clone())?;
-            background.push(reader);
-            Some(child)
-        } else {
-            None
-        };
-        let master_port = ports[0].socket.clone();
-        let master_store = store_dir.clone();
-        let master_config = opts.fleet.master.clone();
-        let master = tokio::spawn(async move {
-            master::run(
-                &master_port,
-                &master_store,
-                master_config,
-                Role::Primary,
-                events_tx,
-                shutdown_rx,
-            )
-            .await
-        });
+        let tasks = TaskTracker::new();
+        let cancel = CancellationToken::new();
+        let masters = start_masters(&opts, &run_dir, &tasks)?;
         let supervisor = Supervisor::start(
-            &ports[1].socket,
+            &run_dir.port_socket("supervisor"),
             &opts.fleet.nodes,
             reference,
             opts.max_rejects,
             t0,
+            &tasks,
+            cancel.clone(),
         )
         .await?;
         if opts.progress {
-            background.push(tokio::spawn(progress_lines(
-                supervisor.view.clone(),
-                supervisor.changes.clone(),
-                t0,
-            )));
+            tasks.spawn(progress_lines(supervisor.subscribe(), t0, cancel.clone()));
         }
-
         let mut tb = Testbed {
+            store_dir: run_dir.store(),
             run_dir,
             t0,
             bridge: Some(bridge),
-            shutdown,
-            master: Some(master),
-            backup,
-            master_log,
-            background,
+            tasks,
+            cancel: cancel.drop_guard(),
+            interrupt: opts.interrupt.clone(),
+            masters,
             supervisor,
             nodes: BTreeMap::new(),
             launches: BTreeMap::new(),
             power_on_later: Vec::new(),
-            store_dir: store_dir.clone(),
             artifacts: opts.artifacts.clone(),
         };
+        tb.power_on_fleet(&opts).await?;
+        Ok(tb)
+    }
+
+    /// Powers on every node that starts at once, and schedules the rest.
+    async fn power_on_fleet(&mut self, opts: &Options) -> Result<()> {
         for n in &opts.fleet.nodes {
             let launch = NodeLaunch {
                 id: n.id,
                 flash: opts.artifacts.flash(),
-                bus_socket: dir.join("p").join(format!("n{}.sock", n.id)),
-                qmp_socket: dir.join("q").join(format!("n{}.sock", n.id)),
-                log: dir.join("log").join(format!("n{}.qemu.log", n.id)),
-                console: dir.join("log").join(format!("n{}.console.log", n.id)),
+                bus_socket: self.run_dir.node_socket(n.id),
+                qmp_socket: self.run_dir.qmp_socket(n.id),
+                log: self.run_dir.qemu_log(n.id),
+                console: self.run_dir.console_log(n.id),
                 strap: Strap {
                     node: n.id,
                     node_type: n.node_type as u8,
@@ -324,29 +232,28 @@ impl Testbed {
                 },
                 paused: false,
             };
-            tb.launches.insert(n.id, launch);
+            self.launches.insert(n.id, launch);
             if opts.held.contains(&n.id) {
                 continue;
             }
             if n.power_on_after.is_zero() {
-                tb.spawn(n.id, opts.power_on_together)?;
+                self.spawn(n.id, opts.power_on_together).await?;
             } else {
-                tb.power_on_later.push((t0 + n.power_on_after, n.id));
+                self.power_on_later.push((self.t0 + n.power_on_after, n.id));
             }
         }
         if opts.power_on_together {
-            tb.release_paused().await?;
+            self.release_paused().await?;
         }
-        Ok(tb)
+        Ok(())
     }
 
-    fn spawn(&mut self, id: u16, paused: bool) -> Result<()> {
+    async fn spawn(&mut self, id: u16, paused: bool) -> Result<()> {
         let mut launch = self.launches.get(&id).context("no such node")?.clone();
         launch.paused = paused;
         let p = NodeProcess::spawn(&launch)?;
         self.nodes.insert(id, p);
-        self.supervisor.mark_spawned(id);
-        Ok(())
+        self.supervisor.mark_spawned(id).await
     }
 
     /// Starts every node spawned paused in the same instant: first connects
@@ -368,7 +275,7 @@ impl Testbed {
                 .with_context(|| format!("node {id}: powering on"))?;
         }
         for (id, _) in &conns {
-            self.supervisor.mark_spawned(*id);
+            self.supervisor.mark_spawned(*id).await?;
         }
         for (id, q) in &mut conns {
             q.result("cont")
@@ -401,18 +308,18 @@ impl Testbed {
     }
 
     /// Powers node `id` on: starts its QEMU process (RAM starts empty).
-    pub fn power_on(&mut self, id: u16) -> Result<()> {
+    pub async fn power_on(&mut self, id: u16) -> Result<()> {
         if self.nodes.contains_key(&id) {
             bail!("node {id} is already powered on");
         }
-        self.spawn(id, false)
+        self.spawn(id, false).await
     }
 
     /// Publishes version `version` of type `t`'s image in the master's store:
     /// the current image's code, padded by 4 KiB so that it is a distinct
     /// image, with the new version in its manifest. Nodes of that type that
     /// boot from now on must run it; running ones are left alone.
-    pub fn publish(&self, t: NodeType, version: u32) -> Result<Published> {
+    pub async fn publish(&self, t: NodeType, version: u32) -> Result<Published> {
         let store = Store::load(&self.store_dir)?;
         let current = store.by_type.get(&t).with_context(|| {
             format!(
@@ -437,7 +344,7 @@ impl Testbed {
             version,
             payload: Arc::new(image.payload),
         };
-        self.supervisor.publish(t, published.clone());
+        self.supervisor.publish(t, published.clone()).await?;
         Ok(published)
     }
 
@@ -449,14 +356,13 @@ impl Testbed {
         qemu::qmp(&launch.qmp_socket, "system_reset")
             .await
             .with_context(|| format!("resetting node {id}"))?;
-        self.supervisor.mark_rebooting(id);
-        Ok(())
+        self.supervisor.mark_rebooting(id).await
     }
 
     /// Power-cycles node `id`: its RAM is lost, the boot ROM starts afresh.
     pub async fn power_cycle(&mut self, id: u16) -> Result<()> {
         self.power_off(id).await?;
-        self.power_on(id)
+        self.power_on(id).await
     }
 
     /// Cuts node `id`'s power: kills its QEMU process at once, so its RAM
@@ -467,8 +373,7 @@ impl Testbed {
             .remove(&id)
             .with_context(|| format!("node {id} is not powered on"))?;
         p.process.kill_now().await;
-        self.supervisor.mark_off(id);
-        Ok(())
+        self.supervisor.mark_off(id).await
     }
 
     /// The bus's control handle: faults, link cuts, statistics.
@@ -483,13 +388,13 @@ impl Testbed {
 
     /// The pcap capture of every frame on the bus (complete after shutdown).
     pub fn capture_pcap(&self) -> PathBuf {
-        self.run_dir().join("capture").join("bus.pcap")
+        self.run_dir.capture_pcap()
     }
 
     /// The socket of the spare "tool" port: connect with the link codec
     /// (see `busclient`) to send and receive frames like any node.
     pub fn tool_port(&self) -> PathBuf {
-        self.run_dir().join("p").join("tool.sock")
+        self.run_dir.port_socket("tool")
     }
 
     /// Proportional set size of every node process, summed (KiB): what the
@@ -527,13 +432,22 @@ impl Testbed {
 
     /// Keeps the run folder after the testbed ends (for diagnosis).
     pub fn keep_run_dir(&mut self) {
-        if let RunDir::Temp(t) = &self.run_dir {
-            let path = t.path().to_path_buf();
-            let old = std::mem::replace(&mut self.run_dir, RunDir::Kept(path));
-            if let RunDir::Temp(t) = old {
-                let _ = t.keep();
-            }
-        }
+        self.run_dir.keep();
+    }
+
+    /// The fleet as the supervisor sees it now.
+    pub fn fleet(&self) -> Arc<FleetView> {
+        self.supervisor.snapshot()
+    }
+
+    /// Every new view of the fleet, as the supervisor publishes it.
+    pub fn watch_fleet(&self) -> watch::Receiver<Arc<FleetView>> {
+        self.supervisor.subscribe()
+    }
+
+    /// Whether the user asked the run to stop (see [`Options::interrupt`]).
+    pub fn interrupted(&self) -> bool {
+        self.interrupt.is_cancelled()
     }
 
     /// Waits until every node is verified or failed, or `timeout` passes.
@@ -542,7 +456,9 @@ impl Testbed {
         self.wait_until(timeout, |v| v.settled()).await
     }
 
-    /// Waits until `done` holds on the fleet view, watching for dead nodes.
+    /// Waits until `done` holds on the fleet view, watching for dead nodes
+    /// and powering on nodes whose time has come. Returns `false` at once
+    /// when the run is interrupted.
     pub async fn wait_until(
         &mut self,
         timeout: Duration,
@@ -552,24 +468,24 @@ impl Testbed {
         self.power_on_later
             .sort_by_key(|(at, _)| std::cmp::Reverse(*at));
         loop {
-            self.reap_exited();
-            while let Some(&(at, id)) = self.power_on_later.last() {
-                if at > Instant::now() {
-                    break;
-                }
-                self.power_on_later.pop();
-                if let Err(e) = self.spawn(id, false) {
-                    self.fail_node(id, format!("could not power on: {e:#}"));
-                }
+            if self.interrupted() {
+                return false;
             }
+            self.reap_exited().await;
+            self.power_on_due().await;
             let next_power_on = self.power_on_later.last().map(|(at, _)| *at);
+            // Exited processes are looked for at least this often.
             let step = deadline
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(250))
                 .min(next_power_on.map_or(Duration::MAX, |at| {
                     at.saturating_duration_since(Instant::now())
                 }));
-            if self.supervisor.wait_for(step, &done).await {
+            let held = tokio::select! {
+                held = self.supervisor.wait_for(step, &done) => held,
+                _ = self.interrupt.cancelled() => false,
+            };
+            if held {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -578,7 +494,21 @@ impl Testbed {
         }
     }
 
-    fn reap_exited(&mut self) {
+    /// Powers on the nodes whose time has come.
+    async fn power_on_due(&mut self) {
+        while let Some(&(at, id)) = self.power_on_later.last() {
+            if at > Instant::now() {
+                break;
+            }
+            self.power_on_later.pop();
+            if let Err(e) = self.spawn(id, false).await {
+                self.fail_node(id, format!("could not power on: {e:#}"))
+                    .await;
+            }
+        }
+    }
+
+    async fn reap_exited(&mut self) {
         let mut dead = Vec::new();
         for (id, p) in &mut self.nodes {
             if let Some(status) = p.process.exited() {
@@ -587,30 +517,15 @@ impl Testbed {
         }
         for (id, status) in dead {
             self.nodes.remove(&id);
-            let log = self.launches.get(&id).map(|l| l.log.clone());
-            let tail = log.map(|l| log_tail(&l, 5)).unwrap_or_default();
-            self.fail_node(id, format!("QEMU exited ({status}); log tail: {tail}"));
+            let tail = log_tail(&self.run_dir.qemu_log(id), 5);
+            self.fail_node(id, format!("QEMU exited ({status}); log tail: {tail}"))
+                .await;
         }
     }
 
-    fn fail_node(&self, id: u16, why: String) {
-        self.supervisor.update(|v| {
-            if let Some(n) = v.nodes.get_mut(&id) {
-                n.state = HostState::Failed;
-                n.failure = Some(why);
-            }
-        });
-    }
-
-    /// Writes each node's log (what it said on the bus) to `log/nN.bus.log`.
-    fn write_node_logs(&self) {
-        let v = self.supervisor.view.lock().expect("fleet view lock");
-        for (id, n) in &v.nodes {
-            let path = self.run_dir().join("log").join(format!("n{id}.bus.log"));
-            let text: String = n.log.iter().map(|l| format!("{l}\n")).collect();
-            if let Err(e) = std::fs::write(&path, text) {
-                tracing::warn!("cannot write {}: {e}", path.display());
-            }
+    async fn fail_node(&self, id: u16, why: String) {
+        if let Err(e) = self.supervisor.fail(id, why).await {
+            tracing::warn!(node = id, "cannot record the failure: {e:#}");
         }
     }
 
@@ -623,17 +538,15 @@ impl Testbed {
                 reason: 1,
             }))
             .await?;
-        self.supervisor.mark_rebooting(node);
-        Ok(())
+        self.supervisor.mark_rebooting(node).await
     }
 
     /// The report as of now (bus statistics from the bridge included).
     pub fn report(&self) -> Report {
         let bus = self.bridge.as_ref().map(|b| b.stats());
-        let view = self.supervisor.view.lock().expect("fleet view lock");
-        let log = self.master_log.lock().expect("master log lock");
+        let log = self.masters.log.borrow().clone();
         report::build(
-            &view,
+            &self.supervisor.snapshot(),
             &log,
             bus,
             self.t0,
@@ -641,77 +554,232 @@ impl Testbed {
         )
     }
 
-    /// Stops every node, the master, the supervisor and the bridge, and
-    /// returns the final report. Returns only when every QEMU has exited.
-    pub async fn shutdown(mut self) -> Report {
-        self.stop_all().await;
-        self.write_node_logs();
-        let mut report = self.report();
-        if let Some(b) = self.bridge.take() {
-            let stats = b.shutdown().await;
-            report.bus = Some(stats);
-        }
-        report
-    }
-
     /// Kills the primary master at once (its bus port goes silent), as a
     /// crash would. The backup master, if any, takes over.
     pub async fn kill_primary_master(&mut self) {
-        if let Some(m) = self.master.take() {
+        if let Some(m) = self.masters.primary.take() {
             m.abort();
             let _ = m.await;
         }
+    }
+
+    /// The one way a testbed ends: lets sessions in progress end, stops
+    /// every node process (SIGTERM, then SIGKILL), the masters, the
+    /// supervisor (whose logs go to `log/nN.bus.log`) and the bridge, waits
+    /// for every task it started, and returns the final report.
+    pub async fn shutdown(mut self) -> Report {
+        self.let_sessions_end().await;
+        self.stop_processes().await;
+        self.stop_primary().await;
+        let Testbed {
+            supervisor,
+            bridge,
+            tasks,
+            cancel,
+            masters,
+            run_dir,
+            t0,
+            ..
+        } = self;
+        // Nothing will change now: one last view for the report.
+        let view = match supervisor.stop().await {
+            Ok(stopped) => {
+                write_node_logs(&run_dir, &stopped.logs);
+                stopped.view
+            }
+            Err(e) => {
+                tracing::warn!("{e:#}");
+                Arc::new(FleetView::default())
+            }
+        };
+        cancel.disarm().cancel();
+        let bus = match bridge {
+            Some(b) => Some(b.shutdown().await),
+            None => None,
+        };
+        // The recorder ends once both masters' event senders are gone.
+        tasks.close();
+        tasks.wait().await;
+        let log = masters.log.borrow().clone();
+        report::build(&view, &log, bus, t0, run_dir.path().display().to_string())
     }
 
     /// Waits (a little) for sessions in progress to end, so that the report
     /// has their repair rounds: nodes may be verified before the master's
     /// last repair wait is over.
     async fn let_sessions_end(&self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            let busy = self
-                .master_log
-                .lock()
-                .expect("master log lock")
-                .broadcasts
-                .iter()
-                .any(|b| b.ended_s.is_none() && b.error.is_none());
-            if !busy {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if self.masters.primary.is_none() && self.masters.backup.is_none() {
+            return;
         }
+        let mut log = self.masters.log.clone();
+        let quiet = log.wait_for(|l| {
+            !l.broadcasts
+                .iter()
+                .any(|b| b.ended_s.is_none() && b.error.is_none())
+        });
+        let _ = tokio::time::timeout(SESSIONS_END, quiet).await;
     }
 
-    async fn stop_all(&mut self) {
-        if self.master.is_some() || self.backup.is_some() {
-            self.let_sessions_end().await;
-        }
-        // Every child gets SIGTERM at once, then each is awaited.
+    /// Ends every node process and the backup master: SIGTERM to all at
+    /// once, then each is awaited (SIGKILL after the grace period).
+    async fn stop_processes(&mut self) {
         for p in self.nodes.values_mut() {
             p.process.terminate();
         }
-        if let Some(b) = &mut self.backup {
+        if let Some(b) = &mut self.masters.backup {
             b.terminate();
         }
         let deadline = Instant::now() + child::TERM_GRACE;
         for p in self.nodes.values_mut() {
             p.process.wait_or_kill(deadline).await;
         }
-        if let Some(mut b) = self.backup.take() {
+        if let Some(mut b) = self.masters.backup.take() {
             b.wait_or_kill(deadline).await;
         }
         self.nodes.clear();
-        let _ = self.shutdown.send(true);
-        if let Some(m) = self.master.take() {
-            match tokio::time::timeout(Duration::from_secs(2), m).await {
+    }
+
+    async fn stop_primary(&mut self) {
+        let _ = self.masters.stop.send(true);
+        if let Some(mut m) = self.masters.primary.take() {
+            match tokio::time::timeout(MASTER_STOP, &mut m).await {
                 Ok(Ok(Err(e))) => tracing::warn!("master stopped with an error: {e:#}"),
                 Ok(_) => {}
-                Err(_) => tracing::warn!("master did not stop in time"),
+                Err(_) => {
+                    tracing::warn!("master did not stop in time; aborting it");
+                    m.abort();
+                    let _ = m.await;
+                }
             }
         }
-        for t in self.background.drain(..) {
-            t.abort();
+    }
+}
+
+/// How long the shutdown waits for sessions in progress to end.
+const SESSIONS_END: Duration = Duration::from_secs(5);
+/// How long the primary master gets to stop.
+const MASTER_STOP: Duration = Duration::from_secs(2);
+
+/// Checks the stores, makes the run's own copies (padded and signed again
+/// when the fleet asks for a size) and returns the reference images the
+/// supervisor verifies against.
+fn prepare_stores(opts: &Options, run_dir: &RunDir) -> Result<Arc<Store>> {
+    let given_store = opts
+        .store
+        .clone()
+        .unwrap_or_else(|| opts.artifacts.images());
+    // Checked where the user put it, so errors name their file.
+    Store::load(&given_store)?.require(&opts.fleet.types(), &given_store)?;
+    // The master's store is the run's own copy: publishing writes to it.
+    let store_dir = run_dir.store();
+    let pad = match opts.fleet.image_size {
+        Some(size) => Some((size, opts.artifacts.signing_key()?)),
+        None => None,
+    };
+    copy_images(&given_store, &store_dir, pad.as_ref())?;
+    let mut reference_dir = opts.artifacts.images();
+    if pad.is_some() {
+        reference_dir = run_dir.reference();
+        copy_images(&opts.artifacts.images(), &reference_dir, pad.as_ref())?;
+    }
+    let reference = Arc::new(Store::load(&reference_dir)?);
+    reference.require(&opts.fleet.types(), &reference_dir)?;
+    Store::load(&store_dir)?;
+    Ok(reference)
+}
+
+/// The bridge for the fleet: the host's ports, then one per node.
+fn bridge_config(opts: &Options, run_dir: &RunDir) -> bus_bridge::BridgeConfig {
+    // The host's own drops sit on the first segment (the base frame).
+    let host_segment = &opts.fleet.topology.segments[0];
+    let port = |name: String, segment: &str| bus_bridge::PortConfig {
+        socket: run_dir.port_socket(&name),
+        name,
+        segment: segment.to_string(),
+    };
+    let mut ports: Vec<_> = HOST_PORTS
+        .iter()
+        .map(|p| port(p.to_string(), host_segment))
+        .collect();
+    for n in &opts.fleet.nodes {
+        ports.push(port(RunDir::node_port_name(n.id), &n.segment));
+    }
+    bus_bridge::BridgeConfig {
+        ports,
+        faults: opts.fleet.faults.clone(),
+        capture: bus_bridge::CaptureConfig {
+            pcap: Some(run_dir.capture_pcap()),
+            candump: Some(run_dir.capture_candump()),
+        },
+        socketcand: Some(bus_bridge::SocketcandConfig::default()),
+        control_socket: Some(run_dir.control_socket()),
+        timing: opts.fleet.timing,
+        paced: opts.fleet.paced,
+        // Unpaced, the bus waits for its slowest receiver: 40 TCG guests
+        // on two cores can each fall seconds behind while images flow.
+        // Only a node that takes nothing for this long is dropped for.
+        stall_timeout: UNPACED_STALL,
+        // Unpaced, a controller's receive FIFO plus a little: frames
+        // queued for a node are frames it has not seen, so keep the lag
+        // short. Paced, the bus does not wait: the queue absorbs the
+        // host's scheduling of the node's QEMU (tens of processes share
+        // two cores), about 90 ms of a busy CAN FD 1M/5M bus.
+        rx_queue_depth: if opts.fleet.paced {
+            PACED_RX_QUEUE
+        } else {
+            UNPACED_RX_QUEUE
+        },
+        ..bus_bridge::BridgeConfig::default()
+    }
+    .with_topology(opts.fleet.topology.clone())
+}
+
+/// Starts the primary master as a task, the backup (if the fleet has one)
+/// as a process, and the task that records their events.
+fn start_masters(opts: &Options, run_dir: &RunDir, tasks: &TaskTracker) -> Result<Masters> {
+    let (events_tx, events_rx) = mpsc::channel::<MasterRecord>(256);
+    let (log_tx, log) = watch::channel(Arc::new(MasterLog::default()));
+    tasks.spawn(record_master_events(events_rx, log_tx, master::now_ms()));
+    let backup = if opts.fleet.master.backup {
+        let (child, reader) = spawn_backup(opts, run_dir, events_tx.clone())?;
+        tasks.spawn(reader);
+        Some(child)
+    } else {
+        None
+    };
+    let (stop, stopped) = watch::channel(false);
+    let port = run_dir.port_socket("master");
+    let store = run_dir.store();
+    let config = opts.fleet.master.clone();
+    let primary = tasks.spawn(async move {
+        master::run(&port, &store, config, Role::Primary, events_tx, stopped).await
+    });
+    Ok(Masters {
+        primary: Some(primary),
+        stop,
+        backup,
+        log,
+    })
+}
+
+/// Owns the masters' log: adds every event and publishes the result.
+async fn record_master_events(
+    mut events: mpsc::Receiver<MasterRecord>,
+    log: watch::Sender<Arc<MasterLog>>,
+    t0_ms: u64,
+) {
+    while let Some(e) = events.recv().await {
+        log.send_modify(|l| Arc::make_mut(l).record(&e, t0_ms));
+    }
+}
+
+/// Writes each node's log (what it said on the bus) to `log/nN.bus.log`.
+fn write_node_logs(run_dir: &RunDir, logs: &BTreeMap<u16, Vec<String>>) {
+    for (id, lines) in logs {
+        let path = run_dir.bus_log(*id);
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        if let Err(e) = std::fs::write(&path, text) {
+            tracing::warn!("cannot write {}: {e}", path.display());
         }
     }
 }
@@ -749,28 +817,31 @@ fn copy_images(
 /// stdout as JSON lines.
 fn spawn_backup(
     opts: &Options,
-    store_dir: &Path,
-    port: &Path,
-    run_dir: &Path,
+    run_dir: &RunDir,
     events: mpsc::Sender<MasterRecord>,
-) -> Result<(Child, JoinHandle<()>)> {
+) -> Result<(
+    Child,
+    impl std::future::Future<Output = ()> + Send + 'static,
+)> {
     let exe = opts
         .master_exe
         .clone()
         .or_else(|| std::env::current_exe().ok())
         .context("the fleet asks for a backup master, but the bootcast executable is unknown")?;
-    let config = run_dir.join("master.json");
+    let config = run_dir.master_config();
     std::fs::write(&config, serde_json::to_vec_pretty(&opts.fleet.master)?)
         .with_context(|| format!("cannot write {}", config.display()))?;
-    let log = std::fs::File::create(run_dir.join("log").join("backup-master.log"))?;
+    let log_path = run_dir.log("backup-master.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
     let mut cmd = tokio::process::Command::new(&exe);
     cmd.arg("master")
         .arg("--role")
         .arg("backup")
         .arg("--port")
-        .arg(port)
+        .arg(run_dir.port_socket("backup"))
         .arg("--store")
-        .arg(store_dir)
+        .arg(run_dir.store())
         .arg("--config")
         .arg(&config)
         .stdin(std::process::Stdio::null())
@@ -778,7 +849,7 @@ fn spawn_backup(
         .stderr(std::process::Stdio::from(log));
     let mut child = Child::spawn(cmd, &format!("the backup master ({})", exe.display()))?;
     let stdout = child.take_stdout().context("backup master stdout")?;
-    let reader = tokio::spawn(async move {
+    let reader = async move {
         use tokio::io::AsyncBufReadExt;
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
@@ -793,7 +864,7 @@ fn spawn_backup(
                 ),
             }
         }
-    });
+    };
     Ok((child, reader))
 }
 
@@ -809,30 +880,30 @@ pub fn log_tail(path: &Path, n: usize) -> String {
     }
 }
 
+/// Prints a line for every node whose state changed, until cancelled.
 async fn progress_lines(
-    view: Arc<Mutex<FleetView>>,
-    mut changes: watch::Receiver<u64>,
+    mut view: watch::Receiver<Arc<FleetView>>,
     t0: Instant,
+    cancel: CancellationToken,
 ) {
     let mut last: BTreeMap<u16, HostState> = BTreeMap::new();
     loop {
-        {
-            let v = view.lock().expect("fleet view lock");
-            for (id, n) in &v.nodes {
-                if last.get(id) != Some(&n.state) {
-                    last.insert(*id, n.state);
-                    eprintln!(
-                        "[{:7.2}s] node {:>3} {:<9} {}",
-                        t0.elapsed().as_secs_f64(),
-                        id,
-                        n.spec.node_type.name(),
-                        n.state.as_str()
-                    );
-                }
+        let v = view.borrow_and_update().clone();
+        for (id, n) in &v.nodes {
+            if last.get(id) != Some(&n.state) {
+                last.insert(*id, n.state);
+                eprintln!(
+                    "[{:7.2}s] node {:>3} {:<9} {}",
+                    t0.elapsed().as_secs_f64(),
+                    id,
+                    n.spec.node_type.name(),
+                    n.state.as_str()
+                );
             }
         }
-        if changes.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = view.changed() => if changed.is_err() { return },
+            _ = cancel.cancelled() => return,
         }
     }
 }

@@ -226,8 +226,11 @@ fn children(pid: u32) -> Vec<u32> {
 
 #[test]
 fn ctrl_c_ends_every_qemu_the_testbed_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
     let mut child = bootcast()
-        .args(["testbed", "up", "--nodes", "2"])
+        .args(["testbed", "up", "--nodes", "2", "--run-dir"])
+        .arg(&run_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -269,6 +272,96 @@ fn ctrl_c_ends_every_qemu_the_testbed_started() {
             !Path::new(&format!("/proc/{n}")).exists(),
             "QEMU {n} outlived the testbed"
         );
+    }
+    // The graceful path wrote what each node said on the bus.
+    let run_dir = host_orchestrator::rundir::RunDir::at(run_dir);
+    for id in [1, 2] {
+        let log = std::fs::read_to_string(run_dir.bus_log(id)).unwrap_or_default();
+        assert!(log.contains("Heartbeat"), "node {id}'s bus log: {log:?}");
+    }
+}
+
+#[test]
+fn ctrl_c_ends_a_storm_gracefully_and_it_still_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("long.toml");
+    // The one timeline entry is far away: the storm is waiting for it when
+    // it is interrupted.
+    std::fs::write(
+        &scenario,
+        "name = \"long\"\n[[nodes]]\ntype = \"drive\"\ncount = 2\n\
+         [[timeline]]\nat_s = 600\naction = \"soft-reboot\"\nselect = { ids = [1] }\n\
+         [expect]\nall_verified_by_s = 700\n",
+    )
+    .unwrap();
+    let (report, junit, run_dir) = (
+        dir.path().join("r.json"),
+        dir.path().join("j.xml"),
+        dir.path().join("run"),
+    );
+    let mut child = bootcast()
+        .arg("storm")
+        .arg(&scenario)
+        .arg("--report")
+        .arg(&report)
+        .arg("--junit")
+        .arg(&junit)
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (started, mut seen, mut verified) = (Instant::now(), String::new(), 0);
+    while verified < 2 {
+        let line = lines.next().expect("stderr ended").unwrap();
+        verified += usize::from(line.ends_with("VERIFIED"));
+        seen += &line;
+        seen += "\n";
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the fleet never came up: {seen}"
+        );
+    }
+    let nodes = children(pid);
+    assert_eq!(nodes.len(), 2, "two QEMU children: {nodes:?}");
+    nix_kill(pid, "INT");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "the verdict is fail: {rest:?}");
+    for n in nodes {
+        assert!(
+            !Path::new(&format!("/proc/{n}")).exists(),
+            "QEMU {n} outlived the storm"
+        );
+    }
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report written")).unwrap();
+    assert_eq!(r["verdict"], "fail");
+    let completed = r["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "completed")
+        .expect("a completed check");
+    assert_eq!(completed["pass"], false);
+    let evidence = completed["evidence"].as_str().unwrap();
+    assert!(
+        evidence.contains("interrupted") && evidence.contains("line"),
+        "{evidence}"
+    );
+    assert!(
+        r["events"].as_array().unwrap().is_empty(),
+        "the timeline did not run"
+    );
+    let junit = std::fs::read_to_string(&junit).expect("JUnit written");
+    assert!(junit.contains("completed"), "{junit}");
+    let run_dir = host_orchestrator::rundir::RunDir::at(run_dir);
+    for id in [1, 2] {
+        let log = std::fs::read_to_string(run_dir.bus_log(id)).unwrap_or_default();
+        assert!(log.contains("Heartbeat"), "node {id}'s bus log: {log:?}");
     }
 }
 

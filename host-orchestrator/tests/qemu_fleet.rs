@@ -51,7 +51,8 @@ fn eight_nodes_boot_the_same_over_virtio_and_their_consoles_tell_it() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
         let report = eight_nodes_in(Transport::Virtio, Some(dir.path().join("run"))).await;
-        let console = std::fs::read_to_string(dir.path().join("run/log/n1.console.log")).unwrap();
+        let run_dir = host_orchestrator::rundir::RunDir::at(dir.path().join("run"));
+        let console = std::fs::read_to_string(run_dir.console_log(1)).unwrap();
         let generation = report.nodes[0].generation.unwrap();
         for line in [
             "bootcast boot ROM: node 1 type 1, self-test passed".to_string(),

@@ -116,8 +116,8 @@ async fn two_late_drives(late_join: bool) -> Report {
     let mut tb = Testbed::start(opts).await.expect("testbed starts");
     let started = tb.wait_until(SETTLE, |v| !v.sessions.is_empty()).await;
     assert!(started, "the first session never started");
-    tb.power_on(5).unwrap();
-    tb.power_on(6).unwrap();
+    tb.power_on(5).await.unwrap();
+    tb.power_on(6).await.unwrap();
     let settled = tb.wait_settled(SETTLE).await;
     let report = tb.shutdown().await;
     if !settled || report.verdict != Verdict::Pass {
@@ -217,7 +217,7 @@ fn a_published_version_reaches_the_nodes_that_reboot_and_only_them() {
         .expect("testbed starts");
         assert!(tb.wait_settled(SETTLE).await, "fleet did not verify");
         let v110 = images::manifest::pack_version(1, 1, 0);
-        let published = tb.publish(proto::NodeType::Drive, v110).unwrap();
+        let published = tb.publish(proto::NodeType::Drive, v110).await.unwrap();
         tb.soft_reboot(1).await.unwrap();
         let updated = tb
             .wait_until(SETTLE, |v| {

@@ -277,7 +277,7 @@ fn a_rogue_sender_cannot_get_a_forged_image_run_and_every_node_ends_on_the_real_
             .await
             .expect("tool port");
         for id in 1..=3 {
-            tb.power_on(id).unwrap();
+            tb.power_on(id).await.unwrap();
         }
         let all_asking = tb
             .wait_until(SETTLE, |v| {

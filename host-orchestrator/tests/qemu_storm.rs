@@ -19,6 +19,7 @@ async fn play(scenario: Scenario) -> StormReport {
         seed: None,
         progress: false,
         master_exe: Some(env!("CARGO_BIN_EXE_bootcast").into()),
+        interrupt: Default::default(),
     };
     storm(opts).await.expect("the storm runs")
 }

@@ -208,7 +208,7 @@ pub async fn run(artifacts: &Artifacts, shape: Shape<'_>, opts: &CompareOptions)
 
 /// Power-on (the earliest) to the last node verified.
 fn time_to_all_verified(tb: &Testbed) -> Option<f64> {
-    let v = tb.supervisor.view.lock().expect("fleet view lock");
+    let v = tb.fleet();
     let on = v.nodes.values().filter_map(|n| n.spawned_at).min()?;
     let mut last = on;
     for n in v.nodes.values() {

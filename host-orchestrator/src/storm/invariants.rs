@@ -259,6 +259,29 @@ impl Invariant for AllVerifiedInTime {
     }
 }
 
+/// A run the user stopped (Ctrl-C) did not complete: judged as far as it
+/// ran, it fails.
+pub struct Interrupted {
+    /// When, scenario time.
+    pub at_s: f64,
+    /// The timeline entry (its line) it stopped before, if any.
+    pub stopped_before: Option<usize>,
+}
+
+impl Interrupted {
+    /// The failing `completed` check.
+    pub fn check(&self) -> Check {
+        let before = self.stopped_before.map_or(String::new(), |l| {
+            format!(", before the timeline entry on line {l}")
+        });
+        Check {
+            name: "completed".into(),
+            pass: false,
+            evidence: format!("interrupted at {:.2} s{before}", self.at_s),
+        }
+    }
+}
+
 /// Every invariant, then the expectations of `expect`, in report order.
 pub fn judge(e: &Evidence<'_>, expect: &super::scenario::Expect) -> Vec<Check> {
     let invariants: [&dyn Invariant; 7] = [
@@ -488,6 +511,28 @@ mod tests {
         );
         run.all_verified_at = Some(Duration::from_secs(12));
         assert!(!run.judge(&by).pass, "a node not verified fails it anyway");
+    }
+
+    #[test]
+    fn an_interrupted_run_fails_completed_saying_where() {
+        let c = Interrupted {
+            at_s: 12.345,
+            stopped_before: Some(14),
+        }
+        .check();
+        fails(
+            c,
+            "interrupted at 12.35 s, before the timeline entry on line 14",
+        );
+        let c = Interrupted {
+            at_s: 3.0,
+            stopped_before: None,
+        }
+        .check();
+        assert_eq!(
+            (c.name.as_str(), c.evidence.as_str()),
+            ("completed", "interrupted at 3.00 s")
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::report::{Report, Verdict};
 use crate::supervisor::{FleetView, HostState};
 use crate::testbed::{Artifacts, Options, Testbed};
 use anyhow::{Context, Result};
-use invariants::Evidence;
+use invariants::{Evidence, Interrupted};
 use proto::msg::{self, Message};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -30,6 +30,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub use invariants::Check;
 pub use record::Event;
@@ -70,6 +71,10 @@ pub struct StormOptions {
     pub progress: bool,
     /// The `bootcast` executable (for a backup master).
     pub master_exe: Option<PathBuf>,
+    /// Cancelled when the user asks the storm to stop: the timeline stops,
+    /// the testbed ends the graceful way, and the storm is judged as far as
+    /// it ran (and fails).
+    pub interrupt: CancellationToken,
 }
 
 /// A storm in progress.
@@ -208,7 +213,7 @@ impl Run {
                 self.event(name, line, vec![], "primary master killed".into(), true);
             }
             Action::Publish { node_type, version } => {
-                let r = self.tb.publish(*node_type, *version);
+                let r = self.tb.publish(*node_type, *version).await;
                 self.ledger.publish(*node_type, Instant::now());
                 let r = r.map(|p| {
                     let v = images::build::format_version(p.version);
@@ -272,7 +277,7 @@ impl Run {
         step_timeout: Duration,
     ) {
         for t in types {
-            match self.tb.publish(*t, version) {
+            match self.tb.publish(*t, version).await {
                 Ok(_) => self.ledger.publish(*t, Instant::now()),
                 Err(e) => {
                     let detail = format!("publishing {}: {e:#}", t.name());
@@ -332,6 +337,20 @@ impl Run {
         );
         self.event(name, line, ids, detail, done);
         done
+    }
+
+    /// Runs every firing of the timeline in time order. Stops early when
+    /// the user interrupts, saying before which entry (its line).
+    async fn play(&mut self, timeline: &[Entry]) -> Option<usize> {
+        for (at, i) in firings(timeline) {
+            self.until(at).await;
+            let e = &timeline[i];
+            if self.tb.interrupted() {
+                return Some(e.line);
+            }
+            self.run_action(e.line, &e.action).await;
+        }
+        None
     }
 
     /// After the last action: a reboot takes a moment to show (a node still
@@ -427,6 +446,7 @@ fn testbed_options(opts: &StormOptions) -> Options {
     tb_opts.run_dir = Some(opts.run_dir.clone());
     tb_opts.progress = opts.progress;
     tb_opts.master_exe = opts.master_exe.clone();
+    tb_opts.interrupt = opts.interrupt.clone();
     tb_opts
 }
 
@@ -440,35 +460,24 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
     // The availability watcher: looks at every change of the fleet view.
     let watch = Arc::new(Mutex::new(Watch::default()));
     let watcher = {
-        let (view, mut changes, watch, groups) = (
-            tb.supervisor.view.clone(),
-            tb.supervisor.changes.clone(),
-            watch.clone(),
-            groups.clone(),
-        );
+        let (mut view, watch, groups) = (tb.watch_fleet(), watch.clone(), groups.clone());
         tokio::spawn(async move {
             loop {
-                {
-                    let v = view.lock().expect("fleet view lock");
-                    watch.lock().expect("watch lock").look(&v, &groups, t0);
-                }
-                if changes.changed().await.is_err() {
+                let v = view.borrow_and_update().clone();
+                watch.lock().expect("watch lock").look(&v, &groups, t0);
+                if view.changed().await.is_err() {
                     return;
                 }
             }
         })
     };
     let mut run = Run::new(tb, seed, t0);
-    for (at, i) in firings(&scenario.timeline) {
-        run.until(at).await;
-        let e = &scenario.timeline[i];
-        run.run_action(e.line, &e.action).await;
-    }
+    let stopped_before = run.play(&scenario.timeline).await;
     run.settle(scenario).await;
     let duration_s = run.at_s();
     // When the last node was (last) verified, if all are.
     let all_verified_at = {
-        let v = run.tb.supervisor.view.lock().expect("fleet view lock");
+        let v = run.tb.fleet();
         v.nodes
             .values()
             .map(|n| {
@@ -491,7 +500,17 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
         groups: &groups,
         all_verified_at,
     };
-    let invariants = invariants::judge(&evidence, &scenario.expect);
+    let mut invariants = invariants::judge(&evidence, &scenario.expect);
+    if opts.interrupt.is_cancelled() {
+        let at_s = duration_s;
+        invariants.push(
+            Interrupted {
+                at_s,
+                stopped_before,
+            }
+            .check(),
+        );
+    }
     let mut report = StormReport {
         scenario: scenario.name.clone(),
         seed,

@@ -1,0 +1,264 @@
+//! The fleet state the supervisor task owns: one tracker per node, the
+//! sessions seen on the bus, the images each type may run. Pure: frames
+//! and commands in, snapshots and challenges out.
+
+use super::Published;
+use super::tracker::{Challenge, Context, NodeTracker};
+use super::view::{FleetView, NodeRecord, ObservedSession};
+use proto::msg::{self, Message};
+use proto::{Frame, NodeType};
+use rand::RngCore;
+use std::collections::BTreeMap;
+use tokio::time::Instant;
+
+/// Everything the supervisor knows.
+pub struct FleetState {
+    nodes: BTreeMap<u16, NodeTracker>,
+    sessions: Vec<ObservedSession>,
+    foreign_frames: u64,
+    started: Instant,
+    max_rejects: usize,
+    /// Every image published for each type, oldest first: a node may run
+    /// any of them (one rebooted after a publish runs the newest).
+    published: BTreeMap<NodeType, Vec<Published>>,
+    announces: BTreeMap<u32, msg::SessionAnnounce>,
+}
+
+impl FleetState {
+    /// Nodes as given, each expecting the newest image of its type.
+    pub fn new(
+        records: impl IntoIterator<Item = NodeRecord>,
+        published: BTreeMap<NodeType, Vec<Published>>,
+        max_rejects: usize,
+        started: Instant,
+    ) -> FleetState {
+        FleetState {
+            nodes: records
+                .into_iter()
+                .map(|r| (r.spec.id, NodeTracker::new(r)))
+                .collect(),
+            sessions: Vec::new(),
+            foreign_frames: 0,
+            started,
+            max_rejects: max_rejects.max(1),
+            published,
+            announces: BTreeMap::new(),
+        }
+    }
+
+    /// The view as of now.
+    pub fn snapshot(&self) -> FleetView {
+        FleetView {
+            nodes: self
+                .nodes
+                .iter()
+                .map(|(id, t)| (*id, t.record().clone()))
+                .collect(),
+            sessions: self.sessions.clone(),
+            foreign_frames: self.foreign_frames,
+        }
+    }
+
+    /// One node's tracker.
+    pub fn node(&mut self, id: u16) -> Option<&mut NodeTracker> {
+        self.nodes.get_mut(&id)
+    }
+
+    /// Every node's whole kept log, by id.
+    pub fn logs(&self) -> BTreeMap<u16, Vec<String>> {
+        self.nodes
+            .iter()
+            .map(|(id, t)| (*id, t.log().cloned().collect()))
+            .collect()
+    }
+
+    /// Accepts `image` for type `t`: nodes of that type that boot from now
+    /// on must run it.
+    pub fn publish(&mut self, t: NodeType, image: Published) {
+        for n in self.nodes.values_mut() {
+            if n.record().spec.node_type == t {
+                n.expect(image.digest);
+            }
+        }
+        self.published.entry(t).or_default().push(image);
+    }
+
+    /// Handles one frame seen on the bus at `now`; returns whether the
+    /// view changed and a challenge to send, if one is due.
+    pub fn on_frame(
+        &mut self,
+        frame: &Frame,
+        now: Instant,
+        rng: &mut dyn RngCore,
+    ) -> (bool, Option<Challenge>) {
+        let Ok((src, m)) = Message::decode(frame) else {
+            self.foreign_frames += 1;
+            return (true, None);
+        };
+        let at_s = now.saturating_duration_since(self.started).as_secs_f64();
+        match m {
+            Message::SessionAnnounce(a) => {
+                self.announces.insert(a.session, a);
+                return (false, None);
+            }
+            Message::SessionPart(p) => {
+                self.sessions.push(ObservedSession {
+                    session: p.session,
+                    window: self.announces.get(&p.session).map_or(0, |a| a.window),
+                    node_type: NodeType::from_code(p.node_type)
+                        .map_or("?", |t| t.name())
+                        .to_string(),
+                    bytes: p.len,
+                    at_s,
+                });
+                return (true, None);
+            }
+            _ => {}
+        }
+        let Some(n) = self.nodes.get_mut(&src) else {
+            let foreign = src <= msg::MAX_NODE_ID;
+            self.foreign_frames += u64::from(foreign);
+            return (foreign, None);
+        };
+        let t = n.record().spec.node_type;
+        let cx = Context {
+            now,
+            at_s,
+            published: self.published.get(&t).map_or(&[], Vec::as_slice),
+            max_rejects: self.max_rejects,
+        };
+        (true, n.on_message(&m, &cx, rng))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::NodeSpec;
+    use crate::supervisor::HostState;
+    use proto::msg::{SessionAnnounce, SessionPart, Status};
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn fleet() -> FleetState {
+        let spec = |id| NodeSpec {
+            id,
+            node_type: NodeType::Drive,
+            segment: "base".into(),
+            min_version: 0,
+            power_on_after: Duration::ZERO,
+            group: None,
+            set: None,
+        };
+        let image = Published {
+            digest: [7; 32],
+            version: 1,
+            payload: Arc::new(vec![1, 2, 3]),
+        };
+        FleetState::new(
+            [1, 2].map(|id| NodeRecord::new(spec(id), [7; 32])),
+            [(NodeType::Drive, vec![image])].into(),
+            3,
+            Instant::now(),
+        )
+    }
+
+    fn frame(src: u16, m: Message<'_>) -> Frame {
+        m.to_frame(src).unwrap()
+    }
+
+    #[test]
+    fn sessions_are_observed_from_announce_and_part() {
+        let (mut s, mut rng) = (fleet(), StdRng::seed_from_u64(0));
+        let now = Instant::now();
+        let announce = SessionAnnounce {
+            session: 5,
+            window: 2,
+            mode: msg::MODE_SELECTED,
+            parts: 1,
+            chunk_size: 56,
+            object_len: 4096,
+            total_chunks: 74,
+            target: msg::BROADCAST,
+        };
+        let (changed, _) = s.on_frame(
+            &frame(msg::MASTER_PRIMARY, Message::SessionAnnounce(announce)),
+            now,
+            &mut rng,
+        );
+        assert!(!changed, "an announce alone changes no view");
+        let part = SessionPart {
+            session: 5,
+            index: 0,
+            node_type: NodeType::Drive as u8,
+            manifest_len: 160,
+            offset: 0,
+            len: 4096,
+            load_addr: 0x8000_0000,
+            version: 1,
+        };
+        let (changed, _) = s.on_frame(
+            &frame(msg::MASTER_PRIMARY, Message::SessionPart(part)),
+            now,
+            &mut rng,
+        );
+        assert!(changed);
+        let v = s.snapshot();
+        assert_eq!(v.sessions.len(), 1);
+        assert_eq!(
+            (
+                v.sessions[0].session,
+                v.sessions[0].window,
+                v.sessions[0].bytes
+            ),
+            (5, 2, 4096)
+        );
+        assert_eq!(v.sessions[0].node_type, "drive");
+    }
+
+    #[test]
+    fn frames_from_strangers_are_counted_and_node_frames_reach_their_tracker() {
+        let (mut s, mut rng) = (fleet(), StdRng::seed_from_u64(0));
+        let now = Instant::now();
+        let st = Message::Status(Status {
+            node_type: NodeType::Drive as u8,
+            state: proto::msg::NodeState::Receiving as u8,
+            selftest: 0,
+            reset_cause: 0,
+            session: 0,
+            received: 0,
+            total: 0,
+        });
+        assert!(s.on_frame(&frame(2, st), now, &mut rng).0);
+        assert!(s.on_frame(&frame(40, st), now, &mut rng).0);
+        let garbage = Frame::fd_extended(0x1234, b"not bootcast").unwrap();
+        assert!(s.on_frame(&garbage, now, &mut rng).0);
+        let v = s.snapshot();
+        assert_eq!(v.foreign_frames, 2);
+        assert_eq!(v.nodes[&2].state, HostState::Receiving);
+        assert_eq!(v.nodes[&1].state, HostState::Off);
+        assert_eq!(s.logs()[&2].len(), 1);
+        assert!(s.logs()[&1].is_empty());
+    }
+
+    #[test]
+    fn a_published_image_is_expected_and_accepted() {
+        let mut s = fleet();
+        let new = Published {
+            digest: [9; 32],
+            version: 2,
+            payload: Arc::new(vec![4]),
+        };
+        let before = s.snapshot();
+        s.publish(NodeType::Drive, new);
+        let after = s.snapshot();
+        assert_eq!(
+            before.nodes[&1].expected_digest, [7; 32],
+            "snapshots stay as taken"
+        );
+        assert_eq!(after.nodes[&1].expected_digest, [9; 32]);
+        assert_eq!(s.published[&NodeType::Drive].len(), 2);
+    }
+}

@@ -1,0 +1,685 @@
+//! One node as the supervisor follows it: a pure state machine fed the
+//! node's messages and the testbed's commands. It never does I/O; what it
+//! wants sent comes back as a [`Challenge`].
+
+use super::Published;
+use super::view::{HostState, LOG_TAIL_LINES, NodeRecord, Rejection};
+use images::build::hex;
+use proto::NodeType;
+use proto::msg::{self, ResetCause, Status};
+use proto::msg::{Check, CheckReply, Heartbeat, Message, NodeState, Reject, RejectReason};
+use rand::RngCore;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+/// Lines of each node's log kept in memory.
+pub const NODE_LOG_LINES: usize = 400;
+/// A challenge unanswered for this long is sent again.
+pub const CHECK_RETRY: Duration = Duration::from_secs(2);
+/// Challenges kept open per node; answers to any of them count.
+pub const MAX_OPEN_CHECKS: usize = 8;
+
+/// A challenge to send to a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    /// The node.
+    pub target: u16,
+    /// The fresh nonce.
+    pub nonce: u32,
+}
+
+impl Challenge {
+    /// The `Check` message.
+    pub fn message(self) -> Message<'static> {
+        Message::Check(Check {
+            target: self.target,
+            nonce: self.nonce,
+        })
+    }
+}
+
+/// What a message is judged against.
+pub struct Context<'a> {
+    /// Now.
+    pub now: Instant,
+    /// Seconds since the testbed started (for logs and rejections).
+    pub at_s: f64,
+    /// Every image accepted for the node's type, oldest first.
+    pub published: &'a [Published],
+    /// Rejections after which a node counts as failed.
+    pub max_rejects: usize,
+}
+
+/// Challenges sent for one generation.
+struct OpenChecks {
+    nonces: Vec<u32>,
+    generation: u32,
+    sent_at: Instant,
+}
+
+/// One node, followed from power-on to verified.
+pub struct NodeTracker {
+    record: Arc<NodeRecord>,
+    log: VecDeque<String>,
+    checks: Option<OpenChecks>,
+    verified_generation: Option<u32>,
+}
+
+impl NodeTracker {
+    /// A node that is off.
+    pub fn new(record: NodeRecord) -> NodeTracker {
+        NodeTracker {
+            record: Arc::new(record),
+            log: VecDeque::new(),
+            checks: None,
+            verified_generation: None,
+        }
+    }
+
+    /// The record as of now (shared with snapshots until it changes).
+    pub fn record(&self) -> &Arc<NodeRecord> {
+        &self.record
+    }
+
+    /// Everything the node said that is still kept, oldest first.
+    pub fn log(&self) -> impl Iterator<Item = &String> {
+        self.log.iter()
+    }
+
+    fn rec(&mut self) -> &mut NodeRecord {
+        Arc::make_mut(&mut self.record)
+    }
+
+    fn id(&self) -> u16 {
+        self.record.spec.id
+    }
+
+    fn set_state(&mut self, state: HostState) {
+        if self.record.state == state || self.record.state == HostState::Failed {
+            return;
+        }
+        info!(
+            node = self.id(),
+            node_type = self.record.spec.node_type.name(),
+            state = state.as_str(),
+            "node"
+        );
+        self.rec().state = state;
+    }
+
+    /// Fails the node for good, unless it already failed.
+    pub fn fail(&mut self, why: String) {
+        if self.record.state == HostState::Failed {
+            return;
+        }
+        warn!(node = self.id(), node_type = self.record.spec.node_type.name(), reason = %why, "node FAILED");
+        let r = self.rec();
+        r.state = HostState::Failed;
+        r.failure = Some(why);
+    }
+
+    fn forget_checks(&mut self) {
+        self.checks = None;
+        self.verified_generation = None;
+    }
+
+    /// Its QEMU process (re)started at `now`.
+    pub fn spawned(&mut self, now: Instant) {
+        let r = self.rec();
+        r.spawned_at = Some(now);
+        if r.state != HostState::Failed {
+            r.state = HostState::Booting;
+        }
+    }
+
+    /// It was told to reboot: not running until it says otherwise.
+    pub fn rebooting(&mut self) {
+        if self.record.state == HostState::Failed {
+            return;
+        }
+        self.rec().state = HostState::Booting;
+        self.forget_checks();
+    }
+
+    /// Its power was cut.
+    pub fn off(&mut self) {
+        let r = self.rec();
+        r.state = HostState::Off;
+        r.verified_at = None;
+        self.forget_checks();
+    }
+
+    /// Nodes that boot from now on must run `digest`.
+    pub fn expect(&mut self, digest: [u8; 32]) {
+        self.rec().expected_digest = digest;
+    }
+
+    /// Handles one message the node sent.
+    pub fn on_message(
+        &mut self,
+        m: &Message<'_>,
+        cx: &Context<'_>,
+        rng: &mut dyn RngCore,
+    ) -> Option<Challenge> {
+        self.note(m, cx.at_s);
+        match m {
+            Message::Status(s) => self.on_status(s),
+            Message::Request(_) if self.record.state != HostState::Requesting => {
+                self.forget_checks();
+                self.set_state(HostState::Requesting);
+            }
+            Message::Reject(r) => self.on_reject(r, cx),
+            Message::Heartbeat(h) => return self.on_heartbeat(h, cx, rng),
+            Message::CheckReply(c) => self.on_check_reply(c, cx),
+            _ => {}
+        }
+        None
+    }
+
+    /// Logs the message and remembers it as the last one heard.
+    fn note(&mut self, m: &Message<'_>, at_s: f64) {
+        if self.log.len() == NODE_LOG_LINES {
+            self.log.pop_front();
+        }
+        self.log.push_back(format!("{at_s:9.3} {}", brief(m)));
+        let skip = self.log.len().saturating_sub(LOG_TAIL_LINES);
+        let tail = self.log.iter().skip(skip).cloned().collect();
+        let r = self.rec();
+        r.last_message = format!("{:?}", m.kind());
+        r.log_tail = tail;
+    }
+
+    fn on_status(&mut self, s: &Status) {
+        self.rec().reset_cause = ResetCause::from_code(s.reset_cause);
+        match NodeState::from_code(s.state) {
+            Some(NodeState::SelfTest) if s.selftest != 0 => self.fail(format!(
+                "boot ROM self-test failed (bits {:#04x})",
+                s.selftest
+            )),
+            Some(NodeState::Failed) => self.fail(format!(
+                "boot ROM reports failure (self-test bits {:#04x})",
+                s.selftest
+            )),
+            Some(NodeState::SelfTest) => self.set_state(HostState::SelfTest),
+            Some(NodeState::Receiving) => self.set_state(HostState::Receiving),
+            Some(NodeState::Verifying) => self.set_state(HostState::Verifying),
+            Some(NodeState::Handoff) => self.set_state(HostState::Handoff),
+            _ => {}
+        }
+    }
+
+    fn on_reject(&mut self, r: &Reject, cx: &Context<'_>) {
+        let reason = RejectReason::from_code(r.reason).map_or("unknown reason", |r| r.as_str());
+        let rejections = &mut self.rec().rejections;
+        rejections.push(Rejection {
+            at_s: cx.at_s,
+            session: r.session,
+            reason: reason.to_string(),
+            version: images::build::format_version(r.version),
+            measured_prefix: hex(&r.measured),
+            manifest_prefix: hex(&r.expected),
+        });
+        let count = rejections.len();
+        warn!(
+            node = self.id(),
+            session = r.session,
+            reason,
+            "image rejected by node"
+        );
+        if count >= cx.max_rejects {
+            self.fail(format!(
+                "node rejected the image {count} times; last: {reason} (session {}, measured {}…, manifest says {}…)",
+                r.session,
+                hex(&r.measured[..8]),
+                hex(&r.expected[..8])
+            ));
+        } else {
+            self.set_state(HostState::Requesting);
+        }
+    }
+
+    fn on_heartbeat(
+        &mut self,
+        h: &Heartbeat,
+        cx: &Context<'_>,
+        rng: &mut dyn RngCore,
+    ) -> Option<Challenge> {
+        self.record_heartbeat(h);
+        let expected_type = self.record.spec.node_type;
+        if h.node_type != expected_type as u8 {
+            let t = NodeType::from_code(h.node_type).map_or("unknown", |t| t.name());
+            self.fail(format!(
+                "running an image for type {t}, but the node is a {}",
+                expected_type.name()
+            ));
+            return None;
+        }
+        if !cx.published.iter().any(|p| p.digest == h.digest) {
+            self.fail(format!(
+                "running digest {}, which is no image built for type {} (latest: {})",
+                hex(&h.digest),
+                expected_type.name(),
+                hex(&self.record.expected_digest)
+            ));
+            return None;
+        }
+        if self.verified_generation == Some(h.generation) {
+            return None;
+        }
+        if self.record.state != HostState::Running {
+            self.set_state(HostState::Running);
+        }
+        self.challenge_due(h.generation, cx.now, rng)
+    }
+
+    /// Copies what a heartbeat says into the record.
+    fn record_heartbeat(&mut self, h: &Heartbeat) {
+        let r = self.rec();
+        r.digest = Some(h.digest);
+        if r.generation != Some(h.generation) {
+            r.generations.push(h.generation);
+        }
+        r.generation = Some(h.generation);
+        r.version = Some(h.version);
+        let end = h.name.iter().position(|&c| c == 0).unwrap_or(h.name.len());
+        r.image_name = Some(String::from_utf8_lossy(&h.name[..end]).into_owned());
+        r.running_type = Some(h.node_type);
+        r.uptime_ms = h.uptime_ms;
+        r.boot_count = h.boot_count;
+        r.reset_cause = ResetCause::from_code(h.reset_cause);
+        r.ignored_image_frames = h.ignored;
+    }
+
+    /// A fresh challenge for `generation`, unless one is open and recent.
+    fn challenge_due(
+        &mut self,
+        generation: u32,
+        now: Instant,
+        rng: &mut dyn RngCore,
+    ) -> Option<Challenge> {
+        let due = match &self.checks {
+            Some(c) => {
+                c.generation != generation
+                    || now.saturating_duration_since(c.sent_at) >= CHECK_RETRY
+            }
+            None => true,
+        };
+        if !due {
+            return None;
+        }
+        let nonce = rng.next_u32();
+        match &mut self.checks {
+            // A slow node may still answer an earlier challenge.
+            Some(c) if c.generation == generation && c.nonces.len() < MAX_OPEN_CHECKS => {
+                c.nonces.push(nonce);
+                c.sent_at = now;
+            }
+            _ => {
+                self.checks = Some(OpenChecks {
+                    nonces: vec![nonce],
+                    generation,
+                    sent_at: now,
+                })
+            }
+        }
+        Some(Challenge {
+            target: self.id(),
+            nonce,
+        })
+    }
+
+    fn on_check_reply(&mut self, c: &CheckReply, cx: &Context<'_>) {
+        let Some(open) = &self.checks else { return };
+        if !open.nonces.contains(&c.nonce) {
+            return;
+        }
+        let generation = open.generation;
+        self.checks = None;
+        let Some(running) = self.record.digest else {
+            return;
+        };
+        let Some(image) = cx.published.iter().find(|p| p.digest == running) else {
+            return;
+        };
+        if c.digest == super::challenge_answer(c.nonce, &image.payload) {
+            self.verified_generation = Some(generation);
+            self.rec().verified_at = Some(cx.now);
+            self.set_state(HostState::Verified);
+        } else {
+            self.fail(
+                "answered the challenge wrongly: the bytes in its RAM differ from the build".into(),
+            );
+        }
+    }
+}
+
+/// One line about a message a node sent, for its log.
+pub(crate) fn brief(m: &Message<'_>) -> String {
+    let v = images::build::format_version;
+    match m {
+        Message::Heartbeat(h) => format!(
+            "Heartbeat gen {} v{} digest {}… up {} ms boots {} cause {} ignored {}",
+            h.generation,
+            v(h.version),
+            hex(&h.digest[..8]),
+            h.uptime_ms,
+            h.boot_count,
+            h.reset_cause,
+            h.ignored
+        ),
+        Message::Status(s) => format!(
+            "Status {:?} session {} {}/{} selftest {:#x}",
+            NodeState::from_code(s.state),
+            s.session,
+            s.received,
+            s.total,
+            s.selftest
+        ),
+        Message::Request(r) => format!("Request attempt {} min v{}", r.attempt, v(r.min_version)),
+        Message::Reject(r) => format!(
+            "Reject session {} v{}: {}",
+            r.session,
+            v(r.version),
+            RejectReason::from_code(r.reason).map_or("unknown reason", |r| r.as_str())
+        ),
+        Message::Nack(n) => format!(
+            "Nack session {} {:?}",
+            n.session,
+            &n.ranges[..(n.count as usize).min(msg::NACK_RANGES)]
+        ),
+        Message::CheckReply(c) => {
+            format!("CheckReply nonce {:#x} {}…", c.nonce, hex(&c.digest[..8]))
+        }
+        other => format!("{:?}", other.kind()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::NodeSpec;
+    use proto::msg::{Request, Status};
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    const PAYLOAD: &[u8] = b"the drive's code, as built";
+
+    fn published() -> Vec<Published> {
+        vec![Published {
+            digest: [7; 32],
+            version: 0x01_00_00,
+            payload: Arc::new(PAYLOAD.to_vec()),
+        }]
+    }
+
+    fn drive(id: u16) -> NodeTracker {
+        let spec = NodeSpec {
+            id,
+            node_type: NodeType::Drive,
+            segment: "base".into(),
+            min_version: 0,
+            power_on_after: Duration::ZERO,
+            group: None,
+            set: None,
+        };
+        let mut t = NodeTracker::new(NodeRecord::new(spec, [7; 32]));
+        t.spawned(Instant::now());
+        t
+    }
+
+    fn heartbeat(generation: u32, digest: [u8; 32], node_type: NodeType) -> Message<'static> {
+        Message::Heartbeat(Heartbeat {
+            node_type: node_type as u8,
+            state: NodeState::Running as u8,
+            reset_cause: 0,
+            flags: 0,
+            generation,
+            uptime_ms: 10,
+            boot_count: 1,
+            version: 0x01_00_00,
+            name: [0; msg::HEARTBEAT_NAME],
+            digest,
+            ignored: 0,
+        })
+    }
+
+    fn status(state: NodeState, selftest: u8) -> Message<'static> {
+        Message::Status(Status {
+            node_type: NodeType::Drive as u8,
+            state: state as u8,
+            selftest,
+            reset_cause: 0,
+            session: 0,
+            received: 0,
+            total: 0,
+        })
+    }
+
+    fn reject() -> Message<'static> {
+        Message::Reject(Reject {
+            node_type: NodeType::Drive as u8,
+            reason: RejectReason::Incomplete as u8,
+            session: 3,
+            version: 0x01_00_00,
+            measured: [1; 16],
+            expected: [2; 16],
+        })
+    }
+
+    fn reply(nonce: u32, digest: [u8; 32]) -> Message<'static> {
+        Message::CheckReply(CheckReply { nonce, digest })
+    }
+
+    /// Feeds `m` at `now`, judged against `published`.
+    struct Feed {
+        rng: StdRng,
+        published: Vec<Published>,
+        max_rejects: usize,
+    }
+
+    impl Feed {
+        fn new() -> Feed {
+            Feed {
+                rng: StdRng::seed_from_u64(1),
+                published: published(),
+                max_rejects: 3,
+            }
+        }
+
+        fn at(&mut self, t: &mut NodeTracker, m: Message<'_>, now: Instant) -> Option<Challenge> {
+            let cx = Context {
+                now,
+                at_s: 1.0,
+                published: &self.published,
+                max_rejects: self.max_rejects,
+            };
+            t.on_message(&m, &cx, &mut self.rng)
+        }
+
+        fn give(&mut self, t: &mut NodeTracker, m: Message<'_>) -> Option<Challenge> {
+            self.at(t, m, Instant::now())
+        }
+    }
+
+    fn answer(c: Challenge) -> Message<'static> {
+        reply(
+            c.nonce,
+            crate::supervisor::challenge_answer(c.nonce, PAYLOAD),
+        )
+    }
+
+    #[test]
+    fn boot_rom_progress_moves_the_state() {
+        let (mut f, mut t) = (Feed::new(), drive(1));
+        for (m, want) in [
+            (status(NodeState::SelfTest, 0), HostState::SelfTest),
+            (Message::Request(request()), HostState::Requesting),
+            (status(NodeState::Receiving, 0), HostState::Receiving),
+            (status(NodeState::Verifying, 0), HostState::Verifying),
+            (status(NodeState::Handoff, 0), HostState::Handoff),
+        ] {
+            assert_eq!(f.give(&mut t, m), None);
+            assert_eq!(t.record().state, want);
+        }
+        assert_eq!(t.record().last_message, "Status");
+        assert_eq!(t.log().count(), 5);
+        assert_eq!(t.record().log_tail.len(), 5);
+    }
+
+    fn request() -> Request {
+        Request {
+            node_type: NodeType::Drive as u8,
+            flags: 0,
+            boot_rom_version: 1,
+            attempt: 1,
+            min_version: 0,
+        }
+    }
+
+    #[test]
+    fn a_right_heartbeat_and_answer_verify_the_node() {
+        let (mut f, mut t) = (Feed::new(), drive(4));
+        let c = f.give(&mut t, heartbeat(9, [7; 32], NodeType::Drive));
+        let c = c.expect("a challenge");
+        assert_eq!(c.target, 4);
+        assert_eq!(t.record().state, HostState::Running);
+        assert_eq!(f.give(&mut t, answer(c)), None);
+        assert_eq!(t.record().state, HostState::Verified);
+        assert!(t.record().verified_at.is_some());
+        // The same generation is not challenged again.
+        assert_eq!(f.give(&mut t, heartbeat(9, [7; 32], NodeType::Drive)), None);
+        assert_eq!(t.record().generations, [9]);
+    }
+
+    #[test]
+    fn a_wrong_answer_fails_the_node_for_good() {
+        let (mut f, mut t) = (Feed::new(), drive(2));
+        let c = f
+            .give(&mut t, heartbeat(1, [7; 32], NodeType::Drive))
+            .unwrap();
+        f.give(&mut t, reply(c.nonce, [0; 32]));
+        assert_eq!(t.record().state, HostState::Failed);
+        assert!(t.record().failure.as_deref().unwrap().contains("challenge"));
+        // Failed is final: a later right answer does not verify it.
+        let c = f
+            .give(&mut t, heartbeat(2, [7; 32], NodeType::Drive))
+            .unwrap();
+        f.give(&mut t, answer(c));
+        assert_eq!(t.record().state, HostState::Failed);
+    }
+
+    #[test]
+    fn an_answer_to_an_unknown_nonce_is_ignored() {
+        let (mut f, mut t) = (Feed::new(), drive(2));
+        let c = f
+            .give(&mut t, heartbeat(1, [7; 32], NodeType::Drive))
+            .unwrap();
+        f.give(&mut t, reply(c.nonce.wrapping_add(1), [0; 32]));
+        assert_eq!(t.record().state, HostState::Running);
+    }
+
+    #[test]
+    fn an_unknown_digest_or_a_wrong_type_fails_the_node() {
+        let (mut f, mut t) = (Feed::new(), drive(3));
+        assert_eq!(f.give(&mut t, heartbeat(1, [8; 32], NodeType::Drive)), None);
+        assert_eq!(t.record().state, HostState::Failed);
+        assert!(
+            t.record()
+                .failure
+                .as_deref()
+                .unwrap()
+                .contains("no image built")
+        );
+        let mut t = drive(3);
+        assert_eq!(f.give(&mut t, heartbeat(1, [7; 32], NodeType::Xy)), None);
+        assert_eq!(t.record().state, HostState::Failed);
+        assert!(t.record().failure.as_deref().unwrap().contains("type xy"));
+    }
+
+    #[test]
+    fn rejections_fail_the_node_at_the_limit() {
+        let (mut f, mut t) = (Feed::new(), drive(5));
+        f.give(&mut t, reject());
+        f.give(&mut t, reject());
+        assert_eq!(t.record().state, HostState::Requesting);
+        f.give(&mut t, reject());
+        assert_eq!(t.record().state, HostState::Failed);
+        assert_eq!(t.record().rejections.len(), 3);
+        let why = t.record().failure.clone().unwrap();
+        assert!(
+            why.contains("3 times") && why.contains("session ended"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_failed_self_test_fails_the_node() {
+        let (mut f, mut t) = (Feed::new(), drive(6));
+        f.give(&mut t, status(NodeState::SelfTest, 0x04));
+        assert_eq!(t.record().state, HostState::Failed);
+        assert!(t.record().failure.as_deref().unwrap().contains("0x04"));
+    }
+
+    #[test]
+    fn an_unanswered_challenge_is_sent_again_after_the_retry_time() {
+        let (mut f, mut t) = (Feed::new(), drive(7));
+        let t0 = Instant::now();
+        let hb = || heartbeat(1, [7; 32], NodeType::Drive);
+        let first = f.at(&mut t, hb(), t0).unwrap();
+        assert_eq!(f.at(&mut t, hb(), t0 + CHECK_RETRY / 2), None);
+        let second = f.at(&mut t, hb(), t0 + CHECK_RETRY).unwrap();
+        assert_ne!(first.nonce, second.nonce);
+        // A slow node answering the first one still counts.
+        f.at(&mut t, answer(first), t0 + CHECK_RETRY);
+        assert_eq!(t.record().state, HostState::Verified);
+    }
+
+    #[test]
+    fn a_reboot_or_a_request_needs_a_new_verification() {
+        let (mut f, mut t) = (Feed::new(), drive(8));
+        let c = f
+            .give(&mut t, heartbeat(1, [7; 32], NodeType::Drive))
+            .unwrap();
+        f.give(&mut t, answer(c));
+        t.rebooting();
+        assert_eq!(t.record().state, HostState::Booting);
+        // The same generation heard again (the reboot has not shown yet) is
+        // challenged again rather than taken as verified.
+        assert!(
+            f.give(&mut t, heartbeat(1, [7; 32], NodeType::Drive))
+                .is_some()
+        );
+        f.give(&mut t, Message::Request(request()));
+        assert_eq!(t.record().state, HostState::Requesting);
+        t.off();
+        assert_eq!(t.record().state, HostState::Off);
+        assert!(t.record().verified_at.is_none());
+    }
+
+    #[test]
+    fn the_log_keeps_the_newest_lines_and_the_tail_follows() {
+        let (mut f, mut t) = (Feed::new(), drive(9));
+        for _ in 0..NODE_LOG_LINES + 5 {
+            f.give(&mut t, status(NodeState::Receiving, 0));
+        }
+        assert_eq!(t.log().count(), NODE_LOG_LINES);
+        assert_eq!(t.record().log_tail.len(), LOG_TAIL_LINES);
+        assert_eq!(
+            t.record().log_tail.last(),
+            t.log().last(),
+            "the tail ends with the newest line"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_is_not_changed_by_later_messages() {
+        let (mut f, mut t) = (Feed::new(), drive(10));
+        let before = t.record().clone();
+        f.give(&mut t, status(NodeState::Receiving, 0));
+        assert_eq!(before.state, HostState::Booting);
+        assert_eq!(t.record().state, HostState::Receiving);
+    }
+}
