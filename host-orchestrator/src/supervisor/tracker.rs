@@ -2,13 +2,13 @@
 //! node's messages and the testbed's commands. It never does I/O; what it
 //! wants sent comes back as a [`Challenge`].
 
-use super::Published;
-use super::view::{HostState, LOG_TAIL_LINES, NodeRecord, Rejection};
+use super::view::{HostState, LOG_TAIL_LINES, NodeRecord, Published, Rejection};
 use images::build::hex;
 use proto::NodeType;
 use proto::msg::{self, ResetCause, Status};
 use proto::msg::{Check, CheckReply, Heartbeat, Message, NodeState, Reject, RejectReason};
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -344,7 +344,7 @@ impl NodeTracker {
         let Some(image) = cx.published.iter().find(|p| p.digest == running) else {
             return;
         };
-        if c.digest == super::challenge_answer(c.nonce, &image.payload) {
+        if c.digest == challenge_answer(c.nonce, &image.payload) {
             self.verified_generation = Some(generation);
             self.rec().verified_at = Some(cx.now);
             self.set_state(HostState::Verified);
@@ -354,6 +354,15 @@ impl NodeTracker {
             );
         }
     }
+}
+
+/// The answer to a challenge: SHA-256 over the nonce (little-endian), then
+/// the image's payload as loaded.
+pub fn challenge_answer(nonce: u32, payload: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(nonce.to_le_bytes());
+    h.update(payload);
+    h.finalize().into()
 }
 
 /// One line about a message a node sent, for its log.
