@@ -14,7 +14,6 @@ use board::handoff;
 use board::memory;
 use board::strap::Transport;
 use proto::msg::{self, CheckReply, Heartbeat, Message, NodeState, NodeType};
-use sha2::{Digest, Sha256};
 
 /// How often a running node says it is alive.
 pub const HEARTBEAT_MS: u64 = 500;
@@ -140,9 +139,9 @@ fn send(port: &mut BusPort, node: u16, m: Message<'_>) {
     }
 }
 
-/// SHA-256(nonce LE ‖ payload as it is in RAM now). Apps keep no mutable
-/// state inside the payload (their linker script asserts `.data` is empty),
-/// so this equals the host's computation over the built image.
+/// The challenge's answer over the payload as it is in RAM now. Apps keep
+/// no mutable state inside the payload (their linker script asserts `.data`
+/// is empty), so this equals the host's answer over the built image.
 fn challenge(record: &Handoff, nonce: u32) -> [u8; 32] {
     let size = record
         .size
@@ -153,10 +152,7 @@ fn challenge(record: &Handoff, nonce: u32) -> [u8; 32] {
     let payload = unsafe {
         core::slice::from_raw_parts(record.load_addr as usize as *const u8, size as usize)
     };
-    let mut h = Sha256::new();
-    h.update(nonce.to_le_bytes());
-    h.update(payload);
-    h.finalize().into()
+    images::challenge::answer(nonce, payload)
 }
 
 /// Back to the boot ROM, as after a reset but telling it why.
