@@ -99,7 +99,10 @@ impl Queue {
 }
 
 /// Everything the device reads or writes. All zeros, so it lives in `.bss`.
-#[repr(C, align(4096))]
+/// Modern virtio asks only 16-byte alignment of a descriptor table (and less
+/// of the rings); no page alignment, which would cost `TakeOnce` a page for
+/// its flag.
+#[repr(C)]
 struct Shared {
     rx: Queue,
     tx: Queue,
