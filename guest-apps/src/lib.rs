@@ -1,7 +1,8 @@
 //! The runtime shared by every node app: the fully operational state.
 //!
 //! An app starts at the image's first byte with `a0` pointing at the boot
-//! ROM's handoff record. It then sends `Heartbeat`s carrying the digest the
+//! ROM's handoff record, which it takes (once) from its place in the memory
+//! map, the same address. It then sends `Heartbeat`s carrying the digest the
 //! boot ROM measured, answers `Check` challenges over its own loaded bytes,
 //! obeys `Reboot` by going back to the boot ROM, and ignores every image
 //! on the bus: its port's acceptance filter keeps image data from it, and
@@ -62,7 +63,10 @@ pub trait Personality {
 }
 
 /// Runs the app forever (until a `Reboot` sends it back to the boot ROM).
-pub fn run<P: Personality>(record: &'static mut Handoff, mut app: P) -> ! {
+pub fn run<P: Personality>(mut app: P) -> ! {
+    let Some(record) = board::dev::take_handoff() else {
+        cpu::halt()
+    };
     if !record.is_valid() {
         // Not started by the boot ROM: nothing to report on.
         cpu::halt();
@@ -169,11 +173,8 @@ fn reboot(record: &mut Handoff) -> ! {
 macro_rules! app {
     ($personality:expr) => {
         #[unsafe(no_mangle)]
-        extern "C" fn app_main(record: *mut $crate::Handoff) -> ! {
-            // SAFETY: the boot ROM passes the address of the handoff record,
-            // which stays valid and is ours alone while the app runs.
-            let record = unsafe { &mut *record };
-            $crate::run(record, $personality)
+        extern "C" fn app_main() -> ! {
+            $crate::run($personality)
         }
     };
 }
