@@ -14,7 +14,6 @@ pub mod tracker;
 pub mod view;
 
 pub use tracker::NODE_LOG_LINES;
-pub use tracker::challenge_answer;
 pub use view::{FleetView, HostState, NodeRecord, ObservedSession, Published, Rejection};
 
 use crate::busclient::{self, FrameReader, FrameWriter};
@@ -37,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// The supervisor's source id on the bus.
-pub const SUPERVISOR_ID: u16 = 0xFFF8;
+pub const SUPERVISOR_ID: u16 = proto::msg::SUPERVISOR;
 /// Frames handled before the view is published again while frames keep
 /// coming: watchers see every change, at most this many frames late.
 const BATCH: usize = 64;

@@ -8,7 +8,6 @@ use proto::NodeType;
 use proto::msg::{self, ResetCause, Status};
 use proto::msg::{Check, CheckReply, Heartbeat, Message, NodeState, Reject, RejectReason};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -344,7 +343,7 @@ impl NodeTracker {
         let Some(image) = cx.published.iter().find(|p| p.digest == running) else {
             return;
         };
-        if c.digest == challenge_answer(c.nonce, &image.payload) {
+        if c.digest == images::challenge::answer(c.nonce, &image.payload) {
             self.verified_generation = Some(generation);
             self.rec().verified_at = Some(cx.now);
             self.set_state(HostState::Verified);
@@ -354,15 +353,6 @@ impl NodeTracker {
             );
         }
     }
-}
-
-/// The answer to a challenge: SHA-256 over the nonce (little-endian), then
-/// the image's payload as loaded.
-pub fn challenge_answer(nonce: u32, payload: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(nonce.to_le_bytes());
-    h.update(payload);
-    h.finalize().into()
 }
 
 /// One line about a message a node sent, for its log.
@@ -514,10 +504,7 @@ mod tests {
     }
 
     fn answer(c: Challenge) -> Message<'static> {
-        reply(
-            c.nonce,
-            crate::supervisor::challenge_answer(c.nonce, PAYLOAD),
-        )
+        reply(c.nonce, images::challenge::answer(c.nonce, PAYLOAD))
     }
 
     #[test]
