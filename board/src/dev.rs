@@ -13,6 +13,7 @@ pub mod plic;
 pub mod port;
 pub mod uart;
 pub mod virtio;
+mod virtq;
 
 /// This node's strapping words, as QEMU's loader wrote them at reset.
 pub fn read_strap() -> Option<crate::strap::Strap> {
@@ -24,4 +25,19 @@ pub fn read_strap() -> Option<crate::strap::Strap> {
         *w = unsafe { (Strap::word_addr(i) as *const u64).read_volatile() };
     }
     Strap::from_words(words)
+}
+
+/// The handoff record, the first time; `None` after. The boot ROM fills it
+/// in, and the app it starts reads it: one program at a time, and only one
+/// reference to it in each.
+pub fn take_handoff() -> Option<&'static mut crate::handoff::Handoff> {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    if TAKEN.swap(true, Ordering::AcqRel) {
+        return None;
+    }
+    // SAFETY: the memory map reserves the aligned handoff page in RAM for
+    // this record and nothing else; it holds only integers, so any bytes
+    // there are a valid `Handoff`; the flag makes this the only reference.
+    Some(unsafe { &mut *(crate::memory::HANDOFF_BASE as usize as *mut crate::handoff::Handoff) })
 }

@@ -71,5 +71,11 @@ impl Handoff {
     }
 }
 
+// The record fits its page, whose alignment satisfies it.
+const _: () = assert!(
+    core::mem::size_of::<Handoff>() <= crate::memory::HANDOFF_SIZE as usize
+        && crate::memory::HANDOFF_BASE.is_multiple_of(core::mem::align_of::<Handoff>() as u64)
+);
+
 /// Value of `soft_reboot` meaning "the app asked for this reboot".
 pub const SOFT_REBOOT_REQUESTED: u32 = 0x5EB0_07ED;

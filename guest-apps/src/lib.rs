@@ -1,7 +1,8 @@
 //! The runtime shared by every node app: the fully operational state.
 //!
 //! An app starts at the image's first byte with `a0` pointing at the boot
-//! ROM's handoff record. It then sends `Heartbeat`s carrying the digest the
+//! ROM's handoff record, which it takes (once) from its place in the memory
+//! map, the same address. It then sends `Heartbeat`s carrying the digest the
 //! boot ROM measured, answers `Check` challenges over its own loaded bytes,
 //! obeys `Reboot` by going back to the boot ROM, and ignores every image
 //! on the bus: its port's acceptance filter keeps image data from it, and
@@ -14,7 +15,6 @@ use board::handoff;
 use board::memory;
 use board::strap::Transport;
 use proto::msg::{self, CheckReply, Heartbeat, Message, NodeState, NodeType};
-use sha2::{Digest, Sha256};
 
 /// How often a running node says it is alive.
 pub const HEARTBEAT_MS: u64 = 500;
@@ -63,7 +63,10 @@ pub trait Personality {
 }
 
 /// Runs the app forever (until a `Reboot` sends it back to the boot ROM).
-pub fn run<P: Personality>(record: &'static mut Handoff, mut app: P) -> ! {
+pub fn run<P: Personality>(mut app: P) -> ! {
+    let Some(record) = board::dev::take_handoff() else {
+        cpu::halt()
+    };
     if !record.is_valid() {
         // Not started by the boot ROM: nothing to report on.
         cpu::halt();
@@ -140,9 +143,9 @@ fn send(port: &mut BusPort, node: u16, m: Message<'_>) {
     }
 }
 
-/// SHA-256(nonce LE ‖ payload as it is in RAM now). Apps keep no mutable
-/// state inside the payload (their linker script asserts `.data` is empty),
-/// so this equals the host's computation over the built image.
+/// The challenge's answer over the payload as it is in RAM now. Apps keep
+/// no mutable state inside the payload (their linker script asserts `.data`
+/// is empty), so this equals the host's answer over the built image.
 fn challenge(record: &Handoff, nonce: u32) -> [u8; 32] {
     let size = record
         .size
@@ -153,10 +156,7 @@ fn challenge(record: &Handoff, nonce: u32) -> [u8; 32] {
     let payload = unsafe {
         core::slice::from_raw_parts(record.load_addr as usize as *const u8, size as usize)
     };
-    let mut h = Sha256::new();
-    h.update(nonce.to_le_bytes());
-    h.update(payload);
-    h.finalize().into()
+    images::challenge::answer(nonce, payload)
 }
 
 /// Back to the boot ROM, as after a reset but telling it why.
@@ -173,11 +173,8 @@ fn reboot(record: &mut Handoff) -> ! {
 macro_rules! app {
     ($personality:expr) => {
         #[unsafe(no_mangle)]
-        extern "C" fn app_main(record: *mut $crate::Handoff) -> ! {
-            // SAFETY: the boot ROM passes the address of the handoff record,
-            // which stays valid and is ours alone while the app runs.
-            let record = unsafe { &mut *record };
-            $crate::run(record, $personality)
+        extern "C" fn app_main() -> ! {
+            $crate::run($personality)
         }
     };
 }

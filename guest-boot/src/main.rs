@@ -7,10 +7,12 @@
 //! checking its SHA-256 over the bytes actually loaded and its Ed25519
 //! signature against the key built in, and handing off with the measured
 //! digest. Every other image on the bus is ignored.
+//!
+//! The decisions are the library's (`guest_boot::boot`, tested on the
+//! host); this file is the board's side: start-up, self-test, the port, the
+//! timer, RAM, and the jump.
 #![no_std]
 #![no_main]
-
-mod receive;
 
 /// The trusted public key, from `BOOTCAST_PUBLIC_KEY` at build time.
 #[cfg(feature = "signature-check")]
@@ -22,20 +24,11 @@ use board::dev::{clint, console, cpu, port::BusPort, uart};
 use board::handoff::{self, Handoff};
 use board::memory;
 use board::strap::{Strap, Transport};
-use proto::msg::{self, Message, NodeState, Request, ResetCause, Status};
-use receive::{Progress, Receiver};
+use board::take::TakeOnce;
+use guest_boot::boot::{self, Action, Actions, Boot, Setup};
+use guest_boot::receive::{ChunkBitmap, LoadedImage, MAX_CHUNKS};
+use proto::msg::{self, Message, NodeState, RejectReason, ResetCause};
 
-/// Reported in every `Request`.
-const BOOT_ROM_VERSION: u16 = 1;
-/// First retry interval; it doubles up to `RETRY_MAX_MS`.
-const RETRY_BASE_MS: u64 = 250;
-const RETRY_MAX_MS: u64 = 2000;
-/// A session quiet this long with chunks missing gets a `Nack` even without
-/// an end: the end itself may have been lost. Shorter than the master's wait
-/// for `Nack`s after an end.
-const NACK_QUIET_MS: u64 = 250;
-/// A session that sends nothing for this long is abandoned.
-const SESSION_SILENCE_MS: u64 = 3000;
 /// While frames stream in, they are taken in batches: one wakeup when this
 /// many receive buffers are filled (QEMU fills one per read of its socket),
 /// or this long after the last batch, whichever comes first. The device
@@ -43,6 +36,9 @@ const SESSION_SILENCE_MS: u64 = 3000;
 /// the link.
 const GATHER_BUFS: usize = 12;
 const GATHER_MS: u64 = 10;
+
+/// The receiver's chunk bits: 64 KiB, more than the stack.
+static BITMAP: TakeOnce<ChunkBitmap> = TakeOnce::new([0; MAX_CHUNKS / 64]);
 
 core::arch::global_asm!(
     r#"
@@ -89,12 +85,6 @@ _halt:
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
     cpu::halt()
-}
-
-fn handoff_record() -> &'static mut Handoff {
-    // SAFETY: the handoff page is reserved by the memory map for this record,
-    // is aligned, and nothing else aliases it while the boot ROM runs.
-    unsafe { &mut *(memory::HANDOFF_BASE as *mut Handoff) }
 }
 
 /// Works out why we are here and counts the boot, in RAM that survives
@@ -149,71 +139,130 @@ fn self_test() -> u8 {
     failed
 }
 
-/// xorshift32: jitter only, not security.
-struct Jitter(u32);
-
-impl Jitter {
-    fn next(&mut self) -> u32 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.0 = x;
-        x
+/// Writes image bytes at their load address (`store` for the receiver).
+fn store(addr: u64, bytes: &[u8]) {
+    // Never false: the receiver checked its part's range at session start.
+    if !memory::in_image_region(addr, bytes.len() as u64) {
+        return;
     }
-
-    /// `ms` scaled by a random factor in [0.75, 1.25).
-    fn spread(&mut self, ms: u64) -> u64 {
-        ms * (750 + (self.next() % 500) as u64) / 1000
-    }
+    // SAFETY: the range lies in the image region, RAM that the memory map
+    // gives to images alone (nothing of the boot ROM's is there), and no
+    // reference into it is alive: the payload slice of `verify` lives only
+    // while it is checked.
+    unsafe {
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as usize as *mut u8, bytes.len())
+    };
 }
 
+/// Runs the image check over the payload as it lies in RAM.
+fn verify(boot: &mut Boot, load_addr: u64, len: u32) -> Actions {
+    // Never true: the receiver checked its part's range at session start.
+    if !memory::in_image_region(load_addr, len as u64) {
+        cpu::halt()
+    }
+    // SAFETY: the range lies in the image region, which only `store` writes,
+    // and not while this slice lives.
+    let payload =
+        unsafe { core::slice::from_raw_parts(load_addr as usize as *const u8, len as usize) };
+    boot.on_loaded(payload, clint::now)
+}
+
+/// The board's side of a boot.
 struct Node {
     strap: Strap,
     port: BusPort,
-    cause: ResetCause,
+    record: &'static mut Handoff,
+    boot_count: u16,
 }
 
 impl Node {
+    /// Sends `m`, with a console line for the messages worth one.
     fn send(&mut self, m: Message<'_>) {
+        match m {
+            Message::Reject(r) => {
+                console::print("image rejected: ");
+                console::print(RejectReason::from_code(r.reason).map_or("?", |r| r.as_str()));
+                console::print("\n");
+            }
+            Message::Status(s) if s.state == NodeState::Receiving as u8 => {
+                console::print("receiving session ");
+                console::print_u32(s.session);
+                console::print("\n");
+            }
+            _ => {}
+        }
         if let Ok(frame) = m.to_frame(self.strap.node) {
             self.port.send(&frame);
         }
     }
 
-    fn reject(&mut self, r: proto::msg::Reject) {
-        console::print("image rejected: ");
-        console::print(proto::msg::RejectReason::from_code(r.reason).map_or("?", |r| r.as_str()));
-        console::print("\n");
-        self.send(Message::Reject(r));
+    fn perform(&mut self, boot: &mut Boot, actions: Actions) {
+        for action in actions {
+            match action {
+                Action::Send(m) => self.send(m),
+                Action::Verify { load_addr, len } => {
+                    let next = verify(boot, load_addr, len);
+                    self.perform(boot, next);
+                }
+                Action::HandOff(image) => self.hand_off(image),
+                Action::Halt => {
+                    self.port.flush();
+                    cpu::halt()
+                }
+            }
+        }
     }
 
-    fn status(&mut self, state: NodeState, selftest: u8, p: Option<&Receiver>) {
-        let (session, received, total) = p.map_or((0, 0, 0), |r| r.progress());
-        self.send(Message::Status(Status {
-            node_type: self.strap.node_type,
-            state: state as u8,
-            selftest,
-            reset_cause: self.cause as u8,
-            session,
-            received,
-            total,
-        }));
+    /// Fills the app's record in and starts the image.
+    fn hand_off(&mut self, image: LoadedImage) -> ! {
+        let r = &mut *self.record;
+        r.generation = image.session;
+        r.version_of_image = image.version;
+        r.load_addr = image.load_addr;
+        r.size = image.size as u64;
+        r.entry = image.entry;
+        r.digest = image.digest;
+        r.name = image.name;
+        r.boot_count = self.boot_count;
+        console::print("image verified, sha256 ");
+        console::print_hex(&image.digest);
+        console::print("; starting it\n");
+        self.port.flush();
+        jump(image.entry)
+    }
+
+    /// Feeds the machine frames and wakeups, and does what it says, until
+    /// it hands off.
+    fn run(&mut self, boot: &mut Boot) -> ! {
+        loop {
+            // Frames are taken in a batch; the timer is read once after it
+            // (a device access), and only frames that start a timer read it.
+            let mut frames = false;
+            while let Some(frame) = self.port.recv() {
+                frames = true;
+                let Ok((_, m)) = Message::decode(frame) else {
+                    continue;
+                };
+                let actions = boot.on_message(&m, clint::now, store);
+                self.perform(boot, actions);
+            }
+            let now = clint::now();
+            let actions = boot.poll(now);
+            self.perform(boot, actions);
+            let deadline = boot.wake_at();
+            if frames {
+                // Frames are streaming: let the next ones gather and take
+                // them in one batch rather than waking for each.
+                self.port
+                    .sleep_gathering(deadline, now + clint::ms(GATHER_MS), GATHER_BUFS);
+            } else {
+                self.port.sleep_until(deadline);
+            }
+        }
     }
 }
 
-#[unsafe(no_mangle)]
-extern "C" fn boot_main() -> ! {
-    let record = handoff_record();
-    let (cause, boot_count) = count_boot(record);
-    let selftest = self_test();
-    // Without an identity the node cannot ask for anything: stay minimal.
-    let Some(strap) = board::dev::read_strap() else {
-        cpu::halt()
-    };
-    if strap.transport == Transport::Virtio {
-        console::open();
-    }
+fn greet(strap: &Strap, selftest: u8) {
     console::print("bootcast boot ROM: node ");
     console::print_u32(strap.node as u32);
     console::print(" type ");
@@ -223,6 +272,23 @@ extern "C" fn boot_main() -> ! {
     } else {
         ", SELF-TEST FAILED\n"
     });
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn boot_main() -> ! {
+    let Some(record) = board::dev::take_handoff() else {
+        cpu::halt()
+    };
+    let (cause, boot_count) = count_boot(record);
+    let selftest = self_test();
+    // Without an identity the node cannot ask for anything: stay minimal.
+    let Some(strap) = board::dev::read_strap() else {
+        cpu::halt()
+    };
+    if strap.transport == Transport::Virtio {
+        console::open();
+    }
+    greet(&strap, selftest);
     let Some(mut port) = BusPort::open(strap.transport) else {
         console::print("no virtio-console for the bus: halted\n");
         cpu::halt()
@@ -230,126 +296,41 @@ extern "C" fn boot_main() -> ! {
     port.set_filter(&msg::BOOT_ROM_KINDS);
     record.node = strap.node;
     record.node_type = strap.node_type;
-    let mut node = Node { strap, port, cause };
-    node.status(NodeState::SelfTest, selftest, None);
-    if selftest != 0 {
-        node.status(NodeState::Failed, selftest, None);
-        node.port.flush();
-        cpu::halt();
-    }
-
-    let mut jitter = Jitter(strap.seed ^ (strap.node as u32) << 16 ^ clint::now() as u32 | 1);
-    let mut attempt: u16 = 0;
-    let mut next_request = clint::now();
-    let mut rx = Receiver::new(strap);
-    let mut last_session_frame = 0u64;
-    // Whether this quiet spell of the session has already caused a `Nack`.
-    let mut asked_in_quiet = false;
-
-    loop {
-        // Whether this batch held frames of our session. Their time is taken
-        // once, after the batch: reading the timer is a device access.
-        let mut session_frames = false;
-        let mut frames = false;
-        while let Some(frame) = node.port.recv() {
-            frames = true;
-            let Ok((_, m)) = Message::decode(frame) else {
-                continue;
-            };
-            match rx.on_message(&m, jitter.next()) {
-                Progress::Ignored => continue,
-                Progress::Accepted => {}
-                Progress::Started => {
-                    console::print("receiving session ");
-                    console::print_u32(rx.progress().0);
-                    console::print("\n");
-                    node.status(NodeState::Receiving, 0, Some(&rx))
-                }
-                Progress::Rejected(reject) => {
-                    node.reject(reject);
-                    next_request = clint::now() + clint::ms(jitter.spread(RETRY_BASE_MS));
-                    continue;
-                }
-                Progress::Complete => {
-                    node.status(NodeState::Verifying, 0, Some(&rx));
-                    match rx.verify() {
-                        Ok(image) => {
-                            record.generation = image.session;
-                            record.version_of_image = image.manifest.version;
-                            record.load_addr = image.manifest.load_addr;
-                            record.size = image.manifest.size as u64;
-                            record.entry = image.manifest.entry;
-                            record.digest = image.digest;
-                            record.name = image.manifest.name;
-                            record.boot_count = boot_count;
-                            console::print("image verified, sha256 ");
-                            console::print_hex(&image.digest);
-                            console::print("; starting it\n");
-                            node.status(NodeState::Handoff, 0, Some(&rx));
-                            node.port.flush();
-                            hand_off(image.manifest.entry)
-                        }
-                        Err(reject) => {
-                            node.reject(reject);
-                            next_request = clint::now() + clint::ms(jitter.spread(RETRY_BASE_MS));
-                            continue;
-                        }
-                    }
-                }
+    let setup = Setup {
+        strap,
+        cause,
+        #[cfg(feature = "signature-check")]
+        trusted: guest_boot::receive::TrustedKey {
+            key: trusted::TRUSTED_KEY,
+            id: trusted::TRUSTED_KEY_ID,
+        },
+    };
+    let mut node = Node {
+        strap,
+        port,
+        record,
+        boot_count,
+    };
+    for action in boot::report_self_test(&setup, selftest) {
+        match action {
+            Action::Send(m) => node.send(m),
+            // `Halt`, after a failed self-test.
+            _ => {
+                node.port.flush();
+                cpu::halt()
             }
-            session_frames = true;
-        }
-
-        let now = clint::now();
-        if session_frames {
-            last_session_frame = now;
-            asked_in_quiet = false;
-        }
-        let quiet_at = last_session_frame + clint::ms(NACK_QUIET_MS);
-        if rx.active() && !asked_in_quiet && now >= quiet_at {
-            asked_in_quiet = true;
-            rx.quiet(now, jitter.next());
-        }
-        rx.take_nacks(now, |nack| node.send(Message::Nack(nack)));
-        if rx.active() && now > last_session_frame + clint::ms(SESSION_SILENCE_MS) {
-            // The master went quiet mid-session: ask again.
-            rx.abandon();
-            next_request = now;
-        }
-        if !rx.active() && now >= next_request {
-            attempt = attempt.saturating_add(1);
-            node.send(Message::Request(Request {
-                node_type: strap.node_type,
-                flags: 0,
-                boot_rom_version: BOOT_ROM_VERSION,
-                attempt,
-                min_version: strap.min_version,
-            }));
-            let backoff = RETRY_BASE_MS << (attempt.min(8) - 1).min(3);
-            next_request = now + clint::ms(jitter.spread(backoff.min(RETRY_MAX_MS)));
-        }
-        let deadline = if rx.active() {
-            let silence = last_session_frame + clint::ms(SESSION_SILENCE_MS) + 1;
-            let quiet = if asked_in_quiet { silence } else { quiet_at };
-            rx.nack_due()
-                .map_or(silence, |at| at.min(silence))
-                .min(quiet)
-        } else {
-            next_request
-        };
-        if frames {
-            // Frames are streaming: let the next ones gather and take them
-            // in one batch rather than waking for each.
-            node.port
-                .sleep_gathering(deadline, now + clint::ms(GATHER_MS), GATHER_BUFS);
-        } else {
-            node.port.sleep_until(deadline);
         }
     }
+    let Some(bitmap) = BITMAP.take() else {
+        cpu::halt()
+    };
+    let seed = strap.seed ^ (strap.node as u32) << 16 ^ clint::now() as u32 | 1;
+    let mut boot = Boot::new(setup, bitmap, seed, clint::now());
+    node.run(&mut boot)
 }
 
 /// Jumps to the image with `a0` = the handoff record. Never returns.
-fn hand_off(entry: u64) -> ! {
+fn jump(entry: u64) -> ! {
     cpu::disable_wakeups();
     cpu::sync_instruction_stream();
     // SAFETY: `entry` lies in the payload just loaded and checked against its

@@ -1,11 +1,12 @@
 //! Receiving one image from a session: keep only the part for our node type,
-//! write it straight to its load address, ask for what was missed, and check
-//! the result before use.
+//! hand its bytes to the caller to store at their load address, ask for
+//! what was missed, and check the result before use. Free of devices: the
+//! time, the stores and the loaded bytes come from the caller.
 
-use board::dev::clint;
 use board::memory;
 use board::strap::Strap;
-use images::manifest::{MANIFEST_LEN, Manifest, ManifestError};
+use board::time;
+use images::manifest::{MANIFEST_LEN, Manifest, ManifestError, NAME_LEN};
 use proto::msg::{
     self, MODE_UNICAST, Message, NACK_RANGES, Nack, Reject, RejectReason, SessionAnnounce,
 };
@@ -13,17 +14,28 @@ use sha2::{Digest, Sha256};
 
 /// Chunks one session part may have: one bit each. At 60-byte chunks this
 /// covers the whole image region.
-const MAX_CHUNKS: usize = 64 * 8192;
+pub const MAX_CHUNKS: usize = 64 * 8192;
+/// One bit per chunk of the part being received: 64 KiB, more than the
+/// boot ROM's stack, so the caller lends a static.
+pub type ChunkBitmap = [u64; MAX_CHUNKS / 64];
 /// Most `Nack` frames one repair round gets from a node.
-const NACK_FRAMES: usize = 4;
+pub const NACK_FRAMES: usize = 4;
 /// Longest random wait before a `Nack`, so that one node's `Nack` can spare
 /// the others theirs.
-const NACK_BACKOFF_TICKS: u64 = clint::ms(120);
+pub const NACK_BACKOFF_TICKS: u64 = time::ms(120);
 
-static mut CHUNK_BITMAP: [u64; MAX_CHUNKS / 64] = [0; MAX_CHUNKS / 64];
-static mut MANIFEST_BUF: [u8; MANIFEST_LEN] = [0; MANIFEST_LEN];
+/// The key images must be signed with, built into the boot ROM.
+#[cfg(feature = "signature-check")]
+#[derive(Clone, Copy, Debug)]
+pub struct TrustedKey {
+    /// The Ed25519 public key.
+    pub key: [u8; 32],
+    /// Its key id, reported when a signature does not verify.
+    pub id: [u8; 8],
+}
 
 /// What a message did to the reception.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
     /// Not ours.
     Ignored,
@@ -33,14 +45,26 @@ pub enum Progress {
     Started,
     /// Our session's image was refused; reception is reset.
     Rejected(Reject),
-    /// Every chunk is in; call [`Receiver::verify`].
+    /// Every chunk is in; check the payload with [`Receiver::verify`].
     Complete,
 }
 
-/// An image that passed every check.
+/// An image that passed every check: what the app's handoff record says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadedImage {
+    /// The session that delivered it.
     pub session: u32,
-    pub manifest: Manifest,
+    /// Its version.
+    pub version: u32,
+    /// Where its payload lies.
+    pub load_addr: u64,
+    /// Payload bytes.
+    pub size: u32,
+    /// Where it starts.
+    pub entry: u64,
+    /// Its name, zero-padded.
+    pub name: [u8; NAME_LEN],
+    /// SHA-256 measured over the payload in RAM.
     pub digest: [u8; 32],
 }
 
@@ -71,31 +95,32 @@ impl Current {
     }
 }
 
-pub struct Receiver {
+/// The reception of one session part at a time.
+pub struct Receiver<'b> {
     strap: Strap,
+    #[cfg(feature = "signature-check")]
+    trusted: TrustedKey,
     announce: Option<SessionAnnounce>,
     current: Option<Current>,
-    bitmap: &'static mut [u64; MAX_CHUNKS / 64],
-    manifest: &'static mut [u8; MANIFEST_LEN],
+    bitmap: &'b mut ChunkBitmap,
+    manifest: [u8; MANIFEST_LEN],
 }
 
-impl Receiver {
-    /// Must be called once: it takes the reception buffers.
-    pub fn new(strap: Strap) -> Receiver {
-        // SAFETY: called once from the single-threaded boot ROM, so these are
-        // the only references to the two statics.
-        let (bitmap, manifest) = unsafe {
-            (
-                &mut *core::ptr::addr_of_mut!(CHUNK_BITMAP),
-                &mut *core::ptr::addr_of_mut!(MANIFEST_BUF),
-            )
-        };
+impl<'b> Receiver<'b> {
+    /// A receiver for node `strap`, keeping its chunk bits in `bitmap`.
+    pub fn new(
+        strap: Strap,
+        #[cfg(feature = "signature-check")] trusted: TrustedKey,
+        bitmap: &'b mut ChunkBitmap,
+    ) -> Receiver<'b> {
         Receiver {
             strap,
+            #[cfg(feature = "signature-check")]
+            trusted,
             announce: None,
             current: None,
             bitmap,
-            manifest,
+            manifest: [0; MANIFEST_LEN],
         }
     }
 
@@ -119,6 +144,13 @@ impl Receiver {
     /// When a pending `Nack` is due, if one is.
     pub fn nack_due(&self) -> Option<u64> {
         self.current.as_ref().and_then(|c| c.nack_at)
+    }
+
+    /// Where the current part's payload goes: (load address, bytes).
+    pub fn payload_span(&self) -> Option<(u64, u32)> {
+        self.current
+            .as_ref()
+            .map(|c| (c.load_addr, c.payload_len()))
     }
 
     /// The session went quiet with chunks still missing (its end, or the
@@ -156,7 +188,6 @@ impl Receiver {
         self.bitmap[bit / 64] & (1 << (bit % 64)) != 0
     }
 
-    /// Our missing chunks as ranges, at most [`NACK_RANGES`] of them.
     /// Our missing chunks from bit `from` on, as at most [`NACK_RANGES`]
     /// ranges, and the bit to continue from.
     fn missing(&self, from: usize) -> Option<(Nack, usize)> {
@@ -208,15 +239,24 @@ impl Receiver {
         }
     }
 
-    /// `random` is a fresh random number.
-    pub fn on_message(&mut self, m: &Message<'_>, random: u32) -> Progress {
+    /// Takes one message. `random` is a fresh random number; `now` reads
+    /// the clock, for the one message that starts a timer; `store(addr,
+    /// bytes)` must write image bytes to RAM at once (always inside the
+    /// image region).
+    pub fn on_message(
+        &mut self,
+        m: &Message<'_>,
+        random: u32,
+        now: impl FnOnce() -> u64,
+        store: impl FnOnce(u64, &[u8]),
+    ) -> Progress {
         match *m {
             Message::SessionAnnounce(a) => {
                 self.announce = Some(a);
                 Progress::Ignored
             }
             Message::SessionPart(p) => self.on_part(p),
-            Message::Data(d) => self.on_data(d.session, d.chunk, d.payload),
+            Message::Data(d) => self.on_data(d.session, d.chunk, d.payload, store),
             Message::SessionEnd(e) => {
                 let Some(c) = self.current.as_mut().filter(|c| c.session == e.session) else {
                     return Progress::Ignored;
@@ -228,7 +268,7 @@ impl Receiver {
                     let (s, v) = (c.session, c.version);
                     return self.reject(RejectReason::Incomplete, s, v);
                 }
-                c.nack_at = Some(clint::now() + random as u64 % NACK_BACKOFF_TICKS);
+                c.nack_at = Some(now() + random as u64 % NACK_BACKOFF_TICKS);
                 c.nack_limit = c.chunks as usize;
                 Progress::Accepted
             }
@@ -314,7 +354,13 @@ impl Receiver {
         Progress::Started
     }
 
-    fn on_data(&mut self, session: u8, chunk: u32, payload: &[u8]) -> Progress {
+    fn on_data(
+        &mut self,
+        session: u8,
+        chunk: u32,
+        payload: &[u8],
+        store: impl FnOnce(u64, &[u8]),
+    ) -> Progress {
         let Some(c) = self.current.as_ref() else {
             return Progress::Ignored;
         };
@@ -343,14 +389,11 @@ impl Receiver {
         }
         let ram_from = from.max(manifest_end);
         if ram_from < to {
+            // Inside the payload range [load_addr, load_addr + payload_len),
+            // which was checked to lie in the image region when the session
+            // started.
             let src = &payload[(ram_from - start) as usize..(to - start) as usize];
-            let dst = c.load_addr + (ram_from - manifest_end);
-            // SAFETY: the part's payload range [load_addr, load_addr +
-            // payload_len) was checked to lie in the image region when the
-            // session started, and `dst..dst+len` lies inside it.
-            unsafe {
-                core::ptr::copy_nonoverlapping(src.as_ptr(), dst as usize as *mut u8, src.len())
-            };
+            store(c.load_addr + (ram_from - manifest_end), src);
         }
         self.bitmap[bit / 64] |= 1 << (bit % 64);
         let Some(c) = self.current.as_mut() else {
@@ -367,11 +410,13 @@ impl Receiver {
     }
 
     /// Checks a complete image, in this order: manifest, type, consistency
-    /// with the session, version floor, SHA-256 over the bytes in RAM, then
+    /// with the session, version floor, SHA-256 over `payload` (the bytes
+    /// at [`payload_span`](Self::payload_span), as they are in RAM), then
     /// (with `signature-check`) the signature over the manifest, which
     /// covers that digest. So a changed payload is reported as a digest
-    /// mismatch, a changed manifest as a bad signature.
-    pub fn verify(&mut self) -> Result<LoadedImage, Reject> {
+    /// mismatch, a changed manifest as a bad signature. Any failure ends
+    /// the reception.
+    pub fn verify(&mut self, payload: &[u8]) -> Result<LoadedImage, Reject> {
         let Some(c) = self.current.as_ref() else {
             return Err(self.refuse(RejectReason::Incomplete, 0, 0));
         };
@@ -395,15 +440,7 @@ impl Receiver {
         if manifest.version < self.strap.min_version {
             return Err(self.refuse(RejectReason::VersionTooLow, session, version));
         }
-        // SAFETY: the payload range lies in the image region (checked at
-        // session start) and every byte of it was written by this session.
-        let loaded = unsafe {
-            core::slice::from_raw_parts(
-                manifest.load_addr as usize as *const u8,
-                manifest.size as usize,
-            )
-        };
-        let digest: [u8; 32] = Sha256::digest(loaded).into();
+        let digest: [u8; 32] = Sha256::digest(payload).into();
         if digest != manifest.sha256 {
             let mut reject = self.refuse(RejectReason::DigestMismatch, session, version);
             reject.measured.copy_from_slice(&digest[..16]);
@@ -411,18 +448,21 @@ impl Receiver {
             return Err(reject);
         }
         #[cfg(feature = "signature-check")]
-        if images::signature::verify_signature(self.manifest, &crate::trusted::TRUSTED_KEY).is_err()
-        {
+        if images::signature::verify_signature(&self.manifest, &self.trusted.key).is_err() {
             // Which key signed it, against which key we trust: unsigned
             // images show zeros.
             let mut reject = self.refuse(RejectReason::BadSignature, session, version);
-            reject.measured[..8].copy_from_slice(&crate::trusted::TRUSTED_KEY_ID);
+            reject.measured[..8].copy_from_slice(&self.trusted.id);
             reject.expected[..8].copy_from_slice(&manifest.key_id);
             return Err(reject);
         }
         Ok(LoadedImage {
             session,
-            manifest,
+            version: manifest.version,
+            load_addr: manifest.load_addr,
+            size: manifest.size,
+            entry: manifest.entry,
+            name: manifest.name,
             digest,
         })
     }

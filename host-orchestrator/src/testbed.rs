@@ -535,7 +535,7 @@ impl Testbed {
             .send(Message::Reboot(Reboot {
                 target: node,
                 target_type: 0,
-                reason: 1,
+                reason: proto::msg::RebootReason::Requested as u8,
             }))
             .await?;
         self.supervisor.mark_rebooting(node).await

@@ -122,7 +122,7 @@ while time.time() < deadline:
     if 1 in kinds.get(0x60, ()):
         break
 nonce = 0x1234ABCD
-bus.send(can.Message(arbitration_id=(0x11 << 16) | 0xFFF6, is_extended_id=True,
+bus.send(can.Message(arbitration_id=(0x11 << 16) | int(sys.argv[3]), is_extended_id=True,
                      data=struct.pack("<HI", 1, nonce)))
 reply = None
 while time.time() < deadline and reply is None:
@@ -152,6 +152,7 @@ fn python_can_watches_the_fleet_and_a_node_answers_it() {
                 PYTHON_TOOL,
                 &addr.ip().to_string(),
                 &addr.port().to_string(),
+                &proto::msg::EXTERNAL_TOOL.to_string(),
             ])
             .output();
         let (out, settled) = tokio::join!(tool, tb.wait_settled(SETTLE));

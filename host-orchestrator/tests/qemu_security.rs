@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The rogue's source id: no master's, no node's.
-const ROGUE: u16 = 0xFFF5;
+const ROGUE: u16 = proto::msg::TOOL;
 
 /// The key `cargo xtask build` signed the artifacts with (named in
 /// build.json), so tests can make images the nodes accept.

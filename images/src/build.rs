@@ -422,7 +422,37 @@ fn parse_elf(bytes: &[u8]) -> Result<Elf<'_>, BuildError> {
 pub fn build_from_elf(elf_bytes: &[u8], opts: &BuildOptions) -> Result<Image, BuildError> {
     let name = encode_name(&opts.name)?;
     let elf = parse_elf(elf_bytes)?;
+    let loads = placed_loads(&elf)?;
+    let entry = elf.header.e_entry;
+    if !loads
+        .iter()
+        .any(|l| entry >= l.paddr && entry - l.paddr < l.filesz)
+    {
+        return Err(BuildError::EntryOutside(entry));
+    }
+    let (load_addr, mut payload, mut mem_size) = assemble(&loads, elf_bytes);
+    if let Some(pad_to) = opts.pad_to {
+        pad(&mut payload, &mut mem_size, load_addr, pad_to)?;
+    }
+    let manifest = Manifest {
+        node_type: opts.node_type,
+        version: opts.version,
+        name,
+        load_addr,
+        entry,
+        size: payload.len() as u32,
+        mem_size: mem_size as u32,
+        sha256: Sha256::digest(&payload).into(),
+        key_id: [0; 8],
+        signature: [0; 64],
+    };
+    manifest.check_placement().map_err(BuildError::Manifest)?;
+    Ok(Image { manifest, payload })
+}
 
+/// The `PT_LOAD` segments that go into the image, sorted by address: each
+/// inside the image region, none overlapping another.
+fn placed_loads(elf: &Elf) -> Result<Vec<Load>, BuildError> {
     let mut loads = Vec::new();
     for (index, ph) in elf.program_headers.iter().enumerate() {
         if ph.p_type != PT_LOAD {
@@ -475,15 +505,12 @@ pub fn build_from_elf(elf_bytes: &[u8], opts: &BuildOptions) -> Result<Image, Bu
             return Err(BuildError::Overlap(a.span(), b.span()));
         }
     }
+    Ok(loads)
+}
 
-    let entry = elf.header.e_entry;
-    if !loads
-        .iter()
-        .any(|l| entry >= l.paddr && entry - l.paddr < l.filesz)
-    {
-        return Err(BuildError::EntryOutside(entry));
-    }
-
+/// The payload (file bytes from the lowest address, gaps zero-filled), its
+/// load address and the memory it spans. `loads` is sorted and non-empty.
+fn assemble(loads: &[Load], elf_bytes: &[u8]) -> (u64, Vec<u8>, u64) {
     // All spans are inside the region, so these fit in u32 and the
     // allocation below is bounded by the region size.
     let load_addr = loads[0].paddr;
@@ -503,26 +530,7 @@ pub fn build_from_elf(elf_bytes: &[u8], opts: &BuildOptions) -> Result<Image, Bu
         let src = &elf_bytes[l.offset as usize..(l.offset + l.filesz) as usize];
         payload[at..at + src.len()].copy_from_slice(src);
     }
-    let mut mem_size = mem_end - load_addr;
-
-    if let Some(pad_to) = opts.pad_to {
-        pad(&mut payload, &mut mem_size, load_addr, pad_to)?;
-    }
-
-    let manifest = Manifest {
-        node_type: opts.node_type,
-        version: opts.version,
-        name,
-        load_addr,
-        entry,
-        size: payload.len() as u32,
-        mem_size: mem_size as u32,
-        sha256: Sha256::digest(&payload).into(),
-        key_id: [0; 8],
-        signature: [0; 64],
-    };
-    manifest.check_placement().map_err(BuildError::Manifest)?;
-    Ok(Image { manifest, payload })
+    (load_addr, payload, mem_end - load_addr)
 }
 
 /// Pads `payload` to `pad_to` bytes, growing `mem_size` to match.

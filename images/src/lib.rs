@@ -5,13 +5,15 @@
 //! crate without `std`) parses and checks manifests and is used by the boot
 //! ROM; [`bundle`] lays several images out as one file for combined
 //! broadcasts; [`signature`] checks a manifest's Ed25519 signature and reads
-//! key files. With `std`, [`build`] turns a guest-app ELF into an image,
+//! key files; [`challenge`] answers the supervisor's `Check` (app and host
+//! alike). With `std`, [`build`] turns a guest-app ELF into an image,
 //! [`sign`] makes keys and signs, and the `images` binary offers `build`,
 //! `bundle`, `inspect`, `keygen`, `sign` and `verify`.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
 
 pub mod bundle;
+pub mod challenge;
 pub mod manifest;
 pub mod signature;
 

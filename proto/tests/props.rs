@@ -2,9 +2,10 @@
 //! any input without panicking, what they accept encodes back to the same
 //! thing, and the link's CRC catches every single-byte change.
 //!
-//! `proto` has no dependencies, dev ones included, so the cases come from a
-//! small seeded generator here rather than proptest: each property runs a
-//! few thousand cases and a failure names the case's seed, which replays it
+//! The cases come from a small seeded generator (these tests predate
+//! proptest in `proto`; the message layouts' own properties are in
+//! `msg_props.rs`): each property runs a few thousand cases and a failure
+//! names the case's seed, which replays it
 //! (`CASE_SEED=0x… cargo test -p proto --test props`).
 
 use proto::filter::{AcceptanceFilter, FilterEntry, MAX_ENTRIES};

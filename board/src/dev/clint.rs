@@ -1,6 +1,7 @@
 //! The CLINT's machine timer.
 
-use crate::memory::{CLINT_BASE, MTIME_HZ};
+use crate::memory::CLINT_BASE;
+pub use crate::time::{ms, to_ms};
 
 const MTIMECMP_HART0: usize = 0x4000;
 const MTIME: usize = 0xBFF8;
@@ -16,14 +17,4 @@ pub fn now() -> u64 {
 pub fn set_deadline(deadline: u64) {
     // SAFETY: hart 0's `mtimecmp` register; writing it only moves the timer.
     unsafe { ((CLINT_BASE as usize + MTIMECMP_HART0) as *mut u64).write_volatile(deadline) }
-}
-
-/// Ticks in `ms` milliseconds.
-pub const fn ms(ms: u64) -> u64 {
-    ms * (MTIME_HZ / 1000)
-}
-
-/// Milliseconds in `ticks`.
-pub const fn to_ms(ticks: u64) -> u64 {
-    ticks / (MTIME_HZ / 1000)
 }

@@ -3,13 +3,13 @@
 
 use super::{cpu, plic, uart};
 use crate::memory::UART0_IRQ;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether the console is up (the bus is not on the UART).
-static mut ON: bool = false;
+static ON: AtomicBool = AtomicBool::new(false);
 
 fn on() -> bool {
-    // SAFETY: single-threaded guest; a plain read of a flag set once.
-    unsafe { core::ptr::addr_of!(ON).read() }
+    ON.load(Ordering::Relaxed)
 }
 
 /// Takes the UART for the console. Call only when the bus is elsewhere.
@@ -17,8 +17,7 @@ pub fn open() {
     uart::init();
     uart::set_rx_interrupt(false);
     plic::enable(UART0_IRQ);
-    // SAFETY: single-threaded guest; nothing else holds a reference.
-    unsafe { core::ptr::addr_of_mut!(ON).write(true) };
+    ON.store(true, Ordering::Relaxed);
 }
 
 fn put(b: u8) {

@@ -4,8 +4,10 @@
 //! large, so one interrupt hands the guest many frames at once (a 16550
 //! hands it 14 bytes). With `VIRTIO_F_EVENT_IDX` the driver can also ask
 //! for an interrupt only once several buffers are filled, and is told when
-//! the device wants to hear of new buffers.
+//! the device wants to hear of new buffers. The rings themselves, and how
+//! they are touched, are in `virtq`.
 
+use super::virtq::{DESC_F_WRITE, Desc, Q, QN, RX_BUF, Rings, TX_BUF, need_event};
 use crate::memory::{
     VIRTIO_MMIO_BASE, VIRTIO_MMIO_IRQ_BASE, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
 };
@@ -38,98 +40,8 @@ const FEATURE_VERSION_1: u32 = 1;
 /// VIRTIO_F_EVENT_IDX, bit 29 of feature word 0.
 const FEATURE_EVENT_IDX: u32 = 1 << 29;
 const DEVICE_CONSOLE: u32 = 3;
-const DESC_F_WRITE: u16 = 2;
 
-/// Descriptors per queue.
-const QN: usize = 16;
-/// Receive buffers posted (at most `QN`). QEMU fills one per read of its
-/// socket, however little it read: many buffers let it go on reading while
-/// the driver gathers frames.
-pub const RX_BUFS: usize = 16;
-/// Bytes per receive buffer: many link frames per interrupt.
-const RX_BUF: usize = 2048;
-/// Bytes per transmit buffer: a whole link frame or more.
-const TX_BUF: usize = 256;
-
-#[repr(C, align(16))]
-#[derive(Clone, Copy)]
-struct Desc {
-    addr: u64,
-    len: u32,
-    flags: u16,
-    next: u16,
-}
-
-#[repr(C, align(2))]
-struct Avail {
-    flags: u16,
-    idx: u16,
-    ring: [u16; QN],
-    used_event: u16,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct UsedElem {
-    id: u32,
-    len: u32,
-}
-
-#[repr(C, align(4))]
-struct Used {
-    flags: u16,
-    idx: u16,
-    ring: [UsedElem; QN],
-    avail_event: u16,
-}
-
-#[repr(C)]
-struct Queue {
-    desc: [Desc; QN],
-    avail: Avail,
-    used: Used,
-}
-
-impl Queue {
-    const fn new() -> Queue {
-        Queue {
-            desc: [Desc {
-                addr: 0,
-                len: 0,
-                flags: 0,
-                next: 0,
-            }; QN],
-            avail: Avail {
-                flags: 0,
-                idx: 0,
-                ring: [0; QN],
-                used_event: 0,
-            },
-            used: Used {
-                flags: 0,
-                idx: 0,
-                ring: [UsedElem { id: 0, len: 0 }; QN],
-                avail_event: 0,
-            },
-        }
-    }
-}
-
-/// Everything the device reads or writes, in the guest's own RAM.
-#[repr(C, align(4096))]
-struct Shared {
-    rx: Queue,
-    tx: Queue,
-    rx_buf: [[u8; RX_BUF]; RX_BUFS],
-    tx_buf: [[u8; TX_BUF]; QN],
-}
-
-static mut SHARED: Shared = Shared {
-    rx: Queue::new(),
-    tx: Queue::new(),
-    rx_buf: [[0; RX_BUF]; RX_BUFS],
-    tx_buf: [[0; TX_BUF]; QN],
-};
+pub use super::virtq::RX_BUFS;
 
 fn fence() {
     // SAFETY: a fence only orders this hart's memory and I/O accesses, so
@@ -142,7 +54,7 @@ pub struct VirtioConsole {
     base: usize,
     /// Its interrupt on the PLIC.
     pub irq: u32,
-    shared: &'static mut Shared,
+    rings: Rings,
     /// Receive: last used index consumed, the buffer being read and where.
     rx_used: u16,
     rx_cur: Option<(u16, usize, usize)>,
@@ -159,10 +71,21 @@ pub struct VirtioConsole {
     event_idx: bool,
 }
 
-/// Whether a device that asked to hear of index `event` must be told of a
-/// move from `old` to `new` (the virtio specification's `vring_need_event`).
-fn need_event(event: u16, new: u16, old: u16) -> bool {
-    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
+/// The first virtio-mmio slot holding a modern virtio-console, and its base.
+fn find_console() -> Option<(usize, usize)> {
+    (0..VIRTIO_MMIO_SLOTS)
+        .map(|i| (i, VIRTIO_MMIO_BASE as usize + i * VIRTIO_MMIO_STRIDE))
+        .find(|&(_, b)| {
+            // SAFETY: every slot of the virt board answers these reads.
+            let (magic, version, id) = unsafe {
+                (
+                    ((b + MAGIC) as *const u32).read_volatile(),
+                    ((b + VERSION) as *const u32).read_volatile(),
+                    ((b + DEVICE_ID) as *const u32).read_volatile(),
+                )
+            };
+            magic == 0x7472_6976 && version == 2 && id == DEVICE_CONSOLE
+        })
 }
 
 impl VirtioConsole {
@@ -185,30 +108,14 @@ impl VirtioConsole {
     }
 
     /// Finds the virtio-console among the virtio-mmio slots and brings it up
-    /// with every receive buffer posted. Must be called once: it takes the
-    /// shared rings. `None` if there is no usable console.
+    /// with every receive buffer posted. `None` if there is no usable
+    /// console, or the rings were taken already (by an earlier call).
     pub fn open() -> Option<VirtioConsole> {
-        let base = (0..VIRTIO_MMIO_SLOTS)
-            .map(|i| (i, VIRTIO_MMIO_BASE as usize + i * VIRTIO_MMIO_STRIDE))
-            .find(|&(_, b)| {
-                // SAFETY: every slot of the virt board answers these reads.
-                let (magic, version, id) = unsafe {
-                    (
-                        ((b + MAGIC) as *const u32).read_volatile(),
-                        ((b + VERSION) as *const u32).read_volatile(),
-                        ((b + DEVICE_ID) as *const u32).read_volatile(),
-                    )
-                };
-                magic == 0x7472_6976 && version == 2 && id == DEVICE_CONSOLE
-            });
-        let (slot, base) = base?;
-        // SAFETY: called once from a single-threaded guest, so this is the
-        // only reference to the shared rings.
-        let shared = unsafe { &mut *core::ptr::addr_of_mut!(SHARED) };
+        let (slot, base) = find_console()?;
         let mut dev = VirtioConsole {
             base,
             irq: VIRTIO_MMIO_IRQ_BASE + slot as u32,
-            shared,
+            rings: Rings::take()?,
             rx_used: 0,
             rx_cur: None,
             rx_notified: false,
@@ -218,67 +125,9 @@ impl VirtioConsole {
             tx_kicked: 0,
             event_idx: false,
         };
-        dev.write(STATUS, 0);
-        dev.write(STATUS, STATUS_ACKNOWLEDGE);
-        dev.write(STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
-        dev.write(DEVICE_FEATURES_SEL, 1);
-        if dev.read(DEVICE_FEATURES) & FEATURE_VERSION_1 == 0 {
-            return None;
-        }
-        dev.write(DEVICE_FEATURES_SEL, 0);
-        let ours = dev.read(DEVICE_FEATURES) & FEATURE_EVENT_IDX;
-        dev.event_idx = ours != 0;
-        dev.write(DRIVER_FEATURES_SEL, 0);
-        dev.write(DRIVER_FEATURES, ours);
-        dev.write(DRIVER_FEATURES_SEL, 1);
-        dev.write(DRIVER_FEATURES, FEATURE_VERSION_1);
-        dev.write(
-            STATUS,
-            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK,
-        );
-        if dev.read(STATUS) & STATUS_FEATURES_OK == 0 {
-            return None;
-        }
-        for q in 0..2u32 {
-            dev.write(QUEUE_SEL, q);
-            if (dev.read(QUEUE_NUM_MAX) as usize) < QN {
-                return None;
-            }
-            dev.write(QUEUE_NUM, QN as u32);
-            let queue = if q == 0 {
-                &dev.shared.rx
-            } else {
-                &dev.shared.tx
-            };
-            let (desc, avail, used) = (
-                core::ptr::addr_of!(queue.desc) as u64,
-                core::ptr::addr_of!(queue.avail) as u64,
-                core::ptr::addr_of!(queue.used) as u64,
-            );
-            dev.write_addr(QUEUE_DESC, desc);
-            dev.write_addr(QUEUE_DRIVER, avail);
-            dev.write_addr(QUEUE_DEVICE, used);
-            dev.write(QUEUE_READY, 1);
-        }
-        for i in 0..QN {
-            if i < RX_BUFS {
-                dev.shared.rx.desc[i] = Desc {
-                    addr: core::ptr::addr_of!(dev.shared.rx_buf[i]) as u64,
-                    len: RX_BUF as u32,
-                    flags: DESC_F_WRITE,
-                    next: 0,
-                };
-                dev.shared.rx.avail.ring[i] = i as u16;
-            }
-            dev.shared.tx.desc[i] = Desc {
-                addr: core::ptr::addr_of!(dev.shared.tx_buf[i]) as u64,
-                len: 0,
-                flags: 0,
-                next: 0,
-            };
-        }
-        fence();
-        dev.shared.rx.avail.idx = RX_BUFS as u16;
+        dev.negotiate()?;
+        dev.set_up_queues()?;
+        dev.post_buffers();
         dev.write(
             STATUS,
             STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK,
@@ -288,9 +137,70 @@ impl VirtioConsole {
         Some(dev)
     }
 
-    fn used_idx(q: &Queue) -> u16 {
-        // SAFETY: the device writes `used.idx`; a volatile read sees it.
-        unsafe { core::ptr::addr_of!(q.used.idx).read_volatile() }
+    /// Resets the device and agrees on features: version 1 required, event
+    /// indices if offered.
+    fn negotiate(&mut self) -> Option<()> {
+        self.write(STATUS, 0);
+        self.write(STATUS, STATUS_ACKNOWLEDGE);
+        self.write(STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
+        self.write(DEVICE_FEATURES_SEL, 1);
+        if self.read(DEVICE_FEATURES) & FEATURE_VERSION_1 == 0 {
+            return None;
+        }
+        self.write(DEVICE_FEATURES_SEL, 0);
+        let ours = self.read(DEVICE_FEATURES) & FEATURE_EVENT_IDX;
+        self.event_idx = ours != 0;
+        self.write(DRIVER_FEATURES_SEL, 0);
+        self.write(DRIVER_FEATURES, ours);
+        self.write(DRIVER_FEATURES_SEL, 1);
+        self.write(DRIVER_FEATURES, FEATURE_VERSION_1);
+        self.write(
+            STATUS,
+            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK,
+        );
+        (self.read(STATUS) & STATUS_FEATURES_OK != 0).then_some(())
+    }
+
+    /// Tells the device where both queues lie.
+    fn set_up_queues(&self) -> Option<()> {
+        for (i, q) in [(0, Q::Rx), (1, Q::Tx)] {
+            self.write(QUEUE_SEL, i);
+            if (self.read(QUEUE_NUM_MAX) as usize) < QN {
+                return None;
+            }
+            self.write(QUEUE_NUM, QN as u32);
+            let (desc, avail, used) = self.rings.addresses(q);
+            self.write_addr(QUEUE_DESC, desc);
+            self.write_addr(QUEUE_DRIVER, avail);
+            self.write_addr(QUEUE_DEVICE, used);
+            self.write(QUEUE_READY, 1);
+        }
+        Some(())
+    }
+
+    /// Fills the descriptor tables and offers every receive buffer.
+    fn post_buffers(&self) {
+        for i in 0..QN {
+            if i < RX_BUFS {
+                let desc = Desc {
+                    addr: self.rings.buf_addr(Q::Rx, i),
+                    len: RX_BUF as u32,
+                    flags: DESC_F_WRITE,
+                    next: 0,
+                };
+                self.rings.set_desc(Q::Rx, i, desc);
+                self.rings.set_avail_entry(Q::Rx, i, i as u16);
+            }
+            let desc = Desc {
+                addr: self.rings.buf_addr(Q::Tx, i),
+                len: 0,
+                flags: 0,
+                next: 0,
+            };
+            self.rings.set_desc(Q::Tx, i, desc);
+        }
+        fence();
+        self.rings.set_avail_idx(Q::Rx, RX_BUFS as u16);
     }
 
     /// The unread bytes of the buffer being read, taking the next one the
@@ -301,16 +211,20 @@ impl VirtioConsole {
         loop {
             if let Some((id, pos, len)) = self.rx_cur {
                 if pos < len {
-                    return &self.shared.rx_buf[id as usize][pos..len];
+                    // SAFETY: the device handed buffer `id` back (it came
+                    // out of the used ring) and it is offered again only by
+                    // `give_back`, which needs `&mut self`, so not while
+                    // this borrow lives.
+                    return unsafe { self.rings.rx_bytes(id as usize, pos, len) };
                 }
                 self.give_back(id);
             }
-            if Self::used_idx(&self.shared.rx) == self.rx_used {
+            if self.rings.used_idx(Q::Rx) == self.rx_used {
                 self.ran_dry();
                 return &[];
             }
             fence();
-            let e = self.shared.rx.used.ring[self.rx_used as usize % QN];
+            let e = self.rings.used_entry(Q::Rx, self.rx_used);
             self.rx_used = self.rx_used.wrapping_add(1);
             let id = (e.id as usize % RX_BUFS) as u16;
             self.rx_cur = Some((id, 0, (e.len as usize).min(RX_BUF)));
@@ -335,10 +249,10 @@ impl VirtioConsole {
     /// ones wait for [`ran_dry`](Self::ran_dry): one notify, not one each.
     fn give_back(&mut self, id: u16) {
         self.rx_cur = None;
-        let slot = self.shared.rx.avail.idx as usize % QN;
-        self.shared.rx.avail.ring[slot] = id;
+        let idx = self.rings.avail_idx(Q::Rx);
+        self.rings.set_avail_entry(Q::Rx, idx as usize, id);
         fence();
-        self.shared.rx.avail.idx = self.shared.rx.avail.idx.wrapping_add(1);
+        self.rings.set_avail_idx(Q::Rx, idx.wrapping_add(1));
         if !self.rx_notified {
             self.rx_notified = true;
             self.kick_rx();
@@ -353,16 +267,16 @@ impl VirtioConsole {
     }
 
     fn kick_rx(&mut self) {
-        let new = self.shared.rx.avail.idx;
+        let new = self.rings.avail_idx(Q::Rx);
         let old = core::mem::replace(&mut self.rx_kicked, new);
-        if self.must_notify(&self.shared.rx, new, old) {
+        if self.must_notify(Q::Rx, new, old) {
             self.write(QUEUE_NOTIFY, 0);
         }
     }
 
     /// Whether the device must hear that queue `q`'s available index moved
     /// from `old` to `new`: with event indices, only if it asked to.
-    fn must_notify(&self, q: &Queue, new: u16, old: u16) -> bool {
+    fn must_notify(&self, q: Q, new: u16, old: u16) -> bool {
         if new == old {
             return false;
         }
@@ -372,10 +286,7 @@ impl VirtioConsole {
         if !self.event_idx {
             return true;
         }
-        // SAFETY: the device writes `used.avail_event`; a volatile read sees
-        // it.
-        let event = unsafe { core::ptr::addr_of!(q.used.avail_event).read_volatile() };
-        need_event(event, new, old)
+        need_event(self.rings.avail_event(q), new, old)
     }
 
     /// Whether event indices were negotiated, so that
@@ -391,27 +302,28 @@ impl VirtioConsole {
     pub fn rx_wake_after(&mut self, n: usize) -> bool {
         let n = n.clamp(1, RX_BUFS) as u16;
         if self.event_idx {
-            self.shared.rx.avail.used_event = self.rx_used.wrapping_add(n - 1);
+            self.rings
+                .set_used_event(Q::Rx, self.rx_used.wrapping_add(n - 1));
         }
         fence();
-        self.rx_cur.is_some() || Self::used_idx(&self.shared.rx).wrapping_sub(self.rx_used) >= n
+        self.rx_cur.is_some() || self.rings.used_idx(Q::Rx).wrapping_sub(self.rx_used) >= n
     }
 
     /// Takes back the transmit buffers the device is done with, and asks
     /// for an interrupt at the next one (a sender may be waiting for it).
     fn reclaim_tx(&mut self) {
         loop {
-            while Self::used_idx(&self.shared.tx) != self.tx_used {
+            while self.rings.used_idx(Q::Tx) != self.tx_used {
                 self.tx_used = self.tx_used.wrapping_add(1);
                 self.tx_in_flight -= 1;
             }
             if !self.event_idx {
                 return;
             }
-            self.shared.tx.avail.used_event = self.tx_used;
+            self.rings.set_used_event(Q::Tx, self.tx_used);
             fence();
             // One may have finished before the device could see that.
-            if Self::used_idx(&self.shared.tx) == self.tx_used {
+            if self.rings.used_idx(Q::Tx) == self.tx_used {
                 return;
             }
         }
@@ -437,16 +349,20 @@ impl VirtioConsole {
             return 0;
         }
         let n = bytes.len().min(TX_BUF);
-        let id = self.shared.tx.avail.idx as usize % QN;
-        self.shared.tx_buf[id][..n].copy_from_slice(&bytes[..n]);
-        self.shared.tx.desc[id].len = n as u32;
-        self.shared.tx.avail.ring[id] = id as u16;
+        let idx = self.rings.avail_idx(Q::Tx);
+        let id = idx as usize % QN;
+        // SAFETY: fewer than QN buffers are in flight and they are used in
+        // turn, so buffer `id`, the oldest, has come back.
+        let buf = unsafe { self.rings.tx_buf(id) };
+        buf[..n].copy_from_slice(&bytes[..n]);
+        self.rings.set_desc_len(Q::Tx, id, n as u32);
+        self.rings.set_avail_entry(Q::Tx, id, id as u16);
         fence();
-        let new = self.shared.tx.avail.idx.wrapping_add(1);
-        self.shared.tx.avail.idx = new;
+        let new = idx.wrapping_add(1);
+        self.rings.set_avail_idx(Q::Tx, new);
         self.tx_in_flight += 1;
         let old = core::mem::replace(&mut self.tx_kicked, new);
-        if self.must_notify(&self.shared.tx, new, old) {
+        if self.must_notify(Q::Tx, new, old) {
             self.write(QUEUE_NOTIFY, 1);
         }
         n

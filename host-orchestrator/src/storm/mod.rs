@@ -391,9 +391,9 @@ impl Run {
         let frame = Message::Reboot(msg::Reboot {
             target: id,
             target_type: 0,
-            reason: 99,
+            reason: proto::msg::RebootReason::Disturbance as u8,
         })
-        .to_frame(0xFFF5)
+        .to_frame(proto::msg::TOOL)
         .map_err(|e| anyhow::anyhow!("cannot encode: {e:?}"))?;
         self.tool.as_mut().context("tool port")?.send(&frame).await
     }

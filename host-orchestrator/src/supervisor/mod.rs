@@ -14,7 +14,7 @@ pub mod tracker;
 pub mod view;
 
 pub use tracker::NODE_LOG_LINES;
-pub use view::{FleetView, HostState, NodeRecord, ObservedSession, Rejection};
+pub use view::{FleetView, HostState, NodeRecord, ObservedSession, Published, Rejection};
 
 use crate::busclient::{self, FrameReader, FrameWriter};
 use crate::fleet::NodeSpec;
@@ -24,7 +24,6 @@ use proto::msg::Message;
 use proto::{Frame, NodeType};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use sha2::{Digest, Sha256};
 use state::FleetState;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// The supervisor's source id on the bus.
-pub const SUPERVISOR_ID: u16 = 0xFFF8;
+pub const SUPERVISOR_ID: u16 = proto::msg::SUPERVISOR;
 /// Frames handled before the view is published again while frames keep
 /// coming: watchers see every change, at most this many frames late.
 const BATCH: usize = 64;
@@ -47,37 +46,6 @@ pub use images::build::hex;
 /// Hex of a digest.
 pub fn digest_hex(d: &[u8; 32]) -> String {
     hex(d)
-}
-
-/// The answer to a challenge: SHA-256 over the nonce (little-endian), then
-/// the image's payload as loaded.
-pub fn challenge_answer(nonce: u32, payload: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(nonce.to_le_bytes());
-    h.update(payload);
-    h.finalize().into()
-}
-
-/// An image the supervisor accepts for a type.
-#[derive(Clone, Debug)]
-pub struct Published {
-    /// SHA-256 of its payload.
-    pub digest: [u8; 32],
-    /// Its version.
-    pub version: u32,
-    /// Its payload (for challenges).
-    pub payload: Arc<Vec<u8>>,
-}
-
-impl Published {
-    /// The reference image of `s`.
-    pub fn of(s: &crate::store::StoredImage) -> Published {
-        Published {
-            digest: s.payload_sha256,
-            version: s.image.manifest.version,
-            payload: Arc::new(s.image.payload.clone()),
-        }
-    }
 }
 
 /// What the testbed tells the supervisor. Each is answered once the change

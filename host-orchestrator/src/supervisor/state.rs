@@ -2,9 +2,8 @@
 //! sessions seen on the bus, the images each type may run. Pure: frames
 //! and commands in, snapshots and challenges out.
 
-use super::Published;
 use super::tracker::{Challenge, Context, NodeTracker};
-use super::view::{FleetView, NodeRecord, ObservedSession};
+use super::view::{FleetView, NodeRecord, ObservedSession, Published};
 use proto::msg::{self, Message};
 use proto::{Frame, NodeType};
 use rand::RngCore;

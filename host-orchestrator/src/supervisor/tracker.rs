@@ -2,8 +2,7 @@
 //! node's messages and the testbed's commands. It never does I/O; what it
 //! wants sent comes back as a [`Challenge`].
 
-use super::Published;
-use super::view::{HostState, LOG_TAIL_LINES, NodeRecord, Rejection};
+use super::view::{HostState, LOG_TAIL_LINES, NodeRecord, Published, Rejection};
 use images::build::hex;
 use proto::NodeType;
 use proto::msg::{self, ResetCause, Status};
@@ -344,7 +343,7 @@ impl NodeTracker {
         let Some(image) = cx.published.iter().find(|p| p.digest == running) else {
             return;
         };
-        if c.digest == super::challenge_answer(c.nonce, &image.payload) {
+        if c.digest == images::challenge::answer(c.nonce, &image.payload) {
             self.verified_generation = Some(generation);
             self.rec().verified_at = Some(cx.now);
             self.set_state(HostState::Verified);
@@ -505,10 +504,7 @@ mod tests {
     }
 
     fn answer(c: Challenge) -> Message<'static> {
-        reply(
-            c.nonce,
-            crate::supervisor::challenge_answer(c.nonce, PAYLOAD),
-        )
+        reply(c.nonce, images::challenge::answer(c.nonce, PAYLOAD))
     }
 
     #[test]

@@ -187,3 +187,25 @@ impl FleetView {
             .count()
     }
 }
+
+/// An image the supervisor accepts for a type.
+#[derive(Clone, Debug)]
+pub struct Published {
+    /// SHA-256 of its payload.
+    pub digest: [u8; 32],
+    /// Its version.
+    pub version: u32,
+    /// Its payload (for challenges).
+    pub payload: Arc<Vec<u8>>,
+}
+
+impl Published {
+    /// The reference image of `s`.
+    pub fn of(s: &crate::store::StoredImage) -> Published {
+        Published {
+            digest: s.payload_sha256,
+            version: s.image.manifest.version,
+            payload: Arc::new(s.image.payload.clone()),
+        }
+    }
+}

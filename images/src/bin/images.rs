@@ -138,115 +138,128 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 version,
                 pad_to,
             };
-            let img = build::build_file(&elf, &opts)?;
-            std::fs::write(&output, img.to_bytes())
-                .with_context(|| format!("{}: cannot write", output.display()))?;
-            let m = &img.manifest;
-            println!(
-                "{}: {} {} {}, {} bytes at {:#x}, sha256 {}",
-                output.display(),
-                node_type.name(),
-                opts.name,
-                build::format_version(m.version),
-                m.size,
-                m.load_addr,
-                build::hex(&m.sha256),
+            build_image(&elf, &opts, &output)
+        }
+        Cmd::Bundle { images, output } => bundle(&images, &output),
+        Cmd::Inspect { file, json } => inspect(&file, json),
+        Cmd::Keygen { output } => keygen(&output),
+        Cmd::Sign { key, image, output } => sign_image(&key, &image, output),
+        Cmd::Verify { pubkey, image } => verify(&pubkey, &image),
+    }
+}
+
+fn build_image(elf: &Path, opts: &BuildOptions, output: &Path) -> anyhow::Result<()> {
+    let img = build::build_file(elf, opts)?;
+    std::fs::write(output, img.to_bytes())
+        .with_context(|| format!("{}: cannot write", output.display()))?;
+    let m = &img.manifest;
+    println!(
+        "{}: {} {} {}, {} bytes at {:#x}, sha256 {}",
+        output.display(),
+        opts.node_type.name(),
+        opts.name,
+        build::format_version(m.version),
+        m.size,
+        m.load_addr,
+        build::hex(&m.sha256),
+    );
+    Ok(())
+}
+
+fn bundle(images: &[PathBuf], output: &Path) -> anyhow::Result<()> {
+    let mut files: Vec<(NodeType, &Path, Vec<u8>)> = Vec::new();
+    for path in images {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let img = Image::parse(&bytes).with_context(|| path.display().to_string())?;
+        if let Some((_, other, _)) = files.iter().find(|(t, _, _)| *t == img.manifest.node_type) {
+            anyhow::bail!(
+                "{}: a second image for node type {} (first: {})",
+                path.display(),
+                img.manifest.node_type.name(),
+                other.display()
             );
         }
-        Cmd::Bundle { images, output } => {
-            let mut files: Vec<(NodeType, PathBuf, Vec<u8>)> = Vec::new();
-            for path in &images {
-                let bytes = std::fs::read(path)
-                    .with_context(|| format!("{}: cannot read", path.display()))?;
-                let img = Image::parse(&bytes).with_context(|| path.display().to_string())?;
-                if let Some((_, other, _)) =
-                    files.iter().find(|(t, _, _)| *t == img.manifest.node_type)
-                {
-                    anyhow::bail!(
-                        "{}: a second image for node type {} (first: {})",
-                        path.display(),
-                        img.manifest.node_type.name(),
-                        other.display()
-                    );
-                }
-                files.push((img.manifest.node_type, path.clone(), bytes));
-            }
-            let parts: Vec<(NodeType, &[u8])> =
-                files.iter().map(|(t, _, b)| (*t, b.as_slice())).collect();
-            let bundle =
-                images::bundle::build(&parts).with_context(|| output.display().to_string())?;
-            std::fs::write(&output, &bundle)
-                .with_context(|| format!("{}: cannot write", output.display()))?;
-            println!(
-                "{}: {} images, {} bytes",
-                output.display(),
-                parts.len(),
-                bundle.len()
-            );
-        }
-        Cmd::Inspect { file, json } => {
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
-            let img = Image::parse(&bytes).with_context(|| file.display().to_string())?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&ImageJson::from(&img))?);
-            } else {
-                print!("{}", build::render_image(&img));
-            }
-            img.verify_digest()
-                .with_context(|| file.display().to_string())?;
-        }
-        Cmd::Keygen { output } => {
-            let public = public_key_path(&output);
-            // Check both first, so a refusal leaves nothing behind.
-            for p in [&output, &public] {
-                if p.exists() {
-                    anyhow::bail!("{}: already exists; refusing to overwrite it", p.display());
-                }
-            }
-            let key = SigningKey::generate()?;
-            key.write_new(&output)?;
-            if let Err(e) = sign::write_new_public_key(&public, &key.public_key()) {
-                let _ = std::fs::remove_file(&output);
-                return Err(e);
-            }
-            println!(
-                "{}: secret key, key id {} (keep this file secret)",
-                output.display(),
-                build::hex(&key.key_id())
-            );
-            println!(
-                "{}: public key {}",
-                public.display(),
-                build::hex(&key.public_key())
-            );
-        }
-        Cmd::Sign { key, image, output } => {
-            let signer = SigningKey::load(&key)?;
-            let mut img = read_image(&image)?;
-            img.verify_digest()
-                .with_context(|| format!("{}: refusing to sign", image.display()))?;
-            img.sign(&signer);
-            let out = output.unwrap_or(image);
-            write_atomically(&out, &img.to_bytes())?;
-            println!(
-                "{}: signed, key id {}",
-                out.display(),
-                build::hex(&signer.key_id())
-            );
-        }
-        Cmd::Verify { pubkey, image } => {
-            let public = sign::load_public_key(&pubkey)?;
-            let img = read_image(&image)?;
-            img.verify(&public)
-                .with_context(|| image.display().to_string())?;
-            println!(
-                "{}: ok: payload digest and signature (key id {})",
-                image.display(),
-                build::hex(&img.manifest.key_id)
-            );
+        files.push((img.manifest.node_type, path, bytes));
+    }
+    let parts: Vec<(NodeType, &[u8])> = files.iter().map(|(t, _, b)| (*t, b.as_slice())).collect();
+    let bundle = images::bundle::build(&parts).with_context(|| output.display().to_string())?;
+    std::fs::write(output, &bundle)
+        .with_context(|| format!("{}: cannot write", output.display()))?;
+    println!(
+        "{}: {} images, {} bytes",
+        output.display(),
+        parts.len(),
+        bundle.len()
+    );
+    Ok(())
+}
+
+fn inspect(file: &Path, json: bool) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("{}: cannot read", file.display()))?;
+    let img = Image::parse(&bytes).with_context(|| file.display().to_string())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&ImageJson::from(&img))?);
+    } else {
+        print!("{}", build::render_image(&img));
+    }
+    img.verify_digest()
+        .with_context(|| file.display().to_string())
+}
+
+fn keygen(output: &Path) -> anyhow::Result<()> {
+    let public = public_key_path(output);
+    // Check both first, so a refusal leaves nothing behind.
+    for p in [output, &public] {
+        if p.exists() {
+            anyhow::bail!("{}: already exists; refusing to overwrite it", p.display());
         }
     }
+    let key = SigningKey::generate()?;
+    key.write_new(output)?;
+    if let Err(e) = sign::write_new_public_key(&public, &key.public_key()) {
+        let _ = std::fs::remove_file(output);
+        return Err(e);
+    }
+    println!(
+        "{}: secret key, key id {} (keep this file secret)",
+        output.display(),
+        build::hex(&key.key_id())
+    );
+    println!(
+        "{}: public key {}",
+        public.display(),
+        build::hex(&key.public_key())
+    );
+    Ok(())
+}
+
+fn sign_image(key: &Path, image: &Path, output: Option<PathBuf>) -> anyhow::Result<()> {
+    let signer = SigningKey::load(key)?;
+    let mut img = read_image(image)?;
+    img.verify_digest()
+        .with_context(|| format!("{}: refusing to sign", image.display()))?;
+    img.sign(&signer);
+    let out = output.unwrap_or_else(|| image.to_path_buf());
+    write_atomically(&out, &img.to_bytes())?;
+    println!(
+        "{}: signed, key id {}",
+        out.display(),
+        build::hex(&signer.key_id())
+    );
+    Ok(())
+}
+
+fn verify(pubkey: &Path, image: &Path) -> anyhow::Result<()> {
+    let public = sign::load_public_key(pubkey)?;
+    let img = read_image(image)?;
+    img.verify(&public)
+        .with_context(|| image.display().to_string())?;
+    println!(
+        "{}: ok: payload digest and signature (key id {})",
+        image.display(),
+        build::hex(&img.manifest.key_id)
+    );
     Ok(())
 }
 

@@ -1,0 +1,273 @@
+//! The boot ROM's policy as a state machine: when to ask for an image, when
+//! to ask for missed chunks, when to give a session up, what to do with a
+//! refused image.
+//!
+//! It touches no device. Its inputs are events — a message from the bus
+//! ([`Boot::on_message`]), the loaded bytes of a complete image
+//! ([`Boot::on_loaded`]), a wakeup ([`Boot::poll`]) — and the time; its
+//! outputs are [`Action`]s in the order they must happen, and the time to
+//! wake up next ([`Boot::wake_at`]). `main.rs` performs them on the board;
+//! the unit tests below perform them on paper. Times are `mtime` ticks.
+
+use crate::jitter::Jitter;
+#[cfg(feature = "signature-check")]
+use crate::receive::TrustedKey;
+use crate::receive::{ChunkBitmap, LoadedImage, Progress, Receiver};
+use board::strap::Strap;
+use board::time::ms;
+use proto::msg::{Message, NodeState, Reject, Request, ResetCause, Status};
+
+/// Reported in every `Request`.
+pub const BOOT_ROM_VERSION: u16 = 1;
+/// First retry interval; it doubles up to `RETRY_MAX_MS`.
+pub const RETRY_BASE_MS: u64 = 250;
+/// Longest retry interval.
+pub const RETRY_MAX_MS: u64 = 2000;
+/// A session quiet this long with chunks missing gets a `Nack` even without
+/// an end: the end itself may have been lost. Shorter than the master's wait
+/// for `Nack`s after an end.
+pub const NACK_QUIET_MS: u64 = 250;
+/// A session that sends nothing for this long is abandoned.
+pub const SESSION_SILENCE_MS: u64 = 3000;
+/// Most actions one event gives: four `Nack`s and a `Request` (a wakeup
+/// that sends the last `Nack`s of a session and then gives it up).
+pub const MAX_ACTIONS: usize = 5;
+
+/// Something the node must do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send this message from the node's id.
+    Send(Message<'static>),
+    /// Every chunk is in: hand the payload's bytes, `len` of them at
+    /// `load_addr` in RAM, to [`Boot::on_loaded`].
+    Verify {
+        /// Where the payload lies (inside the image region).
+        load_addr: u64,
+        /// Its length.
+        len: u32,
+    },
+    /// The image passed every check: record it and start it.
+    HandOff(LoadedImage),
+    /// The self-test failed: send what is queued and stop.
+    Halt,
+}
+
+/// The actions of one event, in order.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Actions {
+    list: [Option<Action>; MAX_ACTIONS],
+    len: usize,
+}
+
+impl Actions {
+    fn push(&mut self, a: Action) {
+        debug_assert!(self.len < MAX_ACTIONS, "more actions than MAX_ACTIONS");
+        if let Some(slot) = self.list.get_mut(self.len) {
+            *slot = Some(a);
+            self.len += 1;
+        }
+    }
+}
+
+impl IntoIterator for Actions {
+    type Item = Action;
+    type IntoIter = core::iter::Flatten<core::array::IntoIter<Option<Action>, MAX_ACTIONS>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.into_iter().flatten()
+    }
+}
+
+/// Who the node is and what it trusts.
+#[derive(Clone, Copy, Debug)]
+pub struct Setup {
+    /// Its strapping words.
+    pub strap: Strap,
+    /// Why it is in the boot ROM.
+    pub cause: ResetCause,
+    /// The key images must be signed with.
+    #[cfg(feature = "signature-check")]
+    pub trusted: TrustedKey,
+}
+
+/// The first actions of a boot: report the self-test (`selftest`: failed
+/// bits, zero for a pass). A node that failed it reports that too and
+/// stays minimal.
+pub fn report_self_test(setup: &Setup, selftest: u8) -> Actions {
+    let status = |state: NodeState| {
+        Action::Send(Message::Status(Status {
+            node_type: setup.strap.node_type,
+            state: state as u8,
+            selftest,
+            reset_cause: setup.cause as u8,
+            session: 0,
+            received: 0,
+            total: 0,
+        }))
+    };
+    let mut out = Actions::default();
+    out.push(status(NodeState::SelfTest));
+    if selftest != 0 {
+        out.push(status(NodeState::Failed));
+        out.push(Action::Halt);
+    }
+    out
+}
+
+/// A boot in progress, from the passed self-test to the handoff.
+pub struct Boot<'b> {
+    strap: Strap,
+    cause: ResetCause,
+    rx: Receiver<'b>,
+    jitter: Jitter,
+    /// Requests sent so far.
+    attempt: u16,
+    /// When to ask again, while no session of ours runs.
+    next_request: u64,
+    /// When a frame of our session last came (as of the end of its batch).
+    last_session_frame: u64,
+    /// Whether this quiet spell of the session has already caused a `Nack`.
+    asked_in_quiet: bool,
+    /// Whether the batch since the last poll held frames of our session.
+    session_frames: bool,
+}
+
+impl<'b> Boot<'b> {
+    /// Starts asking at once (`now`); `seed` (nonzero) seeds the jitter.
+    pub fn new(setup: Setup, bitmap: &'b mut ChunkBitmap, seed: u32, now: u64) -> Boot<'b> {
+        Boot {
+            strap: setup.strap,
+            cause: setup.cause,
+            rx: Receiver::new(
+                setup.strap,
+                #[cfg(feature = "signature-check")]
+                setup.trusted,
+                bitmap,
+            ),
+            jitter: Jitter(seed),
+            attempt: 0,
+            next_request: now,
+            last_session_frame: 0,
+            asked_in_quiet: false,
+            session_frames: false,
+        }
+    }
+
+    fn status(&self, state: NodeState) -> Action {
+        let (session, received, total) = self.rx.progress();
+        Action::Send(Message::Status(Status {
+            node_type: self.strap.node_type,
+            state: state as u8,
+            selftest: 0,
+            reset_cause: self.cause as u8,
+            session,
+            received,
+            total,
+        }))
+    }
+
+    /// A refused image: say why, and ask again after about the first retry
+    /// interval.
+    fn rejected(&mut self, reject: Reject, now: u64, out: &mut Actions) {
+        out.push(Action::Send(Message::Reject(reject)));
+        self.next_request = now + ms(self.jitter.spread(RETRY_BASE_MS));
+    }
+
+    /// A message from the bus. `now` reads the clock, which only the few
+    /// messages that start a timer need (the driver reads it once per batch
+    /// of frames otherwise); `store(addr, bytes)` writes image bytes to RAM
+    /// at once, inside the image region.
+    pub fn on_message(
+        &mut self,
+        m: &Message<'_>,
+        mut now: impl FnMut() -> u64,
+        store: impl FnOnce(u64, &[u8]),
+    ) -> Actions {
+        let mut out = Actions::default();
+        let random = self.jitter.next();
+        match self.rx.on_message(m, random, &mut now, store) {
+            Progress::Ignored => {}
+            Progress::Accepted => self.session_frames = true,
+            Progress::Started => {
+                out.push(self.status(NodeState::Receiving));
+                self.session_frames = true;
+            }
+            Progress::Rejected(reject) => self.rejected(reject, now(), &mut out),
+            Progress::Complete => {
+                out.push(self.status(NodeState::Verifying));
+                if let Some((load_addr, len)) = self.rx.payload_span() {
+                    out.push(Action::Verify { load_addr, len });
+                }
+            }
+        }
+        out
+    }
+
+    /// The payload `Action::Verify` asked for, as it is in RAM: hand off if
+    /// the image passes every check, else refuse it.
+    pub fn on_loaded(&mut self, payload: &[u8], now: impl FnOnce() -> u64) -> Actions {
+        let mut out = Actions::default();
+        match self.rx.verify(payload) {
+            Ok(image) => {
+                out.push(self.status(NodeState::Handoff));
+                out.push(Action::HandOff(image));
+            }
+            Err(reject) => self.rejected(reject, now(), &mut out),
+        }
+        out
+    }
+
+    /// A wakeup, after each batch of frames and whenever the timer fires:
+    /// `Nack`s that are due, giving up a silent session, the next `Request`.
+    pub fn poll(&mut self, now: u64) -> Actions {
+        let mut out = Actions::default();
+        if core::mem::take(&mut self.session_frames) {
+            self.last_session_frame = now;
+            self.asked_in_quiet = false;
+        }
+        let quiet_at = self.last_session_frame + ms(NACK_QUIET_MS);
+        if self.rx.active() && !self.asked_in_quiet && now >= quiet_at {
+            self.asked_in_quiet = true;
+            self.rx.quiet(now, self.jitter.next());
+        }
+        self.rx
+            .take_nacks(now, |nack| out.push(Action::Send(Message::Nack(nack))));
+        if self.rx.active() && now > self.last_session_frame + ms(SESSION_SILENCE_MS) {
+            // The master went quiet mid-session: ask again.
+            self.rx.abandon();
+            self.next_request = now;
+        }
+        if !self.rx.active() && now >= self.next_request {
+            self.attempt = self.attempt.saturating_add(1);
+            out.push(Action::Send(Message::Request(Request {
+                node_type: self.strap.node_type,
+                flags: 0,
+                boot_rom_version: BOOT_ROM_VERSION,
+                attempt: self.attempt,
+                min_version: self.strap.min_version,
+            })));
+            let backoff = RETRY_BASE_MS << (self.attempt.min(8) - 1).min(3);
+            self.next_request = now + ms(self.jitter.spread(backoff.min(RETRY_MAX_MS)));
+        }
+        out
+    }
+
+    /// When the next [`poll`](Self::poll) is due if no frame comes first:
+    /// while a session runs, the earliest of a pending `Nack`, the quiet
+    /// `Nack` and giving up; otherwise the next `Request`.
+    pub fn wake_at(&self) -> u64 {
+        if !self.rx.active() {
+            return self.next_request;
+        }
+        let silence = self.last_session_frame + ms(SESSION_SILENCE_MS) + 1;
+        let quiet = if self.asked_in_quiet {
+            silence
+        } else {
+            self.last_session_frame + ms(NACK_QUIET_MS)
+        };
+        self.rx
+            .nack_due()
+            .map_or(silence, |at| at.min(silence))
+            .min(quiet)
+    }
+}
