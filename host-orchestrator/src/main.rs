@@ -222,7 +222,7 @@ fn main() -> ExitCode {
             Command::Bench {
                 which: None,
                 compare,
-            } => bench_compare(compare).await,
+            } => bench_compare(compare, interrupt).await,
             Command::Bench {
                 which:
                     Some(BenchWhich::Policies {
@@ -232,21 +232,7 @@ fn main() -> ExitCode {
                         json,
                     }),
                 ..
-            } => {
-                check_output_folder("--json", json.as_deref())?;
-                let artifacts = Artifacts::locate(artifacts)?;
-                let rows =
-                    host_orchestrator::bench::policies(&artifacts, nodes, stagger_ms).await?;
-                println!(
-                    "{}",
-                    host_orchestrator::bench::policy_table(&rows, nodes, stagger_ms)
-                );
-                if let Some(path) = json {
-                    std::fs::write(&path, serde_json::to_string_pretty(&rows)?)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                }
-                Ok(true)
-            }
+            } => bench_policies(nodes, stagger_ms, artifacts, json, interrupt).await,
         }
     });
     match result {
@@ -259,7 +245,29 @@ fn main() -> ExitCode {
     }
 }
 
-async fn bench_compare(a: CompareArgs) -> Result<bool> {
+async fn bench_policies(
+    nodes: usize,
+    stagger_ms: u64,
+    artifacts: Option<PathBuf>,
+    json: Option<PathBuf>,
+    interrupt: CancellationToken,
+) -> Result<bool> {
+    use host_orchestrator::bench;
+    check_output_folder("--json", json.as_deref())?;
+    let artifacts = Artifacts::locate(artifacts)?;
+    let (rows, interrupted) = bench::policies(&artifacts, nodes, stagger_ms, &interrupt).await?;
+    println!("{}", bench::policy_table(&rows, nodes, stagger_ms));
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(&rows)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if interrupted {
+        eprintln!("interrupted: the table holds only the policies that ran");
+    }
+    Ok(!interrupted)
+}
+
+async fn bench_compare(a: CompareArgs, interrupt: CancellationToken) -> Result<bool> {
     use host_orchestrator::bench::compare;
     check_output_folder("--json", a.json.as_deref())?;
     if a.nodes.is_empty() || a.nodes.iter().any(|&n| n == 0 || n > fleet::MAX_NODES) {
@@ -295,7 +303,7 @@ async fn bench_compare(a: CompareArgs) -> Result<bool> {
         true,
         &opts,
     )?;
-    let c = compare::compare(&artifacts, &opts, |r| {
+    let c = compare::compare(&artifacts, &opts, &interrupt, |r| {
         eprintln!(
             "bench: {} {:?}{} N={}: {}/{} verified{}",
             r.transport,
@@ -314,7 +322,10 @@ async fn bench_compare(a: CompareArgs) -> Result<bool> {
         std::fs::write(&path, serde_json::to_string_pretty(&c)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(true)
+    if c.interrupted {
+        eprintln!("interrupted: the table holds only the fleets that ran");
+    }
+    Ok(!c.interrupted)
 }
 
 async fn up(args: UpArgs, interrupt: CancellationToken) -> Result<bool> {

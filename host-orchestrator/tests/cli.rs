@@ -429,3 +429,57 @@ fn bench_compares_broadcast_with_unicast_on_real_nodes_and_writes_json() {
     assert!(broadcast_2["cpu_idle_fleet"].as_f64().is_some());
     assert!(runs[0]["cpu_idle_fleet"].is_null());
 }
+
+#[test]
+fn ctrl_c_ends_a_bench_with_the_fleets_that_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let mut child = bootcast()
+        .args([
+            "bench",
+            "--nodes",
+            "1,2",
+            "--transports",
+            "virtio",
+            "--image-size",
+            "64K",
+            "--idle-seconds",
+            "1",
+            "--json",
+        ])
+        .arg(&json)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // The first fleet has been measured...
+    let first = lines.next().expect("a progress line").unwrap();
+    assert!(first.starts_with("bench: virtio Broadcast"), "{first}");
+    // ... and the next one is running.
+    let started = Instant::now();
+    let nodes = loop {
+        let nodes = children(pid);
+        if !nodes.is_empty() {
+            break nodes;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no second fleet");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    nix_kill(pid, "INT");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{rest:?}");
+    for n in nodes {
+        assert!(
+            !Path::new(&format!("/proc/{n}")).exists(),
+            "QEMU {n} outlived the bench"
+        );
+    }
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(c["interrupted"], true);
+    let runs = c["runs"].as_array().unwrap();
+    assert!((1..=2).contains(&runs.len()), "{runs:?}");
+    assert_eq!(runs[0]["verified"], 1, "the first fleet ran whole");
+}

@@ -15,6 +15,7 @@ use proto::msg::{Kind, MASTER_PRIMARY};
 use proto::{Frame, NodeType};
 use serde::Serialize;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// The bus every run uses, paced (in real time).
 pub const TIMING: BitTiming = BitTiming::Fd1m5m;
@@ -157,7 +158,14 @@ pub struct Shape<'a> {
 }
 
 /// Boots one fleet with every node powered on at once, and measures it.
-pub async fn run(artifacts: &Artifacts, shape: Shape<'_>, opts: &CompareOptions) -> Result<Run> {
+/// `interrupt` ends the run early (its nodes stopped the graceful way); it
+/// is then measured as far as it got.
+pub async fn run(
+    artifacts: &Artifacts,
+    shape: Shape<'_>,
+    opts: &CompareOptions,
+    interrupt: &CancellationToken,
+) -> Result<Run> {
     let Shape {
         transport,
         nodes,
@@ -168,6 +176,7 @@ pub async fn run(artifacts: &Artifacts, shape: Shape<'_>, opts: &CompareOptions)
     let fleet = fleet(transport, nodes, delivery, paced, opts)?;
     let mut options = Options::new(fleet, artifacts.clone());
     options.power_on_together = true;
+    options.interrupt = interrupt.clone();
     let mut tb = Testbed::start(options).await?;
     let timeout = Duration::from_secs(opts.run_timeout_s);
     let deadline = Instant::now() + timeout;
@@ -179,7 +188,7 @@ pub async fn run(artifacts: &Artifacts, shape: Shape<'_>, opts: &CompareOptions)
             .wait_settled(Duration::from_millis(100).min(deadline - Instant::now()))
             .await;
         cpu.push((Instant::now(), tb.fleet_cpu_time()));
-        if settled {
+        if settled || tb.interrupted() {
             break;
         }
     }
@@ -386,19 +395,25 @@ pub struct Comparison {
     pub runs: Vec<Run>,
     /// The figures, per transport.
     pub figures: Vec<Figures>,
+    /// Stopped by the user before every fleet ran: `runs` holds those that
+    /// did (the last one perhaps cut short).
+    pub interrupted: bool,
 }
 
 /// Runs every fleet: for each transport and size, broadcast then unicast
 /// on the paced bus, then the largest broadcast once more unpaced.
-/// `progress` hears about each run as it ends.
+/// `progress` hears about each run as it ends. Once `interrupt` is
+/// cancelled the fleet running ends, and the comparison holds the runs so
+/// far.
 pub async fn compare(
     artifacts: &Artifacts,
     opts: &CompareOptions,
+    interrupt: &CancellationToken,
     mut progress: impl FnMut(&Run),
 ) -> Result<Comparison> {
     let largest = opts.nodes.iter().copied().max().unwrap_or(0);
     let mut runs = Vec::new();
-    for transport in &opts.transports {
+    'transports: for transport in &opts.transports {
         let mut shapes = Vec::new();
         for &nodes in &opts.nodes {
             for delivery in [Delivery::Broadcast, Delivery::Unicast] {
@@ -419,16 +434,21 @@ pub async fn compare(
             host_cost: false,
         });
         for shape in shapes {
-            let r = run(artifacts, shape, opts).await.with_context(|| {
-                format!(
-                    "{transport}, {} nodes, {:?}{}",
-                    shape.nodes,
-                    shape.delivery,
-                    if shape.paced { "" } else { ", unpaced" }
-                )
-            })?;
+            let r = run(artifacts, shape, opts, interrupt)
+                .await
+                .with_context(|| {
+                    format!(
+                        "{transport}, {} nodes, {:?}{}",
+                        shape.nodes,
+                        shape.delivery,
+                        if shape.paced { "" } else { ", unpaced" }
+                    )
+                })?;
             progress(&r);
             runs.push(r);
+            if interrupt.is_cancelled() {
+                break 'transports;
+            }
         }
     }
     let figures = opts
@@ -440,6 +460,7 @@ pub async fn compare(
         options: opts.clone(),
         runs,
         figures,
+        interrupted: interrupt.is_cancelled(),
     })
 }
 
@@ -739,6 +760,7 @@ mod tests {
             options: opts,
             runs,
             figures,
+            interrupted: false,
         }
     }
 
@@ -822,6 +844,7 @@ mod tests {
             options: opts.clone(),
             runs,
             figures: vec![f],
+            interrupted: false,
         });
         assert!(
             text.contains("| N=4: bus-time ratio, unicast / broadcast | 4.0 | ≥ 36 |"),

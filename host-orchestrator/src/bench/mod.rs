@@ -8,6 +8,7 @@ use crate::testbed::{Artifacts, Options, Testbed};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 pub mod compare;
 
@@ -67,12 +68,15 @@ fn row(policy: &str, r: &Report) -> PolicyRow {
     }
 }
 
-/// Boots the same staggered fleet under each hold-off policy.
+/// Boots the same staggered fleet under each hold-off policy. Once
+/// `interrupt` is cancelled the fleet running ends, and the rows so far
+/// come back with `true`.
 pub async fn policies(
     artifacts: &Artifacts,
     nodes: usize,
     stagger_ms: u64,
-) -> Result<Vec<PolicyRow>> {
+    interrupt: &CancellationToken,
+) -> Result<(Vec<PolicyRow>, bool)> {
     // T = 1.5 s for every policy; the cap 10 s where the policy renews.
     let settings = |policy, max_wait_ms, shrink: Option<i64>| MasterSettings {
         policy: Some(policy),
@@ -92,9 +96,14 @@ pub async fn policies(
     for (name, master) in runs {
         let fleet = staggered_fleet(nodes, stagger_ms, master)?;
         let timeout = Duration::from_secs(60) + Duration::from_millis(stagger_ms * nodes as u64);
-        let mut tb = Testbed::start(Options::new(fleet, artifacts.clone())).await?;
+        let mut options = Options::new(fleet, artifacts.clone());
+        options.interrupt = interrupt.clone();
+        let mut tb = Testbed::start(options).await?;
         let settled = tb.wait_settled(timeout).await;
         let report = tb.shutdown().await;
+        if interrupt.is_cancelled() {
+            return Ok((rows, true));
+        }
         if !settled {
             bail!(
                 "policy {name}: the fleet did not settle in {}s",
@@ -103,7 +112,7 @@ pub async fn policies(
         }
         rows.push(row(name, &report));
     }
-    Ok(rows)
+    Ok((rows, false))
 }
 
 /// A markdown table of policy rows.
