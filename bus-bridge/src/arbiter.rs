@@ -33,8 +33,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, broadcast, mpsc, oneshot, watch}
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, trace};
 
-use crate::BusEvent;
 use crate::capture::Sink;
+use crate::event::BusEvent;
 use crate::faults::{FaultEntry, FaultKind, Rule};
 use crate::rxqueue::{PushError, RxQueue};
 use crate::stats::{Cause, Shared};

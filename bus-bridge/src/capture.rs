@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 use proto::Frame;
 use serde::{Deserialize, Serialize};
 
-use crate::config::BridgeError;
+use crate::error::BridgeError;
 
 /// Frames the capture queue holds before it drops (about 5 MB).
 pub const CAPTURE_QUEUE: usize = 65_536;

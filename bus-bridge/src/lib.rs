@@ -65,6 +65,8 @@ mod arbiter;
 pub mod capture;
 mod config;
 mod control;
+mod error;
+mod event;
 pub mod faults;
 mod port;
 mod rxqueue;
@@ -77,7 +79,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use proto::Frame;
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -86,34 +87,17 @@ use tracing::error;
 use arbiter::{Arbiter, ArbiterSetup};
 pub use capture::{CaptureConfig, CaptureStatus};
 pub use config::{
-    BridgeConfig, BridgeError, FdFormat, LinkConfig, MAX_SOCKET_PATH, MAX_SOCKETCAND_CLIENTS,
-    PortConfig, SocketcandConfig, Topology, socketcand_port_name,
+    BridgeConfig, FdFormat, LinkConfig, MAX_SOCKET_PATH, MAX_SOCKETCAND_CLIENTS, PortConfig,
+    SocketcandConfig, Topology, socketcand_port_name,
 };
 pub use control::{BridgeControl, ControlError, LinkStatus, TopologyStatus};
+pub use error::BridgeError;
+pub use event::{BusEvent, EVENT_BACKLOG};
 pub use faults::{Babble, Fault, FaultConfig, FaultEntry, FaultKind, IdMatch};
 use port::PortTask;
 pub use stats::{BusStats, LinkStats, PortStats, SegmentStats, SocketcandStatus, Totals};
 use stats::{LinkCounters, PortCounters, Shared, SocketcandShared};
 pub use timing::{BitTiming, FrameBits, UnknownPreset};
-
-/// Bus events a subscriber may fall behind by before it loses the oldest.
-pub const EVENT_BACKLOG: usize = 4096;
-
-/// A frame that won the bus.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BusEvent {
-    /// Increases by one per frame, across all segments.
-    pub seq: u64,
-    /// Bus time at the frame's end (intermission included), ns since the
-    /// bridge started: wall time when paced, virtual time when unpaced.
-    pub bus_time_ns: u64,
-    /// Index of the sender's segment.
-    pub segment: usize,
-    /// Index of the sending port.
-    pub port: usize,
-    /// The frame.
-    pub frame: Frame,
-}
 
 /// A running bridge. Dropping it stops every task at once and removes the
 /// socket files; [`Bridge::shutdown`] does the same gracefully and flushes

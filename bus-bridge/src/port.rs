@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::arbiter::{ToArbiter, wait_shutdown};
-use crate::config::BridgeError;
+use crate::error::BridgeError;
 use crate::rxqueue::RxQueue;
 use crate::stats::{Cause, Shared};
 
