@@ -5,12 +5,13 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use proto::Frame;
 use serde::{Deserialize, Serialize};
 
+use crate::bus::BabbleSetup;
 use crate::capture::CaptureConfig;
 use crate::error::BridgeError;
 use crate::faults::{self, FaultConfig, Rule};
+use crate::ids::{LinkId, PortId, SegmentId};
 use crate::timing::BitTiming;
 
 /// The longest unix socket path: `sun_path` holds 108 bytes, one is the NUL.
@@ -189,12 +190,12 @@ pub fn socketcand_port_name(i: usize) -> String {
 
 /// A configuration checked and resolved to indices.
 pub(crate) struct Checked {
-    pub port_segment: Vec<usize>,
-    pub links: Vec<(usize, usize)>,
+    pub port_segment: Vec<SegmentId>,
+    pub links: Vec<(SegmentId, SegmentId)>,
     pub rules: Vec<Rule>,
-    pub link_down: Vec<usize>,
-    pub babble: Vec<(usize, Frame, Option<u64>, Option<u64>)>,
-    pub cut: Vec<usize>,
+    pub link_down: Vec<PortId>,
+    pub babble: Vec<BabbleSetup>,
+    pub cut: Vec<LinkId>,
     /// All port names: configured ports, then socketcand ports.
     pub port_names: Vec<String>,
 }
@@ -236,12 +237,13 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> BridgeError {
 impl BridgeConfig {
     /// Checks the configuration; returns each port's segment index.
     pub fn validate(&self) -> Result<Vec<usize>, BridgeError> {
-        Ok(self.check()?.port_segment)
+        Ok(self.check()?.port_segment.iter().map(|s| s.0).collect())
     }
 
     pub(crate) fn check(&self) -> Result<Checked, BridgeError> {
         let port_segment = self.check_ports()?;
-        let segment_index = |name: &str| self.segments.iter().position(|s| s == name);
+        let segment_index =
+            |name: &str| self.segments.iter().position(|s| s == name).map(SegmentId);
         let mut links = Vec::with_capacity(self.links.len());
         let mut link_names = HashSet::new();
         for (i, l) in self.links.iter().enumerate() {
@@ -293,7 +295,7 @@ impl BridgeConfig {
                 port_names.push(name);
             }
         }
-        let port_index = |name: &str| port_names.iter().position(|p| p == name);
+        let port_index = |name: &str| port_names.iter().position(|p| p == name).map(PortId);
         let f = &self.faults;
         let rules = f
             .rules
@@ -335,7 +337,12 @@ impl BridgeConfig {
                     format!("a {} bus carries no FD frames", self.timing),
                 ));
             }
-            babble.push((port, frame, b.period_ns().map_err(check)?, b.count));
+            babble.push(BabbleSetup {
+                port,
+                frame,
+                period_ns: b.period_ns().map_err(check)?,
+                count: b.count,
+            });
         }
         let cut = f
             .cut
@@ -345,6 +352,7 @@ impl BridgeConfig {
                 self.links
                     .iter()
                     .position(|l| l.name == *name)
+                    .map(LinkId)
                     .ok_or_else(|| {
                         invalid(
                             format!("faults.cut[{i}]"),
@@ -387,7 +395,7 @@ impl BridgeConfig {
         })
     }
 
-    fn check_ports(&self) -> Result<Vec<usize>, BridgeError> {
+    fn check_ports(&self) -> Result<Vec<SegmentId>, BridgeError> {
         if self.segments.is_empty() {
             return Err(BridgeError::NoSegments);
         }
@@ -432,6 +440,7 @@ impl BridgeConfig {
                 .segments
                 .iter()
                 .position(|s| *s == port.segment)
+                .map(SegmentId)
                 .ok_or_else(|| BridgeError::UnknownSegment {
                     port: port.name.clone(),
                     segment: port.segment.clone(),

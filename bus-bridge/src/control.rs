@@ -21,7 +21,6 @@
 //! (`port`).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -31,9 +30,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::arbiter::{Command, wait_shutdown};
+use crate::arbiter::Command;
 use crate::capture::CaptureStatus;
 use crate::faults::{self, Babble, Fault, FaultEntry, Invalid};
+use crate::ids::{LinkId, PortId};
+use crate::shutdown::wait_shutdown;
 use crate::stats::{BusStats, Shared};
 
 /// Why a control request failed.
@@ -102,19 +103,15 @@ pub struct BridgeControl {
 }
 
 impl BridgeControl {
-    fn port(&self, name: &str) -> Result<usize, ControlError> {
+    fn port(&self, name: &str) -> Result<PortId, ControlError> {
         self.shared
-            .port_names
-            .iter()
-            .position(|p| p == name)
+            .port_index(name)
             .ok_or_else(|| invalid("port", format!("no port named {name:?}")))
     }
 
-    fn link(&self, name: &str) -> Result<usize, ControlError> {
+    fn link(&self, name: &str) -> Result<LinkId, ControlError> {
         self.shared
-            .links
-            .iter()
-            .position(|l| l.name == name)
+            .link_index(name)
             .ok_or_else(|| invalid("link", format!("no link named {name:?}")))
     }
 
@@ -136,8 +133,8 @@ impl BridgeControl {
         let rule = faults::compile(
             &fault,
             0,
-            |p| shared.port_names.iter().position(|n| n == p),
-            |s| shared.segment_names.iter().position(|n| n == s),
+            |p| shared.port_index(p),
+            |s| shared.segment_index(s),
         )?;
         self.ask(|reply| Command::AddFault { rule, reply }).await
     }
@@ -158,11 +155,7 @@ impl BridgeControl {
 
     /// The rules in force.
     pub fn faults(&self) -> Vec<FaultEntry> {
-        self.shared
-            .faults
-            .lock()
-            .map(|f| f.clone())
-            .unwrap_or_default()
+        self.shared.bus().faults.clone()
     }
 
     /// Disconnects `port`'s transceiver: it neither sends nor receives.
@@ -255,17 +248,20 @@ impl BridgeControl {
     /// Segments, links and domains now.
     pub fn topology(&self) -> TopologyStatus {
         let s = &self.shared;
-        let domains = s.domains.lock().map(|d| d.clone()).unwrap_or_default();
+        let (links, domains) = {
+            let bus = s.bus();
+            (bus.links.clone(), bus.domains.clone())
+        };
         TopologyStatus {
-            segments: s.segment_names.clone(),
+            segments: s.segment_names.iter().cloned().collect(),
             links: s
                 .links
-                .iter()
-                .map(|l| LinkStatus {
+                .enumerate()
+                .map(|(i, l)| LinkStatus {
                     name: l.name.clone(),
                     a: s.segment_names[l.a].clone(),
                     b: s.segment_names[l.b].clone(),
-                    up: l.up.load(Relaxed),
+                    up: links[i].up,
                 })
                 .collect(),
             domains: domains

@@ -28,11 +28,14 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, warn};
 
-use crate::arbiter::{ToArbiter, wait_shutdown};
+use crate::arbiter::ToArbiter;
+use crate::bus::Cause;
 use crate::config::FdFormat;
+use crate::ids::{ConnId, PortId};
 use crate::port::{RxGuard, WRITE_BATCH};
 use crate::rxqueue::RxQueue;
-use crate::stats::{Cause, Shared};
+use crate::shutdown::wait_shutdown;
+use crate::stats::Shared;
 
 /// After `< rawmode >` is answered, frames wait this long: python-can reads
 /// the `< ok >` with one `recv` and fails if a frame arrives in the same
@@ -43,8 +46,9 @@ const MAX_COMMAND: usize = 4096;
 
 pub(crate) struct Server {
     pub listener: TcpListener,
-    /// Port index of each client slot.
-    pub slots: Vec<usize>,
+    /// Port of each client slot.
+    pub slots: Vec<PortId>,
+    /// Each client slot's TX FIFO places.
     pub tx_slots: Vec<Arc<Semaphore>>,
     pub inbox: mpsc::Sender<ToArbiter>,
     pub shared: Arc<Shared>,
@@ -55,7 +59,7 @@ pub(crate) struct Server {
 }
 
 struct Ctx {
-    slots: Vec<usize>,
+    slots: Vec<PortId>,
     tx_slots: Vec<Arc<Semaphore>>,
     busy: Mutex<Vec<bool>>,
     next_conn: AtomicU64,
@@ -116,7 +120,7 @@ enum Out {
 struct Slot {
     ctx: Arc<Ctx>,
     index: usize,
-    conn: u64,
+    conn: ConnId,
 }
 
 impl Drop for Slot {
@@ -258,7 +262,7 @@ async fn command(
                 shared.socketcand_bad_command();
                 return reply(out, "< error missing channel >").await;
             };
-            let Some(segment) = shared.segment_names.iter().position(|s| s == channel) else {
+            let Some(segment) = shared.segment_index(channel) else {
                 shared.socketcand_refused();
                 let _ = reply(out, "< error no such channel >").await;
                 return Flow::Close;
@@ -272,7 +276,7 @@ async fn command(
                 let _ = reply(out, "< error no free port >").await;
                 return Flow::Close;
             };
-            let conn = ctx.next_conn.fetch_add(1, Relaxed);
+            let conn = ConnId(ctx.next_conn.fetch_add(1, Relaxed));
             let port = ctx.slots[index];
             *slot = Some(Slot {
                 ctx: ctx.clone(),
@@ -377,16 +381,17 @@ async fn command(
                 shared.drop_frames(port, Cause::TxFdOnClassic, 1);
                 return Flow::Continue;
             }
-            let read_ns = shared.wall_ns();
-            let Ok(slot_permit) = ctx.tx_slots[s.index].clone().acquire_owned().await else {
+            let read_at = Some(shared.wall_now());
+            let Ok(place) = ctx.tx_slots[s.index].acquire().await else {
                 return Flow::Close;
             };
+            // The arbiter gives the place back once the FIFO lets go of it.
+            place.forget();
             let msg = ToArbiter::Frame {
                 port,
                 conn: s.conn,
                 frame,
-                read_ns,
-                slot: slot_permit,
+                read_at,
             };
             match ctx.inbox.send(msg).await {
                 Ok(()) => Flow::Continue,
