@@ -291,86 +291,97 @@ impl BridgeControl {
     }
 
     async fn execute_json(&self, line: &str) -> Result<Value, ControlError> {
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| invalid("(request)", format!("not JSON: {e}")))?;
-        let Value::Object(mut m) = v else {
-            return Err(invalid("(request)", "not a JSON object"));
-        };
-        let cmd = match m.remove("cmd") {
-            Some(Value::String(c)) => c,
-            Some(_) => return Err(invalid("cmd", "not a string")),
-            None => return Err(invalid("cmd", "missing")),
-        };
-        let args = Value::Object(m);
-        match cmd.as_str() {
-            "stats" => {
-                no_args(args)?;
-                Ok(json!({ "stats": self.stats_json() }))
-            }
-            "faults" => {
-                no_args(args)?;
-                Ok(json!({ "faults": self.faults() }))
-            }
-            "topology" => {
-                no_args(args)?;
-                Ok(json!({ "topology": self.topology() }))
-            }
-            "capture_status" => {
-                no_args(args)?;
-                Ok(json!({ "capture": self.capture_status() }))
-            }
-            "add_fault" => {
-                let a: AddFault = parse(args)?;
+        match parse_request(line)? {
+            Request::Stats => Ok(json!({ "stats": self.stats_json() })),
+            Request::Faults => Ok(json!({ "faults": self.faults() })),
+            Request::Topology => Ok(json!({ "topology": self.topology() })),
+            Request::CaptureStatus => Ok(json!({ "capture": self.capture_status() })),
+            Request::AddFault(a) => {
                 let id = self
                     .add_fault(a.fault)
                     .await
                     .map_err(|e| within(e, "fault"))?;
                 Ok(json!({ "id": id }))
             }
-            "remove_fault" => {
-                let a: ById = parse(args)?;
+            Request::RemoveFault(a) => {
                 self.remove_fault(a.id).await?;
                 Ok(json!({}))
             }
-            "clear_faults" => {
-                no_args(args)?;
-                Ok(json!({ "removed": self.clear_faults().await? }))
-            }
-            "link_down" => {
-                let a: LinkDown = parse(args)?;
+            Request::ClearFaults => Ok(json!({ "removed": self.clear_faults().await? })),
+            Request::LinkDown(a) => {
                 self.link_down(&a.port, a.flush).await?;
                 Ok(json!({}))
             }
-            "link_up" => {
-                let a: ByPort = parse(args)?;
+            Request::LinkUp(a) => {
                 self.link_up(&a.port).await?;
                 Ok(json!({}))
             }
-            "cut" => {
-                let a: ByLink = parse(args)?;
-                Ok(json!({ "changed": self.cut(&a.link).await? }))
-            }
-            "restore" => {
-                let a: ByLink = parse(args)?;
-                Ok(json!({ "changed": self.restore(&a.link).await? }))
-            }
-            "babble_start" => {
-                let a: BabbleStart = parse(args)?;
+            Request::Cut(a) => Ok(json!({ "changed": self.cut(&a.link).await? })),
+            Request::Restore(a) => Ok(json!({ "changed": self.restore(&a.link).await? })),
+            Request::BabbleStart(a) => {
                 self.babble_start(&a.port, a.babble).await?;
                 Ok(json!({}))
             }
-            "babble_stop" => {
-                let a: ByPort = parse(args)?;
+            Request::BabbleStop(a) => {
                 Ok(json!({ "was_babbling": self.babble_stop(&a.port).await? }))
             }
-            other => Err(invalid(
+        }
+    }
+}
+
+/// A JSON request, parsed.
+enum Request {
+    Stats,
+    Faults,
+    Topology,
+    CaptureStatus,
+    AddFault(AddFault),
+    RemoveFault(ById),
+    ClearFaults,
+    LinkDown(LinkDown),
+    LinkUp(ByPort),
+    Cut(ByLink),
+    Restore(ByLink),
+    BabbleStart(BabbleStart),
+    BabbleStop(ByPort),
+}
+
+/// Parses one request line, naming the field that is wrong.
+fn parse_request(line: &str) -> Result<Request, ControlError> {
+    let v: Value =
+        serde_json::from_str(line).map_err(|e| invalid("(request)", format!("not JSON: {e}")))?;
+    let Value::Object(mut m) = v else {
+        return Err(invalid("(request)", "not a JSON object"));
+    };
+    let cmd = match m.remove("cmd") {
+        Some(Value::String(c)) => c,
+        Some(_) => return Err(invalid("cmd", "not a string")),
+        None => return Err(invalid("cmd", "missing")),
+    };
+    let args = Value::Object(m);
+    Ok(match cmd.as_str() {
+        "stats" => no_args(args).map(|()| Request::Stats)?,
+        "faults" => no_args(args).map(|()| Request::Faults)?,
+        "topology" => no_args(args).map(|()| Request::Topology)?,
+        "capture_status" => no_args(args).map(|()| Request::CaptureStatus)?,
+        "add_fault" => Request::AddFault(parse(args)?),
+        "remove_fault" => Request::RemoveFault(parse(args)?),
+        "clear_faults" => no_args(args).map(|()| Request::ClearFaults)?,
+        "link_down" => Request::LinkDown(parse(args)?),
+        "link_up" => Request::LinkUp(parse(args)?),
+        "cut" => Request::Cut(parse(args)?),
+        "restore" => Request::Restore(parse(args)?),
+        "babble_start" => Request::BabbleStart(parse(args)?),
+        "babble_stop" => Request::BabbleStop(parse(args)?),
+        other => {
+            return Err(invalid(
                 "cmd",
                 format!(
                     "unknown command {other:?} (expected one of stats, faults, topology, capture_status, add_fault, remove_fault, clear_faults, link_down, link_up, cut, restore, babble_start, babble_stop)"
                 ),
-            )),
+            ));
         }
-    }
+    })
 }
 
 fn within(e: ControlError, outer: &str) -> ControlError {
