@@ -240,62 +240,13 @@ impl BridgeConfig {
         Ok(self.check()?.port_segment.iter().map(|s| s.0).collect())
     }
 
+    /// Checks everything, section by section, and resolves names.
     pub(crate) fn check(&self) -> Result<Checked, BridgeError> {
         let port_segment = self.check_ports()?;
-        let segment_index =
-            |name: &str| self.segments.iter().position(|s| s == name).map(SegmentId);
-        let mut links = Vec::with_capacity(self.links.len());
-        let mut link_names = HashSet::new();
-        for (i, l) in self.links.iter().enumerate() {
-            if l.name.is_empty() {
-                return Err(invalid(format!("links[{i}].name"), "is empty"));
-            }
-            if !link_names.insert(l.name.as_str()) {
-                return Err(invalid(
-                    format!("links[{i}].name"),
-                    format!("{:?} is used twice", l.name),
-                ));
-            }
-            let end = |field: &str, name: &str| {
-                segment_index(name).ok_or_else(|| {
-                    invalid(
-                        format!("links[{i}].{field}"),
-                        format!("no segment named {name:?}"),
-                    )
-                })
-            };
-            let (a, b) = (end("a", &l.a)?, end("b", &l.b)?);
-            if a == b {
-                return Err(invalid(
-                    format!("links[{i}].b"),
-                    format!("joins {:?} to itself", l.a),
-                ));
-            }
-            links.push((a, b));
-        }
-        let mut port_names: Vec<String> = self.ports.iter().map(|p| p.name.clone()).collect();
-        if let Some(sc) = &self.socketcand {
-            if sc.max_clients == 0 || sc.max_clients > MAX_SOCKETCAND_CLIENTS {
-                return Err(invalid(
-                    "socketcand.max_clients",
-                    format!(
-                        "{} is not between 1 and {MAX_SOCKETCAND_CLIENTS}",
-                        sc.max_clients
-                    ),
-                ));
-            }
-            for i in 0..sc.max_clients {
-                let name = socketcand_port_name(i);
-                if port_names.contains(&name) {
-                    return Err(invalid(
-                        "socketcand",
-                        format!("port name {name:?} is taken by a configured port"),
-                    ));
-                }
-                port_names.push(name);
-            }
-        }
+        let links = self.check_links()?;
+        let port_names = self.check_socketcand()?;
         let port_index = |name: &str| port_names.iter().position(|p| p == name).map(PortId);
+        let segment_index = |name: &str| self.segment_index(name);
         let f = &self.faults;
         let rules = f
             .rules
@@ -321,8 +272,92 @@ impl BridgeConfig {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let babble = self.check_babble(port_index)?;
+        let cut = self.check_cut()?;
+        self.check_capture_and_control()?;
+        Ok(Checked {
+            port_segment,
+            links,
+            rules,
+            link_down,
+            babble,
+            cut,
+            port_names,
+        })
+    }
+
+    fn segment_index(&self, name: &str) -> Option<SegmentId> {
+        self.segments.iter().position(|s| s == name).map(SegmentId)
+    }
+
+    fn check_links(&self) -> Result<Vec<(SegmentId, SegmentId)>, BridgeError> {
+        let mut links = Vec::with_capacity(self.links.len());
+        let mut link_names = HashSet::new();
+        for (i, l) in self.links.iter().enumerate() {
+            if l.name.is_empty() {
+                return Err(invalid(format!("links[{i}].name"), "is empty"));
+            }
+            if !link_names.insert(l.name.as_str()) {
+                return Err(invalid(
+                    format!("links[{i}].name"),
+                    format!("{:?} is used twice", l.name),
+                ));
+            }
+            let end = |field: &str, name: &str| {
+                self.segment_index(name).ok_or_else(|| {
+                    invalid(
+                        format!("links[{i}].{field}"),
+                        format!("no segment named {name:?}"),
+                    )
+                })
+            };
+            let (a, b) = (end("a", &l.a)?, end("b", &l.b)?);
+            if a == b {
+                return Err(invalid(
+                    format!("links[{i}].b"),
+                    format!("joins {:?} to itself", l.a),
+                ));
+            }
+            links.push((a, b));
+        }
+        Ok(links)
+    }
+
+    /// Checks the socketcand server; returns every port name, the
+    /// socketcand ports' after the configured ones.
+    fn check_socketcand(&self) -> Result<Vec<String>, BridgeError> {
+        let mut port_names: Vec<String> = self.ports.iter().map(|p| p.name.clone()).collect();
+        let Some(sc) = &self.socketcand else {
+            return Ok(port_names);
+        };
+        if sc.max_clients == 0 || sc.max_clients > MAX_SOCKETCAND_CLIENTS {
+            return Err(invalid(
+                "socketcand.max_clients",
+                format!(
+                    "{} is not between 1 and {MAX_SOCKETCAND_CLIENTS}",
+                    sc.max_clients
+                ),
+            ));
+        }
+        for i in 0..sc.max_clients {
+            let name = socketcand_port_name(i);
+            if port_names.contains(&name) {
+                return Err(invalid(
+                    "socketcand",
+                    format!("port name {name:?} is taken by a configured port"),
+                ));
+            }
+            port_names.push(name);
+        }
+        Ok(port_names)
+    }
+
+    fn check_babble(
+        &self,
+        port_index: impl Fn(&str) -> Option<PortId>,
+    ) -> Result<Vec<BabbleSetup>, BridgeError> {
         let mut babble = Vec::new();
-        for (name, b) in &f.babble {
+        for (name, b) in &self.faults.babble {
             let field = format!("faults.babble.{name}");
             let port = port_index(name)
                 .ok_or_else(|| invalid(field.clone(), format!("no port named {name:?}")))?;
@@ -344,7 +379,11 @@ impl BridgeConfig {
                 count: b.count,
             });
         }
-        let cut = f
+        Ok(babble)
+    }
+
+    fn check_cut(&self) -> Result<Vec<LinkId>, BridgeError> {
+        self.faults
             .cut
             .iter()
             .enumerate()
@@ -360,7 +399,10 @@ impl BridgeConfig {
                         )
                     })
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect()
+    }
+
+    fn check_capture_and_control(&self) -> Result<(), BridgeError> {
         if let (Some(a), Some(b)) = (&self.capture.pcap, &self.capture.candump)
             && a == b
         {
@@ -384,15 +426,7 @@ impl BridgeConfig {
                 ));
             }
         }
-        Ok(Checked {
-            port_segment,
-            links,
-            rules,
-            link_down,
-            babble,
-            cut,
-            port_names,
-        })
+        Ok(())
     }
 
     fn check_ports(&self) -> Result<Vec<SegmentId>, BridgeError> {
@@ -436,15 +470,12 @@ impl BridgeConfig {
             if !port_names.insert(port.name.as_str()) {
                 return Err(BridgeError::DuplicatePortName(port.name.clone()));
             }
-            let segment = self
-                .segments
-                .iter()
-                .position(|s| *s == port.segment)
-                .map(SegmentId)
-                .ok_or_else(|| BridgeError::UnknownSegment {
-                    port: port.name.clone(),
-                    segment: port.segment.clone(),
-                })?;
+            let segment =
+                self.segment_index(&port.segment)
+                    .ok_or_else(|| BridgeError::UnknownSegment {
+                        port: port.name.clone(),
+                        segment: port.segment.clone(),
+                    })?;
             segment_of.push(segment);
             let len = port.socket.as_os_str().len();
             if len > MAX_SOCKET_PATH {
