@@ -782,6 +782,30 @@ fn apply(w: &mut World, o: &mut Oracle, op: &Op, next: &mut u32) {
 
 /// Runs `ops`, then lets everything held settle; checks the identities.
 fn check_accounting(paced: bool, timing: BitTiming, cap: usize, ops: &[Op]) {
+    let (w, o) = run_mix(paced, timing, cap, ops);
+    assert_eq!(
+        (w.bus.blocked, w.bus.delayed),
+        (0, 0),
+        "something still held"
+    );
+    let figures = w.bus.figures();
+    for q in 0..PORTS {
+        check_port(&w, &o, &figures, q);
+    }
+    for c in CAUSES {
+        let by_port: u64 = figures.ports.iter().map(|f| f.counts.drops.get(c)).sum();
+        let by_segment: u64 = figures.segments.iter().map(|f| f.counts.drops.get(c)).sum();
+        assert_eq!(
+            by_port, by_segment,
+            "{c:?}: once on the port, once on its segment"
+        );
+    }
+}
+
+/// Runs `ops`; then every queue gets room for good and time runs on until
+/// nothing is held. The oracle follows every output; the published
+/// figures are compared with the full ones after every step.
+fn run_mix(paced: bool, timing: BitTiming, cap: usize, ops: &[Op]) -> (World, Oracle) {
     let mut w = World::new(setup(timing, paced, &PORT_SEGMENT), cap);
     let mut o = Oracle {
         links_up: [true; 2],
@@ -791,17 +815,14 @@ fn check_accounting(paced: bool, timing: BitTiming, cap: usize, ops: &[Op]) {
     };
     w.connect_all();
     let (mut next, mut seen_bus, mut seen_errors) = (0u32, 0, 0);
-    let mut settle = ops.to_vec();
-    // Finally every queue has room forever, and time runs on.
-    settle.push(Op::Advance { us: 0 });
-    for (i, op) in settle.iter().enumerate() {
-        if i == ops.len() {
-            w.rx.cap = vec![usize::MAX; PORTS];
-            w.rx.queues.iter_mut().for_each(VecDeque::clear);
-        }
-        apply(&mut w, &mut o, op, &mut next);
-        if i == ops.len() {
-            w.run_for(10_000_000_000);
+    for i in 0..=ops.len() {
+        match ops.get(i) {
+            Some(op) => apply(&mut w, &mut o, op, &mut next),
+            None => {
+                w.rx.cap = vec![usize::MAX; PORTS];
+                w.rx.queues.iter_mut().for_each(VecDeque::clear);
+                w.run_for(10_000_000_000);
+            }
         }
         for f in &w.on_bus[seen_bus..] {
             o.on_bus(f);
@@ -812,69 +833,46 @@ fn check_accounting(paced: bool, timing: BitTiming, cap: usize, ops: &[Op]) {
         (seen_bus, seen_errors) = (w.on_bus.len(), w.error_frames.len());
         assert_eq!(w.published, w.bus.figures(), "published figures went stale");
     }
+    (w, o)
+}
+
+fn check_port(w: &World, o: &Oracle, figures: &Figures, q: usize) {
+    let f = &figures.ports[p(q)];
+    let d = &f.counts.drops;
+    let tx_causes = [
+        Cause::TxFlushed,
+        Cause::TxLinkDown,
+        Cause::TxBusOff,
+        Cause::TxFdOnClassic,
+    ];
+    let tx_drops: u64 = tx_causes.iter().map(|&c| d.get(c)).sum();
+    let rx_drops: u64 = CAUSES.iter().map(|&c| d.get(c)).sum::<u64>() - tx_drops;
+    let taken = w.rx.taken[q].len() as u64;
     assert_eq!(
-        (w.bus.blocked, w.bus.delayed),
-        (0, 0),
-        "something still held"
+        taken + rx_drops,
+        o.expected[q],
+        "port {q}: one outcome per frame: {d:?}"
     );
-    let figures = w.bus.figures();
-    for q in 0..PORTS {
-        let f = &figures.ports[p(q)];
-        let d = &f.counts.drops;
-        let rx_drops: u64 = CAUSES
-            .iter()
-            .filter(|c| {
-                !matches!(
-                    c,
-                    Cause::TxFlushed | Cause::TxLinkDown | Cause::TxBusOff | Cause::TxFdOnClassic
-                )
-            })
-            .map(|&c| d.get(c))
-            .sum();
-        let taken = w.rx.taken[q].len() as u64;
-        assert_eq!(
-            taken + rx_drops,
-            o.expected[q],
-            "port {q}: one outcome per frame: {d:?}"
-        );
-        assert_eq!(d.get(Cause::LinkCut), o.cut_off[q], "port {q}: cut off");
-        let tx_drops: u64 = [
-            Cause::TxFlushed,
-            Cause::TxLinkDown,
-            Cause::TxBusOff,
-            Cause::TxFdOnClassic,
-        ]
+    assert_eq!(d.get(Cause::LinkCut), o.cut_off[q], "port {q}: cut off");
+    let sent = f.counts.frames_tx - f.counts.babble_frames;
+    assert_eq!(
+        sent + tx_drops + f.tx_queued as u64,
+        w.accepted[q],
+        "port {q}: every frame it sent left its FIFO once"
+    );
+    assert_eq!(w.places[q] + f.tx_queued, w.depth, "port {q}: TX places");
+    let on_bus = w.on_bus.iter().filter(|e| e.port.0 == q).count() as u64;
+    assert_eq!(f.counts.frames_tx, on_bus);
+    // Receivers get frames in bus order.
+    let seqs: Vec<u64> = w.rx.taken[q]
         .iter()
-        .map(|&c| d.get(c))
-        .sum();
-        let sent = f.counts.frames_tx - f.counts.babble_frames;
-        assert_eq!(
-            sent + tx_drops + f.tx_queued as u64,
-            w.accepted[q],
-            "port {q}: every frame it sent left its FIFO once"
-        );
-        assert_eq!(w.places[q] + f.tx_queued, w.depth, "port {q}: TX places");
-        let on_bus = w.on_bus.iter().filter(|e| e.port.0 == q).count() as u64;
-        assert_eq!(f.counts.frames_tx, on_bus);
-        // Receivers get frames in bus order.
-        let seqs: Vec<u64> = w.rx.taken[q]
-            .iter()
-            .filter_map(number)
-            .map(|n| o.seq_of[&n])
-            .collect();
-        assert!(
-            seqs.windows(2).all(|s| s[0] < s[1]),
-            "port {q} got frames out of order"
-        );
-    }
-    for c in CAUSES {
-        let by_port: u64 = figures.ports.iter().map(|f| f.counts.drops.get(c)).sum();
-        let by_segment: u64 = figures.segments.iter().map(|f| f.counts.drops.get(c)).sum();
-        assert_eq!(
-            by_port, by_segment,
-            "{c:?}: once on the port, once on its segment"
-        );
-    }
+        .filter_map(number)
+        .map(|n| o.seq_of[&n])
+        .collect();
+    assert!(
+        seqs.windows(2).all(|s| s[0] < s[1]),
+        "port {q} got frames out of order"
+    );
 }
 
 proptest! {
