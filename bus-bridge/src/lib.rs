@@ -67,6 +67,7 @@ mod arbiter;
 mod bridge;
 mod bus;
 pub mod capture;
+pub mod client;
 mod clock;
 mod config;
 mod control;

@@ -30,6 +30,7 @@ use tracing::{debug, info, warn};
 
 use crate::arbiter::ToArbiter;
 use crate::bus::Cause;
+use crate::client::AbortOnDrop;
 use crate::config::FdFormat;
 use crate::ids::{ConnId, PortId};
 use crate::port::{RxGuard, WRITE_BATCH};
@@ -537,14 +538,6 @@ pub(crate) fn format_frame(frame: &Frame, now: Duration, fd_format: FdFormat, ou
         let _ = write!(out, "{b:02X}");
     }
     out.push_str(" >");
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 enum Event {
