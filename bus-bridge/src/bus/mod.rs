@@ -26,11 +26,17 @@
 //! nothing here reads a clock. Output: deliveries through [`Receivers`],
 //! drops counted by cause in its metrics, [`Output`]s (frames on the bus,
 //! freed FIFO places), and the next wall time it needs a poll at.
+//!
+//! Modules, by concern: `topology` (links, domains, their clocks),
+//! `controller` (TEC, error frames, bus-off), `decisions` (seeded fault
+//! rules, delay lines), `receive` (delivery, and what receivers hold),
+//! `metrics` (counters and figures), `port` (one port's state).
 
 mod controller;
 mod decisions;
 mod metrics;
 mod port;
+mod receive;
 mod topology;
 
 #[cfg(test)]
@@ -48,26 +54,13 @@ use crate::faults::Rule;
 use crate::ids::{ConnId, LinkId, PortId, SegmentId};
 use crate::timing::BitTiming;
 use controller::{AfterError, error_frame_ns};
-use decisions::{Coordinates, Held, Rules, Verdict};
+use decisions::{Coordinates, Rules};
 pub(crate) use metrics::{CAUSES, Cause, Drops, Figures, LinkFigures, PortFigures, SegmentFigures};
 use metrics::{Metrics, PortCounts};
-use port::{Babbler, Blocked, Conn, Pending, PortState, PortTable, Source, Transceiver};
+use port::{Babbler, Conn, Pending, PortState, PortTable, Source, Transceiver};
+use receive::{Delivery, HeldCount};
+pub(crate) use receive::{Push, Receivers};
 use topology::{Domain, Links, regroup};
-
-/// What a receive queue said to a frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Push {
-    Taken,
-    Full,
-    /// The client is gone.
-    Closed,
-}
-
-/// The ports' receive queues, as the driver keeps them.
-pub(crate) trait Receivers {
-    /// Offers `frame` to `port`'s client `conn`.
-    fn push(&mut self, port: PortId, conn: ConnId, frame: Frame) -> Push;
-}
 
 /// A frame that won a bus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,13 +144,6 @@ enum Step {
     Wait(Option<WallTime>),
 }
 
-/// How a blocked delivery turned out.
-enum Retry {
-    Delivered,
-    Dropped(Cause),
-    Waiting,
-}
-
 pub(crate) struct Bus {
     timing: BitTiming,
     paced: bool,
@@ -169,9 +155,7 @@ pub(crate) struct Bus {
     rules: Rules,
     metrics: Metrics,
     outputs: VecDeque<Output>,
-    /// Ports with a blocked delivery / a non-empty delay line.
-    blocked: usize,
-    delayed: usize,
+    held: HeldCount,
     next_seq: u64,
     topology_changed: bool,
     faults_changed: bool,
@@ -196,8 +180,7 @@ impl Bus {
             rules: Rules::new(setup.seed, setup.rules),
             metrics: Metrics::new(setup.port_segment.len(), setup.segments),
             outputs: VecDeque::new(),
-            blocked: 0,
-            delayed: 0,
+            held: HeldCount::default(),
             next_seq: 0,
             topology_changed: true,
             faults_changed: true,
@@ -377,7 +360,7 @@ impl Bus {
     /// Runs what is due at wall time `now`: held frames for their
     /// receivers, then at most one frame per domain.
     pub fn poll(&mut self, now: WallTime, rx: &mut impl Receivers) -> Poll {
-        let mut wake = self.service_receivers(now, rx);
+        let mut wake = self.delivery(now, rx).service();
         let mut progress = false;
         for d in 0..self.domains.len() {
             match self.step(d, now, rx) {
@@ -492,7 +475,7 @@ impl Bus {
             }
             return Step::Progress;
         }
-        if self.blocked > 0
+        if self.held.blocked > 0
             && self
                 .domain_ports(d)
                 .any(|p| self.ports.get(p).blocked.is_some())
@@ -679,7 +662,14 @@ impl Bus {
         for i in 0..self.domains[d].group.ports.len() {
             let r = self.domains[d].group.ports[i];
             if r != sender {
-                self.deliver(sender, f.attempt, r, f.frame, now, rx);
+                let verdict = self.rules.verdict(&Coordinates {
+                    sender,
+                    attempt: f.attempt,
+                    receiver: r,
+                    segment: self.ports.get(r).segment,
+                    frame: &f.frame,
+                });
+                self.delivery(now, rx).deliver(r, f.frame, verdict);
             }
         }
         for i in 0..self.domains[d].group.cut_off.len() {
@@ -776,206 +766,6 @@ impl Bus {
         }
     }
 
-    // ---- Receiving ----
-
-    /// Hands `frame` from `sender` to receiver `r`, through link state,
-    /// faults and the acceptance filter.
-    fn deliver(
-        &mut self,
-        sender: PortId,
-        attempt: u64,
-        r: PortId,
-        frame: Frame,
-        now: WallTime,
-        rx: &mut impl Receivers,
-    ) {
-        let verdict = self.rules.verdict(&Coordinates {
-            sender,
-            attempt,
-            receiver: r,
-            segment: self.ports.get(r).segment,
-            frame: &frame,
-        });
-        if let Some(cause) = self.receive(r, frame, verdict, now, rx) {
-            self.drop_frames(r, cause, 1);
-        }
-    }
-
-    /// Why receiver `r` does not get `frame`, if it does not (a frame it
-    /// holds, delayed or blocked, is not dropped yet).
-    fn receive(
-        &mut self,
-        r: PortId,
-        frame: Frame,
-        v: Verdict,
-        now: WallTime,
-        rx: &mut impl Receivers,
-    ) -> Option<Cause> {
-        let p = self.ports.get(r);
-        if !p.link_up() {
-            return Some(Cause::LinkDown);
-        }
-        let Some(conn) = &p.conn else {
-            return Some(Cause::PortDown);
-        };
-        // A controller checks the CRC before its filters.
-        if v.corrupt {
-            return Some(Cause::Corrupt);
-        }
-        if !conn.filter.accepts(&frame) {
-            return Some(Cause::Filtered);
-        }
-        if v.lost {
-            return Some(Cause::Loss);
-        }
-        let (conn, stalled) = (conn.id, conn.stalled);
-        if v.delay_ns > 0 || !p.delay_line.is_empty() {
-            return self.hold(r, conn, frame, v.delay_ns, now);
-        }
-        match rx.push(r, conn, frame) {
-            Push::Taken => {
-                if stalled {
-                    self.set_stalled(r, false);
-                }
-                None
-            }
-            Push::Closed => Some(Cause::PortDown),
-            Push::Full if self.paced || stalled => Some(Cause::Overrun),
-            Push::Full => {
-                // Unpaced: a full queue holds the bus, at most one stall
-                // timeout.
-                self.ports.get_mut(r).blocked = Some(Blocked {
-                    frame,
-                    conn,
-                    deadline: now.saturating_add(self.stall_ns),
-                });
-                self.blocked += 1;
-                None
-            }
-        }
-    }
-
-    fn set_stalled(&mut self, r: PortId, stalled: bool) {
-        if let Some(c) = self.ports.get_mut(r).conn.as_mut() {
-            c.stalled = stalled;
-        }
-    }
-
-    /// Puts `frame` on `r`'s delay line; an overrun if the line is full.
-    fn hold(
-        &mut self,
-        r: PortId,
-        conn: ConnId,
-        frame: Frame,
-        delay_ns: u64,
-        now: WallTime,
-    ) -> Option<Cause> {
-        let line = &mut self.ports.get_mut(r).delay_line;
-        let was_empty = line.is_empty();
-        match line.hold(now, delay_ns, conn, frame) {
-            Err(decisions::LineFull) => Some(Cause::Overrun),
-            Ok(()) => {
-                if was_empty {
-                    self.delayed += 1;
-                }
-                None
-            }
-        }
-    }
-
-    /// Delay lines and blocked deliveries; returns the next wall time
-    /// either needs attention.
-    fn service_receivers(&mut self, now: WallTime, rx: &mut impl Receivers) -> Option<WallTime> {
-        let mut wake = None;
-        if self.delayed > 0 {
-            wake = self.release_delay_lines(now, rx);
-        }
-        if self.blocked > 0 {
-            wake = earliest(wake, self.retry_blocked(now, rx));
-        }
-        wake
-    }
-
-    fn release_delay_lines(&mut self, now: WallTime, rx: &mut impl Receivers) -> Option<WallTime> {
-        let mut wake = None;
-        for port in self.ports.ids() {
-            if self.ports.get(port).delay_line.is_empty() {
-                continue;
-            }
-            while let Some(held) = self.ports.get_mut(port).delay_line.pop_due(now) {
-                self.release_delayed(port, held, rx);
-            }
-            match self.ports.get(port).delay_line.next_due() {
-                Some(due) => wake = earliest(wake, Some(due)),
-                None => self.delayed -= 1,
-            }
-        }
-        wake
-    }
-
-    fn release_delayed(&mut self, port: PortId, held: Held, rx: &mut impl Receivers) {
-        let p = self.ports.get(port);
-        let cause = if !p.is_conn(held.conn) {
-            Some(Cause::PortDown)
-        } else if p.blocked.is_some() {
-            // Never ahead of a frame the bus is still trying to hand over.
-            Some(Cause::Overrun)
-        } else {
-            match rx.push(port, held.conn, held.frame) {
-                Push::Taken => {
-                    self.metrics.port_mut(port).delayed += 1;
-                    None
-                }
-                Push::Closed => Some(Cause::PortDown),
-                // The bus moved on long ago: a late frame never holds it.
-                Push::Full => Some(Cause::Overrun),
-            }
-        };
-        if let Some(cause) = cause {
-            self.drop_frames(port, cause, 1);
-        }
-    }
-
-    fn retry_blocked(&mut self, now: WallTime, rx: &mut impl Receivers) -> Option<WallTime> {
-        let mut wake = None;
-        for port in self.ports.ids() {
-            let Some(b) = self.ports.get(port).blocked else {
-                continue;
-            };
-            let retry = if !self.ports.get(port).is_conn(b.conn) {
-                Retry::Dropped(Cause::PortDown)
-            } else {
-                match rx.push(port, b.conn, b.frame) {
-                    Push::Taken => {
-                        self.set_stalled(port, false);
-                        Retry::Delivered
-                    }
-                    Push::Closed => Retry::Dropped(Cause::PortDown),
-                    Push::Full if now >= b.deadline => {
-                        debug!(
-                            port = port.0,
-                            "receive queue stalled; dropping for it until it drains"
-                        );
-                        self.set_stalled(port, true);
-                        Retry::Dropped(Cause::Overrun)
-                    }
-                    Push::Full => Retry::Waiting,
-                }
-            };
-            match retry {
-                Retry::Waiting => wake = earliest(wake, Some(b.deadline)),
-                Retry::Delivered | Retry::Dropped(_) => {
-                    self.ports.get_mut(port).blocked = None;
-                    self.blocked -= 1;
-                    if let Retry::Dropped(cause) = retry {
-                        self.drop_frames(port, cause, 1);
-                    }
-                }
-            }
-        }
-        wake
-    }
-
     // ---- Ports, topology ----
 
     /// A port's client changed: what its controller held is gone. Frames
@@ -985,14 +775,7 @@ impl Bus {
         let p = self.ports.get_mut(port);
         let flushed = p.fifo.len();
         p.fifo.clear();
-        let mut lost = p.delay_line.clear();
-        if lost > 0 {
-            self.delayed -= 1;
-        }
-        if p.blocked.take().is_some() {
-            lost += 1;
-            self.blocked -= 1;
-        }
+        let lost = self.held.forget(p);
         self.drop_frames(port, Cause::TxFlushed, flushed as u64);
         self.drop_frames(port, rx_cause, lost);
         self.tx_done(port, flushed);
@@ -1074,6 +857,19 @@ impl Bus {
         for i in 0..self.domains[d].group.segments.len() {
             self.metrics
                 .touch_segment(self.domains[d].group.segments[i]);
+        }
+    }
+
+    /// The receive side, at wall time `now`.
+    fn delivery<'a, R: Receivers>(&'a mut self, now: WallTime, rx: &'a mut R) -> Delivery<'a, R> {
+        Delivery {
+            ports: &mut self.ports,
+            metrics: &mut self.metrics,
+            held: &mut self.held,
+            paced: self.paced,
+            stall_ns: self.stall_ns,
+            now,
+            rx,
         }
     }
 

@@ -559,7 +559,7 @@ fn what_a_port_held_is_dropped_once_when_its_client_changes() {
     assert_eq!(w.drops(1, Cause::PortDown), 1);
     assert_eq!(w.drops(2, Cause::PortDown), 1);
     assert_eq!(w.places[0], 4);
-    assert_eq!((w.bus.blocked, w.bus.delayed), (0, 0));
+    assert_eq!((w.bus.held.blocked, w.bus.held.delayed), (0, 0));
     w.run_for(1_000_000);
     assert!(
         w.taken_by(2).is_empty(),
@@ -784,7 +784,7 @@ fn apply(w: &mut World, o: &mut Oracle, op: &Op, next: &mut u32) {
 fn check_accounting(paced: bool, timing: BitTiming, cap: usize, ops: &[Op]) {
     let (w, o) = run_mix(paced, timing, cap, ops);
     assert_eq!(
-        (w.bus.blocked, w.bus.delayed),
+        (w.bus.held.blocked, w.bus.held.delayed),
         (0, 0),
         "something still held"
     );
