@@ -190,15 +190,14 @@ impl Arbiter {
         while let Ok(cmd) = self.w.commands.try_recv() {
             self.command(cmd);
         }
-        let open = loop {
+        // What the messages changed is carried out after the next poll.
+        loop {
             match self.w.inbox.try_recv() {
                 Ok(msg) => self.handle(msg),
-                Err(TryRecvError::Empty) => break true,
-                Err(TryRecvError::Disconnected) => break false,
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
             }
-        };
-        self.carry_out();
-        open
+        }
     }
 
     fn handle(&mut self, msg: ToArbiter) {
