@@ -39,9 +39,6 @@ mod port;
 mod receive;
 mod topology;
 
-#[cfg(test)]
-mod tests;
-
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -885,3 +882,6 @@ impl Bus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
