@@ -29,7 +29,9 @@ use std::thread::JoinHandle;
 use proto::Frame;
 use serde::{Deserialize, Serialize};
 
-use crate::config::BridgeError;
+use crate::clock::BusTime;
+use crate::error::BridgeError;
+use crate::ids::SegmentId;
 
 /// Frames the capture queue holds before it drops (about 5 MB).
 pub const CAPTURE_QUEUE: usize = 65_536;
@@ -103,17 +105,17 @@ struct Record {
     frame: Frame,
 }
 
-/// The arbiter's end of the capture queue.
+/// The bus task's end of the capture queue.
 pub(crate) struct Sink {
     tx: SyncSender<Record>,
     shared: Arc<CaptureShared>,
 }
 
 impl Sink {
-    pub fn offer(&self, bus_time_ns: u64, segment: usize, frame: Frame) {
+    pub fn offer(&self, end: BusTime, segment: SegmentId, frame: Frame) {
         let rec = Record {
-            bus_time_ns,
-            segment,
+            bus_time_ns: end.as_ns(),
+            segment: segment.0,
             frame,
         };
         match self.tx.try_send(rec) {

@@ -5,11 +5,13 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use proto::Frame;
 use serde::{Deserialize, Serialize};
 
+use crate::bus::BabbleSetup;
 use crate::capture::CaptureConfig;
+use crate::error::BridgeError;
 use crate::faults::{self, FaultConfig, Rule};
+use crate::ids::{LinkId, PortId, SegmentId};
 use crate::timing::BitTiming;
 
 /// The longest unix socket path: `sun_path` holds 108 bytes, one is the NUL.
@@ -188,12 +190,12 @@ pub fn socketcand_port_name(i: usize) -> String {
 
 /// A configuration checked and resolved to indices.
 pub(crate) struct Checked {
-    pub port_segment: Vec<usize>,
-    pub links: Vec<(usize, usize)>,
+    pub port_segment: Vec<SegmentId>,
+    pub links: Vec<(SegmentId, SegmentId)>,
     pub rules: Vec<Rule>,
-    pub link_down: Vec<usize>,
-    pub babble: Vec<(usize, Frame, Option<u64>, Option<u64>)>,
-    pub cut: Vec<usize>,
+    pub link_down: Vec<PortId>,
+    pub babble: Vec<BabbleSetup>,
+    pub cut: Vec<LinkId>,
     /// All port names: configured ports, then socketcand ports.
     pub port_names: Vec<String>,
 }
@@ -225,121 +227,6 @@ impl PortConfig {
     }
 }
 
-/// Why a bridge did not start.
-#[derive(Debug, thiserror::Error)]
-pub enum BridgeError {
-    /// `segments` is empty.
-    #[error("config: segments is empty")]
-    NoSegments,
-    /// A segment name is empty.
-    #[error("config: segment {index} has an empty name")]
-    EmptySegmentName {
-        /// Index in `segments`.
-        index: usize,
-    },
-    /// Two segments share a name.
-    #[error("config: segment {0:?} is listed twice")]
-    DuplicateSegment(String),
-    /// A port name is empty.
-    #[error("config: port {index} has an empty name")]
-    EmptyPortName {
-        /// Index in `ports`.
-        index: usize,
-    },
-    /// Two ports share a name.
-    #[error("config: port name {0:?} is used twice")]
-    DuplicatePortName(String),
-    /// A port names a segment that `segments` does not list.
-    #[error("config: port {port:?} names unknown segment {segment:?}")]
-    UnknownSegment {
-        /// The port.
-        port: String,
-        /// The segment it names.
-        segment: String,
-    },
-    /// Two ports share a socket path.
-    #[error("config: ports {first:?} and {second:?} both use socket {path}")]
-    DuplicateSocket {
-        /// The port listed first.
-        first: String,
-        /// The port listed second.
-        second: String,
-        /// The shared path.
-        path: PathBuf,
-    },
-    /// A socket path does not fit `sun_path`.
-    #[error("config: port {port:?}: socket path {path} is {len} bytes, the limit is 107")]
-    SocketPathTooLong {
-        /// The port.
-        port: String,
-        /// Its path.
-        path: PathBuf,
-        /// The path's length in bytes.
-        len: usize,
-    },
-    /// A queue depth is zero.
-    #[error("config: {field} must be at least 1")]
-    ZeroDepth {
-        /// `tx_fifo_depth` or `rx_queue_depth`.
-        field: &'static str,
-    },
-    /// Something other than a socket sits at a port's path.
-    #[error("port {port:?}: {path} exists and is not a socket; not removing it")]
-    NotASocket {
-        /// The port.
-        port: String,
-        /// Its path.
-        path: PathBuf,
-    },
-    /// Another process listens at a port's path.
-    #[error("port {port:?}: {path} is in use by a live listener")]
-    SocketInUse {
-        /// The port.
-        port: String,
-        /// Its path.
-        path: PathBuf,
-    },
-    /// A field is wrong (links, faults, capture, socketcand, control).
-    #[error("config: {field}: {reason}")]
-    Invalid {
-        /// The field, e.g. `faults.rules[2].probability`.
-        field: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A capture file cannot be written.
-    #[error("capture: cannot write {field} file {path}")]
-    Capture {
-        /// `pcap` or `candump`.
-        field: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// What the OS said.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The socketcand server cannot listen.
-    #[error("socketcand: cannot listen on 127.0.0.1:{port}")]
-    Socketcand {
-        /// The port asked for.
-        port: u16,
-        /// What the OS said.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Binding a port's socket failed.
-    #[error("port {port:?}: cannot listen on {path}")]
-    Bind {
-        /// The port.
-        port: String,
-        /// Its path.
-        path: PathBuf,
-        /// What the OS said.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> BridgeError {
     BridgeError::Invalid {
         field: field.into(),
@@ -350,64 +237,16 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> BridgeError {
 impl BridgeConfig {
     /// Checks the configuration; returns each port's segment index.
     pub fn validate(&self) -> Result<Vec<usize>, BridgeError> {
-        Ok(self.check()?.port_segment)
+        Ok(self.check()?.port_segment.iter().map(|s| s.0).collect())
     }
 
+    /// Checks everything, section by section, and resolves names.
     pub(crate) fn check(&self) -> Result<Checked, BridgeError> {
         let port_segment = self.check_ports()?;
-        let segment_index = |name: &str| self.segments.iter().position(|s| s == name);
-        let mut links = Vec::with_capacity(self.links.len());
-        let mut link_names = HashSet::new();
-        for (i, l) in self.links.iter().enumerate() {
-            if l.name.is_empty() {
-                return Err(invalid(format!("links[{i}].name"), "is empty"));
-            }
-            if !link_names.insert(l.name.as_str()) {
-                return Err(invalid(
-                    format!("links[{i}].name"),
-                    format!("{:?} is used twice", l.name),
-                ));
-            }
-            let end = |field: &str, name: &str| {
-                segment_index(name).ok_or_else(|| {
-                    invalid(
-                        format!("links[{i}].{field}"),
-                        format!("no segment named {name:?}"),
-                    )
-                })
-            };
-            let (a, b) = (end("a", &l.a)?, end("b", &l.b)?);
-            if a == b {
-                return Err(invalid(
-                    format!("links[{i}].b"),
-                    format!("joins {:?} to itself", l.a),
-                ));
-            }
-            links.push((a, b));
-        }
-        let mut port_names: Vec<String> = self.ports.iter().map(|p| p.name.clone()).collect();
-        if let Some(sc) = &self.socketcand {
-            if sc.max_clients == 0 || sc.max_clients > MAX_SOCKETCAND_CLIENTS {
-                return Err(invalid(
-                    "socketcand.max_clients",
-                    format!(
-                        "{} is not between 1 and {MAX_SOCKETCAND_CLIENTS}",
-                        sc.max_clients
-                    ),
-                ));
-            }
-            for i in 0..sc.max_clients {
-                let name = socketcand_port_name(i);
-                if port_names.contains(&name) {
-                    return Err(invalid(
-                        "socketcand",
-                        format!("port name {name:?} is taken by a configured port"),
-                    ));
-                }
-                port_names.push(name);
-            }
-        }
-        let port_index = |name: &str| port_names.iter().position(|p| p == name);
+        let links = self.check_links()?;
+        let port_names = self.check_socketcand()?;
+        let port_index = |name: &str| port_names.iter().position(|p| p == name).map(PortId);
+        let segment_index = |name: &str| self.segment_index(name);
         let f = &self.faults;
         let rules = f
             .rules
@@ -433,8 +272,92 @@ impl BridgeConfig {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let babble = self.check_babble(port_index)?;
+        let cut = self.check_cut()?;
+        self.check_capture_and_control()?;
+        Ok(Checked {
+            port_segment,
+            links,
+            rules,
+            link_down,
+            babble,
+            cut,
+            port_names,
+        })
+    }
+
+    fn segment_index(&self, name: &str) -> Option<SegmentId> {
+        self.segments.iter().position(|s| s == name).map(SegmentId)
+    }
+
+    fn check_links(&self) -> Result<Vec<(SegmentId, SegmentId)>, BridgeError> {
+        let mut links = Vec::with_capacity(self.links.len());
+        let mut link_names = HashSet::new();
+        for (i, l) in self.links.iter().enumerate() {
+            if l.name.is_empty() {
+                return Err(invalid(format!("links[{i}].name"), "is empty"));
+            }
+            if !link_names.insert(l.name.as_str()) {
+                return Err(invalid(
+                    format!("links[{i}].name"),
+                    format!("{:?} is used twice", l.name),
+                ));
+            }
+            let end = |field: &str, name: &str| {
+                self.segment_index(name).ok_or_else(|| {
+                    invalid(
+                        format!("links[{i}].{field}"),
+                        format!("no segment named {name:?}"),
+                    )
+                })
+            };
+            let (a, b) = (end("a", &l.a)?, end("b", &l.b)?);
+            if a == b {
+                return Err(invalid(
+                    format!("links[{i}].b"),
+                    format!("joins {:?} to itself", l.a),
+                ));
+            }
+            links.push((a, b));
+        }
+        Ok(links)
+    }
+
+    /// Checks the socketcand server; returns every port name, the
+    /// socketcand ports' after the configured ones.
+    fn check_socketcand(&self) -> Result<Vec<String>, BridgeError> {
+        let mut port_names: Vec<String> = self.ports.iter().map(|p| p.name.clone()).collect();
+        let Some(sc) = &self.socketcand else {
+            return Ok(port_names);
+        };
+        if sc.max_clients == 0 || sc.max_clients > MAX_SOCKETCAND_CLIENTS {
+            return Err(invalid(
+                "socketcand.max_clients",
+                format!(
+                    "{} is not between 1 and {MAX_SOCKETCAND_CLIENTS}",
+                    sc.max_clients
+                ),
+            ));
+        }
+        for i in 0..sc.max_clients {
+            let name = socketcand_port_name(i);
+            if port_names.contains(&name) {
+                return Err(invalid(
+                    "socketcand",
+                    format!("port name {name:?} is taken by a configured port"),
+                ));
+            }
+            port_names.push(name);
+        }
+        Ok(port_names)
+    }
+
+    fn check_babble(
+        &self,
+        port_index: impl Fn(&str) -> Option<PortId>,
+    ) -> Result<Vec<BabbleSetup>, BridgeError> {
         let mut babble = Vec::new();
-        for (name, b) in &f.babble {
+        for (name, b) in &self.faults.babble {
             let field = format!("faults.babble.{name}");
             let port = port_index(name)
                 .ok_or_else(|| invalid(field.clone(), format!("no port named {name:?}")))?;
@@ -449,9 +372,18 @@ impl BridgeConfig {
                     format!("a {} bus carries no FD frames", self.timing),
                 ));
             }
-            babble.push((port, frame, b.period_ns().map_err(check)?, b.count));
+            babble.push(BabbleSetup {
+                port,
+                frame,
+                period_ns: b.period_ns().map_err(check)?,
+                count: b.count,
+            });
         }
-        let cut = f
+        Ok(babble)
+    }
+
+    fn check_cut(&self) -> Result<Vec<LinkId>, BridgeError> {
+        self.faults
             .cut
             .iter()
             .enumerate()
@@ -459,6 +391,7 @@ impl BridgeConfig {
                 self.links
                     .iter()
                     .position(|l| l.name == *name)
+                    .map(LinkId)
                     .ok_or_else(|| {
                         invalid(
                             format!("faults.cut[{i}]"),
@@ -466,7 +399,10 @@ impl BridgeConfig {
                         )
                     })
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect()
+    }
+
+    fn check_capture_and_control(&self) -> Result<(), BridgeError> {
         if let (Some(a), Some(b)) = (&self.capture.pcap, &self.capture.candump)
             && a == b
         {
@@ -490,18 +426,10 @@ impl BridgeConfig {
                 ));
             }
         }
-        Ok(Checked {
-            port_segment,
-            links,
-            rules,
-            link_down,
-            babble,
-            cut,
-            port_names,
-        })
+        Ok(())
     }
 
-    fn check_ports(&self) -> Result<Vec<usize>, BridgeError> {
+    fn check_ports(&self) -> Result<Vec<SegmentId>, BridgeError> {
         if self.segments.is_empty() {
             return Err(BridgeError::NoSegments);
         }
@@ -542,14 +470,12 @@ impl BridgeConfig {
             if !port_names.insert(port.name.as_str()) {
                 return Err(BridgeError::DuplicatePortName(port.name.clone()));
             }
-            let segment = self
-                .segments
-                .iter()
-                .position(|s| *s == port.segment)
-                .ok_or_else(|| BridgeError::UnknownSegment {
-                    port: port.name.clone(),
-                    segment: port.segment.clone(),
-                })?;
+            let segment =
+                self.segment_index(&port.segment)
+                    .ok_or_else(|| BridgeError::UnknownSegment {
+                        port: port.name.clone(),
+                        segment: port.segment.clone(),
+                    })?;
             segment_of.push(segment);
             let len = port.socket.as_os_str().len();
             if len > MAX_SOCKET_PATH {

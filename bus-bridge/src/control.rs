@@ -21,7 +21,6 @@
 //! (`port`).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -31,9 +30,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::arbiter::{Command, wait_shutdown};
+use crate::arbiter::Command;
 use crate::capture::CaptureStatus;
 use crate::faults::{self, Babble, Fault, FaultEntry, Invalid};
+use crate::ids::{LinkId, PortId};
+use crate::shutdown::wait_shutdown;
 use crate::stats::{BusStats, Shared};
 
 /// Why a control request failed.
@@ -102,19 +103,15 @@ pub struct BridgeControl {
 }
 
 impl BridgeControl {
-    fn port(&self, name: &str) -> Result<usize, ControlError> {
+    fn port(&self, name: &str) -> Result<PortId, ControlError> {
         self.shared
-            .port_names
-            .iter()
-            .position(|p| p == name)
+            .port_index(name)
             .ok_or_else(|| invalid("port", format!("no port named {name:?}")))
     }
 
-    fn link(&self, name: &str) -> Result<usize, ControlError> {
+    fn link(&self, name: &str) -> Result<LinkId, ControlError> {
         self.shared
-            .links
-            .iter()
-            .position(|l| l.name == name)
+            .link_index(name)
             .ok_or_else(|| invalid("link", format!("no link named {name:?}")))
     }
 
@@ -136,8 +133,8 @@ impl BridgeControl {
         let rule = faults::compile(
             &fault,
             0,
-            |p| shared.port_names.iter().position(|n| n == p),
-            |s| shared.segment_names.iter().position(|n| n == s),
+            |p| shared.port_index(p),
+            |s| shared.segment_index(s),
         )?;
         self.ask(|reply| Command::AddFault { rule, reply }).await
     }
@@ -158,11 +155,7 @@ impl BridgeControl {
 
     /// The rules in force.
     pub fn faults(&self) -> Vec<FaultEntry> {
-        self.shared
-            .faults
-            .lock()
-            .map(|f| f.clone())
-            .unwrap_or_default()
+        self.shared.bus().faults.clone()
     }
 
     /// Disconnects `port`'s transceiver: it neither sends nor receives.
@@ -255,17 +248,20 @@ impl BridgeControl {
     /// Segments, links and domains now.
     pub fn topology(&self) -> TopologyStatus {
         let s = &self.shared;
-        let domains = s.domains.lock().map(|d| d.clone()).unwrap_or_default();
+        let (links, domains) = {
+            let bus = s.bus();
+            (bus.links.clone(), bus.domains.clone())
+        };
         TopologyStatus {
-            segments: s.segment_names.clone(),
+            segments: s.segment_names.iter().cloned().collect(),
             links: s
                 .links
-                .iter()
-                .map(|l| LinkStatus {
+                .enumerate()
+                .map(|(i, l)| LinkStatus {
                     name: l.name.clone(),
                     a: s.segment_names[l.a].clone(),
                     b: s.segment_names[l.b].clone(),
-                    up: l.up.load(Relaxed),
+                    up: links[i].up,
                 })
                 .collect(),
             domains: domains
@@ -295,86 +291,97 @@ impl BridgeControl {
     }
 
     async fn execute_json(&self, line: &str) -> Result<Value, ControlError> {
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| invalid("(request)", format!("not JSON: {e}")))?;
-        let Value::Object(mut m) = v else {
-            return Err(invalid("(request)", "not a JSON object"));
-        };
-        let cmd = match m.remove("cmd") {
-            Some(Value::String(c)) => c,
-            Some(_) => return Err(invalid("cmd", "not a string")),
-            None => return Err(invalid("cmd", "missing")),
-        };
-        let args = Value::Object(m);
-        match cmd.as_str() {
-            "stats" => {
-                no_args(args)?;
-                Ok(json!({ "stats": self.stats_json() }))
-            }
-            "faults" => {
-                no_args(args)?;
-                Ok(json!({ "faults": self.faults() }))
-            }
-            "topology" => {
-                no_args(args)?;
-                Ok(json!({ "topology": self.topology() }))
-            }
-            "capture_status" => {
-                no_args(args)?;
-                Ok(json!({ "capture": self.capture_status() }))
-            }
-            "add_fault" => {
-                let a: AddFault = parse(args)?;
+        match parse_request(line)? {
+            Request::Stats => Ok(json!({ "stats": self.stats_json() })),
+            Request::Faults => Ok(json!({ "faults": self.faults() })),
+            Request::Topology => Ok(json!({ "topology": self.topology() })),
+            Request::CaptureStatus => Ok(json!({ "capture": self.capture_status() })),
+            Request::AddFault(a) => {
                 let id = self
                     .add_fault(a.fault)
                     .await
                     .map_err(|e| within(e, "fault"))?;
                 Ok(json!({ "id": id }))
             }
-            "remove_fault" => {
-                let a: ById = parse(args)?;
+            Request::RemoveFault(a) => {
                 self.remove_fault(a.id).await?;
                 Ok(json!({}))
             }
-            "clear_faults" => {
-                no_args(args)?;
-                Ok(json!({ "removed": self.clear_faults().await? }))
-            }
-            "link_down" => {
-                let a: LinkDown = parse(args)?;
+            Request::ClearFaults => Ok(json!({ "removed": self.clear_faults().await? })),
+            Request::LinkDown(a) => {
                 self.link_down(&a.port, a.flush).await?;
                 Ok(json!({}))
             }
-            "link_up" => {
-                let a: ByPort = parse(args)?;
+            Request::LinkUp(a) => {
                 self.link_up(&a.port).await?;
                 Ok(json!({}))
             }
-            "cut" => {
-                let a: ByLink = parse(args)?;
-                Ok(json!({ "changed": self.cut(&a.link).await? }))
-            }
-            "restore" => {
-                let a: ByLink = parse(args)?;
-                Ok(json!({ "changed": self.restore(&a.link).await? }))
-            }
-            "babble_start" => {
-                let a: BabbleStart = parse(args)?;
+            Request::Cut(a) => Ok(json!({ "changed": self.cut(&a.link).await? })),
+            Request::Restore(a) => Ok(json!({ "changed": self.restore(&a.link).await? })),
+            Request::BabbleStart(a) => {
                 self.babble_start(&a.port, a.babble).await?;
                 Ok(json!({}))
             }
-            "babble_stop" => {
-                let a: ByPort = parse(args)?;
+            Request::BabbleStop(a) => {
                 Ok(json!({ "was_babbling": self.babble_stop(&a.port).await? }))
             }
-            other => Err(invalid(
+        }
+    }
+}
+
+/// A JSON request, parsed.
+enum Request {
+    Stats,
+    Faults,
+    Topology,
+    CaptureStatus,
+    AddFault(AddFault),
+    RemoveFault(ById),
+    ClearFaults,
+    LinkDown(LinkDown),
+    LinkUp(ByPort),
+    Cut(ByLink),
+    Restore(ByLink),
+    BabbleStart(BabbleStart),
+    BabbleStop(ByPort),
+}
+
+/// Parses one request line, naming the field that is wrong.
+fn parse_request(line: &str) -> Result<Request, ControlError> {
+    let v: Value =
+        serde_json::from_str(line).map_err(|e| invalid("(request)", format!("not JSON: {e}")))?;
+    let Value::Object(mut m) = v else {
+        return Err(invalid("(request)", "not a JSON object"));
+    };
+    let cmd = match m.remove("cmd") {
+        Some(Value::String(c)) => c,
+        Some(_) => return Err(invalid("cmd", "not a string")),
+        None => return Err(invalid("cmd", "missing")),
+    };
+    let args = Value::Object(m);
+    Ok(match cmd.as_str() {
+        "stats" => no_args(args).map(|()| Request::Stats)?,
+        "faults" => no_args(args).map(|()| Request::Faults)?,
+        "topology" => no_args(args).map(|()| Request::Topology)?,
+        "capture_status" => no_args(args).map(|()| Request::CaptureStatus)?,
+        "add_fault" => Request::AddFault(parse(args)?),
+        "remove_fault" => Request::RemoveFault(parse(args)?),
+        "clear_faults" => no_args(args).map(|()| Request::ClearFaults)?,
+        "link_down" => Request::LinkDown(parse(args)?),
+        "link_up" => Request::LinkUp(parse(args)?),
+        "cut" => Request::Cut(parse(args)?),
+        "restore" => Request::Restore(parse(args)?),
+        "babble_start" => Request::BabbleStart(parse(args)?),
+        "babble_stop" => Request::BabbleStop(parse(args)?),
+        other => {
+            return Err(invalid(
                 "cmd",
                 format!(
                     "unknown command {other:?} (expected one of stats, faults, topology, capture_status, add_fault, remove_fault, clear_faults, link_down, link_up, cut, restore, babble_start, babble_stop)"
                 ),
-            )),
+            ));
         }
-    }
+    })
 }
 
 fn within(e: ControlError, outer: &str) -> ControlError {

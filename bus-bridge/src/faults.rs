@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use proto::Frame;
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{PortId, SegmentId};
+
 /// What a fault rule does to the frames it matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -310,8 +312,8 @@ impl Invalid {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Target {
     All,
-    Segment(usize),
-    Port(usize),
+    Segment(SegmentId),
+    Port(PortId),
 }
 
 /// A checked rule, with names resolved.
@@ -338,8 +340,8 @@ pub const MAX_DELAY_US: u64 = 60_000_000;
 pub(crate) fn compile(
     fault: &Fault,
     id: u64,
-    port_index: impl Fn(&str) -> Option<usize>,
-    segment_index: impl Fn(&str) -> Option<usize>,
+    port_index: impl Fn(&str) -> Option<PortId>,
+    segment_index: impl Fn(&str) -> Option<SegmentId>,
 ) -> Result<Rule, Invalid> {
     let target = match (&fault.port, &fault.segment) {
         (Some(_), Some(_)) => {
@@ -412,7 +414,7 @@ pub(crate) fn compile(
 
 impl Rule {
     /// Whether the rule covers receiver `port` (on `segment`) for `frame`.
-    pub fn covers(&self, port: usize, segment: usize, frame: &Frame) -> bool {
+    pub fn covers(&self, port: PortId, segment: SegmentId, frame: &Frame) -> bool {
         let target = match self.target {
             Target::All => true,
             Target::Segment(s) => s == segment,
@@ -422,7 +424,7 @@ impl Rule {
     }
 
     /// The seeded decision for this rule on one frame and receiver.
-    pub fn hits(&self, seed: u64, sender: usize, attempt: u64, receiver: usize) -> bool {
+    pub fn hits(&self, seed: u64, sender: PortId, attempt: u64, receiver: PortId) -> bool {
         if self.probability >= 1.0 {
             return true;
         }
@@ -432,17 +434,24 @@ impl Rule {
         let receiver = if self.correlated {
             u64::MAX
         } else {
-            receiver as u64
+            receiver.0 as u64
         };
-        unit(decide(seed, self.id, sender as u64, attempt, receiver, 0)) < self.probability
+        unit(decide(seed, self.id, sender.0 as u64, attempt, receiver, 0)) < self.probability
     }
 
     /// The delay this rule adds for one frame and receiver, ns.
-    pub fn delay_for(&self, seed: u64, sender: usize, attempt: u64, receiver: usize) -> u64 {
+    pub fn delay_for(&self, seed: u64, sender: PortId, attempt: u64, receiver: PortId) -> u64 {
         if self.jitter_ns == 0 {
             return self.delay_ns;
         }
-        let r = decide(seed, self.id, sender as u64, attempt, receiver as u64, 1);
+        let r = decide(
+            seed,
+            self.id,
+            sender.0 as u64,
+            attempt,
+            receiver.0 as u64,
+            1,
+        );
         self.delay_ns + (unit(r) * (self.jitter_ns + 1) as f64) as u64
     }
 }
@@ -483,8 +492,8 @@ mod tests {
         compile(
             &fault,
             7,
-            |p| (p == "n1").then_some(1),
-            |s| (s == "ext1").then_some(2),
+            |p| (p == "n1").then_some(PortId(1)),
+            |s| (s == "ext1").then_some(SegmentId(2)),
         )
         .unwrap()
     }
@@ -494,7 +503,7 @@ mod tests {
         let r = rule(Fault::loss(0.3));
         let run = |seed| -> Vec<bool> {
             (0..2000)
-                .map(|i| r.hits(seed, i % 5, i as u64 / 5, (i * 7) % 11))
+                .map(|i| r.hits(seed, PortId(i % 5), i as u64 / 5, PortId((i * 7) % 11)))
                 .collect()
         };
         assert_eq!(run(42), run(42), "same seed, same decisions");
@@ -504,21 +513,27 @@ mod tests {
         // Correlated: every receiver gets the same answer for a frame.
         let c = rule(Fault::loss(0.5).correlated());
         for attempt in 0..100 {
-            let first = c.hits(1, 0, attempt, 0);
-            assert!((1..20).all(|rx| c.hits(1, 0, attempt, rx) == first));
+            let first = c.hits(1, PortId(0), attempt, PortId(0));
+            assert!((1..20).all(|rx| c.hits(1, PortId(0), attempt, PortId(rx)) == first));
         }
-        assert!(rule(Fault::loss(1.0)).hits(0, 0, 0, 0));
-        assert!(!rule(Fault::loss(0.0)).hits(0, 0, 0, 0));
+        let p0 = PortId(0);
+        assert!(rule(Fault::loss(1.0)).hits(0, p0, 0, p0));
+        assert!(!rule(Fault::loss(0.0)).hits(0, p0, 0, p0));
+        // The coordinates as numbers: decisions do not change with the types.
+        assert_eq!(decide(1, 2, 3, 4, 5, 0), 0xBE60_9735_50B0_A242);
     }
 
     #[test]
     fn jitter_stays_in_range() {
         let r = rule(Fault::delay(1000).with_jitter(500));
         for a in 0..1000 {
-            let d = r.delay_for(3, 0, a, 1);
+            let d = r.delay_for(3, PortId(0), a, PortId(1));
             assert!((1_000_000..=1_500_000).contains(&d), "{d}");
         }
-        assert_eq!(rule(Fault::delay(1000)).delay_for(3, 0, 0, 1), 1_000_000);
+        assert_eq!(
+            rule(Fault::delay(1000)).delay_for(3, PortId(0), 0, PortId(1)),
+            1_000_000
+        );
     }
 
     #[test]
@@ -526,14 +541,20 @@ mod tests {
         let f = |id, flags| Frame::new(id, flags, &[]).unwrap();
         let ext = proto::frame::FLAG_EXTENDED;
         let on_port = rule(Fault::loss(1.0).on_port("n1"));
-        assert!(on_port.covers(1, 0, &f(5, 0)) && !on_port.covers(2, 0, &f(5, 0)));
+        assert!(
+            on_port.covers(PortId(1), SegmentId(0), &f(5, 0))
+                && !on_port.covers(PortId(2), SegmentId(0), &f(5, 0))
+        );
         let on_seg = rule(Fault::loss(1.0).on_segment("ext1"));
-        assert!(on_seg.covers(9, 2, &f(5, 0)) && !on_seg.covers(9, 1, &f(5, 0)));
+        assert!(
+            on_seg.covers(PortId(9), SegmentId(2), &f(5, 0))
+                && !on_seg.covers(PortId(9), SegmentId(1), &f(5, 0))
+        );
         let mut by_id = Fault::loss(1.0).ids(0x10 << 16, 0x1FFF_0000);
-        assert!(rule(by_id.clone()).covers(0, 0, &f(0x10_0003, ext)));
-        assert!(!rule(by_id.clone()).covers(0, 0, &f(0x11_0003, ext)));
+        assert!(rule(by_id.clone()).covers(PortId(0), SegmentId(0), &f(0x10_0003, ext)));
+        assert!(!rule(by_id.clone()).covers(PortId(0), SegmentId(0), &f(0x11_0003, ext)));
         by_id.ids.as_mut().unwrap().extended = Some(false);
-        assert!(!rule(by_id).covers(0, 0, &f(0x10_0003, ext)));
+        assert!(!rule(by_id).covers(PortId(0), SegmentId(0), &f(0x10_0003, ext)));
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! address, control socket), periodic `stats` events with `--stats-every`,
 //! then one `final_stats`. Logs go to stderr (`RUST_LOG`).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -217,73 +216,20 @@ fn read_file(path: &Path) -> anyhow::Result<BridgeFile> {
 
 /// The file, then the flags on top.
 fn build_config(args: Args) -> anyhow::Result<BridgeConfig> {
-    let file = match &args.config {
+    let mut file = match &args.config {
         Some(path) => read_file(path)?,
         None => BridgeFile::default(),
     };
-    let mut segments: Vec<String> = Vec::new();
-    let mut links: Vec<LinkConfig> = Vec::new();
-    let library = if args.library {
-        Some(LibraryFile {
-            extensions: args.extensions,
-            ha: true,
-        })
-    } else {
-        file.library
-    };
-    if let Some(l) = library {
-        let t = Topology::library(l.extensions, l.ha);
-        segments = t.segments;
-        links = t.links;
-    }
-    let add = |segments: &mut Vec<String>, s: &str| {
-        if !segments.iter().any(|x| x == s) {
-            segments.push(s.to_owned());
-        }
-    };
-    for s in file.segments.iter().chain(&args.segments) {
-        add(&mut segments, s);
-    }
-    let mut ports = file.ports;
-    ports.extend(args.ports);
-    for p in &ports {
-        add(&mut segments, &p.segment);
-    }
-    links.extend(file.links);
-    links.extend(args.links);
-    let mut faults = file.faults;
-    if let Some(seed) = args.seed {
-        faults.seed = seed;
-    }
-    faults.rules.extend(args.faults);
-    faults.link_down.extend(args.link_down);
-    faults.cut.extend(args.cut);
-    let mut babble: BTreeMap<String, Babble> = faults.babble;
-    babble.extend(args.babble);
-    faults.babble = babble;
-    let mut capture = file.capture;
+    let (segments, links, ports) = layout(&args, &mut file);
+    let faults = merge_faults(&args, std::mem::take(&mut file.faults));
+    let mut capture = std::mem::take(&mut file.capture);
     if args.pcap.is_some() {
-        capture.pcap = args.pcap;
+        capture.pcap = args.pcap.clone();
     }
     if args.candump.is_some() {
-        capture.candump = args.candump;
+        capture.candump = args.candump.clone();
     }
-    let mut socketcand = file.socketcand;
-    if args.socketcand_port.is_some()
-        || args.socketcand_clients.is_some()
-        || args.socketcand_fdframe
-    {
-        let sc = socketcand.get_or_insert_with(SocketcandConfig::default);
-        if let Some(p) = args.socketcand_port {
-            sc.port = p;
-        }
-        if let Some(n) = args.socketcand_clients {
-            sc.max_clients = n;
-        }
-        if args.socketcand_fdframe {
-            sc.fd_format = FdFormat::Fdframe;
-        }
-    }
+    let socketcand = merge_socketcand(&args, file.socketcand.take());
     if ports.is_empty() && socketcand.is_none() {
         bail!("no ports: give --port, ports in --config, or a socketcand server");
     }
@@ -311,6 +257,73 @@ fn build_config(args: Args) -> anyhow::Result<BridgeConfig> {
         socketcand,
         control_socket: args.control.or(file.control_socket),
     })
+}
+
+/// Segments, links and ports: the library topology if asked for, then
+/// the file's, then the flags'; segments ports name are added in order.
+fn layout(args: &Args, file: &mut BridgeFile) -> (Vec<String>, Vec<LinkConfig>, Vec<PortConfig>) {
+    let mut segments: Vec<String> = Vec::new();
+    let mut links: Vec<LinkConfig> = Vec::new();
+    let library = if args.library {
+        Some(LibraryFile {
+            extensions: args.extensions,
+            ha: true,
+        })
+    } else {
+        file.library.take()
+    };
+    if let Some(l) = library {
+        let t = Topology::library(l.extensions, l.ha);
+        segments = t.segments;
+        links = t.links;
+    }
+    let add = |segments: &mut Vec<String>, s: &str| {
+        if !segments.iter().any(|x| x == s) {
+            segments.push(s.to_owned());
+        }
+    };
+    for s in file.segments.iter().chain(&args.segments) {
+        add(&mut segments, s);
+    }
+    let mut ports = std::mem::take(&mut file.ports);
+    ports.extend(args.ports.iter().cloned());
+    for p in &ports {
+        add(&mut segments, &p.segment);
+    }
+    links.append(&mut file.links);
+    links.extend(args.links.iter().cloned());
+    (segments, links, ports)
+}
+
+fn merge_faults(args: &Args, mut faults: FaultConfig) -> FaultConfig {
+    if let Some(seed) = args.seed {
+        faults.seed = seed;
+    }
+    faults.rules.extend(args.faults.iter().cloned());
+    faults.link_down.extend(args.link_down.iter().cloned());
+    faults.cut.extend(args.cut.iter().cloned());
+    faults.babble.extend(args.babble.iter().cloned());
+    faults
+}
+
+fn merge_socketcand(args: &Args, file: Option<SocketcandConfig>) -> Option<SocketcandConfig> {
+    let mut socketcand = file;
+    if args.socketcand_port.is_some()
+        || args.socketcand_clients.is_some()
+        || args.socketcand_fdframe
+    {
+        let sc = socketcand.get_or_insert_with(SocketcandConfig::default);
+        if let Some(p) = args.socketcand_port {
+            sc.port = p;
+        }
+        if let Some(n) = args.socketcand_clients {
+            sc.max_clients = n;
+        }
+        if args.socketcand_fdframe {
+            sc.fd_format = FdFormat::Fdframe;
+        }
+    }
+    socketcand
 }
 
 fn print_event(event: &str, fields: serde_json::Value) -> anyhow::Result<()> {

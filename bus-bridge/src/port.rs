@@ -17,10 +17,13 @@ use tokio::sync::{Notify, Semaphore, TryAcquireError, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::arbiter::{ToArbiter, wait_shutdown};
-use crate::config::BridgeError;
+use crate::arbiter::ToArbiter;
+use crate::bus::Cause;
+use crate::error::BridgeError;
+use crate::ids::{ConnId, PortId};
 use crate::rxqueue::RxQueue;
-use crate::stats::{Cause, Shared};
+use crate::shutdown::wait_shutdown;
+use crate::stats::Shared;
 
 /// Frames the writer encodes into one socket write.
 pub(crate) const WRITE_BATCH: usize = 32;
@@ -87,10 +90,11 @@ pub(crate) fn remove_socket(path: &Path, inode: u64) {
 }
 
 pub(crate) struct PortTask {
-    pub index: usize,
+    pub index: PortId,
     pub bound: Bound,
     pub inbox: mpsc::Sender<ToArbiter>,
-    /// Free places in this port's TX FIFO.
+    /// Free places in this port's TX FIFO; the arbiter adds back what
+    /// the FIFO lets go.
     pub tx_slots: Arc<Semaphore>,
     pub shared: Arc<Shared>,
     pub shutdown: watch::Receiver<bool>,
@@ -101,7 +105,7 @@ pub(crate) struct PortTask {
 
 /// The current client of a port.
 struct Connection {
-    id: u64,
+    id: ConnId,
     /// Its reader and writer; when one ends, the connection is over.
     tasks: JoinSet<()>,
 }
@@ -135,7 +139,7 @@ impl PortTask {
                         // A new client replaces the old one: QEMU respawned.
                         self.close(conn.take()).await;
                         next_id += 1;
-                        conn = self.open(next_id, stream).await;
+                        conn = self.open(ConnId(next_id), stream).await;
                     }
                     Err(e) => {
                         // E.g. out of file descriptors: back off, don't spin.
@@ -152,7 +156,7 @@ impl PortTask {
         remove_socket(&self.bound.path, self.bound.inode);
     }
 
-    async fn open(&mut self, id: u64, stream: UnixStream) -> Option<Connection> {
+    async fn open(&mut self, id: ConnId, stream: UnixStream) -> Option<Connection> {
         if let Err(e) =
             nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &SEND_BUFFER)
         {
@@ -174,7 +178,7 @@ impl PortTask {
         let counters = &self.shared.ports[self.index];
         counters.connected.store(true, Relaxed);
         counters.connects.fetch_add(1, Relaxed);
-        info!(port = self.name(), conn = id, "client connected");
+        info!(port = self.name(), conn = id.0, "client connected");
         let (read_half, write_half) = stream.into_split();
         let mut tasks = JoinSet::new();
         tasks.spawn(read_link(
@@ -205,7 +209,7 @@ impl PortTask {
         self.shared.ports[self.index]
             .connected
             .store(false, Relaxed);
-        info!(port = self.name(), conn = conn.id, "client disconnected");
+        info!(port = self.name(), conn = conn.id.0, "client disconnected");
         let _ = self
             .inbox
             .send(ToArbiter::Disconnected {
@@ -217,8 +221,8 @@ impl PortTask {
 }
 
 struct Reader {
-    port: usize,
-    conn: u64,
+    port: PortId,
+    conn: ConnId,
     inbox: mpsc::Sender<ToArbiter>,
     tx_slots: Arc<Semaphore>,
     shared: Arc<Shared>,
@@ -245,17 +249,21 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
             Ok(0) => return,
             Ok(n) => n,
             Err(e) => {
-                debug!(port = r.port, error = %e, "read failed");
+                debug!(port = r.port.0, error = %e, "read failed");
                 return;
             }
         };
-        let read_ns = if backlogged { 0 } else { r.shared.wall_ns() };
+        let read_at = (!backlogged).then(|| r.shared.wall_now());
         for &byte in &buf[..n] {
             match decoder.push_item(byte) {
                 None => {}
                 Some(Err(e)) => {
                     r.shared.link_error(r.port, e);
-                    debug!(port = r.port, error = e.as_str(), "bad link frame dropped");
+                    debug!(
+                        port = r.port.0,
+                        error = e.as_str(),
+                        "bad link frame dropped"
+                    );
                 }
                 Some(Ok(Item::SetFilter(filter))) => {
                     // In line with the port's frames, so it takes effect in order.
@@ -272,23 +280,22 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
                     r.shared.drop_frames(r.port, Cause::TxFdOnClassic, 1);
                 }
                 Some(Ok(Item::Frame(frame))) => {
-                    let slot = match r.tx_slots.clone().try_acquire_owned() {
-                        Ok(slot) => slot,
+                    match r.tx_slots.try_acquire() {
+                        Ok(slot) => slot.forget(),
                         Err(TryAcquireError::NoPermits) => {
                             backlogged = true;
-                            let Ok(slot) = r.tx_slots.clone().acquire_owned().await else {
+                            let Ok(slot) = r.tx_slots.acquire().await else {
                                 return;
                             };
-                            slot
+                            slot.forget();
                         }
                         Err(TryAcquireError::Closed) => return,
-                    };
+                    }
                     let msg = ToArbiter::Frame {
                         port: r.port,
                         conn: r.conn,
                         frame,
-                        read_ns,
-                        slot,
+                        read_at,
                     };
                     if r.inbox.send(msg).await.is_err() {
                         return;
@@ -303,7 +310,7 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
 /// replacement, shutdown), frames still queued are counted as lost.
 pub(crate) struct RxGuard {
     pub rx: Arc<RxQueue>,
-    pub port: usize,
+    pub port: PortId,
     pub shared: Arc<Shared>,
     /// Frames taken from the queue whose write has not completed.
     pub in_flight: u64,
@@ -352,7 +359,7 @@ async fn write_link(mut sock: OwnedWriteHalf, mut q: RxGuard) {
         }
         q.in_flight = batch.len() as u64;
         if let Err(e) = sock.write_all(&out).await {
-            debug!(port = q.port, error = %e, "write failed");
+            debug!(port = q.port.0, error = %e, "write failed");
             return;
         }
         q.written(batch.len() as u64, bytes);

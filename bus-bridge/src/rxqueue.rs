@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use proto::Frame;
 use tokio::sync::Notify;
 
+use crate::ids::PortId;
 use crate::stats::Shared;
 
 pub(crate) enum PushError {
@@ -30,11 +31,11 @@ pub(crate) struct RxQueue {
     /// Wakes the arbiter: a full queue made room.
     room: Arc<Notify>,
     shared: Arc<Shared>,
-    port: usize,
+    port: PortId,
 }
 
 impl RxQueue {
-    pub fn new(cap: usize, room: Arc<Notify>, shared: Arc<Shared>, port: usize) -> RxQueue {
+    pub fn new(cap: usize, room: Arc<Notify>, shared: Arc<Shared>, port: PortId) -> RxQueue {
         RxQueue {
             inner: Mutex::new(Inner {
                 frames: VecDeque::with_capacity(cap.min(256)),

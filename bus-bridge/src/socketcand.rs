@@ -28,11 +28,15 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, warn};
 
-use crate::arbiter::{ToArbiter, wait_shutdown};
+use crate::arbiter::ToArbiter;
+use crate::bus::Cause;
+use crate::client::AbortOnDrop;
 use crate::config::FdFormat;
+use crate::ids::{ConnId, PortId};
 use crate::port::{RxGuard, WRITE_BATCH};
 use crate::rxqueue::RxQueue;
-use crate::stats::{Cause, Shared};
+use crate::shutdown::wait_shutdown;
+use crate::stats::Shared;
 
 /// After `< rawmode >` is answered, frames wait this long: python-can reads
 /// the `< ok >` with one `recv` and fails if a frame arrives in the same
@@ -43,8 +47,9 @@ const MAX_COMMAND: usize = 4096;
 
 pub(crate) struct Server {
     pub listener: TcpListener,
-    /// Port index of each client slot.
-    pub slots: Vec<usize>,
+    /// Port of each client slot.
+    pub slots: Vec<PortId>,
+    /// Each client slot's TX FIFO places.
     pub tx_slots: Vec<Arc<Semaphore>>,
     pub inbox: mpsc::Sender<ToArbiter>,
     pub shared: Arc<Shared>,
@@ -55,7 +60,7 @@ pub(crate) struct Server {
 }
 
 struct Ctx {
-    slots: Vec<usize>,
+    slots: Vec<PortId>,
     tx_slots: Vec<Arc<Semaphore>>,
     busy: Mutex<Vec<bool>>,
     next_conn: AtomicU64,
@@ -116,7 +121,7 @@ enum Out {
 struct Slot {
     ctx: Arc<Ctx>,
     index: usize,
-    conn: u64,
+    conn: ConnId,
 }
 
 impl Drop for Slot {
@@ -222,8 +227,7 @@ async fn serve_commands(
             };
             let text = String::from_utf8_lossy(&buf[1..end]).into_owned();
             buf.drain(..=end);
-            let words: Vec<&str> = text.split_whitespace().collect();
-            match command(ctx, out, mode, slot, &words).await {
+            match command(ctx, out, mode, slot, &text).await {
                 Flow::Continue => {}
                 Flow::Close => return,
             }
@@ -243,155 +247,74 @@ async fn reply(out: &mpsc::Sender<Out>, text: &str) -> Flow {
     }
 }
 
+/// A command from a client, parsed; what it may do depends on the
+/// client's mode.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Request<'a> {
+    Echo,
+    Open {
+        channel: &'a str,
+    },
+    /// `rawmode` (`raw`) or `bcmmode`.
+    Mode {
+        raw: bool,
+    },
+    Send(Frame),
+}
+
+/// A command that does not parse.
+#[derive(Debug, PartialEq)]
+pub(crate) enum BadRequest {
+    /// `open` without a channel.
+    MissingChannel,
+    /// `send` or `fdsend` with bad arguments, and why.
+    BadSend(&'static str),
+    /// Anything else.
+    Unknown,
+}
+
+/// Parses what stands between `<` and `>`.
+pub(crate) fn parse_request(line: &str) -> Result<Request<'_>, BadRequest> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["echo", ..] => Ok(Request::Echo),
+        ["open"] => Err(BadRequest::MissingChannel),
+        ["open", channel, ..] => Ok(Request::Open { channel }),
+        ["rawmode", ..] => Ok(Request::Mode { raw: true }),
+        ["bcmmode", ..] => Ok(Request::Mode { raw: false }),
+        [kind @ ("send" | "fdsend"), args @ ..] => parse_send(*kind == "fdsend", args)
+            .map(Request::Send)
+            .map_err(BadRequest::BadSend),
+        _ => Err(BadRequest::Unknown),
+    }
+}
+
+/// Runs one command in the client's mode.
 async fn command(
     ctx: &Arc<Ctx>,
     out: &mpsc::Sender<Out>,
     mode: &mut Mode,
     slot: &mut Option<Slot>,
-    words: &[&str],
+    line: &str,
 ) -> Flow {
     let shared = &ctx.shared;
-    match (words.first().copied(), &*mode) {
-        (Some("echo"), _) => reply(out, "< echo >").await,
-        (Some("open"), Mode::NoBus) => {
-            let Some(&channel) = words.get(1) else {
-                shared.socketcand_bad_command();
-                return reply(out, "< error missing channel >").await;
-            };
-            let Some(segment) = shared.segment_names.iter().position(|s| s == channel) else {
-                shared.socketcand_refused();
-                let _ = reply(out, "< error no such channel >").await;
-                return Flow::Close;
-            };
-            let Some(index) = ctx.busy.lock().ok().and_then(|mut busy| {
-                let i = busy.iter().position(|b| !b)?;
-                busy[i] = true;
-                Some(i)
-            }) else {
-                shared.socketcand_refused();
-                let _ = reply(out, "< error no free port >").await;
-                return Flow::Close;
-            };
-            let conn = ctx.next_conn.fetch_add(1, Relaxed);
-            let port = ctx.slots[index];
-            *slot = Some(Slot {
-                ctx: ctx.clone(),
-                index,
-                conn,
-            });
-            let rx = Arc::new(RxQueue::new(
-                ctx.rx_queue_depth,
-                ctx.room.clone(),
-                shared.clone(),
-                port,
-            ));
-            let guard = RxGuard {
-                rx: rx.clone(),
-                port,
-                shared: shared.clone(),
-                in_flight: 0,
-            };
-            let msgs = [
-                ToArbiter::Connected {
-                    port,
-                    conn,
-                    rx,
-                    segment: Some(segment),
-                },
-                // BCM mode: nothing is forwarded until `rawmode`.
-                ToArbiter::Filter {
-                    port,
-                    conn,
-                    filter: reject_all(),
-                },
-            ];
-            for msg in msgs {
-                if ctx.inbox.send(msg).await.is_err() {
-                    return Flow::Close;
-                }
-            }
-            let c = &shared.ports[port];
-            c.connected.store(true, Relaxed);
-            c.connects.fetch_add(1, Relaxed);
-            if let Some(s) = &shared.socketcand {
-                s.clients.fetch_add(1, Relaxed);
-            }
-            info!(port = %shared.port_names[port], channel, "socketcand client opened a channel");
-            if out.send(Out::Attach(guard)).await.is_err() {
-                return Flow::Close;
-            }
-            *mode = Mode::Bcm;
-            reply(out, "< ok >").await
+    match (parse_request(line), &*mode) {
+        (Ok(Request::Echo), _) => reply(out, "< echo >").await,
+        (Ok(Request::Open { channel }), Mode::NoBus) => open(ctx, out, mode, slot, channel).await,
+        (Err(BadRequest::MissingChannel), Mode::NoBus) => {
+            shared.socketcand_bad_command();
+            reply(out, "< error missing channel >").await
         }
-        (Some(m @ ("rawmode" | "bcmmode")), Mode::Bcm | Mode::Raw) => {
-            let Some(s) = slot.as_ref() else {
-                return Flow::Close;
-            };
-            let raw = m == "rawmode";
-            let port = ctx.slots[s.index];
-            let filter = if raw {
-                AcceptanceFilter::accept_all()
-            } else {
-                reject_all()
-            };
-            // In line with the arbiter's other input, so a frame sent after
-            // the client saw `< ok >` is forwarded.
-            let msg = ToArbiter::Filter {
-                port,
-                conn: s.conn,
-                filter,
-            };
-            if ctx.inbox.send(msg).await.is_err() {
-                return Flow::Close;
-            }
-            if let Flow::Close = reply(out, "< ok >").await {
-                return Flow::Close;
-            }
-            *mode = if raw { Mode::Raw } else { Mode::Bcm };
-            let next = if raw {
-                Out::Forward(Instant::now() + RAWMODE_GRACE)
-            } else {
-                Out::Stop
-            };
-            match out.send(next).await {
-                Ok(()) => Flow::Continue,
-                Err(_) => Flow::Close,
-            }
+        (Ok(Request::Mode { raw }), Mode::Bcm | Mode::Raw) => {
+            set_mode(ctx, out, mode, slot.as_ref(), raw).await
         }
-        (Some(kind @ ("send" | "fdsend")), Mode::Bcm | Mode::Raw) => {
-            let Some(s) = slot.as_ref() else {
-                return Flow::Close;
-            };
-            let port = ctx.slots[s.index];
-            let frame = match parse_send(kind == "fdsend", &words[1..]) {
-                Ok(f) => f,
-                Err(e) => {
-                    // socketcand only logs these; an `< error >` line would
-                    // make python-can's reader raise.
-                    debug!(error = e, "bad socketcand send");
-                    shared.socketcand_bad_command();
-                    return Flow::Continue;
-                }
-            };
-            if !shared.timing.carries(&frame) {
-                shared.drop_frames(port, Cause::TxFdOnClassic, 1);
-                return Flow::Continue;
-            }
-            let read_ns = shared.wall_ns();
-            let Ok(slot_permit) = ctx.tx_slots[s.index].clone().acquire_owned().await else {
-                return Flow::Close;
-            };
-            let msg = ToArbiter::Frame {
-                port,
-                conn: s.conn,
-                frame,
-                read_ns,
-                slot: slot_permit,
-            };
-            match ctx.inbox.send(msg).await {
-                Ok(()) => Flow::Continue,
-                Err(_) => Flow::Close,
-            }
+        (Ok(Request::Send(frame)), Mode::Bcm | Mode::Raw) => send(ctx, slot.as_ref(), frame).await,
+        (Err(BadRequest::BadSend(e)), Mode::Bcm | Mode::Raw) => {
+            // socketcand only logs these; an `< error >` line would make
+            // python-can's reader raise.
+            debug!(error = e, "bad socketcand send");
+            shared.socketcand_bad_command();
+            Flow::Continue
         }
         _ => {
             shared.socketcand_bad_command();
@@ -401,6 +324,151 @@ async fn command(
                 Flow::Continue
             }
         }
+    }
+}
+
+/// `< open CHANNEL >`: the client takes a free port on that segment.
+async fn open(
+    ctx: &Arc<Ctx>,
+    out: &mpsc::Sender<Out>,
+    mode: &mut Mode,
+    slot: &mut Option<Slot>,
+    channel: &str,
+) -> Flow {
+    let shared = &ctx.shared;
+    let Some(segment) = shared.segment_index(channel) else {
+        shared.socketcand_refused();
+        let _ = reply(out, "< error no such channel >").await;
+        return Flow::Close;
+    };
+    let Some(index) = ctx.busy.lock().ok().and_then(|mut busy| {
+        let i = busy.iter().position(|b| !b)?;
+        busy[i] = true;
+        Some(i)
+    }) else {
+        shared.socketcand_refused();
+        let _ = reply(out, "< error no free port >").await;
+        return Flow::Close;
+    };
+    let conn = ConnId(ctx.next_conn.fetch_add(1, Relaxed));
+    let port = ctx.slots[index];
+    *slot = Some(Slot {
+        ctx: ctx.clone(),
+        index,
+        conn,
+    });
+    let rx = Arc::new(RxQueue::new(
+        ctx.rx_queue_depth,
+        ctx.room.clone(),
+        shared.clone(),
+        port,
+    ));
+    let guard = RxGuard {
+        rx: rx.clone(),
+        port,
+        shared: shared.clone(),
+        in_flight: 0,
+    };
+    let msgs = [
+        ToArbiter::Connected {
+            port,
+            conn,
+            rx,
+            segment: Some(segment),
+        },
+        // BCM mode: nothing is forwarded until `rawmode`.
+        ToArbiter::Filter {
+            port,
+            conn,
+            filter: reject_all(),
+        },
+    ];
+    for msg in msgs {
+        if ctx.inbox.send(msg).await.is_err() {
+            return Flow::Close;
+        }
+    }
+    let c = &shared.ports[port];
+    c.connected.store(true, Relaxed);
+    c.connects.fetch_add(1, Relaxed);
+    if let Some(s) = &shared.socketcand {
+        s.clients.fetch_add(1, Relaxed);
+    }
+    info!(port = %shared.port_names[port], channel, "socketcand client opened a channel");
+    if out.send(Out::Attach(guard)).await.is_err() {
+        return Flow::Close;
+    }
+    *mode = Mode::Bcm;
+    reply(out, "< ok >").await
+}
+
+/// `< rawmode >` (frames flow) or `< bcmmode >` (they stop).
+async fn set_mode(
+    ctx: &Arc<Ctx>,
+    out: &mpsc::Sender<Out>,
+    mode: &mut Mode,
+    slot: Option<&Slot>,
+    raw: bool,
+) -> Flow {
+    let Some(s) = slot else {
+        return Flow::Close;
+    };
+    let filter = if raw {
+        AcceptanceFilter::accept_all()
+    } else {
+        reject_all()
+    };
+    // In line with the arbiter's other input, so a frame sent after the
+    // client saw `< ok >` is forwarded.
+    let msg = ToArbiter::Filter {
+        port: ctx.slots[s.index],
+        conn: s.conn,
+        filter,
+    };
+    if ctx.inbox.send(msg).await.is_err() {
+        return Flow::Close;
+    }
+    if let Flow::Close = reply(out, "< ok >").await {
+        return Flow::Close;
+    }
+    *mode = if raw { Mode::Raw } else { Mode::Bcm };
+    let next = if raw {
+        Out::Forward(Instant::now() + RAWMODE_GRACE)
+    } else {
+        Out::Stop
+    };
+    match out.send(next).await {
+        Ok(()) => Flow::Continue,
+        Err(_) => Flow::Close,
+    }
+}
+
+/// `< send … >`: the frame goes into the client's TX FIFO.
+async fn send(ctx: &Arc<Ctx>, slot: Option<&Slot>, frame: Frame) -> Flow {
+    let Some(s) = slot else {
+        return Flow::Close;
+    };
+    let shared = &ctx.shared;
+    let port = ctx.slots[s.index];
+    if !shared.timing.carries(&frame) {
+        shared.drop_frames(port, Cause::TxFdOnClassic, 1);
+        return Flow::Continue;
+    }
+    let read_at = Some(shared.wall_now());
+    let Ok(place) = ctx.tx_slots[s.index].acquire().await else {
+        return Flow::Close;
+    };
+    // The arbiter gives the place back once the FIFO lets go of the frame.
+    place.forget();
+    let msg = ToArbiter::Frame {
+        port,
+        conn: s.conn,
+        frame,
+        read_at,
+    };
+    match ctx.inbox.send(msg).await {
+        Ok(()) => Flow::Continue,
+        Err(_) => Flow::Close,
     }
 }
 
@@ -470,14 +538,6 @@ pub(crate) fn format_frame(frame: &Frame, now: Duration, fd_format: FdFormat, ou
         let _ = write!(out, "{b:02X}");
     }
     out.push_str(" >");
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 enum Event {
@@ -598,6 +658,37 @@ mod tests {
         assert!(fd.is_fd() && !fd.is_brs());
         let fd = parse_send(true, &["123", "1", "2", "AA", "BB"]).unwrap();
         assert!(fd.is_brs());
+    }
+
+    #[test]
+    fn requests_parse_without_regard_to_mode() {
+        let frame = |id, data: &[u8]| Frame::new(id, 0, data).unwrap();
+        let cases: [(&str, Result<Request, BadRequest>); 12] = [
+            ("echo", Ok(Request::Echo)),
+            (" echo extra ", Ok(Request::Echo)),
+            ("open base", Ok(Request::Open { channel: "base" })),
+            ("open base more", Ok(Request::Open { channel: "base" })),
+            ("open", Err(BadRequest::MissingChannel)),
+            ("rawmode", Ok(Request::Mode { raw: true })),
+            ("bcmmode", Ok(Request::Mode { raw: false })),
+            (
+                "send 123 2 AA BB",
+                Ok(Request::Send(frame(0x123, &[0xAA, 0xBB]))),
+            ),
+            (
+                "fdsend 123 0 0",
+                Ok(Request::Send(Frame::new(0x123, FLAG_FD, &[]).unwrap())),
+            ),
+            (
+                "send 12g 0",
+                Err(BadRequest::BadSend("identifier is not hex")),
+            ),
+            ("", Err(BadRequest::Unknown)),
+            ("subscribe 0 0 123", Err(BadRequest::Unknown)),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(parse_request(line), expected, "{line:?}");
+        }
     }
 
     #[test]

@@ -1,15 +1,28 @@
-//! Counters, shared by the tasks as relaxed atomics, and their snapshot.
+//! The figures the statistics and the control API show, and their
+//! snapshot ([`BusStats`]).
+//!
+//! Each figure has one owner. The bus task owns the bus's ([`Figures`]:
+//! frames on the bus, drops the bus decides, gauges, topology, faults)
+//! and publishes them here after every change. The port tasks own what
+//! they see (connections, frames written to clients, link errors, and
+//! drops outside the bus: a queue still full when its client goes away,
+//! an FD frame read on a classic bus) as relaxed atomics. A snapshot puts
+//! both together; a port's `drops` is the sum of the two owners' counts.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use proto::link::LinkError;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::bus::{CAUSES, Cause, Figures, PortFigures};
 use crate::capture::{CaptureShared, CaptureStatus};
+use crate::clock::WallTime;
 use crate::faults::FaultEntry;
+use crate::ids::{IdVec, LinkId, PortId, SegmentId};
 use crate::timing::BitTiming;
 
 /// Every link error kind, in `LinkError` code order.
@@ -35,177 +48,50 @@ fn link_error_slot(e: LinkError) -> usize {
     }
 }
 
-/// Why a frame did not reach a port's client (receive side), or never
-/// reached the bus (`tx_*`, send side).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Cause {
-    /// A loss fault.
-    Loss,
-    /// A corruption fault: this receiver saw a CRC error.
-    Corrupt,
-    /// Another receiver's error frame destroyed the frame.
-    ErrorFrame,
-    /// The receive queue was full.
-    Overrun,
-    /// No client was connected.
-    PortDown,
-    /// The port's link (transceiver) was down.
-    LinkDown,
-    /// A cut link kept the frame on the other side.
-    LinkCut,
-    /// The client's acceptance filter did not pass it.
-    Filtered,
-    /// Still in the TX FIFO when the client went away.
-    TxFlushed,
-    /// Sent while the port's link was down in flush mode.
-    TxLinkDown,
-    /// Dropped when the sender went bus-off.
-    TxBusOff,
-    /// An FD frame sent on a classic bus.
-    TxFdOnClassic,
-}
-
-pub(crate) const CAUSES: [Cause; 12] = [
-    Cause::Loss,
-    Cause::Corrupt,
-    Cause::ErrorFrame,
-    Cause::Overrun,
-    Cause::PortDown,
-    Cause::LinkDown,
-    Cause::LinkCut,
-    Cause::Filtered,
-    Cause::TxFlushed,
-    Cause::TxLinkDown,
-    Cause::TxBusOff,
-    Cause::TxFdOnClassic,
-];
-
-impl Cause {
-    /// The key in the JSON `drops` maps.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::Loss => "loss",
-            Cause::Corrupt => "corrupt",
-            Cause::ErrorFrame => "error_frame",
-            Cause::Overrun => "overrun",
-            Cause::PortDown => "port_down",
-            Cause::LinkDown => "link_down",
-            Cause::LinkCut => "link_cut",
-            Cause::Filtered => "filtered",
-            Cause::TxFlushed => "tx_flushed",
-            Cause::TxLinkDown => "tx_link_down",
-            Cause::TxBusOff => "tx_bus_off",
-            Cause::TxFdOnClassic => "tx_fd_on_classic",
-        }
-    }
-}
-
 type Drops = [AtomicU64; CAUSES.len()];
 
-fn drops_map(d: &Drops, link_errors: u64) -> BTreeMap<String, u64> {
+/// The bus's drops plus the tasks' drops, by cause.
+fn all_drops(bus: &crate::bus::Drops, tasks: &Drops) -> crate::bus::Drops {
+    let mut d = *bus;
+    for c in CAUSES {
+        d.add(c, tasks[c as usize].load(Relaxed));
+    }
+    d
+}
+
+fn drops_map(d: &crate::bus::Drops, link_errors: u64) -> BTreeMap<String, u64> {
     let mut m: BTreeMap<String, u64> = CAUSES
         .iter()
-        .map(|&c| (c.as_str().to_owned(), d[c as usize].load(Relaxed)))
+        .map(|&c| (c.as_str().to_owned(), d.get(c)))
         .collect();
     m.insert("tx_link_error".into(), link_errors);
     m
 }
 
-/// One port's live counters and gauges.
+/// What the port tasks count about one port.
+#[derive(Default)]
 pub(crate) struct PortCounters {
     pub connected: AtomicBool,
     pub connects: AtomicU64,
-    /// Index of the port's segment (socketcand ports move).
-    pub segment: AtomicUsize,
-    pub link_up: AtomicBool,
-    pub babbling: AtomicBool,
-    pub bus_off: AtomicBool,
-    pub tec: AtomicU64,
-    pub frames_tx: AtomicU64,
-    pub bytes_tx: AtomicU64,
-    pub busy_ns: AtomicU64,
     pub frames_rx: AtomicU64,
     pub bytes_rx: AtomicU64,
-    pub retransmissions: AtomicU64,
-    pub babble_frames: AtomicU64,
-    pub delayed: AtomicU64,
-    pub tx_queued: AtomicU64,
     pub rx_queued: AtomicU64,
-    pub delay_queued: AtomicU64,
     drops: Drops,
     link_errors: [AtomicU64; 7],
 }
 
-impl PortCounters {
-    pub fn new(segment: usize) -> PortCounters {
-        PortCounters {
-            connected: AtomicBool::new(false),
-            connects: AtomicU64::new(0),
-            segment: AtomicUsize::new(segment),
-            link_up: AtomicBool::new(true),
-            babbling: AtomicBool::new(false),
-            bus_off: AtomicBool::new(false),
-            tec: AtomicU64::new(0),
-            frames_tx: AtomicU64::new(0),
-            bytes_tx: AtomicU64::new(0),
-            busy_ns: AtomicU64::new(0),
-            frames_rx: AtomicU64::new(0),
-            bytes_rx: AtomicU64::new(0),
-            retransmissions: AtomicU64::new(0),
-            babble_frames: AtomicU64::new(0),
-            delayed: AtomicU64::new(0),
-            tx_queued: AtomicU64::new(0),
-            rx_queued: AtomicU64::new(0),
-            delay_queued: AtomicU64::new(0),
-            drops: Default::default(),
-            link_errors: Default::default(),
-        }
-    }
-
-    fn drop_count(&self, c: Cause) -> u64 {
-        self.drops[c as usize].load(Relaxed)
-    }
-}
-
-/// One segment's live counters.
+/// What the port tasks count about one segment's ports.
+#[derive(Default)]
 pub(crate) struct SegmentCounters {
-    pub frames: AtomicU64,
-    pub bytes: AtomicU64,
-    pub busy_ns: AtomicU64,
-    pub error_frames: AtomicU64,
-    /// Bus time (ns) at the end of the last accounted frame or idle gap,
-    /// as its domain's arbiter last published it.
-    pub bus_ns: AtomicU64,
-    /// Unpaced: wall time (ns since start) the bus went idle, or `u64::MAX`
-    /// while it is busy.
-    pub idle_since_ns: AtomicU64,
     drops: Drops,
     link_errors: AtomicU64,
 }
 
-impl Default for SegmentCounters {
-    fn default() -> Self {
-        // A new bus is idle from the start.
-        SegmentCounters {
-            frames: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            busy_ns: AtomicU64::new(0),
-            error_frames: AtomicU64::new(0),
-            bus_ns: AtomicU64::new(0),
-            idle_since_ns: AtomicU64::new(0),
-            drops: Default::default(),
-            link_errors: AtomicU64::new(0),
-        }
-    }
-}
-
 /// A link between two segments.
-pub(crate) struct LinkCounters {
+pub(crate) struct LinkInfo {
     pub name: String,
-    pub a: usize,
-    pub b: usize,
-    pub up: AtomicBool,
-    pub cuts: AtomicU64,
+    pub a: SegmentId,
+    pub b: SegmentId,
 }
 
 /// Everything the tasks share.
@@ -214,20 +100,15 @@ pub(crate) struct Shared {
     pub timing: BitTiming,
     pub paced: bool,
     pub seed: u64,
-    pub port_names: Vec<String>,
-    pub segment_names: Vec<String>,
-    pub ports: Vec<PortCounters>,
-    pub segments: Vec<SegmentCounters>,
-    pub links: Vec<LinkCounters>,
-    /// Current arbitration domains, as segment lists.
-    pub domains: Mutex<Vec<Vec<usize>>>,
-    pub faults: Mutex<Vec<FaultEntry>>,
+    pub port_names: IdVec<PortId, String>,
+    pub segment_names: IdVec<SegmentId, String>,
+    pub links: IdVec<LinkId, LinkInfo>,
+    pub ports: IdVec<PortId, PortCounters>,
+    pub segments: IdVec<SegmentId, SegmentCounters>,
+    /// The bus's figures, as its task last published them.
+    bus: Mutex<Figures>,
     pub capture: Option<std::sync::Arc<CaptureShared>>,
     pub socketcand: Option<SocketcandShared>,
-    pub next_seq: AtomicU64,
-    pub total_frames: AtomicU64,
-    pub total_bytes: AtomicU64,
-    pub total_busy_ns: AtomicU64,
 }
 
 /// The socketcand server's address and counters.
@@ -238,19 +119,83 @@ pub(crate) struct SocketcandShared {
     pub bad_commands: AtomicU64,
 }
 
+/// What a [`Shared`] is made of, besides the counters.
+pub(crate) struct SharedSetup {
+    pub timing: BitTiming,
+    pub paced: bool,
+    pub seed: u64,
+    pub port_names: Vec<String>,
+    pub segment_names: Vec<String>,
+    pub links: Vec<LinkInfo>,
+    /// The bus's figures at the start.
+    pub figures: Figures,
+    pub capture: Option<std::sync::Arc<CaptureShared>>,
+    pub socketcand: Option<SocketcandShared>,
+}
+
 impl Shared {
-    /// Wall time since the bridge started, ns.
-    pub fn wall_ns(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    pub fn new(s: SharedSetup) -> Shared {
+        Shared {
+            started: Instant::now(),
+            timing: s.timing,
+            paced: s.paced,
+            seed: s.seed,
+            ports: s
+                .port_names
+                .iter()
+                .map(|_| PortCounters::default())
+                .collect(),
+            segments: s
+                .segment_names
+                .iter()
+                .map(|_| SegmentCounters::default())
+                .collect(),
+            port_names: IdVec::from_vec(s.port_names),
+            segment_names: IdVec::from_vec(s.segment_names),
+            links: IdVec::from_vec(s.links),
+            bus: Mutex::new(s.figures),
+            capture: s.capture,
+            socketcand: s.socketcand,
+        }
     }
 
-    pub fn segment_of(&self, port: usize) -> usize {
-        self.ports[port].segment.load(Relaxed)
+    /// Wall time since the bridge started.
+    pub fn wall_now(&self) -> WallTime {
+        WallTime::from_ns(u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 
-    /// Counts `n` frames dropped at `port` for `cause`, on the port and
-    /// on its segment.
-    pub fn drop_frames(&self, port: usize, cause: Cause, n: u64) {
+    /// The instant wall time `t` falls on.
+    pub fn instant_at(&self, t: WallTime) -> Instant {
+        self.started + Duration::from_nanos(t.as_ns())
+    }
+
+    /// The bus's figures, to read or (the bus task only) to update.
+    pub fn bus(&self) -> MutexGuard<'_, Figures> {
+        // Figures are plain data: a panic elsewhere leaves them whole.
+        self.bus.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn port_index(&self, name: &str) -> Option<PortId> {
+        self.port_names.ids().find(|&p| self.port_names[p] == name)
+    }
+
+    pub fn segment_index(&self, name: &str) -> Option<SegmentId> {
+        self.segment_names
+            .ids()
+            .find(|&s| self.segment_names[s] == name)
+    }
+
+    pub fn link_index(&self, name: &str) -> Option<LinkId> {
+        self.links.ids().find(|&l| self.links[l].name == name)
+    }
+
+    pub fn segment_of(&self, port: PortId) -> SegmentId {
+        self.bus().ports[port].segment
+    }
+
+    /// Counts `n` frames a task dropped at `port` for `cause`, on the port
+    /// and on its segment.
+    pub fn drop_frames(&self, port: PortId, cause: Cause, n: u64) {
         if n == 0 {
             return;
         }
@@ -258,161 +203,69 @@ impl Shared {
         self.segments[self.segment_of(port)].drops[cause as usize].fetch_add(n, Relaxed);
     }
 
-    pub fn link_error(&self, port: usize, e: LinkError) {
+    pub fn link_error(&self, port: PortId, e: LinkError) {
         self.ports[port].link_errors[link_error_slot(e)].fetch_add(1, Relaxed);
         self.segments[self.segment_of(port)]
             .link_errors
             .fetch_add(1, Relaxed);
     }
 
-    /// Bus time elapsed on a segment: wall time when paced; when unpaced,
-    /// virtual frame time plus the wall time the bus sat idle.
-    fn segment_elapsed_ns(&self, segment: usize, wall: u64) -> u64 {
-        if self.paced {
-            return wall;
-        }
-        let c = &self.segments[segment];
-        let bus = c.bus_ns.load(Relaxed);
-        match c.idle_since_ns.load(Relaxed) {
-            u64::MAX => bus,
-            since => bus + wall.saturating_sub(since),
-        }
+    /// Bus time elapsed on each segment: wall time when paced; when
+    /// unpaced, virtual frame time plus the wall time the bus sat idle;
+    /// never less than the bus time its frames took.
+    fn elapsed(&self, figures: &Figures, wall: WallTime) -> IdVec<SegmentId, u64> {
+        figures
+            .segments
+            .iter()
+            .map(|f| {
+                let elapsed = match (self.paced, f.idle_since) {
+                    (true, _) => wall.as_ns(),
+                    (false, None) => f.clock.as_ns(),
+                    (false, Some(since)) => f.clock.as_ns() + wall.saturating_since(since),
+                };
+                elapsed.max(f.counts.busy_ns)
+            })
+            .collect()
     }
 
     pub fn snapshot(&self) -> BusStats {
-        let wall = self.wall_ns();
-        let domains = self.domains.lock().map(|d| d.clone()).unwrap_or_default();
-        let elapsed: Vec<u64> = (0..self.segments.len())
-            .map(|s| {
-                self.segment_elapsed_ns(s, wall)
-                    .max(self.segments[s].busy_ns.load(Relaxed))
-            })
-            .collect();
-        let ratio = |busy: u64, elapsed: u64| {
-            if elapsed == 0 {
-                0.0
-            } else {
-                (busy as f64 / elapsed as f64).min(1.0)
-            }
-        };
-        let ports: Vec<PortStats> = self
+        let wall = self.wall_now();
+        let figures = self.bus().clone();
+        let elapsed = self.elapsed(&figures, wall);
+        let ports: Vec<PortStats> = figures
             .ports
-            .iter()
             .enumerate()
-            .map(|(i, c)| {
-                let segment = c.segment.load(Relaxed);
-                let link_errors: BTreeMap<String, u64> = LINK_ERRORS
-                    .iter()
-                    .map(|&e| {
-                        (
-                            e.as_str().to_owned(),
-                            c.link_errors[link_error_slot(e)].load(Relaxed),
-                        )
-                    })
-                    .collect();
-                let busy_ns = c.busy_ns.load(Relaxed);
-                PortStats {
-                    name: self.port_names[i].clone(),
-                    segment: self.segment_names[segment].clone(),
-                    connected: c.connected.load(Relaxed),
-                    connects: c.connects.load(Relaxed),
-                    frames_tx: c.frames_tx.load(Relaxed),
-                    bytes_tx: c.bytes_tx.load(Relaxed),
-                    frames_rx: c.frames_rx.load(Relaxed),
-                    bytes_rx: c.bytes_rx.load(Relaxed),
-                    overruns: c.drop_count(Cause::Overrun),
-                    dropped_port_down: c.drop_count(Cause::PortDown),
-                    fd_on_classic_bus: c.drop_count(Cause::TxFdOnClassic),
-                    tx_flushed: c.drop_count(Cause::TxFlushed),
-                    filtered: c.drop_count(Cause::Filtered),
-                    drops: drops_map(&c.drops, link_errors.values().sum()),
-                    link_errors,
-                    crc_errors: c.drop_count(Cause::Corrupt),
-                    link_up: c.link_up.load(Relaxed),
-                    babbling: c.babbling.load(Relaxed),
-                    bus_off: c.bus_off.load(Relaxed),
-                    tec: c.tec.load(Relaxed),
-                    busy_ns,
-                    utilisation: ratio(busy_ns, elapsed[segment]),
-                    retransmissions: c.retransmissions.load(Relaxed),
-                    babble_frames: c.babble_frames.load(Relaxed),
-                    delayed: c.delayed.load(Relaxed),
-                    tx_queued: c.tx_queued.load(Relaxed),
-                    rx_queued: c.rx_queued.load(Relaxed),
-                    delay_queued: c.delay_queued.load(Relaxed),
-                }
-            })
+            .map(|(p, f)| self.port_stats(p, f, &elapsed))
             .collect();
-        let segments: Vec<SegmentStats> = self
+        let segments: Vec<SegmentStats> = figures
             .segments
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let busy_ns = c.busy_ns.load(Relaxed);
-                let domain = domains
-                    .iter()
-                    .find(|d| d.contains(&i))
-                    .map(|d| d.iter().map(|&s| self.segment_names[s].clone()).collect())
-                    .unwrap_or_else(|| vec![self.segment_names[i].clone()]);
-                SegmentStats {
-                    name: self.segment_names[i].clone(),
-                    frames: c.frames.load(Relaxed),
-                    bytes: c.bytes.load(Relaxed),
-                    busy_ns,
-                    elapsed_ns: elapsed[i],
-                    utilisation: ratio(busy_ns, elapsed[i]),
-                    crc_errors: c.drops[Cause::Corrupt as usize].load(Relaxed),
-                    error_frames: c.error_frames.load(Relaxed),
-                    overruns: c.drops[Cause::Overrun as usize].load(Relaxed),
-                    drops: drops_map(&c.drops, c.link_errors.load(Relaxed)),
-                    domain,
-                }
-            })
+            .ids()
+            .map(|s| self.segment_stats(s, &figures, elapsed[s]))
             .collect();
-        let links = self
+        let links = figures
             .links
-            .iter()
-            .map(|l| LinkStats {
-                name: l.name.clone(),
-                a: self.segment_names[l.a].clone(),
-                b: self.segment_names[l.b].clone(),
-                up: l.up.load(Relaxed),
-                cuts: l.cuts.load(Relaxed),
+            .enumerate()
+            .map(|(l, f)| LinkStats {
+                name: self.links[l].name.clone(),
+                a: self.segment_names[self.links[l].a].clone(),
+                b: self.segment_names[self.links[l].b].clone(),
+                up: f.up,
+                cuts: f.cuts,
             })
             .collect();
         let capture = self.capture.as_ref().map(|c| c.status());
-        let mut totals = Totals {
-            frames: self.total_frames.load(Relaxed),
-            bytes: self.total_bytes.load(Relaxed),
-            busy_ns: self.total_busy_ns.load(Relaxed),
-            capture_dropped: capture.as_ref().map_or(0, |c| c.dropped),
-            ..Totals::default()
-        };
-        for s in &segments {
-            totals.error_frames += s.error_frames;
-        }
-        for p in &ports {
-            totals.overruns += p.overruns;
-            totals.dropped_port_down += p.dropped_port_down;
-            totals.fd_on_classic_bus += p.fd_on_classic_bus;
-            totals.tx_flushed += p.tx_flushed;
-            totals.link_errors += p.link_errors.values().sum::<u64>();
-            totals.crc_errors += p.crc_errors;
-            for (k, v) in &p.drops {
-                *totals.drops.entry(k.clone()).or_default() += v;
-            }
-        }
+        let totals = totals(&figures, &ports, &segments, capture.as_ref());
         BusStats {
             preset: self.timing,
             nominal_bps: self.timing.nominal_bps(),
             data_bps: self.timing.data_bps(),
             paced: self.paced,
-            uptime_ns: wall,
+            uptime_ns: wall.as_ns(),
             seed: self.seed,
             segments,
             links,
             ports,
-            faults: self.faults.lock().map(|f| f.clone()).unwrap_or_default(),
+            faults: figures.faults,
             capture,
             socketcand: self.socketcand.as_ref().map(|s| SocketcandStatus {
                 addr: s.addr.to_string(),
@@ -423,6 +276,112 @@ impl Shared {
             totals,
         }
     }
+
+    fn port_stats(&self, p: PortId, f: &PortFigures, elapsed: &IdVec<SegmentId, u64>) -> PortStats {
+        let c = &self.ports[p];
+        let link_errors: BTreeMap<String, u64> = LINK_ERRORS
+            .iter()
+            .map(|&e| {
+                let n = c.link_errors[link_error_slot(e)].load(Relaxed);
+                (e.as_str().to_owned(), n)
+            })
+            .collect();
+        let drops = all_drops(&f.counts.drops, &c.drops);
+        let busy_ns = f.counts.busy_ns;
+        PortStats {
+            name: self.port_names[p].clone(),
+            segment: self.segment_names[f.segment].clone(),
+            connected: c.connected.load(Relaxed),
+            connects: c.connects.load(Relaxed),
+            frames_tx: f.counts.frames_tx,
+            bytes_tx: f.counts.bytes_tx,
+            frames_rx: c.frames_rx.load(Relaxed),
+            bytes_rx: c.bytes_rx.load(Relaxed),
+            overruns: drops.get(Cause::Overrun),
+            dropped_port_down: drops.get(Cause::PortDown),
+            fd_on_classic_bus: drops.get(Cause::TxFdOnClassic),
+            tx_flushed: drops.get(Cause::TxFlushed),
+            filtered: drops.get(Cause::Filtered),
+            drops: drops_map(&drops, link_errors.values().sum()),
+            link_errors,
+            crc_errors: drops.get(Cause::Corrupt),
+            link_up: f.link_up,
+            babbling: f.babbling,
+            bus_off: f.bus_off,
+            tec: u64::from(f.tec),
+            busy_ns,
+            utilisation: ratio(busy_ns, elapsed[f.segment]),
+            retransmissions: f.counts.retransmissions,
+            babble_frames: f.counts.babble_frames,
+            delayed: f.counts.delayed,
+            tx_queued: f.tx_queued as u64,
+            rx_queued: c.rx_queued.load(Relaxed),
+            delay_queued: f.delay_queued as u64,
+        }
+    }
+
+    fn segment_stats(&self, s: SegmentId, figures: &Figures, elapsed: u64) -> SegmentStats {
+        let f = &figures.segments[s];
+        let c = &self.segments[s];
+        let drops = all_drops(&f.counts.drops, &c.drops);
+        let domain = figures
+            .domains
+            .iter()
+            .find(|d| d.contains(&s))
+            .map(|d| d.iter().map(|&x| self.segment_names[x].clone()).collect())
+            .unwrap_or_else(|| vec![self.segment_names[s].clone()]);
+        SegmentStats {
+            name: self.segment_names[s].clone(),
+            frames: f.counts.frames,
+            bytes: f.counts.bytes,
+            busy_ns: f.counts.busy_ns,
+            elapsed_ns: elapsed,
+            utilisation: ratio(f.counts.busy_ns, elapsed),
+            crc_errors: drops.get(Cause::Corrupt),
+            error_frames: f.counts.error_frames,
+            overruns: drops.get(Cause::Overrun),
+            drops: drops_map(&drops, c.link_errors.load(Relaxed)),
+            domain,
+        }
+    }
+}
+
+fn ratio(busy: u64, elapsed: u64) -> f64 {
+    if elapsed == 0 {
+        0.0
+    } else {
+        (busy as f64 / elapsed as f64).min(1.0)
+    }
+}
+
+fn totals(
+    figures: &Figures,
+    ports: &[PortStats],
+    segments: &[SegmentStats],
+    capture: Option<&CaptureStatus>,
+) -> Totals {
+    let mut totals = Totals {
+        frames: figures.totals.frames,
+        bytes: figures.totals.bytes,
+        busy_ns: figures.totals.busy_ns,
+        capture_dropped: capture.map_or(0, |c| c.dropped),
+        ..Totals::default()
+    };
+    for s in segments {
+        totals.error_frames += s.error_frames;
+    }
+    for p in ports {
+        totals.overruns += p.overruns;
+        totals.dropped_port_down += p.dropped_port_down;
+        totals.fd_on_classic_bus += p.fd_on_classic_bus;
+        totals.tx_flushed += p.tx_flushed;
+        totals.link_errors += p.link_errors.values().sum::<u64>();
+        totals.crc_errors += p.crc_errors;
+        for (k, v) in &p.drops {
+            *totals.drops.entry(k.clone()).or_default() += v;
+        }
+    }
+    totals
 }
 
 /// A snapshot of the whole bridge.

@@ -298,33 +298,43 @@ impl Wire {
 pub fn frame_bits(frame: &Frame) -> FrameBits {
     let raw = RawBits::of(frame);
     let bits = &raw.bits[..raw.len];
-    let mut wire = Wire::new();
-    if !frame.is_fd() {
-        // Classic: CRC-15 over the unstuffed bits; stuffing runs from SOF
-        // to the last CRC bit.
-        let mut crc = 0;
-        for &bit in bits {
-            crc = crc_step(crc, bit, 15, CRC15_POLY);
-            wire.send(bit);
-            wire.stuff_if_due();
-        }
-        for i in (0..15).rev() {
-            wire.send((crc >> i) & 1 != 0);
-            wire.stuff_if_due();
-        }
-        // CRC delimiter, ACK slot, ACK delimiter, EOF, intermission.
-        wire.plain(1 + 1 + 1 + 7 + 3);
-        return FrameBits {
-            nominal: wire.nominal,
-            data: wire.data,
-            stuff: wire.stuff,
-            fixed_stuff: 0,
-            crc,
-        };
+    if frame.is_fd() {
+        fd_bits(bits, raw.brs_at, frame.data().len())
+    } else {
+        classic_bits(bits)
     }
+}
 
-    // CAN FD (ISO): the CRC covers the dynamic stuff bits and the stuff
-    // count, and its register starts with a 1 in the top bit.
+/// Classic: CRC-15 over the unstuffed bits; stuffing runs from SOF to the
+/// last CRC bit.
+fn classic_bits(bits: &[bool]) -> FrameBits {
+    let mut wire = Wire::new();
+    let mut crc = 0;
+    for &bit in bits {
+        crc = crc_step(crc, bit, 15, CRC15_POLY);
+        wire.send(bit);
+        wire.stuff_if_due();
+    }
+    for i in (0..15).rev() {
+        wire.send((crc >> i) & 1 != 0);
+        wire.stuff_if_due();
+    }
+    // CRC delimiter, ACK slot, ACK delimiter, EOF, intermission.
+    wire.plain(1 + 1 + 1 + 7 + 3);
+    FrameBits {
+        nominal: wire.nominal,
+        data: wire.data,
+        stuff: wire.stuff,
+        fixed_stuff: 0,
+        crc,
+    }
+}
+
+/// CAN FD (ISO): the CRC covers the dynamic stuff bits and the stuff
+/// count, and its register starts with a 1 in the top bit. `brs_at`: the
+/// index of the BRS bit if the rate switches.
+fn fd_bits(bits: &[bool], brs_at: Option<usize>, data_len: usize) -> FrameBits {
+    let mut wire = Wire::new();
     let mut crc17 = 1 << 16;
     let mut crc21 = 1 << 20;
     let mut feed = |bit: bool| {
@@ -334,7 +344,7 @@ pub fn frame_bits(frame: &Frame) -> FrameBits {
     for (i, &bit) in bits.iter().enumerate() {
         wire.send(bit);
         feed(bit);
-        if raw.brs_at == Some(i) {
+        if brs_at == Some(i) {
             wire.in_data_phase = true;
         }
         // Where a dynamic stuff bit would fall right before the fixed stuff
@@ -351,7 +361,7 @@ pub fn frame_bits(frame: &Frame) -> FrameBits {
     for i in (0..4).rev() {
         feed((stuff_count >> i) & 1 != 0);
     }
-    let (crc, crc_width) = if frame.data().len() <= 16 {
+    let (crc, crc_width) = if data_len <= 16 {
         (crc17, 17)
     } else {
         (crc21, 21)

@@ -2,160 +2,18 @@
 //! Clients speak the link codec exactly as a QEMU node's UART or the master
 //! would.
 
+mod common;
+
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bus_bridge::{BitTiming, Bridge, BridgeConfig, BridgeError, BusEvent, BusStats, PortConfig};
+use bus_bridge::{BitTiming, BridgeConfig, BridgeError, BusEvent, BusStats};
+use common::*;
 use proto::Frame;
 use proto::frame::{FLAG_BRS, FLAG_EXTENDED, FLAG_FD};
-use proto::link::{Decoder, MAX_ENCODED, encode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
-use tokio::time::{Instant, sleep, timeout};
-
-/// Long enough for a loaded 2-core machine; only reached when a test fails.
-const PATIENCE: Duration = Duration::from_secs(10);
-
-fn config(dir: &Path, timing: BitTiming, ports: &[(&str, &str)]) -> BridgeConfig {
-    let mut segments: Vec<String> = Vec::new();
-    for (_, seg) in ports {
-        if !segments.iter().any(|s| s == seg) {
-            segments.push((*seg).to_owned());
-        }
-    }
-    BridgeConfig {
-        segments,
-        ports: ports
-            .iter()
-            .map(|(name, seg)| PortConfig::new(*name, *seg, sock(dir, name)))
-            .collect(),
-        timing,
-        ..BridgeConfig::default()
-    }
-}
-
-fn sock(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("{name}.sock"))
-}
-
-fn encoded(frames: &[Frame]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; MAX_ENCODED];
-    for f in frames {
-        let n = encode(f, &mut buf);
-        out.extend_from_slice(&buf[..n]);
-    }
-    out
-}
-
-/// A port's client, as a node or the master would be.
-struct Client {
-    stream: UnixStream,
-    decoder: Decoder,
-    received: VecDeque<Frame>,
-}
-
-impl Client {
-    async fn connect(path: &Path) -> Client {
-        let stream = UnixStream::connect(path).await.expect("connect to a port");
-        Client {
-            stream,
-            decoder: Decoder::new(),
-            received: VecDeque::new(),
-        }
-    }
-
-    async fn send(&mut self, frames: &[Frame]) {
-        self.send_bytes(&encoded(frames)).await;
-    }
-
-    async fn send_bytes(&mut self, bytes: &[u8]) {
-        self.stream
-            .write_all(bytes)
-            .await
-            .expect("write to the bridge");
-    }
-
-    /// Reads more bytes; `false` at end of stream.
-    async fn fill(&mut self) -> bool {
-        let mut buf = [0u8; 4096];
-        let n = self.stream.read(&mut buf).await.unwrap_or(0);
-        for &b in &buf[..n] {
-            if let Some(r) = self.decoder.push(b) {
-                self.received
-                    .push_back(r.expect("the bridge sent a bad link frame"));
-            }
-        }
-        n > 0
-    }
-
-    async fn recv(&mut self) -> Frame {
-        timeout(PATIENCE, async {
-            loop {
-                if let Some(f) = self.received.pop_front() {
-                    return f;
-                }
-                assert!(self.fill().await, "the bridge closed the connection");
-            }
-        })
-        .await
-        .expect("no frame arrived")
-    }
-
-    async fn recv_n(&mut self, n: usize) -> Vec<Frame> {
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            out.push(self.recv().await);
-        }
-        out
-    }
-
-    /// Waits for the bridge to close this connection.
-    async fn closed(&mut self) {
-        timeout(PATIENCE, async { while self.fill().await {} })
-            .await
-            .expect("connection still open");
-    }
-}
-
-async fn wait_for(bridge: &Bridge, what: &str, cond: impl Fn(&BusStats) -> bool) -> BusStats {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let stats = bridge.stats();
-        if cond(&stats) {
-            return stats;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {stats:#?}"
-        );
-        sleep(Duration::from_millis(2)).await;
-    }
-}
-
-async fn connect_all(bridge: &Bridge, names: &[&str]) -> Vec<Client> {
-    let mut clients = Vec::new();
-    for name in names {
-        let i = bridge.port_index(name).unwrap();
-        clients.push(Client::connect(&bridge.ports()[i].socket).await);
-    }
-    let idx: Vec<usize> = names
-        .iter()
-        .map(|n| bridge.port_index(n).unwrap())
-        .collect();
-    wait_for(bridge, "clients to connect", |s| {
-        idx.iter().all(|&i| s.ports[i].connected)
-    })
-    .await;
-    clients
-}
-
-fn std_frame(id: u32, data: &[u8]) -> Frame {
-    Frame::new(id, 0, data).unwrap()
-}
+use tokio::time::{sleep, timeout};
 
 #[tokio::test]
 async fn a_frame_reaches_every_other_port_on_its_segment_and_not_its_sender() {
@@ -801,7 +659,6 @@ async fn sockets_are_claimed_carefully_and_removed_at_the_end() {
 #[tokio::test]
 async fn a_port_gets_only_what_its_acceptance_filter_passes() {
     use proto::filter::{AcceptanceFilter, FilterEntry};
-    use proto::link::encode_filter;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
         dir.path(),
@@ -824,9 +681,7 @@ async fn a_port_gets_only_what_its_acceptance_filter_passes() {
         },
     ])
     .unwrap();
-    let mut buf = [0u8; MAX_ENCODED];
-    let n = encode_filter(&filter, &mut buf);
-    cl[0].send_bytes(&buf[..n]).await;
+    cl[0].writer.set_filter(&filter).await.unwrap();
     let wanted = Frame::fd_extended(0x11 << 16 | 0xFFF0, b"check").unwrap();
     let unwanted = Frame::fd_extended(0x60 << 16 | 3, b"heartbeat").unwrap();
     let data = Frame::fd_extended(0xF0 << 16 | 0xFFF0, b"data").unwrap();

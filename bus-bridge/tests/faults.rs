@@ -660,7 +660,7 @@ async fn a_flood_leaves_memory_bounded_and_the_bridge_responsive() {
             if acc.load(Ordering::Relaxed) > 4 << 30 {
                 break;
             }
-            if timeout(Duration::from_millis(20), flooder.stream.write_all(chunk))
+            if timeout(Duration::from_millis(20), flooder.writer.send_raw(chunk))
                 .await
                 .is_ok_and(|r| r.is_ok())
             {

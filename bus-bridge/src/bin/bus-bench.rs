@@ -11,14 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bus_bridge::client::{self, ConnectOptions, FrameReader, FrameWriter, encode_frames};
 use bus_bridge::{BitTiming, Bridge, BridgeConfig, PortConfig};
 use clap::Parser;
 use proto::Frame;
-use proto::link::{Decoder, MAX_ENCODED, encode};
+use proto::link::{MAX_ENCODED, encode};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 /// Measures the bus bridge.
@@ -98,13 +96,7 @@ fn frame(id: u32, n: u32) -> Frame {
 }
 
 fn encode_all(frames: impl Iterator<Item = Frame>) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; MAX_ENCODED];
-    for f in frames {
-        let n = encode(&f, &mut buf);
-        out.extend_from_slice(&buf[..n]);
-    }
-    out
+    encode_frames(&frames.collect::<Vec<_>>())
 }
 
 async fn bridge(
@@ -128,10 +120,11 @@ async fn bridge(
         .context("starting the bridge")
 }
 
-async fn connect(bridge: &Bridge) -> anyhow::Result<Vec<(OwnedReadHalf, OwnedWriteHalf)>> {
+/// A client per port, with the system's socket buffers, as QEMU has.
+async fn connect(bridge: &Bridge) -> anyhow::Result<Vec<(FrameReader, FrameWriter)>> {
     let mut out = Vec::new();
     for p in bridge.ports() {
-        out.push(UnixStream::connect(&p.socket).await?.into_split());
+        out.push(client::connect_with(&p.socket, ConnectOptions::PLAIN).await?);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while !bridge.stats().ports.iter().all(|p| p.connected) {
@@ -145,30 +138,21 @@ async fn connect(bridge: &Bridge) -> anyhow::Result<Vec<(OwnedReadHalf, OwnedWri
 
 /// Reads frames until `want` have arrived; `None` means forever.
 async fn read_frames(
-    mut rd: OwnedReadHalf,
+    mut rd: FrameReader,
     want: Option<u64>,
     seen: Option<mpsc::UnboundedSender<Instant>>,
 ) -> u64 {
-    let mut decoder = Decoder::new();
-    let mut buf = vec![0u8; 16 * 1024];
     let mut got = 0u64;
-    loop {
-        if want.is_some_and(|w| got >= w) {
-            return got;
-        }
-        let n = match rd.read(&mut buf).await {
-            Ok(0) | Err(_) => return got,
-            Ok(n) => n,
+    while want.is_none_or(|w| got < w) {
+        let Ok(Some(_)) = rd.next().await else {
+            break;
         };
-        for &b in &buf[..n] {
-            if let Some(Ok(_)) = decoder.push(b) {
-                got += 1;
-                if let Some(tx) = &seen {
-                    let _ = tx.send(Instant::now());
-                }
-            }
+        got += 1;
+        if let Some(tx) = &seen {
+            let _ = tx.send(Instant::now());
         }
     }
+    got
 }
 
 /// `senders` ports each send `frames` frames; everyone reads everything.
@@ -188,7 +172,7 @@ async fn throughput(ports: usize, senders: usize, frames: u32) -> anyhow::Result
         if i < senders {
             let bytes = encode_all((0..frames).map(|n| frame(0x100_0000 + i as u32, n)));
             writers.push(tokio::spawn(async move {
-                let _ = wr.write_all(&bytes).await;
+                let _ = wr.send_raw(&bytes).await;
                 wr
             }));
         } else {
@@ -232,7 +216,7 @@ async fn latency(ports: usize, samples: usize) -> anyhow::Result<Latency> {
     for i in 0..samples + 100 {
         let n = encode(&frame(0x100_0000, i as u32), &mut buf);
         let t0 = Instant::now();
-        wr0.write_all(&buf[..n]).await?;
+        wr0.send_raw(&buf[..n]).await?;
         let t1 = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .context("a frame never arrived")?
@@ -286,7 +270,7 @@ async fn paced(
                         data[..4].copy_from_slice(&n.to_le_bytes());
                         Frame::fd_extended(0x100_0000 + i as u32, &data).expect("frame")
                     }));
-                    if wr.write_all(&bytes).await.is_err() {
+                    if wr.send_raw(&bytes).await.is_err() {
                         return;
                     }
                 }

@@ -2,15 +2,12 @@
 //! codec, configs on temporary sockets, waiting on statistics.
 #![allow(dead_code)]
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bus_bridge::client::{self, ConnectOptions, FrameReader, FrameWriter};
 use bus_bridge::{BitTiming, Bridge, BridgeConfig, BusStats, PortConfig};
 use proto::Frame;
-use proto::link::{Decoder, MAX_ENCODED, encode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 use tokio::time::{Instant, sleep, timeout};
 
 /// Long enough for a loaded 2-core machine; only reached when a test fails.
@@ -40,60 +37,51 @@ pub fn sock(dir: &Path, name: &str) -> PathBuf {
 }
 
 pub fn encoded(frames: &[Frame]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; MAX_ENCODED];
-    for f in frames {
-        let n = encode(f, &mut buf);
-        out.extend_from_slice(&buf[..n]);
-    }
-    out
+    client::encode_frames(frames)
 }
 
-/// A port's client, as a node or the master would be.
+/// A port's client, as a node or the master would be: `bus_bridge::client`
+/// with the system's socket buffers, failing the test on any error.
 pub struct Client {
-    pub stream: UnixStream,
-    decoder: Decoder,
-    received: VecDeque<Frame>,
+    pub reader: FrameReader,
+    pub writer: FrameWriter,
 }
 
 impl Client {
     pub async fn connect(path: &Path) -> Client {
-        let stream = UnixStream::connect(path).await.expect("connect to a port");
-        Client {
-            stream,
-            decoder: Decoder::new(),
-            received: VecDeque::new(),
-        }
+        let (reader, writer) = client::connect_with(path, ConnectOptions::PLAIN)
+            .await
+            .expect("connect to a port");
+        Client { reader, writer }
     }
 
     pub async fn send(&mut self, frames: &[Frame]) {
-        self.stream
-            .write_all(&encoded(frames))
+        self.writer
+            .send_all(frames)
             .await
             .expect("write to the bridge");
     }
 
-    /// Reads more bytes; `false` at end of stream.
-    async fn fill(&mut self) -> bool {
-        let mut buf = [0u8; 4096];
-        let n = self.stream.read(&mut buf).await.unwrap_or(0);
-        for &b in &buf[..n] {
-            if let Some(r) = self.decoder.push(b) {
-                self.received
-                    .push_back(r.expect("the bridge sent a bad link frame"));
-            }
-        }
-        n > 0
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.writer
+            .send_raw(bytes)
+            .await
+            .expect("write to the bridge");
+    }
+
+    /// The next frame; `None` at end of stream.
+    async fn next(&mut self) -> Option<Frame> {
+        let f = self.reader.next().await.unwrap_or(None);
+        assert_eq!(
+            self.reader.link_errors, 0,
+            "the bridge sent a bad link frame"
+        );
+        f
     }
 
     pub async fn recv(&mut self) -> Frame {
         timeout(PATIENCE, async {
-            loop {
-                if let Some(f) = self.received.pop_front() {
-                    return f;
-                }
-                assert!(self.fill().await, "the bridge closed the connection");
-            }
+            self.next().await.expect("the bridge closed the connection")
         })
         .await
         .expect("no frame arrived")
@@ -109,10 +97,14 @@ impl Client {
 
     /// A frame if one arrives within `wait`.
     pub async fn try_recv(&mut self, wait: Duration) -> Option<Frame> {
-        if let Some(f) = self.received.pop_front() {
-            return Some(f);
-        }
         timeout(wait, self.recv()).await.ok()
+    }
+
+    /// Waits for the bridge to close this connection.
+    pub async fn closed(&mut self) {
+        timeout(PATIENCE, async { while self.next().await.is_some() {} })
+            .await
+            .expect("connection still open");
     }
 }
 
