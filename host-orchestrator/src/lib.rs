@@ -7,7 +7,6 @@
 //! - [`fleet`], [`store`], [`report`]: inputs and outputs.
 
 pub mod bench;
-pub mod busclient;
 pub mod child;
 pub mod fleet;
 pub mod holdoff;

@@ -392,7 +392,7 @@ impl Testbed {
     }
 
     /// The socket of the spare "tool" port: connect with the link codec
-    /// (see `busclient`) to send and receive frames like any node.
+    /// (see `bus_bridge::client`) to send and receive frames like any node.
     pub fn tool_port(&self) -> PathBuf {
         self.run_dir.port_socket("tool")
     }

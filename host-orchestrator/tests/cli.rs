@@ -464,7 +464,10 @@ fn ctrl_c_ends_a_bench_with_the_fleets_that_ran() {
         if !nodes.is_empty() {
             break nodes;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "no second fleet");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no second fleet"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     nix_kill(pid, "INT");

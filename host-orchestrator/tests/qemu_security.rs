@@ -9,8 +9,8 @@
 
 mod common;
 
+use bus_bridge::client as busclient;
 use common::{SETTLE, artifacts, dump, options, run};
-use host_orchestrator::busclient;
 use host_orchestrator::fleet::Fleet;
 use host_orchestrator::master::scheduler::{SessionKind, SessionPlan};
 use host_orchestrator::master::session::{Content, announce_frames, data_frame};

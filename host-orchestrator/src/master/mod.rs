@@ -12,9 +12,9 @@ mod config;
 pub mod scheduler;
 pub mod session;
 
-use crate::busclient::{self, FrameReader, FrameWriter};
 use crate::store::{PartSpec, Store};
 use anyhow::{Context, Result};
+use bus_bridge::client::{self, AbortOnDrop, FrameWriter, read_frames};
 use proto::msg::{self, MasterBeacon, Message, NodeState};
 use proto::{Frame, NodeType};
 use scheduler::{RequestOutcome, SchedEvent, Scheduler, SessionKind, SessionPlan};
@@ -177,15 +177,6 @@ impl Drop for Running {
     /// A master that stops (or is killed) stops sending its session too.
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-/// Aborts a task when dropped, so that aborting `run` ends all of it.
-struct AbortOnDrop<T>(JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -617,15 +608,6 @@ fn log_event(role: Role, e: &MasterEvent) {
     }
 }
 
-async fn read_frames(mut r: FrameReader, tx: mpsc::Sender<Frame>) -> Result<()> {
-    while let Some(f) = r.next().await? {
-        if tx.send(f).await.is_err() {
-            break;
-        }
-    }
-    Ok(())
-}
-
 /// Writes urgent frames before bulk ones, and signals writes that asked.
 async fn write_frames(
     mut w: FrameWriter,
@@ -658,7 +640,7 @@ pub async fn run(
 ) -> Result<()> {
     let store_seen = Store::fingerprint(store_dir);
     let store = Store::load(store_dir)?;
-    let (reader, writer) = busclient::connect(port).await?;
+    let (reader, writer) = client::connect(port).await?;
     let bundle = if store.by_type.is_empty() {
         (Arc::new(Vec::new()), Vec::new())
     } else {

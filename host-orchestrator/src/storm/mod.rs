@@ -12,12 +12,12 @@ pub mod junit;
 pub mod record;
 pub mod scenario;
 
-use crate::busclient::{FrameReader, FrameWriter};
 use crate::fleet::Fleet;
 use crate::report::{Report, Verdict};
 use crate::supervisor::{FleetView, HostState};
 use crate::testbed::{Artifacts, Options, Testbed};
 use anyhow::{Context, Result};
+use bus_bridge::client::{FrameReader, FrameWriter};
 use invariants::{Evidence, Interrupted};
 use proto::msg::{self, Message};
 use rand::rngs::StdRng;
@@ -384,7 +384,7 @@ impl Run {
     /// Sends `Reboot` to `id` from the tool port (not the supervisor's).
     async fn tool_reboot(&mut self, id: u16) -> Result<()> {
         if self.tool.is_none() {
-            let (r, w) = crate::busclient::connect(&self.tb.tool_port()).await?;
+            let (r, w) = bus_bridge::client::connect(&self.tb.tool_port()).await?;
             self.tool = Some(w);
             self._tool_reader = Some(r);
         }
@@ -395,7 +395,12 @@ impl Run {
         })
         .to_frame(proto::msg::TOOL)
         .map_err(|e| anyhow::anyhow!("cannot encode: {e:?}"))?;
-        self.tool.as_mut().context("tool port")?.send(&frame).await
+        self.tool
+            .as_mut()
+            .context("tool port")?
+            .send(&frame)
+            .await?;
+        Ok(())
     }
 }
 

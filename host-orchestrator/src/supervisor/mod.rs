@@ -16,10 +16,10 @@ pub mod view;
 pub use tracker::NODE_LOG_LINES;
 pub use view::{FleetView, HostState, NodeRecord, ObservedSession, Published, Rejection};
 
-use crate::busclient::{self, FrameReader, FrameWriter};
 use crate::fleet::NodeSpec;
 use crate::store::Store;
 use anyhow::{Context as _, Result, anyhow};
+use bus_bridge::client::{self, FrameReader, FrameWriter};
 use proto::msg::Message;
 use proto::{Frame, NodeType};
 use rand::SeedableRng;
@@ -109,7 +109,7 @@ impl Supervisor {
             .collect();
         let state = FleetState::new(records, published, max_rejects, started);
         let (view_tx, view) = watch::channel(Arc::new(state.snapshot()));
-        let (r, w) = busclient::connect(port).await?;
+        let (r, w) = client::connect(port).await?;
         let (frames_tx, frames) = mpsc::channel(1024);
         tasks.spawn(read_frames(r, frames_tx, cancel.clone()));
         let (commands, commands_rx) = mpsc::channel(64);
@@ -296,18 +296,12 @@ impl Owner {
 
 /// Feeds frames from the bus port to the owner until cancelled.
 async fn read_frames(
-    mut r: FrameReader,
+    r: FrameReader,
     tx: mpsc::Sender<Frame>,
     cancel: CancellationToken,
-) -> Result<()> {
-    loop {
-        let f = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            f = r.next() => f?,
-        };
-        let Some(f) = f else { return Ok(()) };
-        if tx.send(f).await.is_err() {
-            return Ok(());
-        }
+) -> Result<(), client::ClientError> {
+    tokio::select! {
+        _ = cancel.cancelled() => Ok(()),
+        r = client::read_frames(r, tx) => r,
     }
 }
