@@ -100,15 +100,15 @@ pub fn signing(root: &Path, say: bool) -> Result<Signing> {
 
 /// `cargo build` of guest crates for the guest target.
 fn build_guests(root: &Path, signing: &Signing, args: &[&str], what: &str) -> Result<()> {
-    crate::run_checked(
-        crate::cargo(root)
+    crate::cmd::run_checked(
+        crate::cmd::cargo(root)
             .args([
                 "build",
                 "--quiet",
                 "--profile",
                 "guest",
                 "--target",
-                crate::GUEST_TARGET,
+                crate::cmd::GUEST_TARGET,
             ])
             .args(args)
             .env(PUBLIC_KEY_VAR, &signing.public_file),
@@ -119,7 +119,10 @@ fn build_guests(root: &Path, signing: &Signing, args: &[&str], what: &str) -> Re
 /// Builds everything; returns the artifacts folder.
 pub fn build(root: &Path) -> Result<PathBuf> {
     let signing = signing(root, true)?;
-    let bins = root.join("target").join(crate::GUEST_TARGET).join("guest");
+    let bins = root
+        .join("target")
+        .join(crate::cmd::GUEST_TARGET)
+        .join("guest");
     let boot_elf = bins.join("guest-boot");
     // First the boot ROM without signature checking, only to measure it:
     // the build after it leaves the real boot ROM in place.

@@ -64,7 +64,7 @@ pub fn run(root: &Path, args: &FuzzArgs) -> Result<()> {
     let fuzz_dir = root.join("fuzz");
     let sanitizer = if args.asan { "address" } else { "none" };
     eprintln!("xtask: building the fuzz targets (nightly, sanitizer {sanitizer})");
-    crate::run_checked(
+    crate::cmd::run_checked(
         &mut fuzz_command(root, &["build", "--sanitizer", sanitizer]),
         "cargo fuzz build",
     )?;
@@ -195,7 +195,7 @@ fn cargo_fuzz(root: &Path) -> Result<()> {
     }
     let cmd = "cargo install cargo-fuzz --locked";
     eprintln!("xtask: installing cargo-fuzz: {cmd}");
-    let ok = crate::cargo(root)
+    let ok = crate::cmd::cargo(root)
         .args(["install", "cargo-fuzz", "--locked"])
         .status()
         .is_ok_and(|s| s.success());

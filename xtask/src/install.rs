@@ -30,7 +30,7 @@ pub fn rust_target() -> Result<()> {
         .map(|o| {
             String::from_utf8_lossy(&o.stdout)
                 .lines()
-                .any(|l| l.trim() == crate::GUEST_TARGET)
+                .any(|l| l.trim() == crate::cmd::GUEST_TARGET)
         })
         .unwrap_or(false);
     if installed {
@@ -38,12 +38,12 @@ pub fn rust_target() -> Result<()> {
     }
     eprintln!(
         "xtask: installing the Rust target {} (rustup target add)",
-        crate::GUEST_TARGET
+        crate::cmd::GUEST_TARGET
     );
-    if !succeeds(Command::new("rustup").args(["target", "add", crate::GUEST_TARGET])) {
+    if !succeeds(Command::new("rustup").args(["target", "add", crate::cmd::GUEST_TARGET])) {
         bail!(
             "could not install the Rust target; run `rustup target add {}` and try again",
-            crate::GUEST_TARGET
+            crate::cmd::GUEST_TARGET
         );
     }
     Ok(())

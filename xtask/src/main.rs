@@ -5,16 +5,16 @@
 //! suite and benchmarks.
 
 mod artifacts;
+mod cmd;
 mod fuzz;
 mod install;
+mod modgraph;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use cmd::{GUEST_TARGET, cargo, run_checked};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-
-/// The guest target.
-pub const GUEST_TARGET: &str = "riscv64imac-unknown-none-elf";
 
 /// bootcast developer tasks.
 #[derive(Parser)]
@@ -192,7 +192,111 @@ fn ci_storms(root: &Path, out: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The workspace's crates, by folder.
+const MEMBERS: [&str; 8] = [
+    "proto",
+    "board",
+    "images",
+    "guest-boot",
+    "guest-apps",
+    "bus-bridge",
+    "host-orchestrator",
+    "xtask",
+];
+
+/// What ARCHITECTURE.md says a module never depends on, checked by `lint`
+/// (`["*"]`: no other module of its crate).
+const ABSENCES: [modgraph::Absence; 14] = {
+    use modgraph::Absence as A;
+    const HOST: &str = "host-orchestrator";
+    const BUS: &str = "bus-bridge";
+    [
+        A {
+            krate: HOST,
+            module: "holdoff",
+            never: &["*"],
+        },
+        A {
+            krate: HOST,
+            module: "store",
+            never: &["*"],
+        },
+        A {
+            krate: HOST,
+            module: "child",
+            never: &["*"],
+        },
+        A {
+            krate: HOST,
+            module: "rundir",
+            never: &["*"],
+        },
+        A {
+            krate: HOST,
+            module: "master",
+            never: &["fleet", "supervisor", "testbed", "report", "storm", "bench"],
+        },
+        A {
+            krate: HOST,
+            module: "fleet",
+            never: &["supervisor", "testbed", "report", "storm", "bench"],
+        },
+        A {
+            krate: HOST,
+            module: "supervisor",
+            never: &["testbed", "report", "storm", "bench"],
+        },
+        A {
+            krate: HOST,
+            module: "report",
+            never: &["testbed", "storm", "bench"],
+        },
+        A {
+            krate: HOST,
+            module: "storm::invariants",
+            never: &["testbed"],
+        },
+        A {
+            krate: HOST,
+            module: "storm::scenario",
+            never: &["testbed", "supervisor", "report"],
+        },
+        A {
+            krate: BUS,
+            module: "bus",
+            never: &[
+                "arbiter",
+                "port",
+                "rxqueue",
+                "stats",
+                "control",
+                "socketcand",
+                "capture",
+                "config",
+                "bridge",
+                "extern tokio",
+            ],
+        },
+        A {
+            krate: BUS,
+            module: "client",
+            never: &["*"],
+        },
+        A {
+            krate: BUS,
+            module: "ids",
+            never: &["*"],
+        },
+        A {
+            krate: BUS,
+            module: "clock",
+            never: &["*"],
+        },
+    ]
+};
+
 fn lint(root: &Path) -> Result<()> {
+    modgraph::check(root, &MEMBERS, &ABSENCES)?;
     run_checked(
         cargo(root).args(["fmt", "--all", "--check"]),
         "cargo fmt --check",
@@ -249,22 +353,6 @@ fn workspace_root() -> PathBuf {
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
-}
-
-/// `cargo` as invoked us (`$CARGO`), in the workspace root.
-pub fn cargo(root: &Path) -> Command {
-    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    c.current_dir(root);
-    c
-}
-
-/// Runs a command and fails, naming it, if it does not succeed.
-pub fn run_checked(cmd: &mut Command, what: &str) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot run {what}"))?;
-    if !status.success() {
-        bail!("{what} failed ({status})");
-    }
-    Ok(())
 }
 
 fn exit_code(status: std::process::ExitStatus) -> ExitCode {
