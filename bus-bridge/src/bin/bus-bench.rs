@@ -137,7 +137,7 @@ async fn connect(bridge: &Bridge) -> anyhow::Result<Vec<(FrameReader, FrameWrite
 }
 
 /// Reads frames until `want` have arrived; `None` means forever.
-async fn read_frames(
+async fn count_frames(
     mut rd: FrameReader,
     want: Option<u64>,
     seen: Option<mpsc::UnboundedSender<Instant>>,
@@ -168,7 +168,7 @@ async fn throughput(ports: usize, senders: usize, frames: u32) -> anyhow::Result
     let mut writers = Vec::new();
     for (i, (rd, mut wr)) in clients.into_iter().enumerate() {
         let own = if i < senders { u64::from(frames) } else { 0 };
-        readers.push(tokio::spawn(read_frames(rd, Some(total - own), None)));
+        readers.push(tokio::spawn(count_frames(rd, Some(total - own), None)));
         if i < senders {
             let bytes = encode_all((0..frames).map(|n| frame(0x100_0000 + i as u32, n)));
             writers.push(tokio::spawn(async move {
@@ -207,10 +207,10 @@ async fn latency(ports: usize, samples: usize) -> anyhow::Result<Latency> {
     let (rd1, _wr1) = clients.next().context("port 1")?;
     let mut rest = Vec::new();
     for (rd, wr) in clients {
-        rest.push((tokio::spawn(read_frames(rd, None, None)), wr));
+        rest.push((tokio::spawn(count_frames(rd, None, None)), wr));
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let reader = tokio::spawn(read_frames(rd1, Some(samples as u64 + 100), Some(tx)));
+    let reader = tokio::spawn(count_frames(rd1, Some(samples as u64 + 100), Some(tx)));
     let mut lat = Vec::with_capacity(samples);
     let mut buf = [0u8; MAX_ENCODED];
     for i in 0..samples + 100 {
@@ -256,7 +256,7 @@ async fn paced(
     let mut tasks = Vec::new();
     for (i, (rd, mut wr)) in clients.into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
-            read_frames(rd, None, None).await;
+            count_frames(rd, None, None).await;
         }));
         if i < senders {
             // 64-byte frames, written ahead: the bridge reads as the bus
