@@ -197,13 +197,82 @@ pub enum SessionCtl {
     Reannounce,
 }
 
-/// Repair settings.
+/// Repair settings: repair goes on while requesters still miss chunks and
+/// make progress, bounded by time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Repair {
-    /// Most repair rounds after the first pass.
-    pub rounds: u8,
     /// How long to collect `Nack`s after an end.
     pub wait: Duration,
+    /// Repair stops once this long has passed without progress.
+    pub stall: Duration,
+    /// Repair never goes on longer than this after the first pass, so that
+    /// other sessions get their turn; nodes still missing chunks ask again.
+    pub budget: Duration,
+    /// At most this many rounds (`None`: as many as make progress).
+    pub max_rounds: Option<u8>,
+}
+
+/// Why a session's repair ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RepairEnd {
+    /// Nobody asked for anything: every requester has every chunk.
+    #[default]
+    Complete,
+    /// Rounds no longer shrank what was asked for, for `stall`.
+    Stalled,
+    /// The time budget ran out while nodes still asked.
+    Budget,
+    /// The fleet's `repair_rounds` cap.
+    RoundCap,
+}
+
+/// Decides, after each collection of `Nack`s, whether repair goes on.
+/// Progress is fewer chunks asked for than in any earlier round, or a node
+/// joining late (it needs everything, so it restarts the count).
+#[derive(Clone, Debug)]
+pub struct RepairProgress {
+    repair: Repair,
+    started: Instant,
+    last_progress: Instant,
+    fewest: Option<usize>,
+    rounds: u8,
+}
+
+impl RepairProgress {
+    /// Repair after a first pass that ended at `now`.
+    pub fn new(repair: Repair, now: Instant) -> RepairProgress {
+        RepairProgress {
+            repair,
+            started: now,
+            last_progress: now,
+            fewest: None,
+            rounds: 0,
+        }
+    }
+
+    /// `asked` chunks were asked for (`joined`: a node joined late) at
+    /// `now`: `Ok` to send another round, or why repair ends.
+    pub fn next(&mut self, asked: usize, joined: bool, now: Instant) -> Result<(), RepairEnd> {
+        if asked == 0 {
+            return Err(RepairEnd::Complete);
+        }
+        if joined || self.fewest.is_none_or(|f| asked < f) {
+            self.fewest = Some(asked);
+            self.last_progress = now;
+        }
+        if self.repair.max_rounds.is_some_and(|m| self.rounds >= m) {
+            return Err(RepairEnd::RoundCap);
+        }
+        if now.saturating_duration_since(self.last_progress) >= self.repair.stall {
+            return Err(RepairEnd::Stalled);
+        }
+        if now.saturating_duration_since(self.started) >= self.repair.budget {
+            return Err(RepairEnd::Budget);
+        }
+        self.rounds += 1;
+        Ok(())
+    }
 }
 
 /// How a session sends: repair settings, the bus's bit timing (to account
@@ -231,6 +300,8 @@ pub struct Outcome {
     pub repair_bytes: u64,
     /// Repair rounds and their chunk counts, for the log.
     pub rounds: Vec<u32>,
+    /// Why repair ended.
+    pub repair_end: RepairEnd,
     /// Bus time of every frame sent, by the frame format at the bus's bit
     /// rates (what the bridge accounts for them).
     pub bus_time: Duration,
@@ -369,14 +440,16 @@ impl Sender<'_> {
     }
 
     /// Collects NACKs after an end: each one extends the wait a little,
-    /// within a cap; a late joiner extends it fully.
-    async fn collect_nacks(&mut self, ctl: &mut mpsc::Receiver<SessionCtl>) -> Result<()> {
+    /// within a cap; a late joiner extends it fully. Says whether one joined.
+    async fn collect_nacks(&mut self, ctl: &mut mpsc::Receiver<SessionCtl>) -> Result<bool> {
+        let mut anyone_joined = false;
         let wait = self.sending.repair.wait;
         let total = self.content.total_chunks();
         let mut cap = Instant::now() + wait * 3;
         let mut until = Instant::now() + wait;
         while let Ok(Some(c)) = tokio::time::timeout_at(until.min(cap), ctl.recv()).await {
             let joined = matches!(c, SessionCtl::Reannounce);
+            anyone_joined |= joined;
             for f in self.handle(c, total).unwrap_or_default() {
                 self.account(&f);
                 self.out.bulk(f).await?;
@@ -396,7 +469,7 @@ impl Sender<'_> {
                 until = Instant::now() + wait / 2;
             }
         }
-        Ok(())
+        Ok(anyone_joined)
     }
 
     /// Sends repair round `round`: the `chunks` nodes asked for.
@@ -414,9 +487,10 @@ impl Sender<'_> {
     }
 }
 
-/// Runs one session: announce, data from `start_chunk`, end, then up to
-/// `repair.rounds` rounds re-sending the union of the chunks nodes asked
-/// for. Nodes still incomplete after that ask again in a new window.
+/// Runs one session: announce, data from `start_chunk`, end, then repair
+/// rounds re-sending the union of the chunks nodes asked for, while they
+/// make progress (see [`RepairProgress`]), then the last end. Nodes still
+/// incomplete after that ask again in a new window.
 pub async fn run(
     plan: &SessionPlan,
     content: &Content,
@@ -437,24 +511,22 @@ pub async fn run(
         started,
     };
     s.first_pass(start_chunk, ctl).await?;
-    let rounds = sending.repair.rounds;
     let mut round = 0u8;
+    s.end(round, false).await?;
+    let mut progress = RepairProgress::new(sending.repair, Instant::now());
     loop {
-        let last = round == rounds;
-        s.end(round, last).await?;
-        if last {
+        let joined = s.collect_nacks(ctl).await?;
+        let chunks = s.missing.take();
+        if let Err(end) = progress.next(chunks.len(), joined, Instant::now()) {
+            s.o.repair_end = end;
             break;
         }
-        s.collect_nacks(ctl).await?;
-        let chunks = s.missing.take();
-        if chunks.is_empty() {
-            // Nobody asked: say it is over, so stragglers ask again at once.
-            round = rounds;
-            continue;
-        }
-        round += 1;
+        round = round.saturating_add(1);
         s.repair(round, chunks).await?;
+        s.end(round, false).await?;
     }
+    // Said at once, so nodes still missing chunks ask again at once.
+    s.end(round, true).await?;
     Ok(s.o)
 }
 
@@ -556,13 +628,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn without_nacks_a_session_is_one_pass_and_a_final_end() {
-        let repair = Repair {
-            rounds: 3,
-            wait: Duration::from_millis(300),
-        };
+        let repair = repair(300);
         let (o, frames) = record(content(250), repair, |_| tokio::spawn(async {})).await;
         assert_eq!(data_chunks(&frames), vec![0, 1, 2, 3, 4]);
-        assert_eq!(ends(&frames), vec![(0, 0), (3, 1)]);
+        assert_eq!(ends(&frames), vec![(0, 0), (0, 1)]);
         assert_eq!((o.bytes, o.repair_rounds, o.repair_bytes), (250, 0, 0));
         assert!(matches!(
             Message::decode(&frames[0]),
@@ -572,10 +641,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn nacked_chunks_are_resent_once_as_a_union_per_round() {
-        let repair = Repair {
-            rounds: 2,
-            wait: Duration::from_millis(300),
-        };
+        let repair = repair(300);
         let (o, frames) = record(content(600), repair, |ctl| {
             tokio::spawn(async move {
                 // Two nodes ask for overlapping ranges after the first end.
@@ -594,17 +660,14 @@ mod tests {
             data_chunks(&frames),
             vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 9, 4]
         );
-        assert_eq!(ends(&frames), vec![(0, 0), (1, 0), (2, 1)]);
+        assert_eq!(ends(&frames), vec![(0, 0), (1, 0), (2, 0), (2, 1)]);
         assert_eq!((o.repair_rounds, o.rounds.clone()), (2, vec![4, 1]));
         assert_eq!(o.repair_bytes, 60 * 5);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_late_joiner_gets_the_announce_again() {
-        let repair = Repair {
-            rounds: 1,
-            wait: Duration::from_millis(100),
-        };
+        let repair = repair(100);
         let (_, frames) = record(content(60 * 40), repair, |ctl| {
             tokio::spawn(async move {
                 ctl.send(SessionCtl::Reannounce).await.unwrap();
@@ -620,10 +683,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_node_joining_after_the_data_gets_all_of_it_in_repair() {
-        let repair = Repair {
-            rounds: 2,
-            wait: Duration::from_millis(300),
-        };
+        let repair = repair(300);
         let (o, frames) = record(content(300), repair, |ctl| {
             tokio::spawn(async move {
                 // After the first end (sent at once in paused time).
@@ -634,6 +694,87 @@ mod tests {
         .await;
         assert_eq!(data_chunks(&frames), vec![0, 1, 2, 3, 4, 0, 1, 2, 3, 4]);
         assert_eq!((o.repair_rounds, o.repair_bytes), (1, 300));
+    }
+
+    fn repair(wait_ms: u64) -> Repair {
+        Repair {
+            wait: Duration::from_millis(wait_ms),
+            stall: Duration::from_secs(2),
+            budget: Duration::from_secs(30),
+            max_rounds: None,
+        }
+    }
+
+    #[test]
+    fn repair_goes_on_while_what_is_asked_shrinks_and_ends_when_nothing_is() {
+        let t0 = Instant::now();
+        let mut p = RepairProgress::new(repair(400), t0);
+        let s = Duration::from_secs;
+        assert_eq!(p.next(2600, false, t0), Ok(()));
+        assert_eq!(p.next(80, false, t0 + s(1)), Ok(()));
+        assert_eq!(p.next(3, false, t0 + s(2)), Ok(()));
+        assert_eq!(p.next(0, false, t0 + s(3)), Err(RepairEnd::Complete));
+    }
+
+    #[test]
+    fn repair_stops_once_rounds_stop_shrinking_for_the_stall_time() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = RepairProgress::new(repair(400), t0);
+        assert_eq!(p.next(10, false, t0), Ok(()));
+        // The same chunks again and again: no progress.
+        assert_eq!(p.next(10, false, t0 + ms(900)), Ok(()));
+        assert_eq!(p.next(12, false, t0 + ms(1800)), Ok(()));
+        assert_eq!(p.next(10, false, t0 + ms(2000)), Err(RepairEnd::Stalled));
+        // A late joiner is progress: it needs everything.
+        let mut p = RepairProgress::new(repair(400), t0);
+        assert_eq!(p.next(10, false, t0), Ok(()));
+        assert_eq!(p.next(10, false, t0 + ms(1900)), Ok(()));
+        assert_eq!(p.next(4000, true, t0 + ms(2100)), Ok(()));
+        assert_eq!(p.next(60, false, t0 + ms(3000)), Ok(()));
+    }
+
+    #[test]
+    fn repair_stops_at_its_budget_or_its_round_cap() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut p = RepairProgress::new(repair(400), t0);
+        assert_eq!(p.next(1000, false, t0 + s(29)), Ok(()));
+        assert_eq!(p.next(900, false, t0 + s(30)), Err(RepairEnd::Budget));
+        let mut p = RepairProgress::new(
+            Repair {
+                max_rounds: Some(1),
+                ..repair(400)
+            },
+            t0,
+        );
+        assert_eq!(p.next(1000, false, t0), Ok(()));
+        assert_eq!(p.next(10, false, t0 + s(1)), Err(RepairEnd::RoundCap));
+        let mut none = RepairProgress::new(
+            Repair {
+                max_rounds: Some(0),
+                ..repair(400)
+            },
+            t0,
+        );
+        assert_eq!(none.next(5, false, t0), Err(RepairEnd::RoundCap));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_requester_that_keeps_missing_the_same_chunks_ends_repair_as_stalled() {
+        let (o, frames) = record(content(300), repair(300), |ctl| {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                for _ in 0..20 {
+                    ctl.send(SessionCtl::Nack(vec![(1, 1)])).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                }
+            })
+        })
+        .await;
+        assert_eq!(o.repair_end, RepairEnd::Stalled);
+        assert!(o.repair_rounds >= 2, "{o:?}");
+        assert_eq!(ends(&frames).last(), Some(&(o.repair_rounds, 1)));
     }
 
     #[test]
