@@ -302,7 +302,7 @@ impl Master {
                     .filter(|r| r.plan.session == n.session)
                 {
                     let ranges = n.ranges[..(n.count as usize).min(msg::NACK_RANGES)].to_vec();
-                    let _ = r.ctl.send(SessionCtl::Nack(ranges)).await;
+                    let _ = r.ctl.send(SessionCtl::Nack { from: src, ranges }).await;
                 }
             }
             _ => {}

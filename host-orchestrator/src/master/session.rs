@@ -9,6 +9,7 @@ use proto::msg::{
     self, BROADCAST, Data, MODE_COMBINED, MODE_SELECTED, MODE_UNICAST, Message, SessionAnnounce,
     SessionEnd, SessionPart,
 };
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -191,8 +192,13 @@ impl Outbox {
 /// What the master tells a running session.
 #[derive(Clone, Debug)]
 pub enum SessionCtl {
-    /// A node asked for these (first chunk, count) ranges.
-    Nack(Vec<(u32, u16)>),
+    /// Node `from` asked for these (first chunk, count) ranges.
+    Nack {
+        /// The node.
+        from: u16,
+        /// The ranges.
+        ranges: Vec<(u32, u16)>,
+    },
     /// A node joins late: state the session again.
     Reannounce,
 }
@@ -227,15 +233,22 @@ pub enum RepairEnd {
     RoundCap,
 }
 
-/// Decides, after each collection of `Nack`s, whether repair goes on.
-/// Progress is fewer chunks asked for than in any earlier round, or a node
-/// joining late (it needs everything, so it restarts the count).
+/// Chunks each node asked for in one round, by node.
+pub type Asked = BTreeMap<u16, u32>;
+
+/// Decides, after each collection of `Nack`s, whether repair goes on. A
+/// round shows progress when any requester made some: it asked for fewer
+/// chunks than it ever did, or stopped asking (it has them all, or is
+/// gone), or asked for the first time, or a node joined late.
 #[derive(Clone, Debug)]
 pub struct RepairProgress {
     repair: Repair,
     started: Instant,
     last_progress: Instant,
-    fewest: Option<usize>,
+    /// The fewest chunks each node ever asked for.
+    fewest: Asked,
+    /// The nodes that asked in the round before.
+    before: Vec<u16>,
     rounds: u8,
 }
 
@@ -246,19 +259,32 @@ impl RepairProgress {
             repair,
             started: now,
             last_progress: now,
-            fewest: None,
+            fewest: Asked::new(),
+            before: Vec::new(),
             rounds: 0,
         }
     }
 
-    /// `asked` chunks were asked for (`joined`: a node joined late) at
+    /// Whether `asked` shows progress, remembering what it shows.
+    fn progress(&mut self, asked: &Asked) -> bool {
+        let stopped = self.before.iter().any(|n| !asked.contains_key(n));
+        let mut fewer = false;
+        for (&n, &c) in asked {
+            let best = self.fewest.entry(n).or_insert(u32::MAX);
+            fewer |= c < *best;
+            *best = (*best).min(c);
+        }
+        self.before = asked.keys().copied().collect();
+        stopped || fewer
+    }
+
+    /// The nodes asked for `asked` chunks (`joined`: a node joined late) by
     /// `now`: `Ok` to send another round, or why repair ends.
-    pub fn next(&mut self, asked: usize, joined: bool, now: Instant) -> Result<(), RepairEnd> {
-        if asked == 0 {
+    pub fn next(&mut self, asked: &Asked, joined: bool, now: Instant) -> Result<(), RepairEnd> {
+        if asked.is_empty() && !joined {
             return Err(RepairEnd::Complete);
         }
-        if joined || self.fewest.is_none_or(|f| asked < f) {
-            self.fewest = Some(asked);
+        if self.progress(asked) || joined {
             self.last_progress = now;
         }
         if self.repair.max_rounds.is_some_and(|m| self.rounds >= m) {
@@ -354,6 +380,8 @@ struct Sender<'a> {
     /// The frames that state the session (sent again for late joiners).
     announce: Vec<Frame>,
     missing: Missing,
+    /// Chunks each node asked for since the last repair decision.
+    asked: Asked,
     o: Outcome,
     started: Instant,
 }
@@ -370,11 +398,14 @@ impl Sender<'_> {
     /// the announcement again, which is returned.
     fn handle(&mut self, c: SessionCtl, sent: u32) -> Option<Vec<Frame>> {
         match c {
-            SessionCtl::Nack(ranges) => {
+            SessionCtl::Nack { from, ranges } => {
+                let mut n = 0;
                 for (s, l) in ranges {
                     let l = (l as u32).min(sent.saturating_sub(s)) as u16;
                     self.missing.add(s, l);
+                    n += u32::from(l);
                 }
+                *self.asked.entry(from).or_default() += n;
                 None
             }
             SessionCtl::Reannounce => Some(self.announce.clone()),
@@ -507,6 +538,7 @@ pub async fn run(
         sending,
         announce: announce_frames(plan, content, sending.src)?,
         missing: Missing::new(content.total_chunks()),
+        asked: Asked::new(),
         o: Outcome::default(),
         started,
     };
@@ -517,7 +549,12 @@ pub async fn run(
     loop {
         let joined = s.collect_nacks(ctl).await?;
         let chunks = s.missing.take();
-        if let Err(end) = progress.next(chunks.len(), joined, Instant::now()) {
+        let asked = std::mem::take(&mut s.asked);
+        if chunks.is_empty() {
+            s.o.repair_end = RepairEnd::Complete;
+            break;
+        }
+        if let Err(end) = progress.next(&asked, joined, Instant::now()) {
             s.o.repair_end = end;
             break;
         }
@@ -646,13 +683,26 @@ mod tests {
             tokio::spawn(async move {
                 // Two nodes ask for overlapping ranges after the first end.
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                ctl.send(SessionCtl::Nack(vec![(2, 3)])).await.unwrap();
-                ctl.send(SessionCtl::Nack(vec![(3, 2), (9, 5)]))
-                    .await
-                    .unwrap();
+                ctl.send(SessionCtl::Nack {
+                    from: 1,
+                    ranges: vec![(2, 3)],
+                })
+                .await
+                .unwrap();
+                ctl.send(SessionCtl::Nack {
+                    from: 2,
+                    ranges: vec![(3, 2), (9, 5)],
+                })
+                .await
+                .unwrap();
                 // After round 1's end, one chunk is still missing.
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                ctl.send(SessionCtl::Nack(vec![(4, 1)])).await.unwrap();
+                ctl.send(SessionCtl::Nack {
+                    from: 1,
+                    ranges: vec![(4, 1)],
+                })
+                .await
+                .unwrap();
             })
         })
         .await;
@@ -705,33 +755,50 @@ mod tests {
         }
     }
 
-    #[test]
-    fn repair_goes_on_while_what_is_asked_shrinks_and_ends_when_nothing_is() {
-        let t0 = Instant::now();
-        let mut p = RepairProgress::new(repair(400), t0);
-        let s = Duration::from_secs;
-        assert_eq!(p.next(2600, false, t0), Ok(()));
-        assert_eq!(p.next(80, false, t0 + s(1)), Ok(()));
-        assert_eq!(p.next(3, false, t0 + s(2)), Ok(()));
-        assert_eq!(p.next(0, false, t0 + s(3)), Err(RepairEnd::Complete));
+    fn asked(counts: &[(u16, u32)]) -> Asked {
+        counts.iter().copied().collect()
     }
 
     #[test]
-    fn repair_stops_once_rounds_stop_shrinking_for_the_stall_time() {
+    fn repair_goes_on_while_requesters_make_progress_and_ends_when_none_asks() {
+        let t0 = Instant::now();
+        let mut p = RepairProgress::new(repair(400), t0);
+        let s = Duration::from_secs;
+        assert_eq!(p.next(&asked(&[(1, 90), (2, 80)]), false, t0), Ok(()));
+        // Node 1 asks for less: progress, though node 2 asks for more.
+        assert_eq!(p.next(&asked(&[(1, 3), (2, 85)]), false, t0 + s(1)), Ok(()));
+        // Node 1 has everything now: it stopped asking.
+        assert_eq!(p.next(&asked(&[(2, 85)]), false, t0 + s(2)), Ok(()));
+        assert_eq!(
+            p.next(&asked(&[]), false, t0 + s(3)),
+            Err(RepairEnd::Complete)
+        );
+    }
+
+    #[test]
+    fn repair_stops_once_no_requester_makes_progress_for_the_stall_time() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let mut p = RepairProgress::new(repair(400), t0);
-        assert_eq!(p.next(10, false, t0), Ok(()));
+        let same = asked(&[(1, 10), (2, 4)]);
+        assert_eq!(p.next(&same, false, t0), Ok(()));
         // The same chunks again and again: no progress.
-        assert_eq!(p.next(10, false, t0 + ms(900)), Ok(()));
-        assert_eq!(p.next(12, false, t0 + ms(1800)), Ok(()));
-        assert_eq!(p.next(10, false, t0 + ms(2000)), Err(RepairEnd::Stalled));
+        assert_eq!(p.next(&same, false, t0 + ms(900)), Ok(()));
+        assert_eq!(
+            p.next(&asked(&[(1, 12), (2, 4)]), false, t0 + ms(1800)),
+            Ok(())
+        );
+        assert_eq!(p.next(&same, false, t0 + ms(2000)), Err(RepairEnd::Stalled));
         // A late joiner is progress: it needs everything.
         let mut p = RepairProgress::new(repair(400), t0);
-        assert_eq!(p.next(10, false, t0), Ok(()));
-        assert_eq!(p.next(10, false, t0 + ms(1900)), Ok(()));
-        assert_eq!(p.next(4000, true, t0 + ms(2100)), Ok(()));
-        assert_eq!(p.next(60, false, t0 + ms(3000)), Ok(()));
+        assert_eq!(p.next(&same, false, t0), Ok(()));
+        assert_eq!(p.next(&same, false, t0 + ms(1900)), Ok(()));
+        assert_eq!(p.next(&same, true, t0 + ms(2100)), Ok(()));
+        // So is a node asking for the first time.
+        assert_eq!(
+            p.next(&asked(&[(1, 10), (2, 4), (3, 60)]), false, t0 + ms(3900)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -739,8 +806,11 @@ mod tests {
         let t0 = Instant::now();
         let s = Duration::from_secs;
         let mut p = RepairProgress::new(repair(400), t0);
-        assert_eq!(p.next(1000, false, t0 + s(29)), Ok(()));
-        assert_eq!(p.next(900, false, t0 + s(30)), Err(RepairEnd::Budget));
+        assert_eq!(p.next(&asked(&[(1, 1000)]), false, t0 + s(29)), Ok(()));
+        assert_eq!(
+            p.next(&asked(&[(1, 900)]), false, t0 + s(30)),
+            Err(RepairEnd::Budget)
+        );
         let mut p = RepairProgress::new(
             Repair {
                 max_rounds: Some(1),
@@ -748,8 +818,11 @@ mod tests {
             },
             t0,
         );
-        assert_eq!(p.next(1000, false, t0), Ok(()));
-        assert_eq!(p.next(10, false, t0 + s(1)), Err(RepairEnd::RoundCap));
+        assert_eq!(p.next(&asked(&[(1, 1000)]), false, t0), Ok(()));
+        assert_eq!(
+            p.next(&asked(&[(1, 10)]), false, t0 + s(1)),
+            Err(RepairEnd::RoundCap)
+        );
         let mut none = RepairProgress::new(
             Repair {
                 max_rounds: Some(0),
@@ -757,7 +830,10 @@ mod tests {
             },
             t0,
         );
-        assert_eq!(none.next(5, false, t0), Err(RepairEnd::RoundCap));
+        assert_eq!(
+            none.next(&asked(&[(1, 5)]), false, t0),
+            Err(RepairEnd::RoundCap)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -766,7 +842,12 @@ mod tests {
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 for _ in 0..20 {
-                    ctl.send(SessionCtl::Nack(vec![(1, 1)])).await.unwrap();
+                    ctl.send(SessionCtl::Nack {
+                        from: 1,
+                        ranges: vec![(1, 1)],
+                    })
+                    .await
+                    .unwrap();
                     tokio::time::sleep(Duration::from_millis(400)).await;
                 }
             })
