@@ -204,60 +204,47 @@ impl Run {
         self.tb.bus().context("no bus")
     }
 
+    /// Carries out a fault or link action on the bus: what it did, and the
+    /// change for the fault log.
+    async fn bus_action(&self, action: &Action) -> Result<(String, FaultChange)> {
+        let bus = self.bus()?;
+        let said = |changed: bool| if changed { "changed" } else { "already so" };
+        Ok(match action {
+            Action::InjectFault(f) => {
+                let id = bus.add_fault(f.clone()).await?;
+                (format!("fault {id}: {f:?}"), FaultChange::Rule(f.clone()))
+            }
+            Action::ClearFaults => {
+                let n = bus.clear_faults().await?;
+                (format!("{n} faults cleared"), FaultChange::Cleared)
+            }
+            Action::CutLink(l) => (
+                format!("link {l} {}", said(bus.cut(l).await?)),
+                FaultChange::Cut(l.clone()),
+            ),
+            Action::RestoreLink(l) => (
+                format!("link {l} {}", said(bus.restore(l).await?)),
+                FaultChange::Restored(l.clone()),
+            ),
+            other => anyhow::bail!("{} is no bus action", other.name()),
+        })
+    }
+
     async fn run_action(&mut self, line: usize, action: &Action) {
         let name = action.name();
         match action {
             Action::Reboot(how, s) => self.reboot_nodes(name, line, s, Some(*how)).await,
             Action::MixedReboot(s) => self.reboot_nodes(name, line, s, None).await,
             Action::Disturb(s) => self.disturb(name, line, s).await,
-            Action::InjectFault(f) => {
-                let r = async {
-                    let id = self.bus()?.add_fault(f.clone()).await?;
-                    Ok(format!("fault {id}: {f:?}"))
-                };
-                let r = r.await;
-                if r.is_ok() {
-                    self.faults
-                        .add(Instant::now(), FaultChange::Rule(f.clone()));
-                }
-                self.outcome(name, line, r);
-            }
-            Action::ClearFaults => {
-                let r = async {
-                    Ok(format!(
-                        "{} faults cleared",
-                        self.bus()?.clear_faults().await?
-                    ))
-                };
-                let r = r.await;
-                if r.is_ok() {
-                    self.faults.add(Instant::now(), FaultChange::Cleared);
-                }
-                self.outcome(name, line, r);
-            }
-            Action::CutLink(l) | Action::RestoreLink(l) => {
-                let cut = matches!(action, Action::CutLink(_));
-                let r = async {
-                    let bus = self.bus()?;
-                    let changed = if cut {
-                        bus.cut(l).await?
-                    } else {
-                        bus.restore(l).await?
-                    };
-                    Ok(format!(
-                        "link {l} {}",
-                        if changed { "changed" } else { "already so" }
-                    ))
-                };
-                let r = r.await;
-                if r.is_ok() {
-                    let change = if cut {
-                        FaultChange::Cut(l.clone())
-                    } else {
-                        FaultChange::Restored(l.clone())
-                    };
+            Action::InjectFault(_)
+            | Action::ClearFaults
+            | Action::CutLink(_)
+            | Action::RestoreLink(_) => {
+                let r = self.bus_action(action).await;
+                let r = r.map(|(detail, change)| {
                     self.faults.add(Instant::now(), change);
-                }
+                    detail
+                });
                 self.outcome(name, line, r);
             }
             Action::KillMaster => {
