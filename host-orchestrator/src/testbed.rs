@@ -190,7 +190,8 @@ impl Testbed {
         let t0 = Instant::now();
         let tasks = TaskTracker::new();
         let cancel = CancellationToken::new();
-        let masters = start_masters(&opts, &run_dir, &tasks)?;
+        // The supervisor first: it must hear every frame, the masters' first
+        // beacons included.
         let supervisor = Supervisor::start(
             &run_dir.port_socket("supervisor"),
             &opts.fleet.nodes,
@@ -201,6 +202,7 @@ impl Testbed {
             cancel.clone(),
         )
         .await?;
+        let masters = start_masters(&opts, &run_dir, &tasks)?;
         if opts.progress {
             tasks.spawn(progress_lines(supervisor.subscribe(), t0, cancel.clone()));
         }

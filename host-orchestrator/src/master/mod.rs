@@ -174,6 +174,8 @@ struct Running {
     plan: SessionPlan,
     ctl: mpsc::Sender<SessionCtl>,
     task: JoinHandle<Result<session::Outcome>>,
+    /// Requesters the session was told have every chunk (told once each).
+    completed: BTreeSet<u16>,
 }
 
 impl Drop for Running {
@@ -271,10 +273,16 @@ impl Master {
                         RequestOutcome::Opened(e) => self.emit_sched(e).await,
                         RequestOutcome::LateJoin { session } if self.active => {
                             if let Some(r) = &self.running {
-                                let _ = r.ctl.send(SessionCtl::Reannounce).await;
+                                let _ = r.ctl.send(SessionCtl::Reannounce { from: src }).await;
                             }
                             self.emit(MasterEvent::LateJoin { session, node: src })
                                 .await;
+                        }
+                        RequestOutcome::Rejoin { session } if self.active => {
+                            if let Some(r) = &self.running {
+                                let _ = r.ctl.send(SessionCtl::Reannounce { from: src }).await;
+                            }
+                            tracing::debug!(session, node = src, "a requester asked again");
                         }
                         _ => {}
                     }
@@ -294,6 +302,13 @@ impl Master {
                     self.emit_sched(e).await;
                 }
             }
+            // A node with every chunk: its session need not wait for it.
+            Message::Status(s)
+                if s.state == NodeState::Verifying as u8 || s.state == NodeState::Handoff as u8 =>
+            {
+                self.complete(src).await
+            }
+            Message::Heartbeat(_) => self.complete(src).await,
             Message::Reject(_) => self.sched.on_reject(src),
             Message::Nack(n) if self.active => {
                 if let Some(r) = self
@@ -439,7 +454,12 @@ impl Master {
         let task = tokio::spawn(async move {
             session::run(&p, &content, start_chunk, &out, &mut ctl_rx, sending).await
         });
-        self.running = Some(Running { plan, ctl, task });
+        self.running = Some(Running {
+            plan,
+            ctl,
+            task,
+            completed: BTreeSet::new(),
+        });
     }
 
     async fn session_done(
@@ -467,6 +487,20 @@ impl Master {
             error,
         })
         .await;
+    }
+
+    /// Tells the running session, once, that its requester `node` has
+    /// every chunk.
+    async fn complete(&mut self, node: u16) {
+        let requester = self
+            .sched
+            .running()
+            .is_some_and(|p| p.requesters.contains(&node));
+        if let Some(r) = self.running.as_mut().filter(|_| requester)
+            && r.completed.insert(node)
+        {
+            let _ = r.ctl.send(SessionCtl::Complete { from: node }).await;
+        }
     }
 
     async fn beacon(&self) {

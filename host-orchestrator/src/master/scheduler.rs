@@ -27,7 +27,10 @@ pub type Requesters = BTreeMap<NodeType, BTreeSet<u16>>;
 
 /// How long after a session a requester that has not yet said it received
 /// it is taken to be behind on the bus rather than in need of a new window.
-pub const LAGGING_GRACE: Duration = Duration::from_secs(10);
+/// Short: a node that missed its session's start altogether must not wait
+/// long, and a window opened for one that was only behind is cancelled as
+/// soon as it says it receives.
+pub const LAGGING_GRACE: Duration = Duration::from_secs(3);
 
 /// What a session carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -107,6 +110,13 @@ pub enum RequestOutcome {
     Scheduled,
     /// Added to the running session: re-announce it so the node can join.
     LateJoin {
+        /// The running session.
+        session: u32,
+    },
+    /// A requester of the running session asked again: it missed the
+    /// session's start (lost frames) or gave the session up (a reset, a
+    /// silent spell). Re-announce it; the node gets what it lacks in repair.
+    Rejoin {
         /// The running session.
         session: u32,
     },
@@ -201,7 +211,7 @@ impl Scheduler {
         let late_join = self.late_join && self.mode != Mode::Unicast;
         if let Some(r) = self.running.as_mut().filter(|r| r.kind.serves(node, t)) {
             if r.requesters.contains(&node) {
-                return RequestOutcome::Absorbed;
+                return RequestOutcome::Rejoin { session: r.session };
             }
             if late_join {
                 r.requesters.insert(node);
@@ -566,9 +576,11 @@ mod tests {
             (7, SessionKind::Selected(NodeType::Xy))
         );
         assert!(s.start_next().is_none(), "one session at a time");
+        // A requester of the running session asking again missed its start
+        // (or gave it up): it is announced again.
         assert_eq!(
             s.on_request(t0 + ms(1100), 2, NodeType::Xy),
-            RequestOutcome::Absorbed
+            RequestOutcome::Rejoin { session: 7 }
         );
         assert_eq!(
             s.on_request(t0 + ms(1100), 1, NodeType::Drive),

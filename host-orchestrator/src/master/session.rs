@@ -9,7 +9,7 @@ use proto::msg::{
     self, BROADCAST, Data, MODE_COMBINED, MODE_SELECTED, MODE_UNICAST, Message, SessionAnnounce,
     SessionEnd, SessionPart,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -199,8 +199,17 @@ pub enum SessionCtl {
         /// The ranges.
         ranges: Vec<(u32, u16)>,
     },
-    /// A node joins late: state the session again.
-    Reannounce,
+    /// Node `from` joins late, or asks again: state the session again.
+    Reannounce {
+        /// The node.
+        from: u16,
+    },
+    /// Node `from` has every chunk (it said it is verifying, handing off or
+    /// running).
+    Complete {
+        /// The node.
+        from: u16,
+    },
 }
 
 /// Repair settings: repair goes on while requesters still miss chunks and
@@ -278,10 +287,17 @@ impl RepairProgress {
         stopped || fewer
     }
 
-    /// The nodes asked for `asked` chunks (`joined`: a node joined late) by
+    /// The nodes asked for `asked` chunks (`joined`: a node joined late),
+    /// `waiting` requesters are not yet known to have every chunk, by
     /// `now`: `Ok` to send another round, or why repair ends.
-    pub fn next(&mut self, asked: &Asked, joined: bool, now: Instant) -> Result<(), RepairEnd> {
-        if asked.is_empty() && !joined {
+    pub fn next(
+        &mut self,
+        asked: &Asked,
+        joined: bool,
+        waiting: usize,
+        now: Instant,
+    ) -> Result<(), RepairEnd> {
+        if asked.is_empty() && !joined && waiting == 0 {
             return Err(RepairEnd::Complete);
         }
         if self.progress(asked) || joined {
@@ -296,7 +312,7 @@ impl RepairProgress {
         if now.saturating_duration_since(self.started) >= self.repair.budget {
             return Err(RepairEnd::Budget);
         }
-        self.rounds += 1;
+        self.rounds = self.rounds.saturating_add(1);
         Ok(())
     }
 }
@@ -382,6 +398,8 @@ struct Sender<'a> {
     missing: Missing,
     /// Chunks each node asked for since the last repair decision.
     asked: Asked,
+    /// Requesters not yet known to have every chunk.
+    outstanding: BTreeSet<u16>,
     o: Outcome,
     started: Instant,
 }
@@ -399,6 +417,7 @@ impl Sender<'_> {
     fn handle(&mut self, c: SessionCtl, sent: u32) -> Option<Vec<Frame>> {
         match c {
             SessionCtl::Nack { from, ranges } => {
+                self.outstanding.insert(from);
                 let mut n = 0;
                 for (s, l) in ranges {
                     let l = (l as u32).min(sent.saturating_sub(s)) as u16;
@@ -408,7 +427,14 @@ impl Sender<'_> {
                 *self.asked.entry(from).or_default() += n;
                 None
             }
-            SessionCtl::Reannounce => Some(self.announce.clone()),
+            SessionCtl::Reannounce { from } => {
+                self.outstanding.insert(from);
+                Some(self.announce.clone())
+            }
+            SessionCtl::Complete { from } => {
+                self.outstanding.remove(&from);
+                None
+            }
         }
     }
 
@@ -478,8 +504,17 @@ impl Sender<'_> {
         let total = self.content.total_chunks();
         let mut cap = Instant::now() + wait * 3;
         let mut until = Instant::now() + wait;
-        while let Ok(Some(c)) = tokio::time::timeout_at(until.min(cap), ctl.recv()).await {
-            let joined = matches!(c, SessionCtl::Reannounce);
+        loop {
+            let c = match tokio::time::timeout_at(until.min(cap), ctl.recv()).await {
+                Ok(Some(c)) => c,
+                // Nobody can tell it more: the wait still runs its course.
+                Ok(None) => {
+                    tokio::time::sleep_until(until.min(cap)).await;
+                    break;
+                }
+                Err(_) => break,
+            };
+            let joined = matches!(c, SessionCtl::Reannounce { .. });
             anyone_joined |= joined;
             for f in self.handle(c, total).unwrap_or_default() {
                 self.account(&f);
@@ -496,8 +531,11 @@ impl Sender<'_> {
                 }
                 until = Instant::now() + wait;
                 cap = cap.max(until);
-            } else {
+            } else if !self.outstanding.is_empty() {
                 until = Instant::now() + wait / 2;
+            } else {
+                // Every requester has everything: nothing more will come.
+                break;
             }
         }
         Ok(anyone_joined)
@@ -539,6 +577,7 @@ pub async fn run(
         announce: announce_frames(plan, content, sending.src)?,
         missing: Missing::new(content.total_chunks()),
         asked: Asked::new(),
+        outstanding: plan.requesters.clone(),
         o: Outcome::default(),
         started,
     };
@@ -550,16 +589,17 @@ pub async fn run(
         let joined = s.collect_nacks(ctl).await?;
         let chunks = s.missing.take();
         let asked = std::mem::take(&mut s.asked);
-        if chunks.is_empty() {
-            s.o.repair_end = RepairEnd::Complete;
-            break;
-        }
-        if let Err(end) = progress.next(&asked, joined, Instant::now()) {
+        let waiting = s.outstanding.len();
+        if let Err(end) = progress.next(&asked, joined, waiting, Instant::now()) {
             s.o.repair_end = end;
             break;
         }
-        round = round.saturating_add(1);
-        s.repair(round, chunks).await?;
+        // With nothing asked for, a requester not yet done gets the end
+        // again (its NACK may have come late or been lost).
+        if !chunks.is_empty() {
+            round = round.saturating_add(1);
+            s.repair(round, chunks).await?;
+        }
         s.end(round, false).await?;
     }
     // Said at once, so nodes still missing chunks ask again at once.
@@ -603,6 +643,16 @@ mod tests {
         repair: Repair,
         during: impl FnOnce(mpsc::Sender<SessionCtl>) -> tokio::task::JoinHandle<()>,
     ) -> (Outcome, Vec<Frame>) {
+        record_plan(plan(), content, repair, during).await
+    }
+
+    /// [`record`] for `plan`.
+    async fn record_plan(
+        plan: SessionPlan,
+        content: Content,
+        repair: Repair,
+        during: impl FnOnce(mpsc::Sender<SessionCtl>) -> tokio::task::JoinHandle<()>,
+    ) -> (Outcome, Vec<Frame>) {
         let (bulk, mut bulk_rx) = mpsc::channel::<Outgoing>(4);
         let (urgent, mut urgent_rx) = mpsc::channel::<Outgoing>(4);
         let (ctl_tx, mut ctl) = mpsc::channel(8);
@@ -625,7 +675,7 @@ mod tests {
         let feeder = during(ctl_tx);
         let out = Outbox { bulk, urgent };
         let outcome = run(
-            &plan(),
+            &plan,
             &content,
             0,
             &out,
@@ -703,6 +753,10 @@ mod tests {
                 })
                 .await
                 .unwrap();
+                // Then both have everything (they say they are verifying).
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                ctl.send(SessionCtl::Complete { from: 1 }).await.unwrap();
+                ctl.send(SessionCtl::Complete { from: 2 }).await.unwrap();
             })
         })
         .await;
@@ -720,7 +774,7 @@ mod tests {
         let repair = repair(100);
         let (_, frames) = record(content(60 * 40), repair, |ctl| {
             tokio::spawn(async move {
-                ctl.send(SessionCtl::Reannounce).await.unwrap();
+                ctl.send(SessionCtl::Reannounce { from: 9 }).await.unwrap();
             })
         })
         .await;
@@ -738,7 +792,7 @@ mod tests {
             tokio::spawn(async move {
                 // After the first end (sent at once in paused time).
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                ctl.send(SessionCtl::Reannounce).await.unwrap();
+                ctl.send(SessionCtl::Reannounce { from: 9 }).await.unwrap();
             })
         })
         .await;
@@ -764,13 +818,16 @@ mod tests {
         let t0 = Instant::now();
         let mut p = RepairProgress::new(repair(400), t0);
         let s = Duration::from_secs;
-        assert_eq!(p.next(&asked(&[(1, 90), (2, 80)]), false, t0), Ok(()));
+        assert_eq!(p.next(&asked(&[(1, 90), (2, 80)]), false, 0, t0), Ok(()));
         // Node 1 asks for less: progress, though node 2 asks for more.
-        assert_eq!(p.next(&asked(&[(1, 3), (2, 85)]), false, t0 + s(1)), Ok(()));
-        // Node 1 has everything now: it stopped asking.
-        assert_eq!(p.next(&asked(&[(2, 85)]), false, t0 + s(2)), Ok(()));
         assert_eq!(
-            p.next(&asked(&[]), false, t0 + s(3)),
+            p.next(&asked(&[(1, 3), (2, 85)]), false, 0, t0 + s(1)),
+            Ok(())
+        );
+        // Node 1 has everything now: it stopped asking.
+        assert_eq!(p.next(&asked(&[(2, 85)]), false, 0, t0 + s(2)), Ok(()));
+        assert_eq!(
+            p.next(&asked(&[]), false, 0, t0 + s(3)),
             Err(RepairEnd::Complete)
         );
     }
@@ -781,22 +838,25 @@ mod tests {
         let ms = Duration::from_millis;
         let mut p = RepairProgress::new(repair(400), t0);
         let same = asked(&[(1, 10), (2, 4)]);
-        assert_eq!(p.next(&same, false, t0), Ok(()));
+        assert_eq!(p.next(&same, false, 0, t0), Ok(()));
         // The same chunks again and again: no progress.
-        assert_eq!(p.next(&same, false, t0 + ms(900)), Ok(()));
+        assert_eq!(p.next(&same, false, 0, t0 + ms(900)), Ok(()));
         assert_eq!(
-            p.next(&asked(&[(1, 12), (2, 4)]), false, t0 + ms(1800)),
+            p.next(&asked(&[(1, 12), (2, 4)]), false, 0, t0 + ms(1800)),
             Ok(())
         );
-        assert_eq!(p.next(&same, false, t0 + ms(2000)), Err(RepairEnd::Stalled));
+        assert_eq!(
+            p.next(&same, false, 0, t0 + ms(2000)),
+            Err(RepairEnd::Stalled)
+        );
         // A late joiner is progress: it needs everything.
         let mut p = RepairProgress::new(repair(400), t0);
-        assert_eq!(p.next(&same, false, t0), Ok(()));
-        assert_eq!(p.next(&same, false, t0 + ms(1900)), Ok(()));
-        assert_eq!(p.next(&same, true, t0 + ms(2100)), Ok(()));
+        assert_eq!(p.next(&same, false, 0, t0), Ok(()));
+        assert_eq!(p.next(&same, false, 0, t0 + ms(1900)), Ok(()));
+        assert_eq!(p.next(&same, true, 0, t0 + ms(2100)), Ok(()));
         // So is a node asking for the first time.
         assert_eq!(
-            p.next(&asked(&[(1, 10), (2, 4), (3, 60)]), false, t0 + ms(3900)),
+            p.next(&asked(&[(1, 10), (2, 4), (3, 60)]), false, 0, t0 + ms(3900)),
             Ok(())
         );
     }
@@ -806,9 +866,9 @@ mod tests {
         let t0 = Instant::now();
         let s = Duration::from_secs;
         let mut p = RepairProgress::new(repair(400), t0);
-        assert_eq!(p.next(&asked(&[(1, 1000)]), false, t0 + s(29)), Ok(()));
+        assert_eq!(p.next(&asked(&[(1, 1000)]), false, 0, t0 + s(29)), Ok(()));
         assert_eq!(
-            p.next(&asked(&[(1, 900)]), false, t0 + s(30)),
+            p.next(&asked(&[(1, 900)]), false, 0, t0 + s(30)),
             Err(RepairEnd::Budget)
         );
         let mut p = RepairProgress::new(
@@ -818,9 +878,9 @@ mod tests {
             },
             t0,
         );
-        assert_eq!(p.next(&asked(&[(1, 1000)]), false, t0), Ok(()));
+        assert_eq!(p.next(&asked(&[(1, 1000)]), false, 0, t0), Ok(()));
         assert_eq!(
-            p.next(&asked(&[(1, 10)]), false, t0 + s(1)),
+            p.next(&asked(&[(1, 10)]), false, 0, t0 + s(1)),
             Err(RepairEnd::RoundCap)
         );
         let mut none = RepairProgress::new(
@@ -831,7 +891,7 @@ mod tests {
             t0,
         );
         assert_eq!(
-            none.next(&asked(&[(1, 5)]), false, t0),
+            none.next(&asked(&[(1, 5)]), false, 0, t0),
             Err(RepairEnd::RoundCap)
         );
     }
@@ -856,6 +916,54 @@ mod tests {
         assert_eq!(o.repair_end, RepairEnd::Stalled);
         assert!(o.repair_rounds >= 2, "{o:?}");
         assert_eq!(ends(&frames).last(), Some(&(o.repair_rounds, 1)));
+    }
+
+    /// [`record`] with requesters 1 and 2.
+    async fn record_for_two(
+        during: impl FnOnce(mpsc::Sender<SessionCtl>) -> tokio::task::JoinHandle<()>,
+    ) -> (Outcome, Vec<Frame>) {
+        record_plan(
+            SessionPlan {
+                requesters: BTreeSet::from([1, 2]),
+                ..plan()
+            },
+            content(300),
+            repair(300),
+            during,
+        )
+        .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_ends_at_once_when_every_requester_has_every_chunk() {
+        let (o, frames) = record_for_two(|ctl| {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ctl.send(SessionCtl::Complete { from: 1 }).await.unwrap();
+                ctl.send(SessionCtl::Complete { from: 2 }).await.unwrap();
+            })
+        })
+        .await;
+        assert_eq!(o.repair_end, RepairEnd::Complete);
+        assert_eq!(ends(&frames), vec![(0, 0), (0, 1)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_requester_not_done_gets_the_end_again_until_it_stalls() {
+        let (o, frames) = record_for_two(|ctl| {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ctl.send(SessionCtl::Complete { from: 1 }).await.unwrap();
+            })
+        })
+        .await;
+        // Node 2 never says: the end goes out again, with nothing to
+        // re-send, until the stall time has passed without progress.
+        assert_eq!(o.repair_end, RepairEnd::Stalled);
+        let ends = ends(&frames);
+        assert!(ends.len() > 3, "{ends:?}");
+        assert_eq!(ends.last(), Some(&(0, 1)));
+        assert_eq!(o.repair_bytes, 0);
     }
 
     #[test]
