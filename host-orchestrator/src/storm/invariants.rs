@@ -624,6 +624,7 @@ mod tests {
             node_type: node_type.into(),
             bytes: 1000,
             at_s: 1.0,
+            announced: 1,
         };
         let mut run = Run::of(vec![node(1)]);
         run.report.observed_sessions = vec![

@@ -109,14 +109,24 @@ impl FleetState {
                 return (false, None);
             }
             Message::SessionPart(p) => {
+                // Announced again for a late requester: still one session.
+                let name = NodeType::from_code(p.node_type).map_or("?", |t| t.name());
+                let again = self
+                    .sessions
+                    .iter_mut()
+                    .rev()
+                    .find(|s| s.session == p.session && s.node_type == name);
+                if let Some(s) = again {
+                    s.announced += 1;
+                    return (true, None);
+                }
                 self.sessions.push(ObservedSession {
                     session: p.session,
                     window: self.announces.get(&p.session).map_or(0, |a| a.window),
-                    node_type: NodeType::from_code(p.node_type)
-                        .map_or("?", |t| t.name())
-                        .to_string(),
+                    node_type: name.to_string(),
                     bytes: p.len,
                     at_s,
+                    announced: 1,
                 });
                 return (true, None);
             }
@@ -223,6 +233,15 @@ mod tests {
             (5, 2, 4096)
         );
         assert_eq!(v.sessions[0].node_type, "drive");
+        // Announced again for a requester that missed the start: one session.
+        s.on_frame(
+            &frame(msg::MASTER_PRIMARY, Message::SessionPart(part)),
+            now,
+            &mut rng,
+        );
+        let v = s.snapshot();
+        assert_eq!(v.sessions.len(), 1);
+        assert_eq!(v.sessions[0].announced, 2);
     }
 
     #[test]

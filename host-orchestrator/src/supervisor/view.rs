@@ -155,8 +155,11 @@ pub struct ObservedSession {
     pub node_type: String,
     /// Object bytes announced.
     pub bytes: u32,
-    /// Seconds since the testbed started.
+    /// Seconds since the testbed started, at its first announcement.
     pub at_s: f64,
+    /// Times its part was announced: more than once when the master
+    /// announced it again for a requester that missed the start.
+    pub announced: u32,
 }
 
 /// The fleet as the supervisor saw it at one moment. Snapshots are
