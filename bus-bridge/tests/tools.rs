@@ -389,9 +389,17 @@ line = sys.stdin.readline()
 bus.shutdown()
 "#;
 
+/// The Python with python-can: `$BOOTCAST_PYTHON` (`cargo xtask test` sets
+/// it to the one it found or installed), else `python3`.
+fn python() -> std::ffi::OsString {
+    std::env::var_os("BOOTCAST_PYTHON")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".into())
+}
+
 #[tokio::test]
 async fn python_can_sees_the_bus_and_sends_onto_it() {
-    let present = Command::new("python3")
+    let present = Command::new(python())
         .args(["-c", "import can"])
         .output()
         .is_ok_and(|o| o.status.success());
@@ -408,7 +416,7 @@ async fn python_can_sees_the_bus_and_sends_onto_it() {
     let bridge = bus_bridge::start(cfg).await.unwrap();
     let addr = bridge.socketcand_addr().unwrap();
     let mut cl = connect_all(&bridge, &["node", "master"]).await;
-    let mut py = tokio::process::Command::new("python3")
+    let mut py = tokio::process::Command::new(python())
         .args([
             "-c",
             PYTHON_CLIENT,

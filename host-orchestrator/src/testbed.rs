@@ -40,12 +40,13 @@ pub struct Artifacts {
 }
 
 impl Artifacts {
-    /// `explicit`, else `$BOOTCAST_ARTIFACTS`, else `target/bootcast` in the
-    /// workspace. Fails, saying how to build them, when they are missing.
+    /// `explicit`, else `$BOOTCAST_ARTIFACTS`, else `bootcast` in cargo's
+    /// target directory (`$CARGO_TARGET_DIR`, else the workspace's
+    /// `target`). Fails, saying how to build them, when they are missing.
     pub fn locate(explicit: Option<PathBuf>) -> Result<Artifacts> {
         let dir = explicit
             .or_else(|| std::env::var_os("BOOTCAST_ARTIFACTS").map(PathBuf::from))
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bootcast"));
+            .unwrap_or_else(default_artifacts);
         let a = Artifacts { dir };
         for needed in [a.flash(), a.images()] {
             if !needed.exists() {
@@ -76,6 +77,16 @@ impl Artifacts {
         let build = images::build_manifest::BuildManifest::load(&path)?;
         images::sign::SigningKey::load(&build.signing.key)
     }
+}
+
+/// `bootcast` in cargo's target directory: `$CARGO_TARGET_DIR` when set,
+/// else the workspace's `target`.
+fn default_artifacts() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("bootcast")
 }
 
 /// How to start a testbed.
