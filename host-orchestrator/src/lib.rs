@@ -10,6 +10,7 @@ pub mod bench;
 pub mod child;
 pub mod fleet;
 pub mod holdoff;
+pub mod live;
 pub mod master;
 pub mod qemu;
 pub mod report;

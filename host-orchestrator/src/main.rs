@@ -4,16 +4,28 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use host_orchestrator::fleet::{self, Fleet};
+use host_orchestrator::live::logging::{self, LogFile};
 use host_orchestrator::testbed::{Artifacts, Options, Testbed};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// `eprintln!` that keeps the line above the live view's bars.
+macro_rules! say {
+    ($($t:tt)*) => {
+        host_orchestrator::live::stderr::eprintln(&format!($($t)*))
+    };
+}
+
 /// bootcast: prove that a fleet of diskless nodes comes up running the right code.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
+    /// Show every log line on the terminal, not only warnings and errors
+    /// (the run folder's log/bootcast.log has them all either way).
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -183,20 +195,14 @@ struct UpArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Benchmarks print their own progress; the master's window log would
-    // bury it.
-    let default_filter = match cli.command {
-        Command::Bench { .. } => "warn",
-        _ => "warn,host_orchestrator::master=info",
+    // A backup master's stderr is its log file in the run folder; every
+    // other command logs to its run folder's log/bootcast.log, and shows
+    // warnings and errors (everything with -v) on the terminal.
+    let log = match (&cli.command, cli.verbose) {
+        (Command::Master(_), _) => logging::init("warn,host_orchestrator::master=info", false),
+        (_, true) => logging::init("info", true),
+        (_, false) => logging::init("warn", true),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -204,7 +210,7 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            say!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -216,9 +222,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Testbed {
                 action: TestbedAction::Up(args),
-            } => up(args, interrupt).await,
+            } => up(args, interrupt, log).await,
             Command::Master(args) => master(args, interrupt).await.map(|()| true),
-            Command::Storm(args) => storm(args, interrupt).await,
+            Command::Storm(args) => storm(args, interrupt, log).await,
             Command::Bench {
                 which: None,
                 compare,
@@ -239,7 +245,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            say!("error: {e:#}");
             ExitCode::from(2)
         }
     }
@@ -262,7 +268,7 @@ async fn bench_policies(
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if interrupted {
-        eprintln!("interrupted: the table holds only the policies that ran");
+        say!("interrupted: the table holds only the policies that ran");
     }
     Ok(!interrupted)
 }
@@ -304,7 +310,7 @@ async fn bench_compare(a: CompareArgs, interrupt: CancellationToken) -> Result<b
         &opts,
     )?;
     let c = compare::compare(&artifacts, &opts, &interrupt, |r| {
-        eprintln!(
+        say!(
             "bench: {} {:?}{} N={}: {}/{} verified{}",
             r.transport,
             r.delivery,
@@ -323,12 +329,12 @@ async fn bench_compare(a: CompareArgs, interrupt: CancellationToken) -> Result<b
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if c.interrupted {
-        eprintln!("interrupted: the table holds only the fleets that ran");
+        say!("interrupted: the table holds only the fleets that ran");
     }
     Ok(!c.interrupted)
 }
 
-async fn up(args: UpArgs, interrupt: CancellationToken) -> Result<bool> {
+async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<bool> {
     let fleet = match (&args.fleet, args.nodes) {
         (Some(path), _) => Fleet::load(path)?,
         (None, n) => Fleet::default_mix(n.unwrap_or(8))?,
@@ -352,7 +358,7 @@ async fn up(args: UpArgs, interrupt: CancellationToken) -> Result<bool> {
     opts.master_exe = std::env::current_exe().ok();
     opts.interrupt = interrupt.clone();
     let n = fleet.nodes.len();
-    eprintln!(
+    say!(
         "booting {n} nodes ({}); timeout {:.0}s",
         fleet
             .types()
@@ -363,9 +369,10 @@ async fn up(args: UpArgs, interrupt: CancellationToken) -> Result<bool> {
         timeout.as_secs_f64()
     );
     let mut tb = Testbed::start(opts).await?;
-    eprintln!("run folder {}", tb.run_dir().display());
+    open_log(&log, tb.run_dir());
+    say!("run folder {}", tb.run_dir().display());
     if let Some(addr) = tb.socketcand_addr() {
-        eprintln!(
+        say!(
             "external tools: socketcand on {addr} (channel = segment name); capture in {}",
             tb.capture_pcap().display()
         );
@@ -373,20 +380,23 @@ async fn up(args: UpArgs, interrupt: CancellationToken) -> Result<bool> {
     let settled = tb.wait_settled(timeout).await;
     let interrupted = tb.interrupted();
     if !settled && !interrupted {
-        eprintln!(
+        say!(
             "timeout: not every node settled within {:.0}s",
             timeout.as_secs_f64()
         );
     }
+    // The table comes once the last session is over, below the live view.
+    tb.let_sessions_end().await;
+    tb.end_live_view().await;
     let report = tb.report();
     println!("{}", report.table());
     if !args.exit_when_ready && !interrupted {
-        eprintln!("testbed up; press Ctrl-C to stop it");
+        say!("testbed up; press Ctrl-C to stop it");
         interrupt.cancelled().await;
     }
     if !report.verdict.passed() {
         tb.keep_run_dir();
-        eprintln!("logs kept in {}", tb.run_dir().display());
+        say!("logs kept in {}", tb.run_dir().display());
     }
     let report = tb.shutdown().await;
     if let Some(path) = &args.report {
@@ -399,7 +409,7 @@ async fn up(args: UpArgs, interrupt: CancellationToken) -> Result<bool> {
     Ok(report.verdict.passed())
 }
 
-async fn storm(args: StormArgs, interrupt: CancellationToken) -> Result<bool> {
+async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> Result<bool> {
     use host_orchestrator::storm;
     check_output_folder("--report", args.report.as_deref())?;
     check_output_folder("--junit", args.junit.as_deref())?;
@@ -417,7 +427,8 @@ async fn storm(args: StormArgs, interrupt: CancellationToken) -> Result<bool> {
             .tempdir_in("/tmp")?
             .keep(),
     };
-    eprintln!(
+    open_log(&log, &run_dir);
+    say!(
         "storm {}: {} nodes, {} timeline entries; run folder {}",
         scenario.name,
         scenario.fleet.nodes.len(),
@@ -450,6 +461,14 @@ async fn storm(args: StormArgs, interrupt: CancellationToken) -> Result<bool> {
         report.testbed.verdict, report.testbed.nodes_verified, report.testbed.nodes_total
     );
     Ok(report.testbed.verdict.passed())
+}
+
+/// Sends the log to the run folder's log file; a warning if it cannot.
+fn open_log(log: &LogFile, run_dir: &std::path::Path) {
+    let path = host_orchestrator::rundir::RunDir::at(run_dir).host_log();
+    if let Err(e) = log.open(&path) {
+        tracing::warn!("log lines stay off the run folder: {e:#}");
+    }
 }
 
 /// Fails at once, naming `flag`, when the folder `path` would be written in
@@ -517,10 +536,10 @@ fn cancel_on_signal(interrupt: CancellationToken) {
                 _ = term.recv() => {}
             }
             if n > 0 {
-                eprintln!("stopped at once");
+                say!("stopped at once");
                 std::process::exit(130);
             }
-            eprintln!(
+            say!(
                 "stopping: ending every node, then writing logs and the report (again to quit at once)"
             );
             interrupt.cancel();

@@ -5,6 +5,7 @@
 //! p/<port>.sock        bus ports (master, supervisor, backup, tool, n<id>)
 //! p/control.sock       the bridge's control API
 //! q/n<id>.sock         each node's QMP
+//! log/bootcast.log     every log line of the run (bootcast's own)
 //! log/n<id>.qemu.log   QEMU's own output
 //! log/n<id>.console.log  the node's debug console (virtio transport)
 //! log/n<id>.bus.log    what the node said on the bus, as the supervisor saw it
@@ -106,6 +107,12 @@ impl RunDir {
     /// A log file in `log/`.
     pub fn log(&self, name: &str) -> PathBuf {
         self.root.join("log").join(name)
+    }
+
+    /// bootcast's own log: every log line of the run (the terminal shows
+    /// only warnings and errors unless `-v`).
+    pub fn host_log(&self) -> PathBuf {
+        self.log("bootcast.log")
     }
 
     /// QEMU's own output for node `id`.

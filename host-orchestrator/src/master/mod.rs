@@ -573,9 +573,7 @@ fn log_event(role: Role, e: &MasterEvent) {
             held_ms,
             reason,
             requesters,
-        } => {
-            info!(role, window, ?reason, held_ms, ?requesters, "window closed")
-        }
+        } => info!(role, window, ?reason, held_ms, ?requesters, "window closed"),
         MasterEvent::WindowCancelled { window } => {
             info!(
                 role,
