@@ -12,6 +12,7 @@ use bus_bridge::{BitTiming, BusStats, CaptureConfig, FdFormat, SocketcandConfig}
 use common::*;
 use proto::Frame;
 use proto::frame::{FLAG_EXTENDED, FLAG_FD};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -85,6 +86,49 @@ async fn capture_run(dir: &Path, frames: &[Frame], rounds: usize) -> BusStats {
         (stats.totals.frames, 0, None)
     );
     stats
+}
+
+#[tokio::test]
+async fn a_running_capture_reaches_its_files_without_a_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(
+        dir.path(),
+        BitTiming::Fd1m5m,
+        &[("tx", "base"), ("rx", "base")],
+    );
+    cfg.capture = CaptureConfig {
+        pcap: Some(dir.path().join("bus.pcap")),
+        candump: Some(dir.path().join("bus.log")),
+    };
+    let bridge = bus_bridge::start(cfg).await.unwrap();
+    let mut cl = connect_all(&bridge, &["tx", "rx"]).await;
+    let frames = mix();
+    cl[0].send(&frames).await;
+    assert_eq!(cl[1].recv_n(frames.len()).await, frames);
+    // No more frames, no shutdown: the writer flushes by itself (within
+    // capture::FLUSH_WITHIN; the bound here only stops a hung test).
+    let (pcap, log) = (dir.path().join("bus.pcap"), dir.path().join("bus.log"));
+    let flushed = timeout(Duration::from_secs(30), async {
+        loop {
+            let bytes = std::fs::read(&pcap).unwrap_or_default();
+            let records = if bytes.len() < 24 {
+                0
+            } else {
+                parse_pcap(&bytes).len()
+            };
+            let lines = std::fs::read_to_string(&log).map_or(0, |t| t.lines().count());
+            if (records, lines) == (frames.len(), frames.len()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        flushed.is_ok(),
+        "the capture files stayed short while the bridge ran"
+    );
+    bridge.shutdown().await;
 }
 
 #[tokio::test]
