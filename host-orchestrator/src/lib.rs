@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod holdoff;
 pub mod live;
 pub mod master;
+pub mod outputs;
 pub mod qemu;
 pub mod report;
 pub mod rundir;

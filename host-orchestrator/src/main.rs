@@ -5,6 +5,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use host_orchestrator::fleet::{self, Fleet};
 use host_orchestrator::live::logging::{self, LogFile};
+use host_orchestrator::outputs::{self, json, json::Kind};
+use host_orchestrator::rundir::RunDir;
 use host_orchestrator::testbed::{Artifacts, Options, Testbed};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,6 +75,10 @@ enum BenchWhich {
         /// Also write the rows as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Keep the log, table and report here (default:
+        /// target/bootcast/runs/<time>-bench-policies).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
     },
 }
 
@@ -102,6 +108,10 @@ struct CompareArgs {
     /// Also write every run and figure as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Keep the log, table and report here (default:
+    /// target/bootcast/runs/<time>-bench).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
 }
 
 fn parse_image_size(s: &str) -> Result<u32, String> {
@@ -121,7 +131,9 @@ struct StormArgs {
     /// Write JUnit XML here.
     #[arg(long)]
     junit: Option<PathBuf>,
-    /// Keep logs and the bus capture here (default: a new folder under /tmp).
+    /// Keep the report, logs and the bus capture here (default:
+    /// target/bootcast/runs/<time>-<scenario name>; runs/latest links the
+    /// newest).
     #[arg(long)]
     run_dir: Option<PathBuf>,
     /// Built guest artifacts (default: target/bootcast, or $BOOTCAST_ARTIFACTS).
@@ -185,7 +197,8 @@ struct UpArgs {
     /// The master's image store (default: the built images).
     #[arg(long)]
     store: Option<PathBuf>,
-    /// Keep logs and sockets in this folder (default: a temporary folder, kept on failure).
+    /// Keep the report, logs, capture and sockets in this folder (default:
+    /// target/bootcast/runs/<time>-<fleet>; runs/latest links the newest).
     #[arg(long)]
     run_dir: Option<PathBuf>,
     /// A node that rejects this many images is failed.
@@ -228,7 +241,7 @@ fn main() -> ExitCode {
             Command::Bench {
                 which: None,
                 compare,
-            } => bench_compare(compare, interrupt).await,
+            } => bench_compare(compare, interrupt, log).await,
             Command::Bench {
                 which:
                     Some(BenchWhich::Policies {
@@ -236,9 +249,13 @@ fn main() -> ExitCode {
                         stagger_ms,
                         artifacts,
                         json,
+                        run_dir,
                     }),
                 ..
-            } => bench_policies(nodes, stagger_ms, artifacts, json, interrupt).await,
+            } => {
+                let out = BenchOut { json, run_dir, log };
+                bench_policies(nodes, stagger_ms, artifacts, out, interrupt).await
+            }
         }
     });
     match result {
@@ -251,30 +268,74 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where a benchmark leaves its results: `--json`, and its run folder
+/// (log, table.md, report.json).
+struct BenchOut {
+    json: Option<PathBuf>,
+    run_dir: Option<PathBuf>,
+    log: LogFile,
+}
+
+impl BenchOut {
+    /// The run folder, made now (named `name`), with the log in it.
+    fn start(&self, artifacts: &Artifacts, name: &str) -> Result<RunDir> {
+        check_output_folder("--json", self.json.as_deref())?;
+        let path = run_folder(self.run_dir.clone(), artifacts, name)?;
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let dir = RunDir::at(path);
+        open_log(&self.log, dir.path());
+        say!("run folder {}", dir.path().display());
+        Ok(dir)
+    }
+
+    /// Writes the table and the report (versioned) to the run folder, and
+    /// `plain` to `--json` as before.
+    fn write<R: serde::Serialize, P: serde::Serialize>(
+        &self,
+        dir: &RunDir,
+        table: &str,
+        report: &R,
+        plain: &P,
+    ) -> Result<()> {
+        let md = dir.path().join("table.md");
+        std::fs::write(&md, table).with_context(|| format!("cannot write {}", md.display()))?;
+        json::write(&dir.report(), Kind::Bench, report)?;
+        if let Some(path) = &self.json {
+            std::fs::write(path, serde_json::to_string_pretty(plain)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
 async fn bench_policies(
     nodes: usize,
     stagger_ms: u64,
     artifacts: Option<PathBuf>,
-    json: Option<PathBuf>,
+    out: BenchOut,
     interrupt: CancellationToken,
 ) -> Result<bool> {
     use host_orchestrator::bench;
-    check_output_folder("--json", json.as_deref())?;
     let artifacts = Artifacts::locate(artifacts)?;
+    let dir = out.start(&artifacts, "bench-policies")?;
     let (rows, interrupted) = bench::policies(&artifacts, nodes, stagger_ms, &interrupt).await?;
-    println!("{}", bench::policy_table(&rows, nodes, stagger_ms));
-    if let Some(path) = json {
-        std::fs::write(&path, serde_json::to_string_pretty(&rows)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    let table = bench::policy_table(&rows, nodes, stagger_ms);
+    println!("{table}");
+    out.write(&dir, &table, &serde_json::json!({ "rows": &rows }), &rows)?;
     if interrupted {
         say!("interrupted: the table holds only the policies that ran");
     }
     Ok(!interrupted)
 }
 
-async fn bench_compare(a: CompareArgs, interrupt: CancellationToken) -> Result<bool> {
+async fn bench_compare(a: CompareArgs, interrupt: CancellationToken, log: LogFile) -> Result<bool> {
     use host_orchestrator::bench::compare;
+    let out = BenchOut {
+        json: a.json.clone(),
+        run_dir: a.run_dir.clone(),
+        log,
+    };
     check_output_folder("--json", a.json.as_deref())?;
     if a.nodes.is_empty() || a.nodes.iter().any(|&n| n == 0 || n > fleet::MAX_NODES) {
         anyhow::bail!(
@@ -293,6 +354,7 @@ async fn bench_compare(a: CompareArgs, interrupt: CancellationToken) -> Result<b
         }
     }
     let artifacts = Artifacts::locate(a.artifacts)?;
+    let dir = out.start(&artifacts, "bench")?;
     let opts = compare::CompareOptions {
         nodes: a.nodes,
         image_size: a.image_size,
@@ -323,11 +385,9 @@ async fn bench_compare(a: CompareArgs, interrupt: CancellationToken) -> Result<b
         )
     })
     .await?;
-    println!("{}", compare::table(&c));
-    if let Some(path) = a.json {
-        std::fs::write(&path, serde_json::to_string_pretty(&c)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    let table = compare::table(&c);
+    println!("{table}");
+    out.write(&dir, &table, &c, &c)?;
     if c.interrupted {
         say!("interrupted: the table holds only the fleets that ran");
     }
@@ -350,9 +410,17 @@ async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<
     };
     check_output_folder("--report", args.report.as_deref())?;
     let artifacts = Artifacts::locate(args.artifacts.clone())?;
+    let name = match &args.fleet {
+        Some(path) => path
+            .file_stem()
+            .map_or("fleet".into(), |s| s.to_string_lossy().into_owned()),
+        None => format!("up-{}", fleet.nodes.len()),
+    };
+    let run_dir = run_folder(args.run_dir.clone(), &artifacts, &name)?;
+    open_log(&log, &run_dir);
     let mut opts = Options::new(fleet.clone(), artifacts);
     opts.store = args.store.clone();
-    opts.run_dir = args.run_dir.clone();
+    opts.run_dir = Some(run_dir);
     opts.max_rejects = args.max_rejects.max(1);
     opts.progress = true;
     opts.master_exe = std::env::current_exe().ok();
@@ -368,8 +436,7 @@ async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<
             .join(", "),
         timeout.as_secs_f64()
     );
-    let mut tb = Testbed::start(opts).await?;
-    open_log(&log, tb.run_dir());
+    let tb = Testbed::start(opts).await?;
     say!("run folder {}", tb.run_dir().display());
     if let Some(addr) = tb.socketcand_addr() {
         say!(
@@ -377,6 +444,18 @@ async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<
             tb.capture_pcap().display()
         );
     }
+    up_until_settled(tb, timeout, &args, &name, &interrupt).await
+}
+
+/// Waits for the fleet, prints the table, stays up unless told not to,
+/// ends the testbed and writes what the run leaves.
+async fn up_until_settled(
+    mut tb: Testbed,
+    timeout: Duration,
+    args: &UpArgs,
+    name: &str,
+    interrupt: &CancellationToken,
+) -> Result<bool> {
     let settled = tb.wait_settled(timeout).await;
     let interrupted = tb.interrupted();
     if !settled && !interrupted {
@@ -394,16 +473,19 @@ async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<
         say!("testbed up; press Ctrl-C to stop it");
         interrupt.cancelled().await;
     }
-    if !report.verdict.passed() {
-        tb.keep_run_dir();
-        say!("logs kept in {}", tb.run_dir().display());
-    }
+    let run_dir = RunDir::at(tb.run_dir());
     let report = tb.shutdown().await;
+    json::write(&run_dir.report(), Kind::Testbed, &report)?;
+    let junit = outputs::junit::testbed(&report, name)?;
+    std::fs::write(run_dir.junit(), junit)
+        .with_context(|| format!("cannot write {}", run_dir.junit().display()))?;
     if let Some(path) = &args.report {
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, json)
-            .with_context(|| format!("cannot write report {}", path.display()))?;
+        json::write(path, Kind::Testbed, &report)?;
     }
+    say!(
+        "run folder {} (report.json, junit.xml, log/, capture/)",
+        run_dir.path().display()
+    );
     println!("{}", report.bus_summary());
     println!("verified {}/{}", report.nodes_verified, report.nodes_total);
     Ok(report.verdict.passed())
@@ -415,18 +497,7 @@ async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> R
     check_output_folder("--junit", args.junit.as_deref())?;
     let scenario = storm::scenario::Scenario::load(&args.file)?;
     let artifacts = Artifacts::locate(args.artifacts)?;
-    let run_dir = match args.run_dir {
-        Some(d) => d,
-        // Kept: its logs and capture are the run's evidence. Short, for
-        // unix socket paths.
-        None => tempfile::Builder::new()
-            .prefix(&format!(
-                "bc-{}-",
-                scenario.name.chars().take(16).collect::<String>()
-            ))
-            .tempdir_in("/tmp")?
-            .keep(),
-    };
+    let run_dir = run_folder(args.run_dir, &artifacts, &scenario.name)?;
     open_log(&log, &run_dir);
     say!(
         "storm {}: {} nodes, {} timeline entries; run folder {}",
@@ -435,6 +506,7 @@ async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> R
         scenario.timeline.len(),
         run_dir.display()
     );
+    let files = RunDir::at(&run_dir);
     let opts = storm::StormOptions {
         scenario,
         artifacts,
@@ -447,14 +519,18 @@ async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> R
     // Interrupted, it still ends the testbed, judges what ran and reports.
     let report = storm::run(opts).await?;
     println!("{}", report.table());
-    if let Some(path) = &args.report {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("cannot write report {}", path.display()))?;
+    let junit = storm::junit::render(&report);
+    for path in std::iter::once(files.report()).chain(args.report) {
+        json::write(&path, Kind::Storm, &report)?;
     }
-    if let Some(path) = &args.junit {
-        std::fs::write(path, storm::junit::render(&report))
+    for path in std::iter::once(files.junit()).chain(args.junit) {
+        std::fs::write(&path, &junit)
             .with_context(|| format!("cannot write JUnit {}", path.display()))?;
     }
+    say!(
+        "run folder {} (report.json, junit.xml, log/, capture/)",
+        files.path().display()
+    );
     println!("{}", report.testbed.bus_summary());
     println!(
         "verdict {}: verified {}/{}",
@@ -463,9 +539,22 @@ async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> R
     Ok(report.testbed.verdict.passed())
 }
 
+/// The run folder: `chosen`, else a new one in `runs/` beside the
+/// artifacts, named for the time and `name` (`runs/latest` links to it).
+fn run_folder(chosen: Option<PathBuf>, artifacts: &Artifacts, name: &str) -> Result<PathBuf> {
+    match chosen {
+        Some(d) => Ok(d),
+        None => RunDir::new_run(
+            &artifacts.dir.join("runs"),
+            name,
+            std::time::SystemTime::now(),
+        ),
+    }
+}
+
 /// Sends the log to the run folder's log file; a warning if it cannot.
 fn open_log(log: &LogFile, run_dir: &std::path::Path) {
-    let path = host_orchestrator::rundir::RunDir::at(run_dir).host_log();
+    let path = RunDir::at(run_dir).host_log();
     if let Err(e) = log.open(&path) {
         tracing::warn!("log lines stay off the run folder: {e:#}");
     }

@@ -1,0 +1,6 @@
+//! What a run leaves for people and CI, serialised at this edge: the
+//! versioned JSON report ([`json`]), JUnit for a testbed run ([`junit`]).
+//! Storms keep their own JUnit (`storm::junit`).
+
+pub mod json;
+pub mod junit;
