@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod child;
+pub mod exit;
 pub mod fleet;
 pub mod holdoff;
 pub mod live;

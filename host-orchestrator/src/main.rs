@@ -3,9 +3,11 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use host_orchestrator::exit::{self, Outcome};
 use host_orchestrator::fleet::{self, Fleet};
 use host_orchestrator::live::logging::{self, LogFile};
-use host_orchestrator::outputs::{self, json, json::Kind};
+use host_orchestrator::outputs::{self, github, json, json::Kind};
+use host_orchestrator::report::Verdict;
 use host_orchestrator::rundir::RunDir;
 use host_orchestrator::testbed::{Artifacts, Options, Testbed};
 use std::path::PathBuf;
@@ -236,7 +238,7 @@ fn main() -> ExitCode {
             Command::Testbed {
                 action: TestbedAction::Up(args),
             } => up(args, interrupt, log).await,
-            Command::Master(args) => master(args, interrupt).await.map(|()| true),
+            Command::Master(args) => master(args, interrupt).await.map(|()| Outcome::Pass),
             Command::Storm(args) => storm(args, interrupt, log).await,
             Command::Bench {
                 which: None,
@@ -258,14 +260,10 @@ fn main() -> ExitCode {
             }
         }
     });
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            say!("error: {e:#}");
-            ExitCode::from(2)
-        }
+    if let Err(e) = &result {
+        say!("error: {e:#}");
     }
+    ExitCode::from(exit::code_of(&result))
 }
 
 /// Where a benchmark leaves its results: `--json`, and its run folder
@@ -285,7 +283,6 @@ impl BenchOut {
             .with_context(|| format!("cannot create {}", path.display()))?;
         let dir = RunDir::at(path);
         open_log(&self.log, dir.path());
-        say!("run folder {}", dir.path().display());
         Ok(dir)
     }
 
@@ -305,6 +302,10 @@ impl BenchOut {
             std::fs::write(path, serde_json::to_string_pretty(plain)?)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
+        say!(
+            "run folder {} (table.md, report.json, log/)",
+            dir.path().display()
+        );
         Ok(())
     }
 }
@@ -315,7 +316,7 @@ async fn bench_policies(
     artifacts: Option<PathBuf>,
     out: BenchOut,
     interrupt: CancellationToken,
-) -> Result<bool> {
+) -> Result<Outcome> {
     use host_orchestrator::bench;
     let artifacts = Artifacts::locate(artifacts)?;
     let dir = out.start(&artifacts, "bench-policies")?;
@@ -326,10 +327,18 @@ async fn bench_policies(
     if interrupted {
         say!("interrupted: the table holds only the policies that ran");
     }
-    Ok(!interrupted)
+    Ok(if interrupted {
+        Outcome::Interrupted
+    } else {
+        Outcome::Pass
+    })
 }
 
-async fn bench_compare(a: CompareArgs, interrupt: CancellationToken, log: LogFile) -> Result<bool> {
+async fn bench_compare(
+    a: CompareArgs,
+    interrupt: CancellationToken,
+    log: LogFile,
+) -> Result<Outcome> {
     use host_orchestrator::bench::compare;
     let out = BenchOut {
         json: a.json.clone(),
@@ -391,10 +400,14 @@ async fn bench_compare(a: CompareArgs, interrupt: CancellationToken, log: LogFil
     if c.interrupted {
         say!("interrupted: the table holds only the fleets that ran");
     }
-    Ok(!c.interrupted)
+    Ok(if c.interrupted {
+        Outcome::Interrupted
+    } else {
+        Outcome::Pass
+    })
 }
 
-async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<bool> {
+async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<Outcome> {
     let fleet = match (&args.fleet, args.nodes) {
         (Some(path), _) => Fleet::load(path)?,
         (None, n) => Fleet::default_mix(n.unwrap_or(8))?,
@@ -455,9 +468,15 @@ async fn up_until_settled(
     args: &UpArgs,
     name: &str,
     interrupt: &CancellationToken,
-) -> Result<bool> {
+) -> Result<Outcome> {
     let settled = tb.wait_settled(timeout).await;
+    // Stopped before the fleet settled: the run did not end. (Ctrl-C once
+    // it is up is how a testbed is ended.)
     let interrupted = tb.interrupted();
+    let fleet_file = args
+        .fleet
+        .as_ref()
+        .and_then(|f| Some((f.display().to_string(), std::fs::read_to_string(f).ok()?)));
     if !settled && !interrupted {
         say!(
             "timeout: not every node settled within {:.0}s",
@@ -486,12 +505,23 @@ async fn up_until_settled(
         "run folder {} (report.json, junit.xml, log/, capture/)",
         run_dir.path().display()
     );
+    ci_outputs(
+        &github::testbed_summary(&report, name),
+        github::testbed_annotations(
+            &report,
+            fleet_file.as_ref().map(|(f, t)| (f.as_str(), t.as_str())),
+        ),
+    );
     println!("{}", report.bus_summary());
     println!("verified {}/{}", report.nodes_verified, report.nodes_total);
-    Ok(report.verdict.passed())
+    Ok(if interrupted {
+        Outcome::Interrupted
+    } else {
+        verdict(report.verdict)
+    })
 }
 
-async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> Result<bool> {
+async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> Result<Outcome> {
     use host_orchestrator::storm;
     check_output_folder("--report", args.report.as_deref())?;
     check_output_folder("--junit", args.junit.as_deref())?;
@@ -507,6 +537,7 @@ async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> R
         run_dir.display()
     );
     let files = RunDir::at(&run_dir);
+    let interrupted = interrupt.clone();
     let opts = storm::StormOptions {
         scenario,
         artifacts,
@@ -531,12 +562,44 @@ async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> R
         "run folder {} (report.json, junit.xml, log/, capture/)",
         files.path().display()
     );
+    let text = std::fs::read_to_string(&args.file).unwrap_or_default();
+    ci_outputs(
+        &github::storm_summary(&report),
+        github::storm_annotations(&report, &args.file.display().to_string(), &text),
+    );
     println!("{}", report.testbed.bus_summary());
     println!(
         "verdict {}: verified {}/{}",
         report.testbed.verdict, report.testbed.nodes_verified, report.testbed.nodes_total
     );
-    Ok(report.testbed.verdict.passed())
+    Ok(if interrupted.is_cancelled() {
+        Outcome::Interrupted
+    } else {
+        verdict(report.testbed.verdict)
+    })
+}
+
+/// A verdict as an outcome.
+fn verdict(v: Verdict) -> Outcome {
+    if v.passed() {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    }
+}
+
+/// For GitHub Actions: the step summary (when `$GITHUB_STEP_SUMMARY` is
+/// set) and an `::error` line per failing check (when `GITHUB_ACTIONS` is
+/// true).
+fn ci_outputs(summary: &str, annotations: Vec<github::Annotation>) {
+    if let Err(e) = github::append_step_summary(summary) {
+        tracing::warn!("{e:#}");
+    }
+    if github::in_actions() {
+        for a in annotations {
+            println!("{}", a.command());
+        }
+    }
 }
 
 /// The run folder: `chosen`, else a new one in `runs/` beside the

@@ -51,10 +51,11 @@ impl Artifacts {
         let a = Artifacts { dir };
         for needed in [a.flash(), a.images()] {
             if !needed.exists() {
-                bail!(
+                return Err(crate::exit::EnvironmentMissing(format!(
                     "guest artifacts missing: {} does not exist; run `cargo xtask build` (or `cargo xtask test`, which builds them)",
                     needed.display()
-                );
+                ))
+                .into());
             }
         }
         Ok(a)

@@ -5,18 +5,27 @@ use std::process::Command;
 
 const QEMU: &str = "qemu-system-riscv64";
 
+/// An install step failed: the machine lacks what a run needs. xtask exits
+/// with bootcast's "environment missing" code (3) then.
+#[derive(Debug)]
+pub struct Missing;
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("environment missing")
+    }
+}
+
 /// What the testbed needs.
 pub fn all() -> Result<()> {
-    rust_target()?;
-    qemu()
+    rust_target().and_then(|()| qemu()).context(Missing)
 }
 
 /// What the test suite needs besides the testbed: the tools that read the
 /// bus from outside.
 /// Returns the Python interpreter that has python-can.
 pub fn test_tools() -> Result<std::ffi::OsString> {
-    tshark()?;
-    python_can()
+    tshark().and_then(|()| python_can()).context(Missing)
 }
 
 fn succeeds(cmd: &mut Command) -> bool {

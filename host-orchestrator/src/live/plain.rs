@@ -17,8 +17,17 @@ pub struct Plain {
 
 impl Plain {
     /// The lines for what changed since the last call, `now_s` being the
-    /// seconds since the start.
+    /// seconds since the start: node changes, then the masters' news in
+    /// time order.
     pub fn lines(&mut self, fleet: &FleetView, log: &MasterLog, now_s: f64) -> Vec<String> {
+        let mut out = self.node_lines(fleet, now_s);
+        let mut news = self.master_lines(log, now_s);
+        news.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out.extend(news.into_iter().map(|(_, l)| l));
+        out
+    }
+
+    fn node_lines(&mut self, fleet: &FleetView, now_s: f64) -> Vec<String> {
         let mut out = Vec::new();
         for (id, n) in &fleet.nodes {
             if self.states.get(id) == Some(&n.state) {
@@ -35,26 +44,38 @@ impl Plain {
             }
             out.push(line);
         }
+        out
+    }
+
+    /// Windows closed, broadcasts started and ended, with their times.
+    fn master_lines(&mut self, log: &MasterLog, now_s: f64) -> Vec<(f64, String)> {
+        let mut out = Vec::new();
         let closed: Vec<_> = log
             .windows
             .iter()
             .filter(|w| w.closed_s.is_some())
             .collect();
         for w in closed.iter().skip(self.windows_closed) {
-            out.push(format!(
-                "[{:7.2}s] window {} closed ({}): {} requester{}",
-                w.closed_s.unwrap_or(now_s),
-                w.window,
-                w.close_reason.as_deref().unwrap_or("?"),
-                w.requesters.len(),
-                if w.requesters.len() == 1 { "" } else { "s" }
+            let at = w.closed_s.unwrap_or(now_s);
+            out.push((
+                at,
+                format!(
+                    "[{at:7.2}s] window {} closed ({}): {} requester{}",
+                    w.window,
+                    w.close_reason.as_deref().unwrap_or("?"),
+                    w.requesters.len(),
+                    if w.requesters.len() == 1 { "" } else { "s" }
+                ),
             ));
         }
         self.windows_closed = self.windows_closed.max(closed.len());
         for b in log.broadcasts.iter().skip(self.broadcasts_started) {
-            out.push(format!(
-                "[{:7.2}s] broadcast session {} {} to {:?}, {} bytes",
-                b.started_s, b.session, b.node_type, b.requesters, b.bytes
+            out.push((
+                b.started_s,
+                format!(
+                    "[{:7.2}s] broadcast session {} {} to {:?}, {} bytes",
+                    b.started_s, b.session, b.node_type, b.requesters, b.bytes
+                ),
             ));
         }
         self.broadcasts_started = log.broadcasts.len();
@@ -64,11 +85,10 @@ impl Plain {
             .filter(|b| b.ended_s.is_some())
             .collect();
         for b in ended.iter().skip(self.broadcasts_ended) {
+            let at = b.ended_s.unwrap_or(now_s);
             let mut line = format!(
-                "[{:7.2}s] broadcast session {} ended: {} frames",
-                b.ended_s.unwrap_or(now_s),
-                b.session,
-                b.frames
+                "[{at:7.2}s] broadcast session {} ended: {} frames",
+                b.session, b.frames
             );
             if b.repair_rounds > 0 {
                 line += &format!(
@@ -81,7 +101,7 @@ impl Plain {
             if let Some(e) = &b.error {
                 line += &format!(", FAILED: {e}");
             }
-            out.push(line);
+            out.push((at, line));
         }
         self.broadcasts_ended = self.broadcasts_ended.max(ended.len());
         out
@@ -187,9 +207,24 @@ mod tests {
                 error: None,
             },
         );
+        record(
+            &mut log,
+            950,
+            MasterEvent::SessionStarted {
+                session: 2,
+                window: 1,
+                kind: "xy".into(),
+                requesters: vec![1],
+                bytes: 100,
+                resumed_at_chunk: None,
+            },
+        );
         assert_eq!(
             p.lines(&v, &log, 1.0),
-            ["[   0.90s] broadcast session 1 ended: 5 frames, 1 repair round (60 bytes)"]
+            [
+                "[   0.90s] broadcast session 1 ended: 5 frames, 1 repair round (60 bytes)",
+                "[   0.95s] broadcast session 2 xy to [1], 100 bytes",
+            ]
         );
         assert!(p.lines(&v, &log, 1.1).is_empty());
     }
