@@ -83,6 +83,7 @@ mod stats;
 pub mod timing;
 
 pub use bridge::{Bridge, start};
+pub use bus::Cause as DropCause;
 pub use capture::{CaptureConfig, CaptureStatus};
 pub use config::{
     BridgeConfig, FdFormat, LinkConfig, MAX_SOCKET_PATH, MAX_SOCKETCAND_CLIENTS, PortConfig,

@@ -17,6 +17,7 @@ pub mod outputs;
 pub mod qemu;
 pub mod report;
 pub mod rundir;
+pub mod seeds;
 pub mod store;
 pub mod storm;
 pub mod supervisor;

@@ -123,10 +123,15 @@ fn parse_image_size(s: &str) -> Result<u32, String> {
 #[derive(Args)]
 struct StormArgs {
     /// The scenario file (a fleet file alone boots the fleet and judges it).
-    file: PathBuf,
+    #[arg(required_unless_present = "replay")]
+    file: Option<PathBuf>,
     /// Replaces the scenario's seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// Run a storm again from its JSON report: the same scenario text (and
+    /// fleet file) and the same seed, so the same actions and faults.
+    #[arg(long, conflicts_with = "file")]
+    replay: Option<PathBuf>,
     /// Write the JSON report here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -525,9 +530,16 @@ async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> R
     use host_orchestrator::storm;
     check_output_folder("--report", args.report.as_deref())?;
     check_output_folder("--junit", args.junit.as_deref())?;
-    let scenario = storm::scenario::Scenario::load(&args.file)?;
-    let artifacts = Artifacts::locate(args.artifacts)?;
-    let run_dir = run_folder(args.run_dir, &artifacts, &scenario.name)?;
+    let (scenario, replayed_seed) = match (&args.file, &args.replay) {
+        (_, Some(report)) => {
+            let (scenario, seed) = storm::replay_of(report)?;
+            (scenario, Some(seed))
+        }
+        (Some(file), None) => (storm::scenario::Scenario::load(file)?, None),
+        (None, None) => anyhow::bail!("storm: give a scenario file or --replay REPORT.json"),
+    };
+    let artifacts = Artifacts::locate(args.artifacts.clone())?;
+    let run_dir = run_folder(args.run_dir.clone(), &artifacts, &scenario.name)?;
     open_log(&log, &run_dir);
     say!(
         "storm {}: {} nodes, {} timeline entries; run folder {}",
@@ -538,35 +550,33 @@ async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> R
     );
     let files = RunDir::at(&run_dir);
     let interrupted = interrupt.clone();
+    let seed = args.seed.or(replayed_seed).unwrap_or(scenario.seed);
+    let name = scenario.name.clone();
     let opts = storm::StormOptions {
         scenario,
         artifacts,
         run_dir,
-        seed: args.seed,
+        seed: Some(seed),
         progress: true,
         master_exe: std::env::current_exe().ok(),
         interrupt,
     };
     // Interrupted, it still ends the testbed, judges what ran and reports.
-    let report = storm::run(opts).await?;
+    let report = match storm::run(opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            // CI still gets a JUnit file: one errored case with the reason.
+            let xml = storm::junit::render_error(&name, seed, &format!("{e:#}"));
+            for path in std::iter::once(files.junit()).chain(args.junit.clone()) {
+                if let Err(w) = std::fs::write(&path, &xml) {
+                    say!("cannot write JUnit {}: {w}", path.display());
+                }
+            }
+            return Err(e);
+        }
+    };
     println!("{}", report.table());
-    let junit = storm::junit::render(&report);
-    for path in std::iter::once(files.report()).chain(args.report) {
-        json::write(&path, Kind::Storm, &report)?;
-    }
-    for path in std::iter::once(files.junit()).chain(args.junit) {
-        std::fs::write(&path, &junit)
-            .with_context(|| format!("cannot write JUnit {}", path.display()))?;
-    }
-    say!(
-        "run folder {} (report.json, junit.xml, log/, capture/)",
-        files.path().display()
-    );
-    let text = std::fs::read_to_string(&args.file).unwrap_or_default();
-    ci_outputs(
-        &github::storm_summary(&report),
-        github::storm_annotations(&report, &args.file.display().to_string(), &text),
-    );
+    storm_outputs(&report, &args, &files)?;
     println!("{}", report.testbed.bus_summary());
     println!(
         "verdict {}: verified {}/{}",
@@ -577,6 +587,39 @@ async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> R
     } else {
         verdict(report.testbed.verdict)
     })
+}
+
+/// What a storm leaves: report and JUnit in the run folder (and where
+/// `--report` and `--junit` say), the step summary and annotations.
+fn storm_outputs(
+    report: &host_orchestrator::storm::StormReport,
+    args: &StormArgs,
+    files: &RunDir,
+) -> Result<()> {
+    let junit = host_orchestrator::storm::junit::render(report);
+    for path in std::iter::once(files.report()).chain(args.report.clone()) {
+        json::write(&path, Kind::Storm, report)?;
+    }
+    for path in std::iter::once(files.junit()).chain(args.junit.clone()) {
+        std::fs::write(&path, &junit)
+            .with_context(|| format!("cannot write JUnit {}", path.display()))?;
+    }
+    say!(
+        "run folder {} (report.json, junit.xml, log/, capture/)",
+        files.path().display()
+    );
+    // Annotations point into the scenario file (a replay's report, else),
+    // at lines of the scenario's text as it was read.
+    let file = args.file.as_ref().or(args.replay.as_ref());
+    ci_outputs(
+        &github::storm_summary(report),
+        github::storm_annotations(
+            report,
+            &file.map_or(String::new(), |f| f.display().to_string()),
+            &report.scenario_source.text,
+        ),
+    );
+    Ok(())
 }
 
 /// A verdict as an outcome.

@@ -204,6 +204,7 @@ mod tests {
                 bus_ms: 1.0,
                 first_pass_bus_ms: 1.0,
                 first_pass_wall_ms: 1.0,
+                repair_end: Default::default(),
                 error: None,
             },
         );

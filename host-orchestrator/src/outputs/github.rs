@@ -248,6 +248,11 @@ mod tests {
         StormReport {
             scenario: "s".into(),
             seed: 7,
+            scenario_source: crate::storm::scenario::Source {
+                text: SCENARIO.into(),
+                fleet_file: None,
+                default_name: None,
+            },
             reboots: 1,
             duration_s: 10.0,
             peak_fleet_pss_mib: 0.0,
@@ -266,6 +271,8 @@ mod tests {
             nodes: vec![1],
             detail: "node 1 is off".into(),
             ok: false,
+            skipped: Vec::new(),
+            picked: Vec::new(),
         };
         let r = storm(
             vec![
