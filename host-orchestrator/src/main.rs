@@ -54,6 +54,9 @@ enum Command {
     /// rolling updates) and judge it against the invariants. Prints progress
     /// and a verdict table; the exit code is the verdict.
     Storm(StormArgs),
+    /// Print the JSON Schema of the reports (report.json, --report) of
+    /// every kind: testbed, storm and bench, with its schema version.
+    Schema,
     /// Run a master on a bus port (the testbed runs a backup master this
     /// way). Prints its events as JSON lines on stdout; stops on SIGTERM or
     /// Ctrl-C.
@@ -244,6 +247,10 @@ fn main() -> ExitCode {
                 action: TestbedAction::Up(args),
             } => up(args, interrupt, log).await,
             Command::Master(args) => master(args, interrupt).await.map(|()| Outcome::Pass),
+            Command::Schema => serde_json::to_string_pretty(&outputs::schema::schema())
+                .map(|s| println!("{s}"))
+                .map(|()| Outcome::Pass)
+                .context("cannot print the schema"),
             Command::Storm(args) => storm(args, interrupt, log).await,
             Command::Bench {
                 which: None,

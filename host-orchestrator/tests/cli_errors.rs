@@ -109,6 +109,21 @@ fn exit_codes_tell_a_usage_error_from_a_missing_environment() {
 }
 
 #[test]
+fn schema_prints_the_versioned_report_schema() {
+    let out = bootcast(&["schema"]);
+    assert!(out.status.success());
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(s["$id"], "bootcast-report-v1");
+    let kinds: Vec<&serde_json::Value> = s["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["properties"]["kind"]["const"])
+        .collect();
+    assert_eq!(kinds, ["testbed", "storm", "bench"]);
+}
+
+#[test]
 fn master_names_bad_flags_and_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
