@@ -13,8 +13,9 @@
 //!
 //! The arbiter never waits for the disk: it offers each frame to a bounded
 //! queue that a writer thread drains through buffered files. A full queue
-//! drops the record and counts it (`dropped`). Files are flushed when the
-//! bridge shuts down.
+//! drops the record and counts it (`dropped`). What it writes reaches the
+//! files within [`FLUSH_WITHIN`] (so Wireshark opens a capture mid-run),
+//! and everything when the bridge shuts down.
 //!
 //! [`BusEvent::bus_time_ns`]: crate::BusEvent::bus_time_ns
 
@@ -22,9 +23,10 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use proto::Frame;
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,39 @@ use crate::ids::SegmentId;
 
 /// Frames the capture queue holds before it drops (about 5 MB).
 pub const CAPTURE_QUEUE: usize = 65_536;
+
+/// A written record reaches the file at most this long after.
+pub const FLUSH_WITHIN: Duration = Duration::from_millis(500);
+
+/// When buffered records are due on disk: the first unflushed write starts
+/// the clock, a flush stops it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct FlushClock {
+    /// When the oldest unflushed write must be flushed.
+    due: Option<Instant>,
+}
+
+impl FlushClock {
+    /// A record was written at `now`.
+    fn wrote(&mut self, now: Instant) {
+        self.due.get_or_insert(now + FLUSH_WITHIN);
+    }
+
+    /// How long the writer may wait for the next record: until the flush
+    /// is due, or for ever with nothing to flush.
+    fn wait(&self, now: Instant) -> Option<Duration> {
+        self.due.map(|d| d.saturating_duration_since(now))
+    }
+
+    /// Whether to flush now (and then the clock stops).
+    fn take_due(&mut self, now: Instant) -> bool {
+        let due = self.due.is_some_and(|d| now >= d);
+        if due {
+            self.due = None;
+        }
+        due
+    }
+}
 
 /// pcap link type of SocketCAN frames.
 pub const LINKTYPE_CAN_SOCKETCAN: u32 = 227;
@@ -212,8 +247,23 @@ impl Writer {
         let mut failed = false;
         let mut line = String::with_capacity(256);
         let mut packet = Vec::with_capacity(16 + 88);
+        let mut clock = FlushClock::default();
         // Ends when the arbiter drops its end: bridge shutdown.
-        while let Ok(rec) = self.rx.recv() {
+        loop {
+            let next = match clock.wait(Instant::now()) {
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(wait) => self.rx.recv_timeout(wait),
+            };
+            let rec = match next {
+                Ok(rec) => rec,
+                Err(RecvTimeoutError::Timeout) => {
+                    if clock.take_due(Instant::now()) && !failed {
+                        failed = self.flush_all().is_err();
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             if failed {
                 self.shared.dropped.fetch_add(1, Relaxed);
                 continue;
@@ -239,6 +289,10 @@ impl Writer {
             match result {
                 Ok(()) => {
                     self.shared.frames.fetch_add(1, Relaxed);
+                    clock.wrote(Instant::now());
+                    if clock.take_due(Instant::now()) {
+                        failed = self.flush_all().is_err();
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "capture write failed; capture stopped");
@@ -259,6 +313,24 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Flushes both files; a failure stops the capture.
+    fn flush_all(&mut self) -> std::io::Result<()> {
+        for w in [self.pcap.as_mut(), self.candump.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if let Err(e) = w.flush() {
+                tracing::error!(error = %e, "capture flush failed; capture stopped");
+                let text = e.to_string();
+                if let Ok(mut slot) = self.shared.error.lock() {
+                    slot.get_or_insert(text);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn fail(&self, e: std::io::Error) {
@@ -339,6 +411,26 @@ pub(crate) fn candump_line(ts_ns: u64, ifname: &str, frame: &Frame, out: &mut St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_is_flushed_within_the_bound_and_the_clock_stops_after() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut c = FlushClock::default();
+        assert_eq!(c.wait(t0), None, "nothing to flush: wait for a record");
+        assert!(!c.take_due(ms(5000)));
+        c.wrote(t0);
+        // Later writes do not push the flush back.
+        c.wrote(ms(300));
+        assert_eq!(
+            c.wait(ms(300)),
+            Some(FLUSH_WITHIN - Duration::from_millis(300))
+        );
+        assert!(!c.take_due(ms(499)));
+        assert!(c.take_due(ms(500)));
+        assert_eq!(c.wait(ms(501)), None);
+        assert!(FLUSH_WITHIN <= Duration::from_secs(1));
+    }
     use proto::frame::{FLAG_EXTENDED, FLAG_FD};
 
     #[test]

@@ -8,9 +8,12 @@
 
 pub mod bench;
 pub mod child;
+pub mod exit;
 pub mod fleet;
 pub mod holdoff;
+pub mod live;
 pub mod master;
+pub mod outputs;
 pub mod qemu;
 pub mod report;
 pub mod rundir;

@@ -3,17 +3,33 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use host_orchestrator::exit::{self, Outcome};
 use host_orchestrator::fleet::{self, Fleet};
+use host_orchestrator::live::logging::{self, LogFile};
+use host_orchestrator::outputs::{self, github, json, json::Kind};
+use host_orchestrator::report::Verdict;
+use host_orchestrator::rundir::RunDir;
 use host_orchestrator::testbed::{Artifacts, Options, Testbed};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// `eprintln!` that keeps the line above the live view's bars.
+macro_rules! say {
+    ($($t:tt)*) => {
+        host_orchestrator::live::stderr::eprintln(&format!($($t)*))
+    };
+}
+
 /// bootcast: prove that a fleet of diskless nodes comes up running the right code.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
+    /// Show every log line on the terminal, not only warnings and errors
+    /// (the run folder's log/bootcast.log has them all either way).
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,6 +54,9 @@ enum Command {
     /// rolling updates) and judge it against the invariants. Prints progress
     /// and a verdict table; the exit code is the verdict.
     Storm(StormArgs),
+    /// Print the JSON Schema of the reports (report.json, --report) of
+    /// every kind: testbed, storm and bench, with its schema version.
+    Schema,
     /// Run a master on a bus port (the testbed runs a backup master this
     /// way). Prints its events as JSON lines on stdout; stops on SIGTERM or
     /// Ctrl-C.
@@ -61,6 +80,10 @@ enum BenchWhich {
         /// Also write the rows as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Keep the log, table and report here (default:
+        /// target/bootcast/runs/<time>-bench-policies).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
     },
 }
 
@@ -90,6 +113,10 @@ struct CompareArgs {
     /// Also write every run and figure as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Keep the log, table and report here (default:
+    /// target/bootcast/runs/<time>-bench).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
 }
 
 fn parse_image_size(s: &str) -> Result<u32, String> {
@@ -114,7 +141,9 @@ struct StormArgs {
     /// Write JUnit XML here.
     #[arg(long)]
     junit: Option<PathBuf>,
-    /// Keep logs and the bus capture here (default: a new folder under /tmp).
+    /// Keep the report, logs and the bus capture here (default:
+    /// target/bootcast/runs/<time>-<scenario name>; runs/latest links the
+    /// newest).
     #[arg(long)]
     run_dir: Option<PathBuf>,
     /// Built guest artifacts (default: target/bootcast, or $BOOTCAST_ARTIFACTS).
@@ -178,7 +207,8 @@ struct UpArgs {
     /// The master's image store (default: the built images).
     #[arg(long)]
     store: Option<PathBuf>,
-    /// Keep logs and sockets in this folder (default: a temporary folder, kept on failure).
+    /// Keep the report, logs, capture and sockets in this folder (default:
+    /// target/bootcast/runs/<time>-<fleet>; runs/latest links the newest).
     #[arg(long)]
     run_dir: Option<PathBuf>,
     /// A node that rejects this many images is failed.
@@ -188,20 +218,14 @@ struct UpArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Benchmarks print their own progress; the master's window log would
-    // bury it.
-    let default_filter = match cli.command {
-        Command::Bench { .. } => "warn",
-        _ => "warn,host_orchestrator::master=info",
+    // A backup master's stderr is its log file in the run folder; every
+    // other command logs to its run folder's log/bootcast.log, and shows
+    // warnings and errors (everything with -v) on the terminal.
+    let log = match (&cli.command, cli.verbose) {
+        (Command::Master(_), _) => logging::init("warn,host_orchestrator::master=info", false),
+        (_, true) => logging::init("info", true),
+        (_, false) => logging::init("warn", true),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -209,7 +233,7 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            say!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -221,13 +245,17 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Testbed {
                 action: TestbedAction::Up(args),
-            } => up(args, interrupt).await,
-            Command::Master(args) => master(args, interrupt).await.map(|()| true),
-            Command::Storm(args) => storm(args, interrupt).await,
+            } => up(args, interrupt, log).await,
+            Command::Master(args) => master(args, interrupt).await.map(|()| Outcome::Pass),
+            Command::Schema => serde_json::to_string_pretty(&outputs::schema::schema())
+                .map(|s| println!("{s}"))
+                .map(|()| Outcome::Pass)
+                .context("cannot print the schema"),
+            Command::Storm(args) => storm(args, interrupt, log).await,
             Command::Bench {
                 which: None,
                 compare,
-            } => bench_compare(compare, interrupt).await,
+            } => bench_compare(compare, interrupt, log).await,
             Command::Bench {
                 which:
                     Some(BenchWhich::Policies {
@@ -235,18 +263,62 @@ fn main() -> ExitCode {
                         stagger_ms,
                         artifacts,
                         json,
+                        run_dir,
                     }),
                 ..
-            } => bench_policies(nodes, stagger_ms, artifacts, json, interrupt).await,
+            } => {
+                let out = BenchOut { json, run_dir, log };
+                bench_policies(nodes, stagger_ms, artifacts, out, interrupt).await
+            }
         }
     });
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
+    if let Err(e) = &result {
+        say!("error: {e:#}");
+    }
+    ExitCode::from(exit::code_of(&result))
+}
+
+/// Where a benchmark leaves its results: `--json`, and its run folder
+/// (log, table.md, report.json).
+struct BenchOut {
+    json: Option<PathBuf>,
+    run_dir: Option<PathBuf>,
+    log: LogFile,
+}
+
+impl BenchOut {
+    /// The run folder, made now (named `name`), with the log in it.
+    fn start(&self, artifacts: &Artifacts, name: &str) -> Result<RunDir> {
+        check_output_folder("--json", self.json.as_deref())?;
+        let path = run_folder(self.run_dir.clone(), artifacts, name)?;
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let dir = RunDir::at(path);
+        open_log(&self.log, dir.path());
+        Ok(dir)
+    }
+
+    /// Writes the table and the report (versioned) to the run folder, and
+    /// `plain` to `--json` as before.
+    fn write<R: serde::Serialize, P: serde::Serialize>(
+        &self,
+        dir: &RunDir,
+        table: &str,
+        report: &R,
+        plain: &P,
+    ) -> Result<()> {
+        let md = dir.path().join("table.md");
+        std::fs::write(&md, table).with_context(|| format!("cannot write {}", md.display()))?;
+        json::write(&dir.report(), Kind::Bench, report)?;
+        if let Some(path) = &self.json {
+            std::fs::write(path, serde_json::to_string_pretty(plain)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
+        say!(
+            "run folder {} (table.md, report.json, log/)",
+            dir.path().display()
+        );
+        Ok(())
     }
 }
 
@@ -254,26 +326,37 @@ async fn bench_policies(
     nodes: usize,
     stagger_ms: u64,
     artifacts: Option<PathBuf>,
-    json: Option<PathBuf>,
+    out: BenchOut,
     interrupt: CancellationToken,
-) -> Result<bool> {
+) -> Result<Outcome> {
     use host_orchestrator::bench;
-    check_output_folder("--json", json.as_deref())?;
     let artifacts = Artifacts::locate(artifacts)?;
+    let dir = out.start(&artifacts, "bench-policies")?;
     let (rows, interrupted) = bench::policies(&artifacts, nodes, stagger_ms, &interrupt).await?;
-    println!("{}", bench::policy_table(&rows, nodes, stagger_ms));
-    if let Some(path) = json {
-        std::fs::write(&path, serde_json::to_string_pretty(&rows)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    let table = bench::policy_table(&rows, nodes, stagger_ms);
+    println!("{table}");
+    out.write(&dir, &table, &serde_json::json!({ "rows": &rows }), &rows)?;
     if interrupted {
-        eprintln!("interrupted: the table holds only the policies that ran");
+        say!("interrupted: the table holds only the policies that ran");
     }
-    Ok(!interrupted)
+    Ok(if interrupted {
+        Outcome::Interrupted
+    } else {
+        Outcome::Pass
+    })
 }
 
-async fn bench_compare(a: CompareArgs, interrupt: CancellationToken) -> Result<bool> {
+async fn bench_compare(
+    a: CompareArgs,
+    interrupt: CancellationToken,
+    log: LogFile,
+) -> Result<Outcome> {
     use host_orchestrator::bench::compare;
+    let out = BenchOut {
+        json: a.json.clone(),
+        run_dir: a.run_dir.clone(),
+        log,
+    };
     check_output_folder("--json", a.json.as_deref())?;
     if a.nodes.is_empty() || a.nodes.iter().any(|&n| n == 0 || n > fleet::MAX_NODES) {
         anyhow::bail!(
@@ -292,6 +375,7 @@ async fn bench_compare(a: CompareArgs, interrupt: CancellationToken) -> Result<b
         }
     }
     let artifacts = Artifacts::locate(a.artifacts)?;
+    let dir = out.start(&artifacts, "bench")?;
     let opts = compare::CompareOptions {
         nodes: a.nodes,
         image_size: a.image_size,
@@ -309,7 +393,7 @@ async fn bench_compare(a: CompareArgs, interrupt: CancellationToken) -> Result<b
         &opts,
     )?;
     let c = compare::compare(&artifacts, &opts, &interrupt, |r| {
-        eprintln!(
+        say!(
             "bench: {} {:?}{} N={}: {}/{} verified{}",
             r.transport,
             r.delivery,
@@ -322,18 +406,20 @@ async fn bench_compare(a: CompareArgs, interrupt: CancellationToken) -> Result<b
         )
     })
     .await?;
-    println!("{}", compare::table(&c));
-    if let Some(path) = a.json {
-        std::fs::write(&path, serde_json::to_string_pretty(&c)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    let table = compare::table(&c);
+    println!("{table}");
+    out.write(&dir, &table, &c, &c)?;
     if c.interrupted {
-        eprintln!("interrupted: the table holds only the fleets that ran");
+        say!("interrupted: the table holds only the fleets that ran");
     }
-    Ok(!c.interrupted)
+    Ok(if c.interrupted {
+        Outcome::Interrupted
+    } else {
+        Outcome::Pass
+    })
 }
 
-async fn up(args: UpArgs, interrupt: CancellationToken) -> Result<bool> {
+async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<Outcome> {
     let fleet = match (&args.fleet, args.nodes) {
         (Some(path), _) => Fleet::load(path)?,
         (None, n) => Fleet::default_mix(n.unwrap_or(8))?,
@@ -349,15 +435,23 @@ async fn up(args: UpArgs, interrupt: CancellationToken) -> Result<bool> {
     };
     check_output_folder("--report", args.report.as_deref())?;
     let artifacts = Artifacts::locate(args.artifacts.clone())?;
+    let name = match &args.fleet {
+        Some(path) => path
+            .file_stem()
+            .map_or("fleet".into(), |s| s.to_string_lossy().into_owned()),
+        None => format!("up-{}", fleet.nodes.len()),
+    };
+    let run_dir = run_folder(args.run_dir.clone(), &artifacts, &name)?;
+    open_log(&log, &run_dir);
     let mut opts = Options::new(fleet.clone(), artifacts);
     opts.store = args.store.clone();
-    opts.run_dir = args.run_dir.clone();
+    opts.run_dir = Some(run_dir);
     opts.max_rejects = args.max_rejects.max(1);
     opts.progress = true;
     opts.master_exe = std::env::current_exe().ok();
     opts.interrupt = interrupt.clone();
     let n = fleet.nodes.len();
-    eprintln!(
+    say!(
         "booting {n} nodes ({}); timeout {:.0}s",
         fleet
             .types()
@@ -367,44 +461,79 @@ async fn up(args: UpArgs, interrupt: CancellationToken) -> Result<bool> {
             .join(", "),
         timeout.as_secs_f64()
     );
-    let mut tb = Testbed::start(opts).await?;
-    eprintln!("run folder {}", tb.run_dir().display());
+    let tb = Testbed::start(opts).await?;
+    say!("run folder {}", tb.run_dir().display());
     if let Some(addr) = tb.socketcand_addr() {
-        eprintln!(
+        say!(
             "external tools: socketcand on {addr} (channel = segment name); capture in {}",
             tb.capture_pcap().display()
         );
     }
+    up_until_settled(tb, timeout, &args, &name, &interrupt).await
+}
+
+/// Waits for the fleet, prints the table, stays up unless told not to,
+/// ends the testbed and writes what the run leaves.
+async fn up_until_settled(
+    mut tb: Testbed,
+    timeout: Duration,
+    args: &UpArgs,
+    name: &str,
+    interrupt: &CancellationToken,
+) -> Result<Outcome> {
     let settled = tb.wait_settled(timeout).await;
+    // Stopped before the fleet settled: the run did not end. (Ctrl-C once
+    // it is up is how a testbed is ended.)
     let interrupted = tb.interrupted();
+    let fleet_file = args
+        .fleet
+        .as_ref()
+        .and_then(|f| Some((f.display().to_string(), std::fs::read_to_string(f).ok()?)));
     if !settled && !interrupted {
-        eprintln!(
+        say!(
             "timeout: not every node settled within {:.0}s",
             timeout.as_secs_f64()
         );
     }
+    // The table comes once the last session is over, below the live view.
+    tb.let_sessions_end().await;
+    tb.end_live_view().await;
     let report = tb.report();
     println!("{}", report.table());
     if !args.exit_when_ready && !interrupted {
-        eprintln!("testbed up; press Ctrl-C to stop it");
+        say!("testbed up; press Ctrl-C to stop it");
         interrupt.cancelled().await;
     }
-    if !report.verdict.passed() {
-        tb.keep_run_dir();
-        eprintln!("logs kept in {}", tb.run_dir().display());
-    }
+    let run_dir = RunDir::at(tb.run_dir());
     let report = tb.shutdown().await;
+    json::write(&run_dir.report(), Kind::Testbed, &report)?;
+    let junit = outputs::junit::testbed(&report, name)?;
+    std::fs::write(run_dir.junit(), junit)
+        .with_context(|| format!("cannot write {}", run_dir.junit().display()))?;
     if let Some(path) = &args.report {
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, json)
-            .with_context(|| format!("cannot write report {}", path.display()))?;
+        json::write(path, Kind::Testbed, &report)?;
     }
+    say!(
+        "run folder {} (report.json, junit.xml, log/, capture/)",
+        run_dir.path().display()
+    );
+    ci_outputs(
+        &github::testbed_summary(&report, name),
+        github::testbed_annotations(
+            &report,
+            fleet_file.as_ref().map(|(f, t)| (f.as_str(), t.as_str())),
+        ),
+    );
     println!("{}", report.bus_summary());
     println!("verified {}/{}", report.nodes_verified, report.nodes_total);
-    Ok(report.verdict.passed())
+    Ok(if interrupted {
+        Outcome::Interrupted
+    } else {
+        verdict(report.verdict)
+    })
 }
 
-async fn storm(args: StormArgs, interrupt: CancellationToken) -> Result<bool> {
+async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> Result<Outcome> {
     use host_orchestrator::storm;
     check_output_folder("--report", args.report.as_deref())?;
     check_output_folder("--junit", args.junit.as_deref())?;
@@ -416,26 +545,18 @@ async fn storm(args: StormArgs, interrupt: CancellationToken) -> Result<bool> {
         (Some(file), None) => (storm::scenario::Scenario::load(file)?, None),
         (None, None) => anyhow::bail!("storm: give a scenario file or --replay REPORT.json"),
     };
-    let artifacts = Artifacts::locate(args.artifacts)?;
-    let run_dir = match args.run_dir {
-        Some(d) => d,
-        // Kept: its logs and capture are the run's evidence. Short, for
-        // unix socket paths.
-        None => tempfile::Builder::new()
-            .prefix(&format!(
-                "bc-{}-",
-                scenario.name.chars().take(16).collect::<String>()
-            ))
-            .tempdir_in("/tmp")?
-            .keep(),
-    };
-    eprintln!(
+    let artifacts = Artifacts::locate(args.artifacts.clone())?;
+    let run_dir = run_folder(args.run_dir.clone(), &artifacts, &scenario.name)?;
+    open_log(&log, &run_dir);
+    say!(
         "storm {}: {} nodes, {} timeline entries; run folder {}",
         scenario.name,
         scenario.fleet.nodes.len(),
         scenario.timeline.len(),
         run_dir.display()
     );
+    let files = RunDir::at(&run_dir);
+    let interrupted = interrupt.clone();
     let seed = args.seed.or(replayed_seed).unwrap_or(scenario.seed);
     let name = scenario.name.clone();
     let opts = storm::StormOptions {
@@ -452,30 +573,104 @@ async fn storm(args: StormArgs, interrupt: CancellationToken) -> Result<bool> {
         Ok(r) => r,
         Err(e) => {
             // CI still gets a JUnit file: one errored case with the reason.
-            if let Some(path) = &args.junit {
-                let xml = storm::junit::render_error(&name, seed, &format!("{e:#}"));
-                if let Err(w) = std::fs::write(path, xml) {
-                    eprintln!("cannot write JUnit {}: {w}", path.display());
+            let xml = storm::junit::render_error(&name, seed, &format!("{e:#}"));
+            for path in std::iter::once(files.junit()).chain(args.junit.clone()) {
+                if let Err(w) = std::fs::write(&path, &xml) {
+                    say!("cannot write JUnit {}: {w}", path.display());
                 }
             }
             return Err(e);
         }
     };
     println!("{}", report.table());
-    if let Some(path) = &args.report {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("cannot write report {}", path.display()))?;
-    }
-    if let Some(path) = &args.junit {
-        std::fs::write(path, storm::junit::render(&report))
-            .with_context(|| format!("cannot write JUnit {}", path.display()))?;
-    }
+    storm_outputs(&report, &args, &files)?;
     println!("{}", report.testbed.bus_summary());
     println!(
         "verdict {}: verified {}/{}",
         report.testbed.verdict, report.testbed.nodes_verified, report.testbed.nodes_total
     );
-    Ok(report.testbed.verdict.passed())
+    Ok(if interrupted.is_cancelled() {
+        Outcome::Interrupted
+    } else {
+        verdict(report.testbed.verdict)
+    })
+}
+
+/// What a storm leaves: report and JUnit in the run folder (and where
+/// `--report` and `--junit` say), the step summary and annotations.
+fn storm_outputs(
+    report: &host_orchestrator::storm::StormReport,
+    args: &StormArgs,
+    files: &RunDir,
+) -> Result<()> {
+    let junit = host_orchestrator::storm::junit::render(report);
+    for path in std::iter::once(files.report()).chain(args.report.clone()) {
+        json::write(&path, Kind::Storm, report)?;
+    }
+    for path in std::iter::once(files.junit()).chain(args.junit.clone()) {
+        std::fs::write(&path, &junit)
+            .with_context(|| format!("cannot write JUnit {}", path.display()))?;
+    }
+    say!(
+        "run folder {} (report.json, junit.xml, log/, capture/)",
+        files.path().display()
+    );
+    // Annotations point into the scenario file (a replay's report, else),
+    // at lines of the scenario's text as it was read.
+    let file = args.file.as_ref().or(args.replay.as_ref());
+    ci_outputs(
+        &github::storm_summary(report),
+        github::storm_annotations(
+            report,
+            &file.map_or(String::new(), |f| f.display().to_string()),
+            &report.scenario_source.text,
+        ),
+    );
+    Ok(())
+}
+
+/// A verdict as an outcome.
+fn verdict(v: Verdict) -> Outcome {
+    if v.passed() {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    }
+}
+
+/// For GitHub Actions: the step summary (when `$GITHUB_STEP_SUMMARY` is
+/// set) and an `::error` line per failing check (when `GITHUB_ACTIONS` is
+/// true).
+fn ci_outputs(summary: &str, annotations: Vec<github::Annotation>) {
+    if let Err(e) = github::append_step_summary(summary) {
+        tracing::warn!("{e:#}");
+    }
+    if github::in_actions() {
+        for a in annotations {
+            println!("{}", a.command());
+        }
+    }
+}
+
+/// The run folder: `chosen`, else a new one in `runs/` beside the
+/// artifacts, named for the time and `name` (`runs/latest` links to it).
+fn run_folder(chosen: Option<PathBuf>, artifacts: &Artifacts, name: &str) -> Result<PathBuf> {
+    match chosen {
+        Some(d) => Ok(d),
+        None => RunDir::new_run(
+            &artifacts.dir.join("runs"),
+            name,
+            std::time::SystemTime::now(),
+        ),
+    }
+}
+
+/// Sends the log to the run folder's log file; a warning if it cannot.
+fn open_log(log: &LogFile, run_dir: &std::path::Path) {
+    let path = RunDir::at(run_dir).host_log();
+    if let Err(e) = log.open(&path) {
+        tracing::warn!("log lines stay off the run folder: {e:#}");
+    }
 }
 
 /// Fails at once, naming `flag`, when the folder `path` would be written in
@@ -543,10 +738,10 @@ fn cancel_on_signal(interrupt: CancellationToken) {
                 _ = term.recv() => {}
             }
             if n > 0 {
-                eprintln!("stopped at once");
+                say!("stopped at once");
                 std::process::exit(130);
             }
-            eprintln!(
+            say!(
                 "stopping: ending every node, then writing logs and the report (again to quit at once)"
             );
             interrupt.cancel();

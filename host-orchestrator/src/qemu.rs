@@ -158,9 +158,10 @@ impl NodeProcess {
 pub fn check_installed() -> Result<()> {
     match std::process::Command::new(QEMU).arg("--version").output() {
         Ok(o) if o.status.success() => Ok(()),
-        _ => anyhow::bail!(
+        _ => Err(crate::exit::EnvironmentMissing(format!(
             "{QEMU} is not installed; run `apt-get update && apt-get install -y qemu-system-misc` (or `cargo xtask install`)"
-        ),
+        ))
+        .into()),
     }
 }
 

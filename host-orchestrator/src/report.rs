@@ -1,5 +1,6 @@
 //! The JSON report and the human table.
 
+use crate::master::progress::SessionProgress;
 use crate::master::session::RepairEnd;
 use crate::master::{MasterEvent, MasterRecord, Role};
 use crate::seeds::Seeds;
@@ -226,6 +227,17 @@ pub struct MasterLog {
     pub windows: Vec<WindowReport>,
     /// Takeovers by a backup: (seconds since start, resumed session).
     pub takeovers: Vec<(f64, Option<u32>)>,
+    /// Where the active master is now (live views; not in the report).
+    pub now: MasterNow,
+}
+
+/// Where the active master is now, from its `Progress` events.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MasterNow {
+    /// Seconds since start when the open window closes.
+    pub window_closes_s: Option<f64>,
+    /// The running session, by the frames written so far.
+    pub session: Option<SessionProgress>,
 }
 
 impl MasterLog {
@@ -254,6 +266,7 @@ impl MasterLog {
                     .and_then(|v| v.as_str().map(String::from));
                 w.requesters = requesters.clone();
                 w.master = r.source;
+                self.now.window_closes_s = None;
             }
             MasterEvent::WindowCancelled { window } => {
                 if let Some(w) = self.windows.iter_mut().find(|w| w.window == *window) {
@@ -261,6 +274,7 @@ impl MasterLog {
                     w.close_reason = Some("cancelled".into());
                     w.requesters.clear();
                 }
+                self.now.window_closes_s = None;
             }
             MasterEvent::SessionStarted { session, .. } => {
                 match self.broadcasts.iter_mut().find(|b| b.session == *session) {
@@ -278,6 +292,18 @@ impl MasterLog {
                 if let Some(b) = self.broadcast(*session) {
                     b.ended(&r.event, at);
                 }
+                if self.now.session.is_some_and(|p| p.session == *session) {
+                    self.now.session = None;
+                }
+            }
+            MasterEvent::Progress {
+                window_closes_in_ms,
+                session,
+            } => {
+                self.now = MasterNow {
+                    window_closes_s: window_closes_in_ms.map(|ms| at + ms as f64 / 1000.0),
+                    session: *session,
+                };
             }
             MasterEvent::TookOver {
                 resumed_session, ..
@@ -776,6 +802,53 @@ pub(crate) mod tests {
         assert!((b.bus_s - 0.1).abs() < 1e-12, "{}", b.bus_s);
         assert_eq!(b.first_pass_wall_s, 0.9);
         assert_eq!(b.chunks_per_round, [1, 1]);
+    }
+
+    #[test]
+    fn progress_events_say_where_the_master_is_now_until_the_window_or_session_ends() {
+        use crate::master::CloseReason;
+        let progress = SessionProgress {
+            session: 1,
+            total_chunks: 10,
+            chunks: 4,
+            round: 0,
+            round_chunks: 0,
+        };
+        let mut log = MasterLog::default();
+        let p = |ms, closes: Option<u64>, session| {
+            rec(
+                ms,
+                Role::Primary,
+                MasterEvent::Progress {
+                    window_closes_in_ms: closes,
+                    session,
+                },
+            )
+        };
+        log.record(&p(500, Some(250), Some(progress)), 10_000);
+        assert_eq!(
+            log.now,
+            MasterNow {
+                window_closes_s: Some(0.75),
+                session: Some(progress)
+            }
+        );
+        let closed = MasterEvent::WindowClosed {
+            window: 1,
+            held_ms: 250,
+            reason: CloseReason::Timer,
+            requesters: vec![1],
+        };
+        log.record(&rec(750, Role::Primary, closed), 10_000);
+        assert_eq!(log.now.window_closes_s, None);
+        assert_eq!(log.now.session, Some(progress));
+        // Another session's end leaves it; its own ends it.
+        log.record(&rec(800, Role::Primary, ended(2, 1, 1.0, 1.0)), 10_000);
+        assert_eq!(log.now.session, Some(progress));
+        log.record(&rec(900, Role::Primary, ended(1, 1, 1.0, 1.0)), 10_000);
+        assert_eq!(log.now, MasterNow::default());
+        // Progress is no broadcast or window of the report.
+        assert!(log.windows.iter().all(|w| w.window == 1) && log.broadcasts.is_empty());
     }
 
     #[test]

@@ -3,13 +3,14 @@
 
 use crate::child::{self, Child};
 use crate::fleet::Fleet;
+use crate::live::LiveView;
 use crate::master::{self, MasterRecord, Role};
 use crate::qemu::{self, NodeLaunch, NodeProcess};
 use crate::report::{self, MasterLog, Report};
 use crate::rundir::RunDir;
 use crate::seeds::Seeds;
 use crate::store::Store;
-use crate::supervisor::{FleetView, HostState, Published, Supervisor};
+use crate::supervisor::{FleetView, Published, Supervisor};
 use anyhow::{Context, Result, bail};
 use board::strap::Strap;
 use proto::NodeType;
@@ -41,19 +42,21 @@ pub struct Artifacts {
 }
 
 impl Artifacts {
-    /// `explicit`, else `$BOOTCAST_ARTIFACTS`, else `target/bootcast` in the
-    /// workspace. Fails, saying how to build them, when they are missing.
+    /// `explicit`, else `$BOOTCAST_ARTIFACTS`, else `bootcast` in cargo's
+    /// target directory (`$CARGO_TARGET_DIR`, else the workspace's
+    /// `target`). Fails, saying how to build them, when they are missing.
     pub fn locate(explicit: Option<PathBuf>) -> Result<Artifacts> {
         let dir = explicit
             .or_else(|| std::env::var_os("BOOTCAST_ARTIFACTS").map(PathBuf::from))
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bootcast"));
+            .unwrap_or_else(default_artifacts);
         let a = Artifacts { dir };
         for needed in [a.flash(), a.images()] {
             if !needed.exists() {
-                bail!(
+                return Err(crate::exit::EnvironmentMissing(format!(
                     "guest artifacts missing: {} does not exist; run `cargo xtask build` (or `cargo xtask test`, which builds them)",
                     needed.display()
-                );
+                ))
+                .into());
             }
         }
         Ok(a)
@@ -79,6 +82,16 @@ impl Artifacts {
     }
 }
 
+/// `bootcast` in cargo's target directory: `$CARGO_TARGET_DIR` when set,
+/// else the workspace's `target`.
+fn default_artifacts() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("bootcast")
+}
+
 /// How to start a testbed.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -92,7 +105,7 @@ pub struct Options {
     pub run_dir: Option<PathBuf>,
     /// Rejections after which a node counts as failed.
     pub max_rejects: usize,
-    /// Print per-node progress lines to stderr.
+    /// Show the live view on stderr (bars on a terminal, else plain lines).
     pub progress: bool,
     /// The `bootcast` executable, to run a backup master as its own process
     /// (needed when the fleet asks for a backup).
@@ -164,6 +177,8 @@ pub struct Testbed {
     interrupt: CancellationToken,
     masters: Masters,
     supervisor: Supervisor,
+    /// The live view, while it runs.
+    live: Option<LiveView>,
     nodes: BTreeMap<u16, NodeProcess>,
     launches: BTreeMap<u16, NodeLaunch>,
     /// Nodes whose power comes on later: (when, node), soonest last.
@@ -203,9 +218,15 @@ impl Testbed {
         )
         .await?;
         let masters = start_masters(&opts, &run_dir, &tasks)?;
-        if opts.progress {
-            tasks.spawn(progress_lines(supervisor.subscribe(), t0, cancel.clone()));
-        }
+        let live = opts.progress.then(|| {
+            LiveView::start(
+                supervisor.subscribe(),
+                masters.log.clone(),
+                t0,
+                &tasks,
+                &cancel,
+            )
+        });
         let mut tb = Testbed {
             store_dir: run_dir.store(),
             run_dir,
@@ -216,6 +237,7 @@ impl Testbed {
             interrupt: opts.interrupt.clone(),
             masters,
             supervisor,
+            live,
             nodes: BTreeMap::new(),
             launches: BTreeMap::new(),
             power_on_later: Vec::new(),
@@ -594,6 +616,7 @@ impl Testbed {
     /// for every task it started, and returns the final report.
     pub async fn shutdown(mut self) -> Report {
         self.let_sessions_end().await;
+        self.end_live_view().await;
         self.stop_processes().await;
         self.stop_primary().await;
         let Testbed {
@@ -633,10 +656,18 @@ impl Testbed {
         report
     }
 
+    /// Draws the live view's last state and ends it, so that what is
+    /// printed next stands below it.
+    pub async fn end_live_view(&mut self) {
+        if let Some(live) = self.live.take() {
+            live.end().await;
+        }
+    }
+
     /// Waits (a little) for sessions in progress to end, so that the report
     /// has their repair rounds: nodes may be verified before the master's
     /// last repair wait is over.
-    async fn let_sessions_end(&self) {
+    pub async fn let_sessions_end(&self) {
         if self.masters.primary.is_none() && self.masters.backup.is_none() {
             return;
         }
@@ -912,33 +943,5 @@ pub fn log_tail(path: &Path, n: usize) -> String {
         "(empty)".into()
     } else {
         tail.join(" | ")
-    }
-}
-
-/// Prints a line for every node whose state changed, until cancelled.
-async fn progress_lines(
-    mut view: watch::Receiver<Arc<FleetView>>,
-    t0: Instant,
-    cancel: CancellationToken,
-) {
-    let mut last: BTreeMap<u16, HostState> = BTreeMap::new();
-    loop {
-        let v = view.borrow_and_update().clone();
-        for (id, n) in &v.nodes {
-            if last.get(id) != Some(&n.state) {
-                last.insert(*id, n.state);
-                eprintln!(
-                    "[{:7.2}s] node {:>3} {:<9} {}",
-                    t0.elapsed().as_secs_f64(),
-                    id,
-                    n.spec.node_type.name(),
-                    n.state.as_str()
-                );
-            }
-        }
-        tokio::select! {
-            changed = view.changed() => if changed.is_err() { return },
-            _ = cancel.cancelled() => return,
-        }
     }
 }

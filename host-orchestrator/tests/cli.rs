@@ -77,6 +77,22 @@ fn exit_when_ready_reports_every_node_and_ends_with_the_count() {
         r["bus"]["totals"]["frames"].as_u64() > Some(0),
         "bus statistics merged"
     );
+    assert_eq!(
+        (r["schema_version"].as_u64(), r["kind"].as_str()),
+        (Some(1), Some("testbed"))
+    );
+    // A pass keeps its run folder too, with the same report, JUnit and log.
+    let run_dir = Path::new(r["run_dir"].as_str().unwrap());
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(kept["nodes"], r["nodes"]);
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), 3, "{junit}");
+    assert!(run_dir.join("log").join("bootcast.log").is_file());
+    assert!(run_dir.join("capture").join("bus.pcap").is_file());
+    let runs = run_dir.parent().unwrap();
+    assert!(runs.ends_with("bootcast/runs"), "{}", runs.display());
+    assert!(runs.join("latest").is_symlink());
 }
 
 #[test]
@@ -100,23 +116,41 @@ fn a_fleet_with_a_failed_node_exits_non_zero() {
     bytes[last] ^= 0xFF;
     std::fs::write(&xy, bytes).unwrap();
     let report = dir.path().join("r.json");
-    let out = up(&[
-        "--nodes",
-        "2",
-        "--exit-when-ready",
-        "--max-rejects",
-        "2",
-        "--store",
-        store.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ]);
+    let summary = dir.path().join("summary.md");
+    let out = bootcast()
+        .args(["testbed", "up"])
+        .args([
+            "--nodes",
+            "2",
+            "--exit-when-ready",
+            "--max-rejects",
+            "2",
+            "--store",
+            store.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .expect("bootcast runs");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(last_line(&out), "verified 1/2");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("node 2 FAILED") && stdout.contains("digest mismatch"),
         "{stdout}"
+    );
+    // In GitHub Actions: an annotation for the failed node, and the table
+    // in the step summary.
+    assert!(
+        stdout.contains("::error title=node 2 (xy) not verified::"),
+        "{stdout}"
+    );
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains("**FAIL**") && md.contains("| xy | 0/1 |"),
+        "{md}"
     );
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(r["verdict"], "fail");
@@ -330,7 +364,9 @@ fn ctrl_c_ends_a_storm_gracefully_and_it_still_reports() {
     nix_kill(pid, "INT");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(1), "the verdict is fail: {rest:?}");
+    // Interrupted: its own exit code (130), no longer the verdict's 1; the
+    // verdict in the report is still fail.
+    assert_eq!(status.code(), Some(130), "interrupted: {rest:?}");
     for n in nodes {
         assert!(
             !Path::new(&format!("/proc/{n}")).exists(),
@@ -366,11 +402,9 @@ fn ctrl_c_ends_a_storm_gracefully_and_it_still_reports() {
 }
 
 fn nix_kill(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
+    // nix, not kill(1): a minimal Debian has no /bin/kill.
+    let sig: nix::sys::signal::Signal = format!("SIG{sig}").parse().unwrap();
+    let ok = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).is_ok();
     assert!(ok, "kill -{sig} {pid}");
 }
 
@@ -473,7 +507,8 @@ fn ctrl_c_ends_a_bench_with_the_fleets_that_ran() {
     nix_kill(pid, "INT");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(1), "{rest:?}");
+    // Interrupted: its own exit code (130), no longer 1.
+    assert_eq!(status.code(), Some(130), "{rest:?}");
     for n in nodes {
         assert!(
             !Path::new(&format!("/proc/{n}")).exists(),

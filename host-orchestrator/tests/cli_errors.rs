@@ -71,6 +71,59 @@ fn image_bytes(t: NodeType) -> Vec<u8> {
 }
 
 #[test]
+fn exit_codes_tell_a_usage_error_from_a_missing_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], i32); 5] = [
+        (&["testbed", "up", "--no-such-flag"], 2),
+        (&["testbed", "up", "--nodes", "0"], 2),
+        (&["storm", "/nonexistent-scenario.toml"], 2),
+        (
+            &[
+                "testbed",
+                "up",
+                "--nodes",
+                "2",
+                "--artifacts",
+                "/nonexistent-artifacts",
+            ],
+            3,
+        ),
+        (
+            &["bench", "policies", "--artifacts", "/nonexistent-artifacts"],
+            3,
+        ),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_bootcast"))
+            .args(args)
+            .env("BOOTCAST_ARTIFACTS", dir.path())
+            .output()
+            .expect("bootcast runs");
+        assert_eq!(
+            out.status.code(),
+            Some(want),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn schema_prints_the_versioned_report_schema() {
+    let out = bootcast(&["schema"]);
+    assert!(out.status.success());
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(s["$id"], "bootcast-report-v1");
+    let kinds: Vec<&serde_json::Value> = s["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["properties"]["kind"]["const"])
+        .collect();
+    assert_eq!(kinds, ["testbed", "storm", "bench"]);
+}
+
+#[test]
 fn master_names_bad_flags_and_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -1,8 +1,9 @@
 //! The bus as outside tools see it, on real QEMU fleets: a pcap capture that
 //! tshark reads, and python-can joining through the socketcand port.
 //!
-//! These tools come from `cargo xtask install` (tshark from Debian,
-//! python-can from PyPI). Under CI=true a missing tool fails the test;
+//! These tools come from `cargo xtask install` (tshark and python3-can from
+//! Debian); `cargo xtask test` names the Python that has python-can in
+//! `$BOOTCAST_PYTHON`. Under CI=true a missing tool fails the test;
 //! elsewhere the test says what is missing and stops.
 
 mod common;
@@ -25,6 +26,13 @@ fn have(tool: &str, probe: &mut Command) -> bool {
     }
     eprintln!("note: {tool} is missing (run `cargo xtask install`); skipping this test");
     false
+}
+
+/// The Python with python-can: `$BOOTCAST_PYTHON`, else `python3`.
+fn python() -> std::ffi::OsString {
+    std::env::var_os("BOOTCAST_PYTHON")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".into())
 }
 
 /// The bus source id a port's frames carry.
@@ -137,7 +145,7 @@ print(json.dumps({"kinds": sorted(kinds), "reply": reply}))
 fn python_can_watches_the_fleet_and_a_node_answers_it() {
     if !have(
         "python-can",
-        Command::new("python3").args(["-c", "import can"]),
+        Command::new(python()).args(["-c", "import can"]),
     ) {
         return;
     }
@@ -146,7 +154,7 @@ fn python_can_watches_the_fleet_and_a_node_answers_it() {
             .await
             .expect("testbed starts");
         let addr = tb.socketcand_addr().expect("socketcand port");
-        let tool = tokio::process::Command::new("python3")
+        let tool = tokio::process::Command::new(python())
             .args([
                 "-c",
                 PYTHON_TOOL,

@@ -1,5 +1,6 @@
 //! Builds the guests and what the testbed runs: the pflash file and one
-//! signed image per node type, in `target/bootcast`.
+//! signed image per node type, in `target/bootcast` (under cargo's target
+//! directory).
 //!
 //! Signing: with `BOOTCAST_SIGNING_KEY` set to a secret key file, images are
 //! signed with it; without, with a development key generated once per
@@ -81,7 +82,7 @@ pub fn signing(root: &Path, say: bool) -> Result<Signing> {
             );
         }
     }
-    let out = root.join("target").join("bootcast");
+    let out = crate::cmd::bootcast_dir(root);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let public_file = out.join("signing.pub");
     // Same bytes, same mtime: the boot ROM's build script reruns only when
@@ -119,8 +120,7 @@ fn build_guests(root: &Path, signing: &Signing, args: &[&str], what: &str) -> Re
 /// Builds everything; returns the artifacts folder.
 pub fn build(root: &Path) -> Result<PathBuf> {
     let signing = signing(root, true)?;
-    let bins = root
-        .join("target")
+    let bins = crate::cmd::target_dir(root)
         .join(crate::cmd::GUEST_TARGET)
         .join("guest");
     let boot_elf = bins.join("guest-boot");
@@ -142,7 +142,7 @@ pub fn build(root: &Path) -> Result<PathBuf> {
         &["-p", "guest-boot", "-p", "guest-apps"],
         "building the guests",
     )?;
-    let out = root.join("target").join("bootcast");
+    let out = crate::cmd::bootcast_dir(root);
     let images_dir = out.join("images");
     std::fs::create_dir_all(&images_dir)?;
 

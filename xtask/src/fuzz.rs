@@ -243,7 +243,7 @@ fn seed(root: &Path, fuzz_dir: &Path) -> Result<()> {
 /// Built images, when there are any (`cargo xtask build`): whole, their
 /// manifests, and a bundle of the two smallest.
 fn seed_images(root: &Path, corpus: &Corpus) -> Result<()> {
-    let images_dir = root.join("target").join("bootcast").join("images");
+    let images_dir = crate::cmd::bootcast_dir(root).join("images");
     let mut images: Vec<(proto::NodeType, Vec<u8>)> = Vec::new();
     for path in files(&images_dir, "bcimg") {
         let bytes = std::fs::read(&path)?;

@@ -1,21 +1,31 @@
 //! Installs what a fresh machine lacks, or says exactly what to run.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use std::process::Command;
 
 const QEMU: &str = "qemu-system-riscv64";
 
+/// An install step failed: the machine lacks what a run needs. xtask exits
+/// with bootcast's "environment missing" code (3) then.
+#[derive(Debug)]
+pub struct Missing;
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("environment missing")
+    }
+}
+
 /// What the testbed needs.
 pub fn all() -> Result<()> {
-    rust_target()?;
-    qemu()
+    rust_target().and_then(|()| qemu()).context(Missing)
 }
 
 /// What the test suite needs besides the testbed: the tools that read the
 /// bus from outside.
-pub fn test_tools() -> Result<()> {
-    tshark()?;
-    python_can()
+/// Returns the Python interpreter that has python-can.
+pub fn test_tools() -> Result<std::ffi::OsString> {
+    tshark().and_then(|()| python_can()).context(Missing)
 }
 
 fn succeeds(cmd: &mut Command) -> bool {
@@ -93,20 +103,45 @@ pub fn tshark() -> Result<()> {
     debian_package("tshark", &["tshark", "-v"], "tshark")
 }
 
-/// python-can, which the socketcand test joins the bus with.
-pub fn python_can() -> Result<()> {
-    let probe = || succeeds(Command::new("python3").args(["-c", "import can"]));
-    if probe() {
-        return Ok(());
+/// Names the Python interpreter that has python-can, for the tests that
+/// join the bus with it.
+pub const PYTHON_VAR: &str = "BOOTCAST_PYTHON";
+
+/// Interpreters tried for python-can, in order: `$BOOTCAST_PYTHON`, the
+/// `python3` on PATH, then Debian's (where apt puts `python3-can`).
+fn python_candidates() -> Vec<std::ffi::OsString> {
+    let mut c: Vec<std::ffi::OsString> = std::env::var_os(PYTHON_VAR)
+        .filter(|v| !v.is_empty())
+        .into_iter()
+        .collect();
+    c.push("python3".into());
+    c.push("/usr/bin/python3".into());
+    c
+}
+
+fn python_with_can() -> Option<std::ffi::OsString> {
+    python_candidates()
+        .into_iter()
+        .find(|p| succeeds(Command::new(p).args(["-c", "import can"])))
+}
+
+/// A Python with python-can, which the socketcand tests join the bus with:
+/// one that has it already, else Debian's `python3-can` (apt-get, as
+/// root; Debian's Python refuses `pip install`). Returns the interpreter.
+pub fn python_can() -> Result<std::ffi::OsString> {
+    if let Some(p) = python_with_can() {
+        return Ok(p);
     }
-    let cmd = "python3 -m pip install python-can";
-    eprintln!("xtask: installing python-can: {cmd}");
-    if !succeeds(Command::new("python3").args(["-m", "pip", "install", "--quiet", "python-can"]))
-        || !probe()
-    {
-        bail!("installing python-can failed; run `{cmd}` and try again");
+    if let Err(e) = debian_package(
+        "python-can",
+        &["/usr/bin/python3", "-c", "import can"],
+        "python3-can",
+    ) {
+        bail!(
+            "{e:#}; or set {PYTHON_VAR} to a Python that has python-can (e.g. a virtualenv's, after `pip install python-can`)"
+        );
     }
-    Ok(())
+    python_with_can().context("python-can was installed but no Python imports it")
 }
 
 /// Ignores SIGINT in this process (the child we wait for handles it).

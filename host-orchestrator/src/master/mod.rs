@@ -9,12 +9,14 @@
 //! one session task at a time.
 
 mod config;
+pub mod progress;
 pub mod scheduler;
 pub mod session;
 
 use crate::store::{PartSpec, Store};
 use anyhow::{Context, Result};
 use bus_bridge::client::{self, AbortOnDrop, FrameWriter, read_frames};
+use progress::{SessionProgress, WireProgress};
 use proto::msg::{self, MasterBeacon, Message, NodeState};
 use proto::{Frame, NodeType};
 use scheduler::{RequestOutcome, SchedEvent, Scheduler, SessionKind, SessionPlan};
@@ -142,6 +144,14 @@ pub enum MasterEvent {
         /// Its type code.
         node_type: u8,
     },
+    /// Where the active master is, for a live view: sent with a beacon
+    /// when it changed (a window's countdown changes while it is open).
+    Progress {
+        /// When the open window closes, in milliseconds from now.
+        window_closes_in_ms: Option<u64>,
+        /// The running session, by the frames written so far.
+        session: Option<SessionProgress>,
+    },
     /// The backup took over from a silent primary.
     TookOver {
         /// How long the primary had been silent.
@@ -211,6 +221,10 @@ struct Master {
     primary_heard: Instant,
     started: Instant,
     reported_no_image: BTreeSet<u16>,
+    /// The running session as its frames are written (the writer owns it).
+    progress: watch::Receiver<WireProgress>,
+    /// What the last `Progress` event said.
+    progress_said: (Option<Instant>, Option<SessionProgress>),
 }
 
 impl Master {
@@ -503,6 +517,26 @@ impl Master {
         }
     }
 
+    /// Says where the window and the session are, if that changed.
+    async fn report_progress(&mut self) {
+        let now = (
+            self.sched.deadline().map(|d| d.0),
+            *self.progress.borrow_and_update(),
+        );
+        let now = (now.0, now.1.0);
+        if now == self.progress_said {
+            return;
+        }
+        self.progress_said = now;
+        self.emit(MasterEvent::Progress {
+            window_closes_in_ms: now
+                .0
+                .map(|at| at.saturating_duration_since(Instant::now()).as_millis() as u64),
+            session: now.1,
+        })
+        .await;
+    }
+
     async fn beacon(&self) {
         let state = if self.running.is_some() {
             2
@@ -577,9 +611,7 @@ fn log_event(role: Role, e: &MasterEvent) {
             held_ms,
             reason,
             requesters,
-        } => {
-            info!(role, window, ?reason, held_ms, ?requesters, "window closed")
-        }
+        } => info!(role, window, ?reason, held_ms, ?requesters, "window closed"),
         MasterEvent::WindowCancelled { window } => {
             info!(
                 role,
@@ -632,6 +664,7 @@ fn log_event(role: Role, e: &MasterEvent) {
                 node, node_type, "request for a type with no image in the store"
             )
         }
+        MasterEvent::Progress { .. } => {}
         MasterEvent::TookOver {
             silent_ms,
             resumed_session,
@@ -646,11 +679,13 @@ fn log_event(role: Role, e: &MasterEvent) {
     }
 }
 
-/// Writes urgent frames before bulk ones, and signals writes that asked.
+/// Writes urgent frames before bulk ones, signals writes that asked, and
+/// follows the session in `progress`.
 async fn write_frames(
     mut w: FrameWriter,
     mut bulk: mpsc::Receiver<Outgoing>,
     mut urgent: mpsc::Receiver<Outgoing>,
+    progress: watch::Sender<WireProgress>,
 ) -> Result<()> {
     loop {
         let o = tokio::select! {
@@ -660,6 +695,7 @@ async fn write_frames(
             else => return Ok(()),
         };
         w.send(&o.frame).await?;
+        progress.send_if_modified(|p| p.on_frame(&o.frame));
         if let Some(done) = o.written {
             let _ = done.send(());
         }
@@ -689,7 +725,13 @@ pub async fn run(
     let _read_task = AbortOnDrop(tokio::spawn(read_frames(reader, frames_tx)));
     let (bulk, bulk_rx) = mpsc::channel(16);
     let (urgent, urgent_rx) = mpsc::channel(16);
-    let _write_task = AbortOnDrop(tokio::spawn(write_frames(writer, bulk_rx, urgent_rx)));
+    let (progress_tx, progress) = watch::channel(WireProgress::default());
+    let _write_task = AbortOnDrop(tokio::spawn(write_frames(
+        writer,
+        bulk_rx,
+        urgent_rx,
+        progress_tx,
+    )));
     let now = Instant::now();
     let mut m = Master {
         role,
@@ -707,6 +749,8 @@ pub async fn run(
         primary_heard: now,
         started: now,
         reported_no_image: BTreeSet::new(),
+        progress,
+        progress_said: (None, None),
     };
     let mut beacon = tokio::time::interval(BEACON_EVERY);
     let mut watchdog = tokio::time::interval(Duration::from_millis(100));
@@ -725,7 +769,10 @@ pub async fn run(
             r = async { m.running.as_mut().map(|r| &mut r.task).expect("guarded").await }, if busy => {
                 m.session_done(r).await
             }
-            _ = beacon.tick(), if active => m.beacon().await,
+            _ = beacon.tick(), if active => {
+                m.beacon().await;
+                m.report_progress().await;
+            }
             _ = watchdog.tick(), if !active => m.maybe_take_over().await,
         }
         m.start_next().await;

@@ -129,7 +129,7 @@ impl Run {
         if !ok {
             tracing::warn!(action, line, "{detail}");
         }
-        eprintln!("[{t_s:7.2}s] {action} {nodes:?}: {detail}");
+        crate::live::stderr::eprintln(&format!("[{t_s:7.2}s] {action} {nodes:?}: {detail}"));
         self.events.push(Event {
             t_s,
             action: action.to_string(),

@@ -1,0 +1,9 @@
+//! What a run leaves for people and CI, serialised at this edge: the
+//! versioned JSON report ([`json`]) and its JSON Schema ([`schema`]), JUnit
+//! for a testbed run ([`junit`]), GitHub Actions outputs ([`github`]).
+//! Storms keep their own JUnit (`storm::junit`).
+
+pub mod github;
+pub mod json;
+pub mod junit;
+pub mod schema;
