@@ -265,6 +265,8 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
                         "bad link frame dropped"
                     );
                 }
+                // Time records matter on the virtual clock only.
+                Some(Ok(Item::At(_))) => {}
                 Some(Ok(Item::SetFilter(filter))) => {
                     // In line with the port's frames, so it takes effect in order.
                     let msg = ToArbiter::Filter {
