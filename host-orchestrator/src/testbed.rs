@@ -229,6 +229,7 @@ impl Testbed {
                     min_version: n.min_version,
                     seed: rand::random(),
                     transport: opts.fleet.transport,
+                    clock: opts.fleet.clock,
                 },
                 paused: false,
             };
