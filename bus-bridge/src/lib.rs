@@ -80,7 +80,10 @@ mod rxqueue;
 mod shutdown;
 mod socketcand;
 mod stats;
+// Driven by the arbiter on the virtual clock (being wired).
 pub mod timing;
+#[allow(dead_code)]
+mod vclock;
 
 pub use bridge::{Bridge, start};
 pub use capture::{CaptureConfig, CaptureStatus};
