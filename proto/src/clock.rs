@@ -9,6 +9,12 @@
 //! Node → bridge: [`Report`] (where it stopped and why). Bridge → node:
 //! [`Grant`] (run until this time).
 
+/// The sync hint, `addi x0, x0, 0x7C5`: a RISC-V HINT (it writes `x0`,
+/// so it does nothing) that a node executes after handing the bus device a
+/// frame. The plugin stops the node at the block that holds it and
+/// reports, so the frame's time is that point of the node's clock.
+pub const SYNC_HINT: u32 = 0x7C50_0013;
+
 /// Bytes in every record.
 pub const RECORD: usize = 24;
 

@@ -9,6 +9,18 @@
 
 use proto::clock::{NEVER, Report, Stop};
 
+/// What a block holds that matters to the clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// Neither of the below.
+    Plain,
+    /// A `wfi`: the node may sleep.
+    Wfi,
+    /// The sync hint (`proto::clock::SYNC_HINT`): the node has just handed
+    /// the bus device a frame.
+    Sync,
+}
+
 /// A node's gate.
 #[derive(Debug)]
 pub struct Gate {
@@ -36,11 +48,11 @@ impl Gate {
         }
     }
 
-    /// A block of `n` instructions starts (`ends_in_wfi`: its last one is
-    /// a `wfi`); whether the clock must be read now.
-    pub fn block(&mut self, n: u64, ends_in_wfi: bool) -> bool {
+    /// A block of `n` instructions starts; `mark` says what it holds.
+    /// Whether the clock must be read now.
+    pub fn block(&mut self, n: u64, mark: Mark) -> bool {
         self.insns += n;
-        ends_in_wfi || self.stale || self.predicted() >= self.grant
+        mark != Mark::Plain || self.stale || self.predicted() >= self.grant
     }
 
     fn predicted(&self) -> u64 {
@@ -48,11 +60,12 @@ impl Gate {
         self.base_ns.saturating_add(run)
     }
 
-    /// The clock read `now` ns; for a block that ends in `wfi`, `wake` is
+    /// The clock read `now` ns; for a block that holds a `wfi`, `wake` is
     /// the armed timer ([`NEVER`] if none). Returns the report to send
     /// (then wait for a grant) if the node must stop: it has reached its
-    /// grant, or it would sleep past it.
-    pub fn clock(&mut self, now: u64, wfi: Option<u64>) -> Option<Report> {
+    /// grant, it would sleep past it, or (`synced`) it has just handed the
+    /// bus device a frame.
+    pub fn clock(&mut self, now: u64, wfi: Option<u64>, synced: bool) -> Option<Report> {
         self.base_ns = now;
         self.base_insns = self.insns;
         self.stale = false;
@@ -69,7 +82,7 @@ impl Gate {
                 });
             }
         }
-        (now >= self.grant).then_some(Report {
+        (synced || now >= self.grant).then_some(Report {
             stop: Stop::Barrier,
             at: now,
             wake: NEVER,
@@ -89,9 +102,9 @@ mod tests {
     #[test]
     fn the_first_block_stops_at_power_on() {
         let mut g = Gate::new(0);
-        assert!(g.block(5, false));
+        assert!(g.block(5, Mark::Plain));
         assert_eq!(
-            g.clock(0, None),
+            g.clock(0, None, false),
             Some(Report {
                 stop: Stop::Barrier,
                 at: 0,
@@ -103,28 +116,32 @@ mod tests {
     #[test]
     fn it_reads_the_clock_only_near_the_grant() {
         let mut g = Gate::new(3); // 8 ns per instruction
-        g.block(1, false);
-        g.clock(0, None);
+        g.block(1, Mark::Plain);
+        g.clock(0, None, false);
         g.granted(1_000);
-        assert!(!g.block(100, false)); // 800 ns predicted
-        assert!(g.block(25, false)); // 1000 ns predicted
+        assert!(!g.block(100, Mark::Plain)); // 800 ns predicted
+        assert!(g.block(25, Mark::Plain)); // 1000 ns predicted
         // The clock says less (a block was cut short): run on.
-        assert_eq!(g.clock(992, None), None);
-        assert!(g.block(1, false));
-        assert!(g.clock(1_000, None).is_some());
+        assert_eq!(g.clock(992, None, false), None);
+        assert!(g.block(1, Mark::Plain));
+        assert!(g.clock(1_000, None, false).is_some());
     }
 
     #[test]
     fn a_sleep_past_the_grant_is_reported_and_one_within_is_not() {
         let mut g = Gate::new(0);
         g.granted(5_000);
-        g.block(3, true);
-        assert_eq!(g.clock(100, Some(4_000)), None, "wakes within the grant");
-        assert!(g.block(1, false), "the sleep made the clock stale");
-        g.clock(4_000, None);
-        g.block(2, true);
+        g.block(3, Mark::Wfi);
         assert_eq!(
-            g.clock(4_010, Some(9_000)),
+            g.clock(100, Some(4_000), false),
+            None,
+            "wakes within the grant"
+        );
+        assert!(g.block(1, Mark::Plain), "the sleep made the clock stale");
+        g.clock(4_000, None, false);
+        g.block(2, Mark::Wfi);
+        assert_eq!(
+            g.clock(4_010, Some(9_000), false),
             Some(Report {
                 stop: Stop::Idle,
                 at: 4_010,
@@ -132,13 +149,20 @@ mod tests {
             })
         );
         // No timer armed: it may sleep for ever.
-        g.block(2, true);
+        g.block(2, Mark::Wfi);
         assert_eq!(
-            g.clock(4_020, Some(NEVER)).map(|r| r.stop),
+            g.clock(4_020, Some(NEVER), false).map(|r| r.stop),
             Some(Stop::Idle)
         );
+        // A frame was just sent: stop, though the grant is far.
+        g.granted(1_000_000);
+        assert!(g.block(1, Mark::Sync));
+        assert_eq!(
+            g.clock(5_000, None, true).map(|r| (r.stop, r.at)),
+            Some((Stop::Barrier, 5_000))
+        );
         // A timer already due: `wfi` will not sleep.
-        g.block(2, true);
-        assert_eq!(g.clock(4_030, Some(4_000)), None);
+        g.block(2, Mark::Wfi);
+        assert_eq!(g.clock(4_030, Some(4_000), false), None);
     }
 }

@@ -31,9 +31,9 @@ use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use std::sync::Mutex;
 
 use board::memory::{CLINT_BASE, MTIME_HZ};
-use gate::Gate;
+use gate::{Gate, Mark};
 use link::Link;
-use proto::clock::NEVER;
+use proto::clock::{NEVER, SYNC_HINT};
 
 /// The plugin API version this plugin was written against.
 #[unsafe(no_mangle)]
@@ -46,7 +46,9 @@ const MTIMECMP_HART0: u64 = CLINT_BASE + 0x4000;
 const NS_PER_TICK: u64 = 1_000_000_000 / MTIME_HZ;
 
 /// Marks a block's user data: the block holds a `wfi`.
-const ENDS_IN_WFI: usize = 1 << 31;
+const HOLDS_WFI: usize = 1 << 31;
+/// Marks a block's user data: the block holds the sync hint.
+const HOLDS_SYNC: usize = 1 << 30;
 
 struct Node {
     gate: Gate,
@@ -88,11 +90,17 @@ fn ticks_to_ns(ticks: u64) -> u64 {
 
 extern "C" fn on_block(_vcpu: c_uint, udata: *mut c_void) {
     let data = udata as usize;
-    let n = (data & !ENDS_IN_WFI) as u64;
-    let wfi = data & ENDS_IN_WFI != 0;
+    let n = (data & !(HOLDS_WFI | HOLDS_SYNC)) as u64;
+    let wfi = data & HOLDS_WFI != 0;
+    let synced = data & HOLDS_SYNC != 0;
+    let mark = match (wfi, synced) {
+        (true, _) => Mark::Wfi,
+        (false, true) => Mark::Sync,
+        (false, false) => Mark::Plain,
+    };
     let mut guard = NODE.lock().unwrap_or_else(|e| e.into_inner());
     let Some(node) = guard.as_mut() else { return };
-    if !node.gate.block(n, wfi) {
+    if !node.gate.block(n, mark) {
         return;
     }
     let now = read_u64(MTIME).unwrap_or_else(|| fatal("cannot read mtime"));
@@ -100,8 +108,14 @@ extern "C" fn on_block(_vcpu: c_uint, udata: *mut c_void) {
         let cmp = read_u64(MTIMECMP_HART0).unwrap_or_else(|| fatal("cannot read mtimecmp"));
         ticks_to_ns(cmp)
     });
-    if let Some(report) = node.gate.clock(ticks_to_ns(now), wake) {
+    if let Some(report) = node.gate.clock(ticks_to_ns(now), wake, synced) {
         let grant = node.link.stop(report).unwrap_or_else(|e| fatal(&e));
+        // The bridge grants once QEMU has read the frames it handed over
+        // from the socket; QEMU reads and passes them to the device in one
+        // go under its big lock. A device read takes that lock too, so once
+        // it returns the frames are in the guest's buffers and their
+        // interrupt raised: the node resumes with them, whatever the host.
+        let _ = read_u64(MTIME);
         node.gate.granted(grant.until);
     }
 }
@@ -112,18 +126,19 @@ extern "C" fn on_translate(_id: api::PluginId, tb: *mut api::Tb) {
     // into `w`.
     unsafe {
         let n = api::qemu_plugin_tb_n_insns(tb);
-        let mut data = n & !ENDS_IN_WFI;
+        let mut data = n & !(HOLDS_WFI | HOLDS_SYNC);
         // `wfi` need not end its block: QEMU leaves the block at run time
         // when the hart halts.
         for i in 0..n {
             let insn = api::qemu_plugin_tb_get_insn(tb, i);
             let mut w = [0u8; 4];
-            if !insn.is_null()
-                && api::qemu_plugin_insn_data(insn, w.as_mut_ptr().cast(), 4) == 4
-                && u32::from_le_bytes(w) == WFI
-            {
-                data |= ENDS_IN_WFI;
-                break;
+            if insn.is_null() || api::qemu_plugin_insn_data(insn, w.as_mut_ptr().cast(), 4) != 4 {
+                continue;
+            }
+            match u32::from_le_bytes(w) {
+                WFI => data |= HOLDS_WFI,
+                SYNC_HINT => data |= HOLDS_SYNC,
+                _ => {}
             }
         }
         api::qemu_plugin_register_vcpu_tb_exec_cb(

@@ -8,13 +8,15 @@
 //! its frames before it can take the node's own. When the FIFO is full,
 //! bytes are dropped and counted, as a controller's receive FIFO overruns.
 //!
-//! On the virtual clock ([`Clock::Virtual`]) every frame on the link follows
-//! a time record: the port stamps what it sends with its clock, and holds
-//! what it receives until the frame's delivery time. The bridge hands a
-//! sleeping node its frames early (its clock cannot be moved to a frame's
-//! time from outside); held, they become visible exactly at their time,
-//! and the node sleeps until then: nothing it does can depend on a frame
-//! before the frame's time.
+//! On the virtual clock ([`Clock::Virtual`]) every frame the bridge sends
+//! follows a time record, its delivery time, and the port holds the frame
+//! until then. The bridge hands a sleeping node its frames early (its clock
+//! cannot be moved to a frame's time from outside); held, they become
+//! visible exactly at their time, and the node sleeps until then: nothing
+//! it does can depend on a frame before the frame's time. What the port
+//! sends it follows with a sync hint ([`cpu::clock_sync_hint`]): the QEMU
+//! plugin stops the node there, so the bridge learns the frame's time from
+//! the node's clock at that instruction.
 
 use super::virtio::VirtioConsole;
 use super::{clint, cpu, plic, uart};
@@ -202,22 +204,16 @@ impl BusPort {
             let n = self.link.write(bytes);
             bytes = &bytes[n..];
         }
+        if self.timed {
+            cpu::clock_sync_hint();
+        }
     }
 
-    /// Sends one frame, sleeping while the transmitter is full; on the
-    /// virtual clock, stamped with the time now.
+    /// Sends one frame, sleeping while the transmitter is full.
     pub fn send(&mut self, frame: &Frame) {
-        let mut buf = [0u8; 2 * MAX_ENCODED];
-        let mut n = 0;
-        if self.timed {
-            let mut at = [0u8; MAX_ENCODED];
-            n = link::encode_at(clint::now().saturating_mul(NS_PER_TICK), &mut at);
-            buf[..n].copy_from_slice(&at[..n]);
-        }
-        let mut f = [0u8; MAX_ENCODED];
-        let k = link::encode(frame, &mut f);
-        buf[n..n + k].copy_from_slice(&f[..k]);
-        self.send_bytes(&buf[..n + k]);
+        let mut buf = [0u8; MAX_ENCODED];
+        let n = link::encode(frame, &mut buf);
+        self.send_bytes(&buf[..n]);
     }
 
     /// Asks the port's controller to pass only frames matching `entries`,
