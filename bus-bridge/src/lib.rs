@@ -88,8 +88,8 @@ mod vclock;
 pub use bridge::{Bridge, start};
 pub use capture::{CaptureConfig, CaptureStatus};
 pub use config::{
-    BridgeConfig, FdFormat, LinkConfig, MAX_SOCKET_PATH, MAX_SOCKETCAND_CLIENTS, PortConfig,
-    SocketcandConfig, Topology, socketcand_port_name,
+    BridgeConfig, BusClock, FdFormat, LinkConfig, MAX_SOCKET_PATH, MAX_SOCKETCAND_CLIENTS,
+    PortClock, PortConfig, SocketcandConfig, Topology, VirtualClock, socketcand_port_name,
 };
 pub use control::{BridgeControl, ControlError, LinkStatus, TopologyStatus};
 pub use error::BridgeError;

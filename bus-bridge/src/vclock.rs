@@ -111,23 +111,32 @@ impl Sync {
         self.members.contains_key(&port)
     }
 
-    /// The member stopped as `r` says.
-    pub fn report(&mut self, port: PortId, r: Report) -> Result<(), Anomaly> {
+    /// The member stopped as `r` says; returns where, on the fleet's clock
+    /// (`Err` for a report that could not be taken; `Backwards` is taken
+    /// as at the committed time, which is returned with it).
+    pub fn report(
+        &mut self,
+        port: PortId,
+        r: Report,
+    ) -> Result<WallTime, (Anomaly, Option<WallTime>)> {
         let frontier = self.frontier;
-        let m = self.members.get_mut(&port).ok_or(Anomaly::NotAMember)?;
+        let m = self
+            .members
+            .get_mut(&port)
+            .ok_or((Anomaly::NotAMember, None))?;
         let offset = *m
             .offset
             .get_or_insert(WallTime::from_ns(frontier.as_ns().saturating_sub(r.at)));
         let committed = match m.state {
             State::Joining => offset,
             State::Running { from, .. } => from,
-            State::Stopped { .. } | State::Idle { .. } => return Err(Anomaly::NotRunning),
+            State::Stopped { .. } | State::Idle { .. } => return Err((Anomaly::NotRunning, None)),
         };
         let at = offset.saturating_add(r.at);
         let (at, result) = if at < committed {
-            (committed, Err(Anomaly::Backwards))
+            (committed, Err((Anomaly::Backwards, Some(committed))))
         } else {
-            (at, Ok(()))
+            (at, Ok(at))
         };
         m.handed = None;
         m.state = match r.stop {
@@ -140,28 +149,18 @@ impl Sync {
         result
     }
 
-    /// When a frame `port` sent, stamped `stamp` on its clock, is ready on
-    /// the bus: never before what the member committed to (`true` if it
-    /// had to be moved). A port without a clock (a host client) sends at
-    /// the frontier.
-    pub fn sent_at(&self, port: PortId, stamp: Option<NodeTime>) -> (WallTime, bool) {
-        let Some(m) = self.members.get(&port) else {
-            return (self.frontier, false);
-        };
-        let (Some(offset), Some(stamp)) = (m.offset, stamp) else {
-            return (self.frontier, stamp.is_some());
-        };
-        let committed = match m.state {
-            State::Running { from, .. } => from,
-            State::Stopped { at } | State::Idle { at, .. } => at,
-            State::Joining => offset,
-        };
-        let t = offset.saturating_add(stamp.0);
-        if t < committed {
-            (committed, true)
-        } else {
-            (t, false)
-        }
+    /// When a frame a member handed its device before the report at `at`
+    /// is ready on the bus: 1 ns later. The nanosecond means that a member
+    /// stopped at `t` can make nothing ready at `t`, so the bus may decide
+    /// everything at the frontier itself, ties included.
+    pub fn ready_after(at: WallTime) -> WallTime {
+        at.saturating_add(1)
+    }
+
+    /// When a frame from a client without a clock (a host program) is
+    /// ready: at the frontier.
+    pub fn now(&self) -> WallTime {
+        self.frontier
     }
 
     /// A delivery for `port` at `at` was handed over while it stopped.
@@ -194,11 +193,23 @@ impl Sync {
     /// Grants for stopped members, as their own clocks read them, given
     /// the bus's next event `bus_next` and a `ceiling` no grant may pass
     /// (the wall clock while host clients pace the fleet).
+    ///
+    /// None while a member still runs: grants come in rounds, each once
+    /// every member has stopped, so that where a member stops next (and so
+    /// where it is handed frames) follows from the fleet's state alone,
+    /// never from the order in which the host let members report.
     pub fn grants(
         &mut self,
         bus_next: Option<WallTime>,
         ceiling: Option<WallTime>,
     ) -> Vec<(PortId, NodeTime)> {
+        if self
+            .members
+            .values()
+            .any(|m| matches!(m.state, State::Running { .. }))
+        {
+            return Vec::new();
+        }
         let frontier = self.frontier;
         let limit = earliest(
             Some(frontier.saturating_add(self.lookahead_ns)),
@@ -223,6 +234,18 @@ impl Sync {
             out.push((port, NodeTime(limit.saturating_since(offset))));
         }
         out
+    }
+
+    /// `port`'s time 0 on the fleet's clock, once it has reported.
+    pub fn offset(&self, port: PortId) -> Option<WallTime> {
+        self.members.get(&port).and_then(|m| m.offset)
+    }
+
+    /// Whether any member waits for a grant.
+    pub fn any_stopped(&self) -> bool {
+        self.members
+            .values()
+            .any(|m| matches!(m.state, State::Stopped { .. } | State::Idle { .. }))
     }
 
     /// Whether `port` is stopped (a frame for it may be handed over now).
@@ -343,7 +366,10 @@ mod tests {
             ]
         );
         // It runs from its old place, but sends nothing before the frame.
-        assert_eq!(s.sent_at(PortId(0), Some(NodeTime(120))), (t(50_000), true));
+        assert_eq!(
+            s.report(PortId(0), barrier(120)),
+            Err((Anomaly::Backwards, Some(t(50_000))))
+        );
     }
 
     #[test]
@@ -355,11 +381,19 @@ mod tests {
         s.report(PortId(1), barrier(L)).unwrap();
         assert_eq!(s.frontier(None), t(L));
         s.join(PortId(2));
-        s.grants(None, None);
+        assert_eq!(s.grants(None, None).len(), 2);
         assert_eq!(s.frontier(None), t(L), "the newcomer holds the frontier");
         s.report(PortId(2), barrier(0)).unwrap();
+        assert_eq!(
+            s.grants(None, None),
+            [],
+            "a round ends when all have stopped"
+        );
+        s.report(PortId(0), barrier(2 * L)).unwrap();
+        s.report(PortId(1), barrier(2 * L)).unwrap();
+        assert_eq!(s.frontier(None), t(L));
         assert_eq!(s.grants(None, None), [(PortId(2), NodeTime(L))]);
-        assert_eq!(s.sent_at(PortId(2), Some(NodeTime(10))), (t(L + 10), false));
+        assert_eq!(s.report(PortId(2), barrier(10)), Ok(t(L + 10)));
         s.leave(PortId(2));
         assert!(!s.is_member(PortId(2)));
     }
@@ -367,8 +401,14 @@ mod tests {
     #[test]
     fn odd_reports_are_named_and_never_move_time_back() {
         let mut s = two();
-        assert_eq!(s.report(PortId(9), barrier(0)), Err(Anomaly::NotAMember));
-        assert_eq!(s.report(PortId(0), barrier(5)), Err(Anomaly::NotRunning));
+        assert_eq!(
+            s.report(PortId(9), barrier(0)),
+            Err((Anomaly::NotAMember, None))
+        );
+        assert_eq!(
+            s.report(PortId(0), barrier(5)),
+            Err((Anomaly::NotRunning, None))
+        );
         s.frontier(None);
         s.grants(None, None);
         s.report(PortId(0), idle(100, NEVER)).unwrap();
@@ -377,10 +417,14 @@ mod tests {
         s.handed(PortId(0), t(L));
         s.grants(None, None);
         // Woken by a frame due at L, it reports from before it.
-        assert_eq!(s.report(PortId(0), barrier(200)), Err(Anomaly::Backwards));
+        assert_eq!(
+            s.report(PortId(0), barrier(200)),
+            Err((Anomaly::Backwards, Some(t(L))))
+        );
         s.report(PortId(1), barrier(2 * L)).unwrap();
         assert_eq!(s.frontier(None), t(L), "taken as at L");
-        assert_eq!(s.sent_at(PortId(7), None), (t(L), false), "a host client");
+        assert_eq!(s.now(), t(L), "a host client sends at the frontier");
+        assert_eq!(Sync::ready_after(t(L)), t(L + 1));
     }
 
     #[test]
