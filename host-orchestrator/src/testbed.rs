@@ -232,6 +232,7 @@ impl Testbed {
                     clock: opts.fleet.clock,
                 },
                 paused: false,
+                clock: None,
             };
             self.launches.insert(n.id, launch);
             if opts.held.contains(&n.id) {
@@ -697,6 +698,7 @@ fn bridge_config(opts: &Options, run_dir: &RunDir) -> bus_bridge::BridgeConfig {
         socket: run_dir.port_socket(&name),
         name,
         segment: segment.to_string(),
+        clock: None,
     };
     let mut ports: Vec<_> = HOST_PORTS
         .iter()

@@ -135,6 +135,27 @@ pub fn wanted(args: &[String]) -> bool {
         })
 }
 
+/// The clock plugin's file name in the artifacts folder.
+pub const PLUGIN: &str = "qemu-clock-plugin.so";
+
+/// Builds the node plugin for the host and puts it beside the guest
+/// artifacts in `out`, where the testbed looks for it.
+pub fn build_plugin(root: &Path, out: &Path) -> Result<()> {
+    crate::cmd::run_checked(
+        crate::cmd::cargo(root).args(["build", "--quiet", "--release", "-p", "qemu-clock-plugin"]),
+        "building the QEMU clock plugin",
+    )?;
+    let built = root.join("target/release/libqemu_clock_plugin.so");
+    let bytes = std::fs::read(&built)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", built.display()))?;
+    let dest = out.join(PLUGIN);
+    if std::fs::read(&dest).ok().as_deref() != Some(&bytes[..]) {
+        std::fs::write(&dest, &bytes)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", dest.display()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
