@@ -224,6 +224,7 @@ impl FleetBuilder {
         master.bus_timing = bus.preset;
         let topology = topology(bus, &nodes).context("[bus]")?;
         let icount_shift = icount_shift(bus.ips.unwrap_or(DEFAULT_IPS)).context("[bus]")?;
+        check_clock(bus.clock, bus.transport).context("[bus]")?;
         Ok(Fleet {
             clock: bus.clock,
             icount_shift,
@@ -354,6 +355,28 @@ pub fn clock(name: &str) -> Result<Clock> {
         "wall" => Ok(Clock::Wall),
         "virtual" => Ok(Clock::Virtual),
         other => bail!("bus.clock: unknown clock {other:?} (wall or virtual)"),
+    }
+}
+
+/// The virtual clock hands frames to a held node and waits until QEMU has
+/// taken them all; a 16550 takes 16 bytes at a time, so only a
+/// virtio-console can.
+fn check_clock(clock: Clock, transport: Transport) -> Result<()> {
+    if clock == Clock::Virtual && transport != Transport::Virtio {
+        bail!(
+            "bus.clock: the virtual clock needs transport = \"virtio\" (a 16550 takes 16 bytes at a time, so a held node cannot take a frame whole)"
+        );
+    }
+    Ok(())
+}
+
+impl Fleet {
+    /// This fleet on `clock` (the command line's `--clock`), checked as a
+    /// fleet file's `[bus] clock` is.
+    pub fn with_clock(mut self, clock: Clock) -> Result<Fleet> {
+        check_clock(clock, self.transport).context("--clock")?;
+        self.clock = clock;
+        Ok(self)
     }
 }
 
@@ -662,7 +685,7 @@ mod tests {
         let f = Fleet::parse(node).unwrap();
         assert_eq!((f.clock, f.icount_shift), (Clock::Wall, 3));
         let f = Fleet::parse(&format!(
-            "[bus]\nclock = \"virtual\"\nips = 1000000000\n{node}"
+            "[bus]\nclock = \"virtual\"\ntransport = \"virtio\"\nips = 1000000000\n{node}"
         ))
         .unwrap();
         assert_eq!((f.clock, f.icount_shift), (Clock::Virtual, 0));
@@ -674,6 +697,13 @@ mod tests {
         let e = Fleet::parse(&format!("[bus]\nips = 100000000\n{node}")).unwrap_err();
         assert!(format!("{e:#}").contains("bus.ips: 100000000"), "{e:#}");
         assert_eq!(icount_shift(1_953_125).unwrap(), 9);
+        let e = Fleet::parse(&format!("[bus]\nclock = \"virtual\"\n{node}")).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("needs transport = \"virtio\""),
+            "{e:#}"
+        );
+        let uart = Fleet::parse(node).unwrap();
+        assert!(uart.with_clock(Clock::Virtual).is_err());
     }
 
     #[test]

@@ -170,6 +170,14 @@ pub struct Testbed {
 impl Testbed {
     /// Starts the bridge, the master, the supervisor and every node.
     pub async fn start(opts: Options) -> Result<Testbed> {
+        if opts.fleet.clock == board::strap::Clock::Virtual {
+            // Nodes and bridge run on it (tests/qemu_clock.rs); the master,
+            // supervisor and storm timeline still keep the host's time, and
+            // a session paced that way stalls.
+            bail!(
+                "bus.clock: \"virtual\" runs the bridge and the nodes only so far; the master, supervisor and storm timeline do not keep virtual time yet (issue 14), so a testbed needs clock = \"wall\""
+            );
+        }
         qemu::check_installed()?;
         let run_dir = RunDir::create(opts.run_dir.as_deref())?;
         let reference = prepare_stores(&opts, &run_dir)?;
@@ -214,6 +222,10 @@ impl Testbed {
 
     /// Powers on every node that starts at once, and schedules the rest.
     async fn power_on_fleet(&mut self, opts: &Options) -> Result<()> {
+        let tools = match opts.fleet.clock {
+            board::strap::Clock::Virtual => Some(qemu::VirtualTools::find(&opts.artifacts.dir)?),
+            board::strap::Clock::Wall => None,
+        };
         for n in &opts.fleet.nodes {
             let launch = NodeLaunch {
                 id: n.id,
@@ -232,7 +244,11 @@ impl Testbed {
                     clock: opts.fleet.clock,
                 },
                 paused: false,
-                clock: None,
+                clock: tools.as_ref().map(|t| qemu::NodeClock {
+                    tools: t.clone(),
+                    socket: self.run_dir.clock_socket(n.id),
+                    shift: opts.fleet.icount_shift,
+                }),
             };
             self.launches.insert(n.id, launch);
             if opts.held.contains(&n.id) {
@@ -704,8 +720,14 @@ fn bridge_config(opts: &Options, run_dir: &RunDir) -> bus_bridge::BridgeConfig {
         .iter()
         .map(|p| port(p.to_string(), host_segment))
         .collect();
+    let on_virtual = opts.fleet.clock == board::strap::Clock::Virtual;
     for n in &opts.fleet.nodes {
-        ports.push(port(RunDir::node_port_name(n.id), &n.segment));
+        let mut p = port(RunDir::node_port_name(n.id), &n.segment);
+        p.clock = on_virtual.then(|| bus_bridge::PortClock {
+            socket: run_dir.clock_socket(n.id),
+            from_start: n.power_on_after.is_zero() && !opts.held.contains(&n.id),
+        });
+        ports.push(p);
     }
     bus_bridge::BridgeConfig {
         ports,
@@ -716,6 +738,15 @@ fn bridge_config(opts: &Options, run_dir: &RunDir) -> bus_bridge::BridgeConfig {
         },
         socketcand: Some(bus_bridge::SocketcandConfig::default()),
         control_socket: Some(run_dir.control_socket()),
+        // The master and supervisor keep the host's time: virtual time may
+        // not run ahead of it (see `VirtualClock::pace_with_wall`).
+        clock: if on_virtual {
+            bus_bridge::BusClock::Virtual(bus_bridge::VirtualClock {
+                pace_with_wall: true,
+            })
+        } else {
+            bus_bridge::BusClock::Wall
+        },
         timing: opts.fleet.timing,
         paced: opts.fleet.paced,
         // Unpaced, the bus waits for its slowest receiver: 40 TCG guests
