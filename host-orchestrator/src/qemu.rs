@@ -112,7 +112,48 @@ impl VirtualTools {
     }
 }
 
+impl NodeClock {
+    /// QEMU's arguments for the virtual clock.
+    fn args(&self) -> Vec<String> {
+        vec![
+            // A virtio notify is handled at once, in the guest's own
+            // instruction stream; with an ioeventfd QEMU's main loop takes
+            // it later, at a point of virtual time that depends on the host.
+            "-global".into(),
+            "virtio-mmio.ioeventfd=off".into(),
+            // Instructions make the time; a sleeping guest jumps to its
+            // next timer (sleep=off), once the plugin lets it sleep.
+            "-icount".into(),
+            format!("shift={},sleep=off", self.shift),
+            "-plugin".into(),
+            format!(
+                "{},clock={},shift={}",
+                self.tools.plugin.display(),
+                self.socket.display(),
+                self.shift
+            ),
+        ]
+    }
+}
+
 impl NodeLaunch {
+    /// The bus port's chardev. On the virtual clock QEMU connects before
+    /// the guest starts: with `reconnect` it connects in the background,
+    /// and what the guest sends before QEMU sees the connection up is late
+    /// or lost, at a point that depends on the host. The bridge listens
+    /// first anyway.
+    fn bus_chardev(&self) -> String {
+        let reconnect = if self.clock.is_some() {
+            ""
+        } else {
+            ",reconnect=1"
+        };
+        format!(
+            "socket,id=bus,path={}{reconnect}",
+            self.bus_socket.display()
+        )
+    }
+
     /// QEMU's arguments.
     pub fn args(&self) -> Vec<String> {
         let mut a: Vec<String> = [
@@ -142,19 +183,7 @@ impl NodeLaunch {
             self.flash.display()
         ));
         a.push("-chardev".into());
-        // On the virtual clock QEMU connects before the guest starts: with
-        // `reconnect` it connects in the background, and what the guest
-        // sends before QEMU sees the connection up is late or lost, at a
-        // point that depends on the host. The bridge listens first anyway.
-        let reconnect = if self.clock.is_some() {
-            ""
-        } else {
-            ",reconnect=1"
-        };
-        a.push(format!(
-            "socket,id=bus,path={}{reconnect}",
-            self.bus_socket.display()
-        ));
+        a.push(self.bus_chardev());
         match self.strap.transport {
             Transport::Uart => a.extend(["-serial".into(), "chardev:bus".into()]),
             Transport::Virtio => {
@@ -179,22 +208,7 @@ impl NodeLaunch {
             a.push("-S".into());
         }
         if let Some(c) = &self.clock {
-            // A virtio notify is handled at once, in the guest's own
-            // instruction stream; with an ioeventfd QEMU's main loop takes
-            // it later, at a point of virtual time that depends on the host.
-            a.push("-global".into());
-            a.push("virtio-mmio.ioeventfd=off".into());
-            // Instructions make the time; a sleeping guest jumps to its
-            // next timer (sleep=off), once the plugin lets it sleep.
-            a.push("-icount".into());
-            a.push(format!("shift={},sleep=off", c.shift));
-            a.push("-plugin".into());
-            a.push(format!(
-                "{},clock={},shift={}",
-                c.tools.plugin.display(),
-                c.socket.display(),
-                c.shift
-            ));
+            a.extend(c.args());
         }
         a.push("-qmp".into());
         a.push(format!(
