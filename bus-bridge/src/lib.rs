@@ -86,6 +86,7 @@ pub mod timing;
 mod vclock;
 
 pub use bridge::{Bridge, start};
+pub use bus::Cause as DropCause;
 pub use capture::{CaptureConfig, CaptureStatus};
 pub use config::{
     BridgeConfig, BusClock, FdFormat, LinkConfig, MAX_SOCKET_PATH, MAX_SOCKETCAND_CLIENTS,

@@ -134,10 +134,15 @@ pub struct MasterSettings {
     pub mode: Mode,
     /// Whether late nodes join a running session (default true).
     pub late_join: Option<bool>,
-    /// Repair rounds, 0 to 10.
+    /// At most this many repair rounds, 0 to 255 (default: as many as make
+    /// progress).
     pub repair_rounds: Option<i64>,
     /// How long to collect NACKs.
     pub repair_wait_ms: Option<i64>,
+    /// Repair stops after this long without progress.
+    pub repair_stall_ms: Option<i64>,
+    /// Repair stops this long after the first pass, progress or not.
+    pub repair_budget_ms: Option<i64>,
     /// Run a backup master.
     pub backup: Option<bool>,
     /// The backup takes over after the primary is silent this long.
@@ -526,16 +531,29 @@ fn master_config(m: &MasterSettings, fleet_size: usize) -> Result<MasterConfig> 
     master.late_join = m.late_join.unwrap_or(true);
     master.backup = m.backup.unwrap_or(false);
     if let Some(r) = m.repair_rounds {
-        if !(0..=10).contains(&r) {
-            bail!("master.repair_rounds: must be 0 to 10, got {r}");
+        if !(0..=255).contains(&r) {
+            bail!("master.repair_rounds: must be 0 to 255, got {r}");
         }
-        master.repair.rounds = r as u8;
+        master.repair.max_rounds = Some(r as u8);
     }
-    if let Some(w) = m.repair_wait_ms {
-        if w <= 0 {
-            bail!("master.repair_wait_ms: must be a positive number of milliseconds, got {w}");
+    let ms = |field: &str, v: Option<i64>| -> Result<Option<Duration>> {
+        match v {
+            Some(v) if v <= 0 => {
+                bail!("master.{field}: must be a positive number of milliseconds, got {v}")
+            }
+            v => Ok(v.map(|v| Duration::from_millis(v as u64))),
         }
-        master.repair.wait = Duration::from_millis(w as u64);
+    };
+    let r = &mut master.repair;
+    r.wait = ms("repair_wait_ms", m.repair_wait_ms)?.unwrap_or(r.wait);
+    r.stall = ms("repair_stall_ms", m.repair_stall_ms)?.unwrap_or(r.stall);
+    r.budget = ms("repair_budget_ms", m.repair_budget_ms)?.unwrap_or(r.budget);
+    if r.stall < r.wait {
+        bail!(
+            "master.repair_stall_ms: {} ms is shorter than repair_wait_ms ({} ms): no round could show progress",
+            r.stall.as_millis(),
+            r.wait.as_millis()
+        );
     }
     if let Some(t) = m.takeover_ms {
         if t <= 0 {

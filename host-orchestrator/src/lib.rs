@@ -14,6 +14,7 @@ pub mod master;
 pub mod qemu;
 pub mod report;
 pub mod rundir;
+pub mod seeds;
 pub mod store;
 pub mod storm;
 pub mod supervisor;

@@ -99,10 +99,15 @@ fn parse_image_size(s: &str) -> Result<u32, String> {
 #[derive(Args)]
 struct StormArgs {
     /// The scenario file (a fleet file alone boots the fleet and judges it).
-    file: PathBuf,
+    #[arg(required_unless_present = "replay")]
+    file: Option<PathBuf>,
     /// Replaces the scenario's seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// Run a storm again from its JSON report: the same scenario text (and
+    /// fleet file) and the same seed, so the same actions and faults.
+    #[arg(long, conflicts_with = "file")]
+    replay: Option<PathBuf>,
     /// Write the JSON report here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -417,7 +422,14 @@ async fn storm(args: StormArgs, interrupt: CancellationToken) -> Result<bool> {
     use host_orchestrator::storm;
     check_output_folder("--report", args.report.as_deref())?;
     check_output_folder("--junit", args.junit.as_deref())?;
-    let mut scenario = storm::scenario::Scenario::load(&args.file)?;
+    let (mut scenario, replayed_seed) = match (&args.file, &args.replay) {
+        (_, Some(report)) => {
+            let (scenario, seed) = storm::replay_of(report)?;
+            (scenario, Some(seed))
+        }
+        (Some(file), None) => (storm::scenario::Scenario::load(file)?, None),
+        (None, None) => anyhow::bail!("storm: give a scenario file or --replay REPORT.json"),
+    };
     if let Some(c) = args.clock {
         scenario.fleet = scenario.fleet.with_clock(c)?;
     }
@@ -441,17 +453,31 @@ async fn storm(args: StormArgs, interrupt: CancellationToken) -> Result<bool> {
         scenario.timeline.len(),
         run_dir.display()
     );
+    let seed = args.seed.or(replayed_seed).unwrap_or(scenario.seed);
+    let name = scenario.name.clone();
     let opts = storm::StormOptions {
         scenario,
         artifacts,
         run_dir,
-        seed: args.seed,
+        seed: Some(seed),
         progress: true,
         master_exe: std::env::current_exe().ok(),
         interrupt,
     };
     // Interrupted, it still ends the testbed, judges what ran and reports.
-    let report = storm::run(opts).await?;
+    let report = match storm::run(opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            // CI still gets a JUnit file: one errored case with the reason.
+            if let Some(path) = &args.junit {
+                let xml = storm::junit::render_error(&name, seed, &format!("{e:#}"));
+                if let Err(w) = std::fs::write(path, xml) {
+                    eprintln!("cannot write JUnit {}: {w}", path.display());
+                }
+            }
+            return Err(e);
+        }
+    };
     println!("{}", report.table());
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)

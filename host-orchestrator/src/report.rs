@@ -1,6 +1,8 @@
 //! The JSON report and the human table.
 
+use crate::master::session::RepairEnd;
 use crate::master::{MasterEvent, MasterRecord, Role};
+use crate::seeds::Seeds;
 use crate::supervisor::{FleetView, HostState, ObservedSession, Rejection, digest_hex};
 use bus_bridge::BusStats;
 use serde::{Deserialize, Serialize};
@@ -67,6 +69,8 @@ pub struct Report {
     pub takeovers: Vec<(f64, Option<u32>)>,
     /// Bus statistics from the bridge (`null` without one).
     pub bus: Option<BusStats>,
+    /// Every seed the run used (`null` where none is known).
+    pub seeds: Option<Seeds>,
 }
 
 /// One node in the report.
@@ -111,14 +115,29 @@ pub struct NodeReport {
     pub last_message: String,
     /// For a node that is not verified: the last lines of its log.
     pub log_tail: Vec<String>,
+    /// Every state it entered, in order (empty until the run has ended).
+    pub states: Vec<StateChange>,
+}
+
+/// A node entering a state.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct StateChange {
+    /// Seconds since the testbed started.
+    pub t_s: f64,
+    /// The state entered.
+    pub state: HostState,
 }
 
 impl NodeReport {
     /// Why it is not verified: last state, failure, last message and the
     /// tail of its log.
     pub fn diagnosis(&self) -> String {
+        let since = self
+            .states
+            .last()
+            .map_or(String::new(), |c| format!(" since {:.2} s", c.t_s));
         format!(
-            "{:?}; {}; last message {}; log tail: {}",
+            "{:?}{since}; {}; last message {}; log tail: {}",
             self.state,
             self.failure.as_deref().unwrap_or("no failure recorded"),
             if self.last_message.is_empty() {
@@ -163,6 +182,8 @@ pub struct BroadcastReport {
     pub repair_bytes: u64,
     /// Chunks re-sent in each repair round.
     pub chunks_per_round: Vec<u32>,
+    /// Why its repair ended (the last master's word).
+    pub repair_end: Option<RepairEnd>,
     /// Bus time of every frame it sent (repair included), by the frame
     /// format at the bus's bit rates.
     pub bus_s: f64,
@@ -324,6 +345,7 @@ impl BroadcastReport {
             repair_rounds: 0,
             repair_bytes: 0,
             chunks_per_round: Vec::new(),
+            repair_end: None,
             bus_s: 0.0,
             first_pass_bus_s: 0.0,
             first_pass_wall_s: 0.0,
@@ -355,6 +377,7 @@ impl BroadcastReport {
             bus_ms,
             first_pass_bus_ms,
             first_pass_wall_ms,
+            repair_end,
             error,
             ..
         } = e
@@ -371,6 +394,7 @@ impl BroadcastReport {
         self.repair_rounds = *repair_rounds;
         self.repair_bytes += repair_bytes;
         self.chunks_per_round.extend(chunks_per_round);
+        self.repair_end = Some(*repair_end);
         self.ended_s = Some(at);
         self.error = error.clone();
     }
@@ -416,6 +440,7 @@ pub fn build(
             } else {
                 n.log_tail.clone()
             },
+            states: Vec::new(),
         })
         .collect();
     let verified = nodes.iter().filter(|n| n.verified).count();
@@ -441,10 +466,30 @@ pub fn build(
         observed_sessions: view.sessions.clone(),
         takeovers: log.takeovers.clone(),
         bus,
+        seeds: None,
     }
 }
 
 impl Report {
+    /// Gives each node its state timeline (times counted from `t0`).
+    pub fn attach_timelines(
+        &mut self,
+        timelines: &std::collections::BTreeMap<u16, Vec<(Instant, HostState)>>,
+        t0: Instant,
+    ) {
+        for n in &mut self.nodes {
+            n.states = timelines
+                .get(&n.id)
+                .into_iter()
+                .flatten()
+                .map(|&(at, state)| StateChange {
+                    t_s: at.saturating_duration_since(t0).as_secs_f64(),
+                    state,
+                })
+                .collect();
+        }
+    }
+
     /// One line of bus statistics: frames, bus time, and every drop by cause.
     pub fn bus_summary(&self) -> String {
         let t = self
@@ -536,6 +581,7 @@ pub(crate) mod tests {
             observed_sessions: Vec::new(),
             takeovers: Vec::new(),
             bus: None,
+            seeds: None,
         }
     }
 
@@ -562,6 +608,7 @@ pub(crate) mod tests {
             failure: None,
             last_message: String::new(),
             log_tail: Vec::new(),
+            states: Vec::new(),
         }
     }
 
@@ -600,6 +647,7 @@ pub(crate) mod tests {
             bus_ms,
             first_pass_bus_ms: bus_ms / 2.0,
             first_pass_wall_ms,
+            repair_end: RepairEnd::Complete,
             error: None,
         }
     }

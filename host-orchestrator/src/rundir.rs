@@ -83,6 +83,11 @@ impl RunDir {
         format!("n{id}")
     }
 
+    /// The node whose bus port is named `name`, if it is a node's.
+    pub fn node_of_port_name(name: &str) -> Option<u16> {
+        name.strip_prefix('n')?.parse().ok()
+    }
+
     /// The socket of the bus port `name`.
     pub fn port_socket(&self, name: &str) -> PathBuf {
         self.root.join("p").join(format!("{name}.sock"))

@@ -7,6 +7,7 @@ use crate::master::{self, MasterRecord, Role};
 use crate::qemu::{self, NodeLaunch, NodeProcess};
 use crate::report::{self, MasterLog, Report};
 use crate::rundir::RunDir;
+use crate::seeds::Seeds;
 use crate::store::Store;
 use crate::supervisor::{FleetView, HostState, Published, Supervisor};
 use anyhow::{Context, Result, bail};
@@ -107,6 +108,10 @@ pub struct Options {
     /// testbed returns at once, so its owner can end it with
     /// [`Testbed::shutdown`].
     pub interrupt: CancellationToken,
+    /// The run's seeds (node jitter, bus fault decisions). `None`: drawn at
+    /// random, with the fleet file's `[bus.faults] seed` for the bus; the
+    /// report records them either way.
+    pub seeds: Option<Seeds>,
 }
 
 impl Options {
@@ -123,6 +128,7 @@ impl Options {
             held: Default::default(),
             power_on_together: false,
             interrupt: CancellationToken::new(),
+            seeds: None,
         }
     }
 }
@@ -165,6 +171,7 @@ pub struct Testbed {
     /// The master's store (the run's own copy).
     store_dir: PathBuf,
     artifacts: Artifacts,
+    seeds: Seeds,
 }
 
 impl Testbed {
@@ -181,7 +188,11 @@ impl Testbed {
         qemu::check_installed()?;
         let run_dir = RunDir::create(opts.run_dir.as_deref())?;
         let reference = prepare_stores(&opts, &run_dir)?;
-        let bridge = bus_bridge::start(bridge_config(&opts, &run_dir))
+        let seeds = opts.seeds.clone().unwrap_or_else(|| Seeds {
+            bus_faults: opts.fleet.faults.seed,
+            ..Seeds::derive(rand::random(), opts.fleet.nodes.iter().map(|n| n.id))
+        });
+        let bridge = bus_bridge::start(bridge_config(&opts, &run_dir, seeds.bus_faults))
             .await
             .context("starting the bus bridge")?;
         let t0 = Instant::now();
@@ -215,6 +226,7 @@ impl Testbed {
             launches: BTreeMap::new(),
             power_on_later: Vec::new(),
             artifacts: opts.artifacts.clone(),
+            seeds,
         };
         tb.power_on_fleet(&opts).await?;
         Ok(tb)
@@ -239,7 +251,7 @@ impl Testbed {
                     node_type: n.node_type as u8,
                     segment: 0,
                     min_version: n.min_version,
-                    seed: rand::random(),
+                    seed: self.seeds.nodes.get(&n.id).copied().unwrap_or(1),
                     transport: opts.fleet.transport,
                     clock: opts.fleet.clock,
                 },
@@ -371,7 +383,11 @@ impl Testbed {
     pub async fn reset(&self, id: u16) -> Result<()> {
         anyhow::ensure!(self.nodes.contains_key(&id), "node {id} is not powered on");
         let launch = self.launches.get(&id).context("no such node")?;
-        qemu::qmp(&launch.qmp_socket, "system_reset")
+        // A node just powered on may not have its QMP socket up yet.
+        let mut q = qemu::Qmp::connect_within(&launch.qmp_socket, QMP_UP)
+            .await
+            .with_context(|| format!("resetting node {id}"))?;
+        q.execute("system_reset")
             .await
             .with_context(|| format!("resetting node {id}"))?;
         self.supervisor.mark_rebooting(id).await
@@ -392,6 +408,11 @@ impl Testbed {
             .with_context(|| format!("node {id} is not powered on"))?;
         p.process.kill_now().await;
         self.supervisor.mark_off(id).await
+    }
+
+    /// The bus's statistics now.
+    pub fn bus_stats(&self) -> Option<bus_bridge::BusStats> {
+        self.bridge.as_ref().map(|b| b.stats())
     }
 
     /// The bus's control handle: faults, link cuts, statistics.
@@ -563,13 +584,15 @@ impl Testbed {
     pub fn report(&self) -> Report {
         let bus = self.bridge.as_ref().map(|b| b.stats());
         let log = self.masters.log.borrow().clone();
-        report::build(
+        let mut report = report::build(
             &self.supervisor.snapshot(),
             &log,
             bus,
             self.t0,
             self.run_dir().display().to_string(),
-        )
+        );
+        report.seeds = Some(self.seeds.clone());
+        report
     }
 
     /// Kills the primary master at once (its bus port goes silent), as a
@@ -597,17 +620,18 @@ impl Testbed {
             masters,
             run_dir,
             t0,
+            seeds,
             ..
         } = self;
         // Nothing will change now: one last view for the report.
-        let view = match supervisor.stop().await {
+        let (view, timelines) = match supervisor.stop().await {
             Ok(stopped) => {
                 write_node_logs(&run_dir, &stopped.logs);
-                stopped.view
+                (stopped.view, stopped.timelines)
             }
             Err(e) => {
                 tracing::warn!("{e:#}");
-                Arc::new(FleetView::default())
+                (Arc::new(FleetView::default()), BTreeMap::new())
             }
         };
         cancel.disarm().cancel();
@@ -619,7 +643,10 @@ impl Testbed {
         tasks.close();
         tasks.wait().await;
         let log = masters.log.borrow().clone();
-        report::build(&view, &log, bus, t0, run_dir.path().display().to_string())
+        let mut report = report::build(&view, &log, bus, t0, run_dir.path().display().to_string());
+        report.seeds = Some(seeds);
+        report.attach_timelines(&timelines, t0);
+        report
     }
 
     /// Waits (a little) for sessions in progress to end, so that the report
@@ -673,6 +700,9 @@ impl Testbed {
     }
 }
 
+/// How long a reset waits for a node's QMP socket (a node just powered on
+/// creates it within a second or so on a loaded host).
+const QMP_UP: Duration = Duration::from_secs(10);
 /// How long the shutdown waits for sessions in progress to end.
 const SESSIONS_END: Duration = Duration::from_secs(5);
 /// How long the primary master gets to stop.
@@ -707,7 +737,7 @@ fn prepare_stores(opts: &Options, run_dir: &RunDir) -> Result<Arc<Store>> {
 }
 
 /// The bridge for the fleet: the host's ports, then one per node.
-fn bridge_config(opts: &Options, run_dir: &RunDir) -> bus_bridge::BridgeConfig {
+fn bridge_config(opts: &Options, run_dir: &RunDir, fault_seed: u64) -> bus_bridge::BridgeConfig {
     // The host's own drops sit on the first segment (the base frame).
     let host_segment = &opts.fleet.topology.segments[0];
     let port = |name: String, segment: &str| bus_bridge::PortConfig {
@@ -731,7 +761,10 @@ fn bridge_config(opts: &Options, run_dir: &RunDir) -> bus_bridge::BridgeConfig {
     }
     bus_bridge::BridgeConfig {
         ports,
-        faults: opts.fleet.faults.clone(),
+        faults: bus_bridge::FaultConfig {
+            seed: fault_seed,
+            ..opts.fleet.faults.clone()
+        },
         capture: bus_bridge::CaptureConfig {
             pcap: Some(run_dir.capture_pcap()),
             candump: Some(run_dir.capture_candump()),

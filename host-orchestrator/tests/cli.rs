@@ -486,3 +486,63 @@ fn ctrl_c_ends_a_bench_with_the_fleets_that_ran() {
     assert!((1..=2).contains(&runs.len()), "{runs:?}");
     assert_eq!(runs[0]["verified"], 1, "the first fleet ran whole");
 }
+
+/// Runs `bootcast storm` with `args` and returns its parsed report.
+fn storm_report(args: &[&std::ffi::OsStr], report: &Path) -> serde_json::Value {
+    let out = bootcast()
+        .arg("storm")
+        .args(args)
+        .arg("--report")
+        .arg(report)
+        .output()
+        .expect("bootcast runs");
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    serde_json::from_slice(&std::fs::read(report).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("no report ({e}): {err}"))
+}
+
+#[test]
+fn a_storm_replayed_from_its_report_draws_the_same_picks_and_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("picks.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"picks\"\nseed = 77\n[[nodes]]\ntype = \"drive\"\ncount = 4\n\
+         [[timeline]]\nat_s = 1\naction = \"inject-fault\"\nfault = { kind = \"loss\", probability = 0.05 }\n\
+         [[timeline]]\nat_s = 12\nevery_s = 4\nuntil_s = 20\naction = \"mixed-reboot\"\nselect = { type = \"drive\", random = 2 }\n\
+         [expect]\nall_verified_by_s = 100\n",
+    )
+    .unwrap();
+    let (first, again) = (dir.path().join("first.json"), dir.path().join("again.json"));
+    let a = storm_report(&[scenario.as_os_str()], &first);
+    let b = storm_report(&["--replay".as_ref(), first.as_os_str()], &again);
+    let picks = |r: &serde_json::Value| -> Vec<serde_json::Value> {
+        r["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "mixed-reboot")
+            .map(|e| e["picked"].clone())
+            .collect()
+    };
+    assert_eq!(picks(&a).len(), 3, "{}", a["events"]);
+    assert_eq!(
+        picks(&a),
+        picks(&b),
+        "the same nodes, rebooted the same ways"
+    );
+    assert_eq!(a["seeds"], b["seeds"], "the same node and fault seeds");
+    assert_eq!(a["scenario_source"], b["scenario_source"]);
+    let seeds = host_orchestrator::seeds::Seeds::derive(77, 1..=4);
+    assert_eq!(a["seeds"]["bus_faults"], seeds.bus_faults);
+    assert_eq!(a["seeds"]["run"], 77);
+    // Another seed draws otherwise.
+    let other = dir.path().join("other.json");
+    let c = storm_report(
+        &[scenario.as_os_str(), "--seed".as_ref(), "78".as_ref()],
+        &other,
+    );
+    assert_ne!(picks(&a), picks(&c));
+    assert_ne!(a["seeds"]["bus_faults"], c["seeds"]["bus_faults"]);
+}

@@ -316,3 +316,44 @@ fn testbed_up_names_the_rest_of_its_bad_flags_and_files() {
         (args(&["fly"]), "unrecognized subcommand 'fly'"),
     ]);
 }
+
+#[test]
+fn a_storm_whose_harness_fails_still_writes_junit_with_the_reason() {
+    let d = tempfile::tempdir().unwrap();
+    // Artifacts that exist but hold no image for the fleet's type.
+    let artifacts = d.path().join("artifacts");
+    std::fs::create_dir_all(artifacts.join("images")).unwrap();
+    std::fs::write(artifacts.join("flash.bin"), b"").unwrap();
+    let scenario = d.path().join("s.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"tiny\"\nseed = 5\n[[nodes]]\ntype = \"drive\"\n",
+    )
+    .unwrap();
+    let junit = d.path().join("j.xml");
+    let out = bootcast(&[
+        "storm",
+        &p(&scenario),
+        "--artifacts",
+        &p(&artifacts),
+        "--junit",
+        &p(&junit),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let xml = std::fs::read_to_string(&junit).expect("JUnit written");
+    let r = quick_junit::Report::deserialize_from_str(&xml).expect("JUnit parses");
+    let s = &r.test_suites[0];
+    assert_eq!((s.tests, s.errors), (1, 1), "{xml}");
+    assert_eq!(s.test_cases[0].name.as_str(), "harness");
+    assert!(
+        s.properties
+            .iter()
+            .any(|p| p.name.as_str() == "seed" && p.value.as_str() == "5"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("drive"),
+        "the reason names the missing type: {xml}"
+    );
+}

@@ -70,12 +70,22 @@ enum Task {
     Lint,
     /// Run the whole test suite: lints, host unit and integration tests (the
     /// QEMU fleet tests included), a check of `proto` for the guest target,
-    /// then the CI job's storms: ci/fleet-40.toml and ci/storm-40.toml
-    /// (reports and JUnit in target/bootcast/ci).
+    /// then the CI job's storms: ci/fleet-40.toml, ci/storm-40.toml,
+    /// ci/faults.toml and ci/rolling-update.toml (reports and JUnit in
+    /// target/bootcast/ci).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// The soak, too long for the test command: ci/soak-40.toml, 40 nodes
+    /// and over 1,000 reboots on a lossy bus with a partition (about 10
+    /// minutes), `--runs N` times in a row (default 1); reports and JUnit in
+    /// target/bootcast/soak.
+    Soak {
+        /// How many runs in a row; each must pass.
+        #[arg(long, default_value_t = 1)]
+        runs: u32,
     },
     /// Fuzz the parsers with cargo-fuzz (installs it and a nightly
     /// toolchain if missing): each target for N seconds, then a summary.
@@ -139,7 +149,17 @@ fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Task::Test { args } => test(&root, &args),
+        Task::Soak { runs } => soak(&root, runs),
     }
+}
+
+/// Runs the soak `runs` times in a row, stopping at the first failure.
+fn soak(root: &Path, runs: u32) -> Result<ExitCode> {
+    anyhow::ensure!(runs >= 1, "--runs: must be at least 1");
+    install::all()?;
+    let out = artifacts::build(root)?;
+    let names: Vec<String> = (1..=runs).map(|k| format!("soak-40-run{k}")).collect();
+    storms(root, &out, "soak", "soak-40", &names, true)
 }
 
 /// Installs what is missing, builds the artifacts, then runs `bootcast
@@ -188,12 +208,31 @@ fn test(root: &Path, args: &[String]) -> Result<ExitCode> {
 /// The CI job: 40 nodes booted, then stormed. Reports and JUnit land in
 /// target/bootcast/ci.
 fn ci_storms(root: &Path, out: &Path) -> Result<ExitCode> {
-    let reports = out.join("ci");
+    for name in ["fleet-40", "storm-40", "faults", "rolling-update"] {
+        let code = storms(root, out, "ci", name, &[name.to_string()], false)?;
+        if code != ExitCode::SUCCESS {
+            return Ok(code);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `ci/<scenario>.toml` once per report name in `runs`, writing each
+/// report and JUnit into `out/<folder>`; stops at the first failure.
+fn storms(
+    root: &Path,
+    out: &Path,
+    folder: &str,
+    scenario: &str,
+    runs: &[String],
+    release: bool,
+) -> Result<ExitCode> {
+    let reports = out.join(folder);
     std::fs::create_dir_all(&reports)?;
-    for name in ["fleet-40", "storm-40"] {
-        let status = bootcast(root, out, false)
+    for name in runs {
+        let status = bootcast(root, out, release)
             .arg("storm")
-            .arg(root.join("ci").join(format!("{name}.toml")))
+            .arg(root.join("ci").join(format!("{scenario}.toml")))
             .arg("--report")
             .arg(reports.join(format!("{name}.json")))
             .arg("--junit")

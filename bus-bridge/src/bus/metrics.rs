@@ -14,7 +14,7 @@ use crate::ids::{Id, IdVec, LinkId, PortId, SegmentId};
 /// Why a frame did not reach a port's client (receive side), or never
 /// reached the bus (`Tx*`, send side).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Cause {
+pub enum Cause {
     /// A loss fault.
     Loss,
     /// A corruption fault: this receiver saw a CRC error.
@@ -39,10 +39,13 @@ pub(crate) enum Cause {
     TxBusOff,
     /// An FD frame sent on a classic bus.
     TxFdOnClassic,
+    /// Bytes from the client that were no good link frame (counted by the
+    /// port's reader, never by the bus).
+    TxLinkError,
 }
 
 /// Every cause, in the order of the counters.
-pub(crate) const CAUSES: [Cause; 12] = [
+pub(crate) const CAUSES: [Cause; 13] = [
     Cause::Loss,
     Cause::Corrupt,
     Cause::ErrorFrame,
@@ -55,6 +58,7 @@ pub(crate) const CAUSES: [Cause; 12] = [
     Cause::TxLinkDown,
     Cause::TxBusOff,
     Cause::TxFdOnClassic,
+    Cause::TxLinkError,
 ];
 
 impl Cause {
@@ -73,7 +77,16 @@ impl Cause {
             Cause::TxLinkDown => "tx_link_down",
             Cause::TxBusOff => "tx_bus_off",
             Cause::TxFdOnClassic => "tx_fd_on_classic",
+            Cause::TxLinkError => "tx_link_error",
         }
+    }
+
+    /// Every cause.
+    pub const ALL: [Cause; 13] = CAUSES;
+
+    /// The cause whose JSON key is `key`.
+    pub fn from_key(key: &str) -> Option<Cause> {
+        CAUSES.into_iter().find(|c| c.as_str() == key)
     }
 }
 

@@ -36,8 +36,10 @@ impl MasterConfig {
             mode: Mode::Selected,
             late_join: true,
             repair: Repair {
-                rounds: 3,
                 wait: Duration::from_millis(400),
+                stall: Duration::from_millis(2000),
+                budget: Duration::from_secs(30),
+                max_rounds: None,
             },
             takeover_after: Duration::from_millis(1000),
             backup: false,

@@ -129,6 +129,9 @@ pub enum MasterEvent {
         /// Wall time of its first pass.
         #[serde(default)]
         first_pass_wall_ms: f64,
+        /// Why its repair ended.
+        #[serde(default)]
+        repair_end: session::RepairEnd,
         /// Why it failed, if it did.
         error: Option<String>,
     },
@@ -299,7 +302,7 @@ impl Master {
                     .filter(|r| r.plan.session == n.session)
                 {
                     let ranges = n.ranges[..(n.count as usize).min(msg::NACK_RANGES)].to_vec();
-                    let _ = r.ctl.send(SessionCtl::Nack(ranges)).await;
+                    let _ = r.ctl.send(SessionCtl::Nack { from: src, ranges }).await;
                 }
             }
             _ => {}
@@ -460,6 +463,7 @@ impl Master {
             bus_ms: o.bus_time.as_secs_f64() * 1e3,
             first_pass_bus_ms: o.first_pass_bus_time.as_secs_f64() * 1e3,
             first_pass_wall_ms: o.first_pass_wall.as_secs_f64() * 1e3,
+            repair_end: o.repair_end,
             error,
         })
         .await;

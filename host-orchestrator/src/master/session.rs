@@ -9,6 +9,7 @@ use proto::msg::{
     self, BROADCAST, Data, MODE_COMBINED, MODE_SELECTED, MODE_UNICAST, Message, SessionAnnounce,
     SessionEnd, SessionPart,
 };
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -191,19 +192,113 @@ impl Outbox {
 /// What the master tells a running session.
 #[derive(Clone, Debug)]
 pub enum SessionCtl {
-    /// A node asked for these (first chunk, count) ranges.
-    Nack(Vec<(u32, u16)>),
+    /// Node `from` asked for these (first chunk, count) ranges.
+    Nack {
+        /// The node.
+        from: u16,
+        /// The ranges.
+        ranges: Vec<(u32, u16)>,
+    },
     /// A node joins late: state the session again.
     Reannounce,
 }
 
-/// Repair settings.
+/// Repair settings: repair goes on while requesters still miss chunks and
+/// make progress, bounded by time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Repair {
-    /// Most repair rounds after the first pass.
-    pub rounds: u8,
     /// How long to collect `Nack`s after an end.
     pub wait: Duration,
+    /// Repair stops once this long has passed without progress.
+    pub stall: Duration,
+    /// Repair never goes on longer than this after the first pass, so that
+    /// other sessions get their turn; nodes still missing chunks ask again.
+    pub budget: Duration,
+    /// At most this many rounds (`None`: as many as make progress).
+    pub max_rounds: Option<u8>,
+}
+
+/// Why a session's repair ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RepairEnd {
+    /// Nobody asked for anything: every requester has every chunk.
+    #[default]
+    Complete,
+    /// Rounds no longer shrank what was asked for, for `stall`.
+    Stalled,
+    /// The time budget ran out while nodes still asked.
+    Budget,
+    /// The fleet's `repair_rounds` cap.
+    RoundCap,
+}
+
+/// Chunks each node asked for in one round, by node.
+pub type Asked = BTreeMap<u16, u32>;
+
+/// Decides, after each collection of `Nack`s, whether repair goes on. A
+/// round shows progress when any requester made some: it asked for fewer
+/// chunks than it ever did, or stopped asking (it has them all, or is
+/// gone), or asked for the first time, or a node joined late.
+#[derive(Clone, Debug)]
+pub struct RepairProgress {
+    repair: Repair,
+    started: Instant,
+    last_progress: Instant,
+    /// The fewest chunks each node ever asked for.
+    fewest: Asked,
+    /// The nodes that asked in the round before.
+    before: Vec<u16>,
+    rounds: u8,
+}
+
+impl RepairProgress {
+    /// Repair after a first pass that ended at `now`.
+    pub fn new(repair: Repair, now: Instant) -> RepairProgress {
+        RepairProgress {
+            repair,
+            started: now,
+            last_progress: now,
+            fewest: Asked::new(),
+            before: Vec::new(),
+            rounds: 0,
+        }
+    }
+
+    /// Whether `asked` shows progress, remembering what it shows.
+    fn progress(&mut self, asked: &Asked) -> bool {
+        let stopped = self.before.iter().any(|n| !asked.contains_key(n));
+        let mut fewer = false;
+        for (&n, &c) in asked {
+            let best = self.fewest.entry(n).or_insert(u32::MAX);
+            fewer |= c < *best;
+            *best = (*best).min(c);
+        }
+        self.before = asked.keys().copied().collect();
+        stopped || fewer
+    }
+
+    /// The nodes asked for `asked` chunks (`joined`: a node joined late) by
+    /// `now`: `Ok` to send another round, or why repair ends.
+    pub fn next(&mut self, asked: &Asked, joined: bool, now: Instant) -> Result<(), RepairEnd> {
+        if asked.is_empty() && !joined {
+            return Err(RepairEnd::Complete);
+        }
+        if self.progress(asked) || joined {
+            self.last_progress = now;
+        }
+        if self.repair.max_rounds.is_some_and(|m| self.rounds >= m) {
+            return Err(RepairEnd::RoundCap);
+        }
+        if now.saturating_duration_since(self.last_progress) >= self.repair.stall {
+            return Err(RepairEnd::Stalled);
+        }
+        if now.saturating_duration_since(self.started) >= self.repair.budget {
+            return Err(RepairEnd::Budget);
+        }
+        self.rounds += 1;
+        Ok(())
+    }
 }
 
 /// How a session sends: repair settings, the bus's bit timing (to account
@@ -231,6 +326,8 @@ pub struct Outcome {
     pub repair_bytes: u64,
     /// Repair rounds and their chunk counts, for the log.
     pub rounds: Vec<u32>,
+    /// Why repair ended.
+    pub repair_end: RepairEnd,
     /// Bus time of every frame sent, by the frame format at the bus's bit
     /// rates (what the bridge accounts for them).
     pub bus_time: Duration,
@@ -283,6 +380,8 @@ struct Sender<'a> {
     /// The frames that state the session (sent again for late joiners).
     announce: Vec<Frame>,
     missing: Missing,
+    /// Chunks each node asked for since the last repair decision.
+    asked: Asked,
     o: Outcome,
     started: Instant,
 }
@@ -299,11 +398,14 @@ impl Sender<'_> {
     /// the announcement again, which is returned.
     fn handle(&mut self, c: SessionCtl, sent: u32) -> Option<Vec<Frame>> {
         match c {
-            SessionCtl::Nack(ranges) => {
+            SessionCtl::Nack { from, ranges } => {
+                let mut n = 0;
                 for (s, l) in ranges {
                     let l = (l as u32).min(sent.saturating_sub(s)) as u16;
                     self.missing.add(s, l);
+                    n += u32::from(l);
                 }
+                *self.asked.entry(from).or_default() += n;
                 None
             }
             SessionCtl::Reannounce => Some(self.announce.clone()),
@@ -369,14 +471,16 @@ impl Sender<'_> {
     }
 
     /// Collects NACKs after an end: each one extends the wait a little,
-    /// within a cap; a late joiner extends it fully.
-    async fn collect_nacks(&mut self, ctl: &mut mpsc::Receiver<SessionCtl>) -> Result<()> {
+    /// within a cap; a late joiner extends it fully. Says whether one joined.
+    async fn collect_nacks(&mut self, ctl: &mut mpsc::Receiver<SessionCtl>) -> Result<bool> {
+        let mut anyone_joined = false;
         let wait = self.sending.repair.wait;
         let total = self.content.total_chunks();
         let mut cap = Instant::now() + wait * 3;
         let mut until = Instant::now() + wait;
         while let Ok(Some(c)) = tokio::time::timeout_at(until.min(cap), ctl.recv()).await {
             let joined = matches!(c, SessionCtl::Reannounce);
+            anyone_joined |= joined;
             for f in self.handle(c, total).unwrap_or_default() {
                 self.account(&f);
                 self.out.bulk(f).await?;
@@ -396,7 +500,7 @@ impl Sender<'_> {
                 until = Instant::now() + wait / 2;
             }
         }
-        Ok(())
+        Ok(anyone_joined)
     }
 
     /// Sends repair round `round`: the `chunks` nodes asked for.
@@ -414,9 +518,10 @@ impl Sender<'_> {
     }
 }
 
-/// Runs one session: announce, data from `start_chunk`, end, then up to
-/// `repair.rounds` rounds re-sending the union of the chunks nodes asked
-/// for. Nodes still incomplete after that ask again in a new window.
+/// Runs one session: announce, data from `start_chunk`, end, then repair
+/// rounds re-sending the union of the chunks nodes asked for, while they
+/// make progress (see [`RepairProgress`]), then the last end. Nodes still
+/// incomplete after that ask again in a new window.
 pub async fn run(
     plan: &SessionPlan,
     content: &Content,
@@ -433,28 +538,32 @@ pub async fn run(
         sending,
         announce: announce_frames(plan, content, sending.src)?,
         missing: Missing::new(content.total_chunks()),
+        asked: Asked::new(),
         o: Outcome::default(),
         started,
     };
     s.first_pass(start_chunk, ctl).await?;
-    let rounds = sending.repair.rounds;
     let mut round = 0u8;
+    s.end(round, false).await?;
+    let mut progress = RepairProgress::new(sending.repair, Instant::now());
     loop {
-        let last = round == rounds;
-        s.end(round, last).await?;
-        if last {
+        let joined = s.collect_nacks(ctl).await?;
+        let chunks = s.missing.take();
+        let asked = std::mem::take(&mut s.asked);
+        if chunks.is_empty() {
+            s.o.repair_end = RepairEnd::Complete;
             break;
         }
-        s.collect_nacks(ctl).await?;
-        let chunks = s.missing.take();
-        if chunks.is_empty() {
-            // Nobody asked: say it is over, so stragglers ask again at once.
-            round = rounds;
-            continue;
+        if let Err(end) = progress.next(&asked, joined, Instant::now()) {
+            s.o.repair_end = end;
+            break;
         }
-        round += 1;
+        round = round.saturating_add(1);
         s.repair(round, chunks).await?;
+        s.end(round, false).await?;
     }
+    // Said at once, so nodes still missing chunks ask again at once.
+    s.end(round, true).await?;
     Ok(s.o)
 }
 
@@ -556,13 +665,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn without_nacks_a_session_is_one_pass_and_a_final_end() {
-        let repair = Repair {
-            rounds: 3,
-            wait: Duration::from_millis(300),
-        };
+        let repair = repair(300);
         let (o, frames) = record(content(250), repair, |_| tokio::spawn(async {})).await;
         assert_eq!(data_chunks(&frames), vec![0, 1, 2, 3, 4]);
-        assert_eq!(ends(&frames), vec![(0, 0), (3, 1)]);
+        assert_eq!(ends(&frames), vec![(0, 0), (0, 1)]);
         assert_eq!((o.bytes, o.repair_rounds, o.repair_bytes), (250, 0, 0));
         assert!(matches!(
             Message::decode(&frames[0]),
@@ -572,21 +678,31 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn nacked_chunks_are_resent_once_as_a_union_per_round() {
-        let repair = Repair {
-            rounds: 2,
-            wait: Duration::from_millis(300),
-        };
+        let repair = repair(300);
         let (o, frames) = record(content(600), repair, |ctl| {
             tokio::spawn(async move {
                 // Two nodes ask for overlapping ranges after the first end.
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                ctl.send(SessionCtl::Nack(vec![(2, 3)])).await.unwrap();
-                ctl.send(SessionCtl::Nack(vec![(3, 2), (9, 5)]))
-                    .await
-                    .unwrap();
+                ctl.send(SessionCtl::Nack {
+                    from: 1,
+                    ranges: vec![(2, 3)],
+                })
+                .await
+                .unwrap();
+                ctl.send(SessionCtl::Nack {
+                    from: 2,
+                    ranges: vec![(3, 2), (9, 5)],
+                })
+                .await
+                .unwrap();
                 // After round 1's end, one chunk is still missing.
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                ctl.send(SessionCtl::Nack(vec![(4, 1)])).await.unwrap();
+                ctl.send(SessionCtl::Nack {
+                    from: 1,
+                    ranges: vec![(4, 1)],
+                })
+                .await
+                .unwrap();
             })
         })
         .await;
@@ -594,17 +710,14 @@ mod tests {
             data_chunks(&frames),
             vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 9, 4]
         );
-        assert_eq!(ends(&frames), vec![(0, 0), (1, 0), (2, 1)]);
+        assert_eq!(ends(&frames), vec![(0, 0), (1, 0), (2, 0), (2, 1)]);
         assert_eq!((o.repair_rounds, o.rounds.clone()), (2, vec![4, 1]));
         assert_eq!(o.repair_bytes, 60 * 5);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_late_joiner_gets_the_announce_again() {
-        let repair = Repair {
-            rounds: 1,
-            wait: Duration::from_millis(100),
-        };
+        let repair = repair(100);
         let (_, frames) = record(content(60 * 40), repair, |ctl| {
             tokio::spawn(async move {
                 ctl.send(SessionCtl::Reannounce).await.unwrap();
@@ -620,10 +733,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_node_joining_after_the_data_gets_all_of_it_in_repair() {
-        let repair = Repair {
-            rounds: 2,
-            wait: Duration::from_millis(300),
-        };
+        let repair = repair(300);
         let (o, frames) = record(content(300), repair, |ctl| {
             tokio::spawn(async move {
                 // After the first end (sent at once in paused time).
@@ -634,6 +744,118 @@ mod tests {
         .await;
         assert_eq!(data_chunks(&frames), vec![0, 1, 2, 3, 4, 0, 1, 2, 3, 4]);
         assert_eq!((o.repair_rounds, o.repair_bytes), (1, 300));
+    }
+
+    fn repair(wait_ms: u64) -> Repair {
+        Repair {
+            wait: Duration::from_millis(wait_ms),
+            stall: Duration::from_secs(2),
+            budget: Duration::from_secs(30),
+            max_rounds: None,
+        }
+    }
+
+    fn asked(counts: &[(u16, u32)]) -> Asked {
+        counts.iter().copied().collect()
+    }
+
+    #[test]
+    fn repair_goes_on_while_requesters_make_progress_and_ends_when_none_asks() {
+        let t0 = Instant::now();
+        let mut p = RepairProgress::new(repair(400), t0);
+        let s = Duration::from_secs;
+        assert_eq!(p.next(&asked(&[(1, 90), (2, 80)]), false, t0), Ok(()));
+        // Node 1 asks for less: progress, though node 2 asks for more.
+        assert_eq!(p.next(&asked(&[(1, 3), (2, 85)]), false, t0 + s(1)), Ok(()));
+        // Node 1 has everything now: it stopped asking.
+        assert_eq!(p.next(&asked(&[(2, 85)]), false, t0 + s(2)), Ok(()));
+        assert_eq!(
+            p.next(&asked(&[]), false, t0 + s(3)),
+            Err(RepairEnd::Complete)
+        );
+    }
+
+    #[test]
+    fn repair_stops_once_no_requester_makes_progress_for_the_stall_time() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = RepairProgress::new(repair(400), t0);
+        let same = asked(&[(1, 10), (2, 4)]);
+        assert_eq!(p.next(&same, false, t0), Ok(()));
+        // The same chunks again and again: no progress.
+        assert_eq!(p.next(&same, false, t0 + ms(900)), Ok(()));
+        assert_eq!(
+            p.next(&asked(&[(1, 12), (2, 4)]), false, t0 + ms(1800)),
+            Ok(())
+        );
+        assert_eq!(p.next(&same, false, t0 + ms(2000)), Err(RepairEnd::Stalled));
+        // A late joiner is progress: it needs everything.
+        let mut p = RepairProgress::new(repair(400), t0);
+        assert_eq!(p.next(&same, false, t0), Ok(()));
+        assert_eq!(p.next(&same, false, t0 + ms(1900)), Ok(()));
+        assert_eq!(p.next(&same, true, t0 + ms(2100)), Ok(()));
+        // So is a node asking for the first time.
+        assert_eq!(
+            p.next(&asked(&[(1, 10), (2, 4), (3, 60)]), false, t0 + ms(3900)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn repair_stops_at_its_budget_or_its_round_cap() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut p = RepairProgress::new(repair(400), t0);
+        assert_eq!(p.next(&asked(&[(1, 1000)]), false, t0 + s(29)), Ok(()));
+        assert_eq!(
+            p.next(&asked(&[(1, 900)]), false, t0 + s(30)),
+            Err(RepairEnd::Budget)
+        );
+        let mut p = RepairProgress::new(
+            Repair {
+                max_rounds: Some(1),
+                ..repair(400)
+            },
+            t0,
+        );
+        assert_eq!(p.next(&asked(&[(1, 1000)]), false, t0), Ok(()));
+        assert_eq!(
+            p.next(&asked(&[(1, 10)]), false, t0 + s(1)),
+            Err(RepairEnd::RoundCap)
+        );
+        let mut none = RepairProgress::new(
+            Repair {
+                max_rounds: Some(0),
+                ..repair(400)
+            },
+            t0,
+        );
+        assert_eq!(
+            none.next(&asked(&[(1, 5)]), false, t0),
+            Err(RepairEnd::RoundCap)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_requester_that_keeps_missing_the_same_chunks_ends_repair_as_stalled() {
+        let (o, frames) = record(content(300), repair(300), |ctl| {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                for _ in 0..20 {
+                    ctl.send(SessionCtl::Nack {
+                        from: 1,
+                        ranges: vec![(1, 1)],
+                    })
+                    .await
+                    .unwrap();
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                }
+            })
+        })
+        .await;
+        assert_eq!(o.repair_end, RepairEnd::Stalled);
+        assert!(o.repair_rounds >= 2, "{o:?}");
+        assert_eq!(ends(&frames).last(), Some(&(o.repair_rounds, 1)));
     }
 
     #[test]

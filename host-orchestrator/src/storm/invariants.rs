@@ -1,10 +1,13 @@
 //! The invariants every storm is judged by, one small type each, and the
 //! scenario's expectations. Each is a pure function of what the run left
-//! behind ([`Evidence`]): the testbed's report, the storm's events, its
-//! ledger of reboots and publishes, and the availability watch.
+//! behind ([`Evidence`]): the testbed's report (with each node's state
+//! timeline), the storm's events, its ledger of reboots and publishes, the
+//! faults it made, and the bus's drops when the run ended.
 
-use super::record::{Event, Groups, Ledger, Watch};
-use crate::report::Report;
+use super::record::{Event, FaultChange, FaultLog, Groups, Ledger};
+use crate::report::{NodeReport, Report};
+use crate::supervisor::HostState;
+use bus_bridge::{BusStats, DropCause, FaultKind, PortStats};
 use proto::NodeType;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,12 +48,17 @@ pub struct Evidence<'a> {
     pub events: &'a [Event],
     /// Its reboots and publishes.
     pub ledger: &'a Ledger,
-    /// What the availability watcher saw.
-    pub watch: &'a Watch,
+    /// The faults and link cuts the run had.
+    pub faults: &'a FaultLog,
+    /// The bus's statistics when the run ended, before the testbed's own
+    /// teardown (`None` without a bus).
+    pub bus_at_end: Option<&'a BusStats>,
     /// The fleet's redundancy groups.
     pub groups: &'a Groups,
     /// When the last node was (last) verified, from the start, if all are.
     pub all_verified_at: Option<Duration>,
+    /// When the run ended, seconds since the start (as the timelines count).
+    pub end_s: f64,
 }
 
 /// An invariant or expectation.
@@ -155,56 +163,200 @@ impl Invariant for OneBroadcastPerWindow {
     }
 }
 
-/// At least one member of every redundancy group runs at every moment
-/// (the watcher looked at every state change).
+/// At least one member of every redundancy group runs at every moment,
+/// judged over the members' state timelines: a group is watched from its
+/// first verified member to the end of the run, and one never watched fails.
 pub struct Availability;
+
+fn running(s: HostState) -> bool {
+    matches!(s, HostState::Running | HostState::Verified)
+}
+
+/// What the watch of one group saw.
+struct GroupWatch {
+    armed_at: Option<f64>,
+    changes: usize,
+    gaps: Vec<String>,
+}
+
+/// Replays the members' timelines in time order; every instant after the
+/// first verified member with no member running is a gap.
+fn watch_group(members: &[&NodeReport]) -> GroupWatch {
+    let mut changes: Vec<(f64, usize, HostState)> = members
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.states.iter().map(move |c| (c.t_s, i, c.state)))
+        .collect();
+    changes.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut state = vec![HostState::Off; members.len()];
+    let mut w = GroupWatch {
+        armed_at: None,
+        changes: 0,
+        gaps: Vec::new(),
+    };
+    let mut i = 0;
+    while i < changes.len() {
+        let t = changes[i].0;
+        // Every change at one instant, then one look.
+        while i < changes.len() && changes[i].0 == t {
+            state[changes[i].1] = changes[i].2;
+            i += 1;
+            w.changes += usize::from(w.armed_at.is_some());
+        }
+        if w.armed_at.is_none() && state.contains(&HostState::Verified) {
+            w.armed_at = Some(t);
+        }
+        if w.armed_at.is_some() && !state.iter().any(|&s| running(s)) {
+            let states: Vec<String> = members
+                .iter()
+                .zip(&state)
+                .map(|(n, s)| format!("{}:{}", n.id, s.as_str()))
+                .collect();
+            w.gaps.push(format!("{t:.2} s ({})", states.join(" ")));
+        }
+    }
+    w
+}
 
 impl Invariant for Availability {
     fn judge(&self, e: &Evidence<'_>) -> Check {
-        let w = e.watch;
-        let evidence = if e.groups.is_empty() {
-            "no redundancy groups in this fleet".to_string()
-        } else if w.gap_count == 0 {
-            format!(
-                "watched on every state change: every group ({}) always had a member running",
-                e.groups.keys().cloned().collect::<Vec<_>>().join(", ")
-            )
-        } else {
-            format!(
-                "{} moments without a member running; first: {}",
-                w.gap_count,
-                w.gaps.join("\n")
-            )
-        };
-        Check {
-            name: "availability".into(),
-            pass: w.gap_count == 0,
-            evidence,
+        if e.groups.is_empty() {
+            return Check::unless("availability", vec![], || {
+                "no redundancy groups in this fleet".into()
+            });
         }
+        let (mut problems, mut fine) = (Vec::new(), Vec::new());
+        for (g, ids) in e.groups {
+            let members: Vec<&NodeReport> = ids
+                .iter()
+                .filter_map(|id| e.report.nodes.iter().find(|n| n.id == *id))
+                .collect();
+            let w = watch_group(&members);
+            match w.armed_at {
+                None => problems.push(format!(
+                    "group {g}: not watched: no member was ever verified"
+                )),
+                Some(_) if !w.gaps.is_empty() => problems.push(format!(
+                    "group {g}: {} moments without a member running; first: {}",
+                    w.gaps.len(),
+                    w.gaps[..w.gaps.len().min(5)].join("; ")
+                )),
+                Some(at) => fine.push(format!(
+                    "group {g}: watched {at:.2}–{:.2} s, {} state changes, always a member running",
+                    e.end_s, w.changes
+                )),
+            }
+        }
+        Check::unless("availability", problems, || fine.join("\n"))
     }
 }
 
 /// Nothing lost or silently wrong: every node that is not verified has a
-/// recorded reason; the evidence counts rejections and bus drops by cause.
-pub struct Accounted;
+/// recorded reason, and every frame the bus dropped has a cause the
+/// scenario made (a fault rule, a cut link, a node powered off, a filter),
+/// or one its `[expect] allow_drops` allows.
+pub struct Accounted {
+    /// Causes the scenario allows without a reason of its own.
+    pub allowed: Vec<DropCause>,
+}
 
 impl Invariant for Accounted {
     fn judge(&self, e: &Evidence<'_>) -> Check {
         let nodes = &e.report.nodes;
-        let unexplained = nodes
+        let mut problems: Vec<String> = nodes
             .iter()
             .filter(|n| !n.verified && n.failure.is_none() && n.rejections.is_empty())
             .map(|n| format!("node {} is {:?} with no recorded reason", n.id, n.state))
             .collect();
-        Check::unless("accounted", unexplained, || {
+        let mut explained: BTreeMap<(&'static str, String), u64> = BTreeMap::new();
+        for p in e.bus_at_end.map(|b| b.ports.as_slice()).unwrap_or_default() {
+            for (key, &count) in p.drops.iter().filter(|(_, c)| **c > 0) {
+                let cause = DropCause::from_key(key);
+                match cause.and_then(|c| self.explain(c, p, e)) {
+                    Some(why) => {
+                        let c = cause.map_or("?", DropCause::as_str);
+                        *explained.entry((c, why)).or_default() += count;
+                    }
+                    None => problems.push(format!(
+                        "{count} frames dropped at port {} as {key}, which nothing in the scenario explains",
+                        p.name
+                    )),
+                }
+            }
+        }
+        Check::unless("accounted", problems, || {
             let rejections: usize = nodes.iter().map(|n| n.rejections.len()).sum();
-            // As the JSON report has them: `null` without bus statistics.
-            let drops = e.report.bus.as_ref().map(|b| &b.totals.drops);
-            let drops = serde_json::to_string(&drops).unwrap_or_default();
-            format!("{rejections} rejected images, each with a reason; bus drops by cause: {drops}")
+            let drops: Vec<String> = explained
+                .iter()
+                .map(|((c, why), n)| format!("{n} {c} ({why})"))
+                .collect();
+            format!(
+                "{rejections} rejected images, each with a reason; bus drops, each explained: {}",
+                if drops.is_empty() {
+                    "none".into()
+                } else {
+                    drops.join(", ")
+                }
+            )
         })
     }
 }
+
+impl Accounted {
+    /// What in the scenario explains dropping frames at port `p` as `c`.
+    fn explain(&self, c: DropCause, p: &PortStats, e: &Evidence<'_>) -> Option<String> {
+        use DropCause as D;
+        if self.allowed.contains(&c) {
+            return Some("allowed by [expect]".into());
+        }
+        let rule = |kind: FaultKind, frames: bool| {
+            e.faults.rules().any(|f| {
+                f.kind == kind
+                    && (!frames || f.error_frame)
+                    && f.port.as_ref().is_none_or(|x| *x == p.name)
+                    && f.segment.as_ref().is_none_or(|x| *x == p.segment)
+            })
+        };
+        let error_frames = e
+            .faults
+            .rules()
+            .any(|f| f.kind == FaultKind::Corrupt && f.error_frame);
+        let node = crate::rundir::RunDir::node_of_port_name(&p.name);
+        let why = match c {
+            D::Filtered => "acceptance filtering",
+            D::Loss if rule(FaultKind::Loss, false) => "a loss rule",
+            D::Corrupt if rule(FaultKind::Corrupt, false) => "a corruption rule",
+            D::ErrorFrame | D::TxBusOff if error_frames => "corruption with error frames",
+            D::LinkCut if e.faults.any(|c| matches!(c, FaultChange::Cut(_))) => "a cut link",
+            D::LinkDown | D::TxLinkDown
+                if e.faults
+                    .any(|c| matches!(c, FaultChange::LinkDown(x) if *x == p.name)) =>
+            {
+                "its link down"
+            }
+            D::PortDown | D::TxFlushed if node.is_some() => {
+                "its node not connected: starting up or powered off"
+            }
+            D::PortDown | D::TxFlushed if SPARE_PORTS.iter().any(|s| p.name.starts_with(s)) => {
+                "a spare port with no client"
+            }
+            D::PortDown | D::TxFlushed
+                if p.name == "master" && e.faults.any(|c| *c == FaultChange::MasterKilled) =>
+            {
+                "the master killed"
+            }
+            D::TxLinkError if node.is_some_and(|id| e.ledger.authorized.contains_key(&id)) => {
+                "its node rebooted mid-frame"
+            }
+            _ => return None,
+        };
+        Some(why.into())
+    }
+}
+
+/// Host ports a client may never use: the backup master's, the tool's,
+/// the socketcand ports.
+const SPARE_PORTS: [&str; 3] = ["backup", "tool", "socketcand"];
 
 /// The timeline ran as written: every action did what it was asked.
 pub struct ActionsRan;
@@ -223,10 +375,31 @@ impl Invariant for ActionsRan {
             })
             .collect();
         Check::unless("actions", failed, || {
-            format!("{} actions ran", e.events.len())
+            let skipped: Vec<String> = e
+                .events
+                .iter()
+                .flat_map(|ev| {
+                    ev.skipped
+                        .iter()
+                        .map(move |s| format!("line {}: node {} {}", ev.line, s.node, s.reason))
+                })
+                .collect();
+            if skipped.is_empty() {
+                return format!("{} actions ran", e.events.len());
+            }
+            let shown = skipped.len().min(SKIPS_SHOWN);
+            format!(
+                "{} actions ran; {} nodes left alone mid-transition; first: {}",
+                e.events.len(),
+                skipped.len(),
+                skipped[..shown].join("; ")
+            )
         })
     }
 }
+
+/// Skipped nodes the `actions` evidence names (the report has them all).
+const SKIPS_SHOWN: usize = 5;
 
 /// The expectation: every node verified by the scenario's deadline.
 pub struct AllVerifiedInTime {
@@ -291,7 +464,9 @@ pub fn judge(e: &Evidence<'_>, expect: &super::scenario::Expect) -> Vec<Check> {
             max: expect.max_broadcasts_per_type_per_window,
         },
         &Availability,
-        &Accounted,
+        &Accounted {
+            allowed: expect.allow_drops.clone(),
+        },
         &ActionsRan,
         &AllVerifiedInTime {
             by: expect.all_verified_by,
@@ -303,9 +478,10 @@ pub fn judge(e: &Evidence<'_>, expect: &super::scenario::Expect) -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::NodeReport;
+    use crate::report::StateChange;
     use crate::report::tests::{bus_stats, empty, node};
-    use crate::supervisor::{HostState, ObservedSession, Rejection};
+    use crate::supervisor::{ObservedSession, Rejection};
+    use bus_bridge::Fault;
     use tokio::time::Instant;
 
     /// What a run left behind, owned, around a report of `nodes`.
@@ -313,7 +489,8 @@ mod tests {
         report: Report,
         events: Vec<Event>,
         ledger: Ledger,
-        watch: Watch,
+        faults: FaultLog,
+        bus_at_end: Option<BusStats>,
         groups: Groups,
         all_verified_at: Option<Duration>,
     }
@@ -328,22 +505,60 @@ mod tests {
                 report,
                 events: Vec::new(),
                 ledger: Ledger::default(),
-                watch: Watch::default(),
+                faults: FaultLog::default(),
+                bus_at_end: None,
                 groups: Groups::new(),
                 all_verified_at: None,
             }
         }
 
-        fn judge(&self, invariant: &dyn Invariant) -> Check {
-            invariant.judge(&Evidence {
+        fn evidence(&self) -> Evidence<'_> {
+            Evidence {
                 report: &self.report,
                 events: &self.events,
                 ledger: &self.ledger,
-                watch: &self.watch,
+                faults: &self.faults,
+                bus_at_end: self.bus_at_end.as_ref(),
                 groups: &self.groups,
                 all_verified_at: self.all_verified_at,
-            })
+                end_s: 100.0,
+            }
         }
+
+        fn judge(&self, invariant: &dyn Invariant) -> Check {
+            invariant.judge(&self.evidence())
+        }
+
+        /// Node `id`'s timeline: (seconds, state) in order.
+        fn states(&mut self, id: u16, states: &[(f64, HostState)]) {
+            let n = self.report.nodes.iter_mut().find(|n| n.id == id).unwrap();
+            n.states = states
+                .iter()
+                .map(|&(t_s, state)| StateChange { t_s, state })
+                .collect();
+        }
+    }
+
+    /// One port's drops: (port, segment, (cause, count)…).
+    type PortDrops<'a> = (&'a str, &'a str, &'a [(&'a str, u64)]);
+
+    /// Bus statistics whose ports dropped frames.
+    fn drops_at(ports: &[PortDrops<'_>]) -> BusStats {
+        let mut b = bus_stats(&[]);
+        b.ports = ports
+            .iter()
+            .map(|(name, segment, drops)| {
+                serde_json::from_value(serde_json::json!({
+                    "name": name, "segment": segment, "connected": true, "connects": 1,
+                    "frames_tx": 0, "bytes_tx": 0, "frames_rx": 0, "bytes_rx": 0,
+                    "overruns": 0, "dropped_port_down": 0, "fd_on_classic_bus": 0,
+                    "tx_flushed": 0, "filtered": 0, "link_errors": {},
+                    "drops": drops.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
+                }))
+                .expect("port statistics")
+            })
+            .collect();
+        b
     }
 
     fn failed(id: u16) -> NodeReport {
@@ -434,24 +649,59 @@ mod tests {
     }
 
     #[test]
-    fn availability_fails_on_any_moment_a_group_had_no_member_running() {
-        let mut run = Run::of(vec![node(1), node(2)]);
+    fn availability_is_watched_per_group_from_its_first_verified_member() {
+        use HostState::*;
+        let mut run = Run::of(vec![node(1), node(2), node(3)]);
         passes(run.judge(&Availability), "no redundancy groups");
         run.groups.insert("acc".into(), vec![1, 2]);
-        passes(run.judge(&Availability), "every group (acc) always had");
-        run.watch.gap_count = 2;
-        run.watch.gaps = vec!["3.10 s: group acc had no member running".into()];
+        run.states(
+            1,
+            &[
+                (1.0, Booting),
+                (5.0, Verified),
+                (30.0, Booting),
+                (36.0, Verified),
+            ],
+        );
+        run.states(
+            2,
+            &[
+                (1.0, Booting),
+                (7.0, Verified),
+                (50.0, Requesting),
+                (55.0, Running),
+            ],
+        );
+        // Node 2 booting alone before 5 s is no gap: not armed yet.
+        passes(
+            run.judge(&Availability),
+            "group acc: watched 5.00–100.00 s, 5 state changes, always a member running",
+        );
+        // Both rebooted at once: a gap, with the time and the states.
+        run.states(
+            2,
+            &[
+                (1.0, Booting),
+                (7.0, Verified),
+                (31.0, Booting),
+                (40.0, Verified),
+            ],
+        );
         fails(
             run.judge(&Availability),
-            "2 moments without a member running",
+            "group acc: 1 moments without a member running; first: 31.00 s (1:BOOTING 2:BOOTING)",
         );
+        // A group none of whose members was ever verified was never watched.
+        run.groups.insert("xy".into(), vec![3]);
+        run.states(3, &[(1.0, Booting), (2.0, Requesting)]);
+        fails(run.judge(&Availability), "group xy: not watched");
     }
 
     #[test]
     fn accounted_wants_a_reason_for_every_node_not_verified() {
         let mut run = Run::of(vec![node(1), failed(2)]);
         fails(
-            run.judge(&Accounted),
+            run.judge(&Accounted { allowed: vec![] }),
             "node 2 is Failed with no recorded reason",
         );
         run.report.nodes[1].rejections.push(Rejection {
@@ -462,13 +712,53 @@ mod tests {
             measured_prefix: String::new(),
             manifest_prefix: String::new(),
         });
-        passes(run.judge(&Accounted), "bus drops by cause: null");
-        run.report.bus = Some(bus_stats(&[("loss", 3)]));
         passes(
-            run.judge(&Accounted),
-            "1 rejected images, each with a reason",
+            run.judge(&Accounted { allowed: vec![] }),
+            "1 rejected images, each with a reason; bus drops, each explained: none",
         );
-        passes(run.judge(&Accounted), "\"loss\":3");
+    }
+
+    #[test]
+    fn accounted_explains_every_drop_by_what_the_scenario_made() {
+        let accounted = Accounted { allowed: vec![] };
+        let mut run = Run::of(vec![node(1)]);
+        run.bus_at_end = Some(drops_at(&[
+            ("n1", "base", &[("filtered", 50), ("port_down", 3)]),
+            ("tool", "base", &[("port_down", 7)]),
+        ]));
+        passes(run.judge(&accounted), "50 filtered (acceptance filtering)");
+        // Losses with no loss rule: unexplained, with count, port and cause.
+        run.bus_at_end = Some(drops_at(&[("n1", "base", &[("loss", 4)])]));
+        fails(
+            run.judge(&accounted),
+            "4 frames dropped at port n1 as loss, which nothing in the scenario explains",
+        );
+        // A loss rule on another segment does not explain them either...
+        let mut rule = Fault::loss(0.02);
+        rule.segment = Some("ha".into());
+        run.faults
+            .add(Instant::now(), FaultChange::Rule(rule.clone()));
+        assert!(!run.judge(&accounted).pass);
+        // ... one covering the port does.
+        rule.segment = None;
+        run.faults.add(Instant::now(), FaultChange::Rule(rule));
+        passes(run.judge(&accounted), "4 loss (a loss rule)");
+        // Overruns only where [expect] allows them.
+        run.bus_at_end = Some(drops_at(&[("n1", "base", &[("overrun", 2)])]));
+        fails(run.judge(&accounted), "as overrun");
+        let allowing = Accounted {
+            allowed: vec![DropCause::Overrun],
+        };
+        passes(run.judge(&allowing), "2 overrun (allowed by [expect])");
+        // The supervisor's port never loses its client.
+        run.bus_at_end = Some(drops_at(&[("supervisor", "base", &[("port_down", 1)])]));
+        fails(run.judge(&accounted), "port supervisor as port_down");
+        // A cut link explains link_cut drops.
+        run.bus_at_end = Some(drops_at(&[("n1", "base", &[("link_cut", 9)])]));
+        fails(run.judge(&accounted), "as link_cut");
+        run.faults
+            .add(Instant::now(), FaultChange::Cut("ext1-ha".into()));
+        passes(run.judge(&accounted), "9 link_cut (a cut link)");
     }
 
     #[test]
@@ -480,6 +770,8 @@ mod tests {
             nodes: vec![1],
             detail: "node 1 is not powered on".into(),
             ok,
+            skipped: Vec::new(),
+            picked: Vec::new(),
         };
         let mut run = Run::of(vec![node(1)]);
         run.events = vec![event(5, true), event(7, true)];
@@ -488,6 +780,16 @@ mod tests {
         fails(
             run.judge(&ActionsRan),
             "1.50 s line 7: reset node 1 is not powered on",
+        );
+        // A node left alone mid-transition is no failure, but it is said.
+        run.events[1].ok = true;
+        run.events[1].skipped = vec![super::super::record::Skip {
+            node: 1,
+            reason: "is REQUESTING: a soft reboot needs its app running".into(),
+        }];
+        passes(
+            run.judge(&ActionsRan),
+            "1 nodes left alone mid-transition; first: line 7: node 1 is REQUESTING",
         );
     }
 
@@ -541,18 +843,11 @@ mod tests {
         let expect = super::super::scenario::Expect {
             all_verified_by: Duration::from_secs(20),
             max_broadcasts_per_type_per_window: 1,
+            allow_drops: Vec::new(),
         };
-        let checks = judge(
-            &Evidence {
-                report: &run.report,
-                events: &run.events,
-                ledger: &run.ledger,
-                watch: &run.watch,
-                groups: &run.groups,
-                all_verified_at: Some(Duration::from_secs(3)),
-            },
-            &expect,
-        );
+        let mut run = run;
+        run.all_verified_at = Some(Duration::from_secs(3));
+        let checks = judge(&run.evidence(), &expect);
         let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,

@@ -14,20 +14,18 @@ pub mod scenario;
 
 use crate::fleet::Fleet;
 use crate::report::{Report, Verdict};
+use crate::seeds::{self, Seeds};
 use crate::supervisor::{FleetView, HostState};
 use crate::testbed::{Artifacts, Options, Testbed};
 use anyhow::{Context, Result};
 use bus_bridge::client::{FrameReader, FrameWriter};
 use invariants::{Evidence, Interrupted};
 use proto::msg::{self, Message};
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use record::{Groups, Ledger, Watch};
+use rand_chacha::ChaCha8Rng;
+use record::{FaultChange, FaultLog, Groups, Ledger, Pick, Skip};
 use scenario::{Action, Entry, Reboot, Scenario, Select, Step};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -40,8 +38,11 @@ pub use record::Event;
 pub struct StormReport {
     /// The scenario's name.
     pub scenario: String,
-    /// The seed used.
+    /// The seed used (every seed of the run derives from it; the testbed's
+    /// report lists them under `seeds`).
     pub seed: u64,
+    /// The scenario as read: `bootcast storm --replay` runs it again.
+    pub scenario_source: scenario::Source,
     /// Reboots the storm ran (power cycles, resets, soft reboots).
     pub reboots: usize,
     /// Scenario seconds until the run ended.
@@ -80,23 +81,25 @@ pub struct StormOptions {
 /// A storm in progress.
 struct Run {
     tb: Testbed,
-    rng: StdRng,
+    rng: ChaCha8Rng,
     t0: Instant,
     events: Vec<Event>,
     ledger: Ledger,
+    faults: FaultLog,
     peak_pss_kib: u64,
     tool: Option<FrameWriter>,
     _tool_reader: Option<FrameReader>,
 }
 
 impl Run {
-    fn new(tb: Testbed, seed: u64, t0: Instant) -> Run {
+    fn new(tb: Testbed, seeds: &Seeds, faults: FaultLog) -> Run {
         Run {
+            t0: tb.started_at(),
             tb,
-            rng: StdRng::seed_from_u64(seed),
-            t0,
+            rng: seeds.actions(),
             events: Vec::new(),
             ledger: Ledger::default(),
+            faults,
             peak_pss_kib: 0,
             tool: None,
             _tool_reader: None,
@@ -108,6 +111,20 @@ impl Run {
     }
 
     fn event(&mut self, action: &str, line: usize, nodes: Vec<u16>, detail: String, ok: bool) {
+        self.event_skipping(action, line, nodes, detail, ok, Vec::new(), Vec::new());
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn event_skipping(
+        &mut self,
+        action: &str,
+        line: usize,
+        nodes: Vec<u16>,
+        detail: String,
+        ok: bool,
+        skipped: Vec<Skip>,
+        picked: Vec<Pick>,
+    ) {
         let t_s = self.at_s();
         if !ok {
             tracing::warn!(action, line, "{detail}");
@@ -120,6 +137,8 @@ impl Run {
             nodes,
             detail,
             ok,
+            skipped,
+            picked,
         });
     }
 
@@ -136,7 +155,7 @@ impl Run {
     fn select(&mut self, s: &Select) -> Vec<u16> {
         let mut ids = s.nodes.clone();
         if let Some(k) = s.random {
-            ids = ids.choose_multiple(&mut self.rng, k).copied().collect();
+            ids = seeds::choose(&mut self.rng, &ids, k);
             ids.sort();
         }
         ids
@@ -153,8 +172,26 @@ impl Run {
         self.peak_pss_kib = self.peak_pss_kib.max(self.tb.fleet_pss_kib());
     }
 
+    /// Why node `id` cannot be rebooted `how` now, if it cannot: it is
+    /// powered off, or (a soft reboot) its app is not running.
+    fn cannot_reboot(&self, id: u16, how: Reboot) -> Option<String> {
+        if !self.tb.powered().contains(&id) {
+            return Some("is powered off".into());
+        }
+        let state = self.tb.fleet().nodes.get(&id).map(|n| n.state);
+        let running = matches!(state, Some(HostState::Running | HostState::Verified));
+        (how == Reboot::SoftReboot && !running).then(|| {
+            let state = state.map_or("unknown", |s| s.as_str());
+            format!("is {state}: a soft reboot needs its app running")
+        })
+    }
+
     async fn reboot(&mut self, how: Reboot, id: u16) -> Result<()> {
         self.ledger.reboot(id, Instant::now());
+        if how == Reboot::PowerCycle {
+            self.faults
+                .add(Instant::now(), FaultChange::PowerCycled(id));
+        }
         match how {
             Reboot::PowerCycle => self.tb.power_cycle(id).await,
             Reboot::Reset => self.tb.reset(id).await,
@@ -167,49 +204,52 @@ impl Run {
         self.tb.bus().context("no bus")
     }
 
+    /// Carries out a fault or link action on the bus: what it did, and the
+    /// change for the fault log.
+    async fn bus_action(&self, action: &Action) -> Result<(String, FaultChange)> {
+        let bus = self.bus()?;
+        let said = |changed: bool| if changed { "changed" } else { "already so" };
+        Ok(match action {
+            Action::InjectFault(f) => {
+                let id = bus.add_fault(f.clone()).await?;
+                (format!("fault {id}: {f:?}"), FaultChange::Rule(f.clone()))
+            }
+            Action::ClearFaults => {
+                let n = bus.clear_faults().await?;
+                (format!("{n} faults cleared"), FaultChange::Cleared)
+            }
+            Action::CutLink(l) => (
+                format!("link {l} {}", said(bus.cut(l).await?)),
+                FaultChange::Cut(l.clone()),
+            ),
+            Action::RestoreLink(l) => (
+                format!("link {l} {}", said(bus.restore(l).await?)),
+                FaultChange::Restored(l.clone()),
+            ),
+            other => anyhow::bail!("{} is no bus action", other.name()),
+        })
+    }
+
     async fn run_action(&mut self, line: usize, action: &Action) {
         let name = action.name();
         match action {
             Action::Reboot(how, s) => self.reboot_nodes(name, line, s, Some(*how)).await,
             Action::MixedReboot(s) => self.reboot_nodes(name, line, s, None).await,
             Action::Disturb(s) => self.disturb(name, line, s).await,
-            Action::InjectFault(f) => {
-                let r = async {
-                    let id = self.bus()?.add_fault(f.clone()).await?;
-                    Ok(format!("fault {id}: {f:?}"))
-                };
-                let r = r.await;
-                self.outcome(name, line, r);
-            }
-            Action::ClearFaults => {
-                let r = async {
-                    Ok(format!(
-                        "{} faults cleared",
-                        self.bus()?.clear_faults().await?
-                    ))
-                };
-                let r = r.await;
-                self.outcome(name, line, r);
-            }
-            Action::CutLink(l) | Action::RestoreLink(l) => {
-                let cut = matches!(action, Action::CutLink(_));
-                let r = async {
-                    let bus = self.bus()?;
-                    let changed = if cut {
-                        bus.cut(l).await?
-                    } else {
-                        bus.restore(l).await?
-                    };
-                    Ok(format!(
-                        "link {l} {}",
-                        if changed { "changed" } else { "already so" }
-                    ))
-                };
-                let r = r.await;
+            Action::InjectFault(_)
+            | Action::ClearFaults
+            | Action::CutLink(_)
+            | Action::RestoreLink(_) => {
+                let r = self.bus_action(action).await;
+                let r = r.map(|(detail, change)| {
+                    self.faults.add(Instant::now(), change);
+                    detail
+                });
                 self.outcome(name, line, r);
             }
             Action::KillMaster => {
                 self.tb.kill_primary_master().await;
+                self.faults.add(Instant::now(), FaultChange::MasterKilled);
                 self.event(name, line, vec![], "primary master killed".into(), true);
             }
             Action::Publish { node_type, version } => {
@@ -234,35 +274,64 @@ impl Run {
     }
 
     /// Reboots the selected nodes `how`, or each one of the three ways
-    /// drawn from the scenario's seed.
+    /// drawn from the scenario's seed. A node mid-transition (powered off,
+    /// or not running its app for a soft reboot) is left alone and recorded
+    /// as skipped.
     async fn reboot_nodes(&mut self, name: &str, line: usize, s: &Select, how: Option<Reboot>) {
         let ids = self.select(s);
-        let mut done = Vec::new();
-        let mut errors = Vec::new();
-        for id in &ids {
-            let how = how.unwrap_or_else(|| Reboot::ALL[self.rng.gen_range(0..Reboot::ALL.len())]);
-            match self.reboot(how, *id).await {
+        // Every draw first, so that what the seed picks does not depend on
+        // what the nodes were doing.
+        let picks: Vec<(u16, Reboot)> = ids
+            .iter()
+            .map(|&id| {
+                let how = how.unwrap_or_else(|| {
+                    Reboot::ALL[seeds::below(&mut self.rng, Reboot::ALL.len() as u64) as usize]
+                });
+                (id, how)
+            })
+            .collect();
+        let (mut done, mut errors, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+        for &(id, how) in &picks {
+            if let Some(reason) = self.cannot_reboot(id, how) {
+                skipped.push(Skip {
+                    node: id,
+                    reason: format!("{reason} ({} skipped)", how.name()),
+                });
+                continue;
+            }
+            match self.reboot(how, id).await {
                 Ok(()) => done.push(format!("{id}:{}", how.name())),
                 Err(e) => errors.push(format!("node {id}: {e:#}")),
             }
         }
         let ok = errors.is_empty();
-        let detail = if ok {
-            done.join(" ")
-        } else {
-            errors.join("; ")
-        };
-        self.event(name, line, ids, detail, ok);
+        let mut detail = if ok { done } else { errors }.join(" ");
+        for s in &skipped {
+            detail += &format!(" (node {} {})", s.node, s.reason);
+        }
+        let picked = picks
+            .iter()
+            .map(|&(node, how)| Pick {
+                node,
+                how: how.name(),
+            })
+            .collect();
+        self.event_skipping(name, line, ids, detail, ok, skipped, picked);
     }
 
+    /// A `Reboot` the scenario does not own, from the tool port, to nodes
+    /// whose app runs (others are skipped: nothing would see it).
     async fn disturb(&mut self, name: &str, line: usize, s: &Select) {
         let ids = self.select(s);
-        let mut ok = true;
+        let (mut ok, mut skipped) = (true, Vec::new());
         for id in &ids {
-            ok &= self.tool_reboot(*id).await.is_ok();
+            match self.cannot_reboot(*id, Reboot::SoftReboot) {
+                Some(reason) => skipped.push(Skip { node: *id, reason }),
+                None => ok &= self.tool_reboot(*id).await.is_ok(),
+            }
         }
         let detail = "a Reboot the scenario does not own, from the tool port";
-        self.event(name, line, ids, detail.into(), ok);
+        self.event_skipping(name, line, ids, detail.into(), ok, skipped, Vec::new());
     }
 
     /// Publishes `version` of `types`, then runs the steps in order; stops
@@ -308,6 +377,20 @@ impl Run {
         timeout: Duration,
     ) -> bool {
         let ids = step.nodes.clone();
+        // A member mid-transition is waited for: the step reboots running apps.
+        let running = |v: &FleetView| {
+            ids.iter().all(|id| {
+                v.nodes
+                    .get(id)
+                    .is_some_and(|n| matches!(n.state, HostState::Running | HostState::Verified))
+            })
+        };
+        if !self.tb.wait_until(timeout, running).await {
+            let detail =
+                format!("step {k}: its nodes were not all running within the step timeout");
+            self.event(name, line, ids.clone(), detail, false);
+            return false;
+        }
         for id in &ids {
             if let Err(e) = self.reboot(Reboot::SoftReboot, *id).await {
                 let detail = format!("step {k}: node {id}: {e:#}");
@@ -438,16 +521,9 @@ fn groups(fleet: &Fleet) -> Groups {
     g
 }
 
-/// What the availability watcher saw, once it has stopped.
-fn seen(watch: Arc<Mutex<Watch>>) -> Watch {
-    Arc::try_unwrap(watch).map_or_else(
-        |w| std::mem::take(&mut *w.lock().expect("watch lock")),
-        |m| m.into_inner().expect("watch lock"),
-    )
-}
-
-fn testbed_options(opts: &StormOptions) -> Options {
+fn testbed_options(opts: &StormOptions, seeds: &Seeds) -> Options {
     let mut tb_opts = Options::new(opts.scenario.fleet.clone(), opts.artifacts.clone());
+    tb_opts.seeds = Some(seeds.clone());
     tb_opts.run_dir = Some(opts.run_dir.clone());
     tb_opts.progress = opts.progress;
     tb_opts.master_exe = opts.master_exe.clone();
@@ -455,28 +531,36 @@ fn testbed_options(opts: &StormOptions) -> Options {
     tb_opts
 }
 
+/// The scenario and seed of a storm's JSON report, to run it again.
+pub fn replay_of(report: &std::path::Path) -> Result<(Scenario, u64)> {
+    #[derive(serde::Deserialize)]
+    struct Replay {
+        seed: u64,
+        scenario_source: scenario::Source,
+    }
+    let text = std::fs::read_to_string(report)
+        .with_context(|| format!("--replay: cannot read {}", report.display()))?;
+    let r: Replay = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "--replay: {} is not a storm report (it needs `seed` and `scenario_source`)",
+            report.display()
+        )
+    })?;
+    let scenario = Scenario::from_source(r.scenario_source)
+        .with_context(|| format!("--replay: the scenario in {}", report.display()))?;
+    Ok((scenario, r.seed))
+}
+
 /// Runs a storm to its end and judges it.
 pub async fn run(opts: StormOptions) -> Result<StormReport> {
     let scenario = &opts.scenario;
     let seed = opts.seed.unwrap_or(scenario.seed);
-    let tb = Testbed::start(testbed_options(&opts)).await?;
-    let t0 = Instant::now();
+    let seeds = Seeds::derive(seed, scenario.fleet.nodes.iter().map(|n| n.id));
+    let tb = Testbed::start(testbed_options(&opts, &seeds)).await?;
+    let t0 = tb.started_at();
     let groups = groups(&scenario.fleet);
-    // The availability watcher: looks at every change of the fleet view.
-    let watch = Arc::new(Mutex::new(Watch::default()));
-    let watcher = {
-        let (mut view, watch, groups) = (tb.watch_fleet(), watch.clone(), groups.clone());
-        tokio::spawn(async move {
-            loop {
-                let v = view.borrow_and_update().clone();
-                watch.lock().expect("watch lock").look(&v, &groups, t0);
-                if view.changed().await.is_err() {
-                    return;
-                }
-            }
-        })
-    };
-    let mut run = Run::new(tb, seed, t0);
+    let faults = FaultLog::of_fleet(&scenario.fleet.faults, t0);
+    let mut run = Run::new(tb, &seeds, faults);
     let stopped_before = run.play(&scenario.timeline).await;
     run.settle(scenario).await;
     let duration_s = run.at_s();
@@ -494,16 +578,18 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
             .and_then(|t| t.into_iter().max())
             .map(|t| t.saturating_duration_since(t0))
     };
+    // Judged before the testbed's own teardown drops frames.
+    let bus_at_end = run.tb.bus_stats();
     let testbed = run.tb.shutdown().await;
-    watcher.abort();
-    let watch = seen(watch);
     let evidence = Evidence {
         report: &testbed,
         events: &run.events,
         ledger: &run.ledger,
-        watch: &watch,
+        faults: &run.faults,
+        bus_at_end: bus_at_end.as_ref(),
         groups: &groups,
         all_verified_at,
+        end_s: duration_s,
     };
     let mut invariants = invariants::judge(&evidence, &scenario.expect);
     if opts.interrupt.is_cancelled() {
@@ -519,6 +605,7 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
     let mut report = StormReport {
         scenario: scenario.name.clone(),
         seed,
+        scenario_source: scenario.source.clone(),
         reboots: run.ledger.reboots,
         duration_s,
         peak_fleet_pss_mib: run.peak_pss_kib as f64 / 1024.0,

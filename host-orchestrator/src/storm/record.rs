@@ -1,8 +1,9 @@
-//! What a storm did and saw while it ran: its events, the reboots and
-//! publishes it made (the ledger), and the availability watch. The
-//! invariants judge these; nothing here decides anything.
+//! What a storm did while it ran: its events, the reboots and publishes it
+//! made (the ledger), and the faults it put on the bus. With the testbed's
+//! report (each node's state timeline, sessions, windows, bus drops) this is
+//! the typed record the invariants judge; nothing here decides anything.
 
-use crate::supervisor::{FleetView, HostState};
+use bus_bridge::{Fault, FaultConfig};
 use proto::NodeType;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -21,8 +22,33 @@ pub struct Event {
     pub nodes: Vec<u16>,
     /// What it did, or why it could not.
     pub detail: String,
-    /// Whether it did what it was asked.
+    /// Whether it did what it was asked (nodes skipped aside).
     pub ok: bool,
+    /// Nodes it left alone because they were mid-transition, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skip>,
+    /// What the seed drew for it: each picked node and how to reboot it
+    /// (a replay draws the same).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub picked: Vec<Pick>,
+}
+
+/// A node an action picked, and how it reboots it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Pick {
+    /// The node.
+    pub node: u16,
+    /// `power-cycle`, `reset` or `soft-reboot`.
+    pub how: &'static str,
+}
+
+/// A node an action left alone.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Skip {
+    /// The node.
+    pub node: u16,
+    /// Why: the state it was in.
+    pub reason: String,
 }
 
 /// The reboots and publishes the scenario made: what it owns.
@@ -55,52 +81,63 @@ impl Ledger {
 /// Redundancy groups and their members, by name.
 pub type Groups = BTreeMap<String, Vec<u16>>;
 
-/// What the availability watcher saw.
-#[derive(Debug, Default)]
-pub struct Watch {
-    /// Armed once the whole fleet was first verified.
-    pub armed: bool,
-    /// Times and groups with no member running, first few kept.
-    pub gaps: Vec<String>,
-    /// How many such moments.
-    pub gap_count: u64,
+/// A change to the bus's faults or topology.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FaultChange {
+    /// A rule in force from then on (from the fleet file, or injected).
+    Rule(Fault),
+    /// Every rule cleared.
+    Cleared,
+    /// A port's link (transceiver) down from the start.
+    LinkDown(String),
+    /// A link cut.
+    Cut(String),
+    /// A link restored.
+    Restored(String),
+    /// The primary master killed.
+    MasterKilled,
+    /// A node's power cut and restored (its port loses its client).
+    PowerCycled(u16),
 }
 
-fn running(s: HostState) -> bool {
-    matches!(s, HostState::Running | HostState::Verified)
+/// Every fault and topology change the run made, in order, with when.
+#[derive(Clone, Debug, Default)]
+pub struct FaultLog {
+    /// The changes.
+    pub changes: Vec<(Instant, FaultChange)>,
 }
 
-impl Watch {
-    /// Looks at one state of the fleet: every group without a running
-    /// member is a gap (once the whole fleet was first verified).
-    pub fn look(&mut self, v: &FleetView, groups: &Groups, t0: Instant) {
-        if v.nodes.values().all(|n| n.state == HostState::Verified) {
-            self.armed = true;
+impl FaultLog {
+    /// The faults a fleet has from the start, at `t0`.
+    pub fn of_fleet(faults: &FaultConfig, t0: Instant) -> FaultLog {
+        let mut log = FaultLog::default();
+        for r in &faults.rules {
+            log.changes.push((t0, FaultChange::Rule(r.clone())));
         }
-        if !self.armed {
-            return;
+        for p in &faults.link_down {
+            log.changes.push((t0, FaultChange::LinkDown(p.clone())));
         }
-        for (g, members) in groups {
-            if members
-                .iter()
-                .all(|id| v.nodes.get(id).is_none_or(|n| !running(n.state)))
-            {
-                self.gap_count += 1;
-                if self.gaps.len() < 10 {
-                    let states: Vec<String> = members
-                        .iter()
-                        .map(|id| {
-                            let state = v.nodes.get(id).map_or("?", |n| n.state.as_str());
-                            format!("{id}:{state}")
-                        })
-                        .collect();
-                    self.gaps.push(format!(
-                        "{:.2} s: group {g} had no member running ({})",
-                        t0.elapsed().as_secs_f64(),
-                        states.join(" ")
-                    ));
-                }
-            }
+        for l in &faults.cut {
+            log.changes.push((t0, FaultChange::Cut(l.clone())));
         }
+        log
+    }
+
+    /// Records a change at `at`.
+    pub fn add(&mut self, at: Instant, change: FaultChange) {
+        self.changes.push((at, change));
+    }
+
+    /// Rules that were in force at some time.
+    pub fn rules(&self) -> impl Iterator<Item = &Fault> {
+        self.changes.iter().filter_map(|(_, c)| match c {
+            FaultChange::Rule(f) => Some(f),
+            _ => None,
+        })
+    }
+
+    /// Whether any change matches `f`.
+    pub fn any(&self, f: impl Fn(&FaultChange) -> bool) -> bool {
+        self.changes.iter().any(|(_, c)| f(c))
     }
 }

@@ -25,7 +25,7 @@ use crate::fleet::{Fleet, FleetFile, NodeSpec, line_of};
 use anyhow::{Context, Result, bail};
 use bus_bridge::Fault;
 use proto::NodeType;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 
@@ -187,6 +187,9 @@ pub struct Expect {
     pub all_verified_by: Duration,
     /// At most this many sessions per type in one window.
     pub max_broadcasts_per_type_per_window: usize,
+    /// Bus drops allowed without a cause of the scenario's own (e.g.
+    /// overruns of slow receivers).
+    pub allow_drops: Vec<bus_bridge::DropCause>,
 }
 
 /// A parsed scenario.
@@ -202,6 +205,20 @@ pub struct Scenario {
     pub timeline: Vec<Entry>,
     /// The expectations.
     pub expect: Expect,
+    /// The text it was read from, kept so a run can be replayed.
+    pub source: Source,
+}
+
+/// A scenario's text and, when it names one, its fleet file's: everything
+/// needed to read the same scenario again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// The scenario file's text.
+    pub text: String,
+    /// The fleet file it names (`fleet = "..."`), as written, and its text.
+    pub fleet_file: Option<(String, String)>,
+    /// The name it had, when it has none of its own.
+    pub default_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -242,6 +259,8 @@ struct EntryFile {
 struct ExpectFile {
     all_verified_by_s: Option<f64>,
     max_broadcasts_per_type_per_window: Option<i64>,
+    #[serde(default)]
+    allow_drops: Vec<String>,
 }
 
 fn seconds(field: &str, v: f64) -> Result<Duration> {
@@ -268,6 +287,25 @@ impl Scenario {
 
     /// Parses scenario text; `base` resolves `fleet = "..."`.
     pub fn parse(text: &str, base: &Path, default_name: Option<String>) -> Result<Scenario> {
+        let fleet_file = match fleet_name(text)? {
+            Some(name) => {
+                let path = base.join(&name);
+                let fleet_text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("fleet = {name:?}: cannot read {}", path.display()))?;
+                Some((name, fleet_text))
+            }
+            None => None,
+        };
+        Scenario::from_source(Source {
+            text: text.to_string(),
+            fleet_file,
+            default_name,
+        })
+    }
+
+    /// Reads a scenario from its source alone (a replay reads no file).
+    pub fn from_source(source: Source) -> Result<Scenario> {
+        let text = source.text.as_str();
         let file: ScenarioFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         let fleet = match (&file.fleet, &file.nodes) {
             (Some(_), Some(_)) => bail!("fleet: name a fleet file or give [[nodes]], not both"),
@@ -275,7 +313,13 @@ impl Scenario {
                 if file.bus.is_some() || file.master.is_some() || file.image_size.is_some() {
                     bail!("fleet: with a fleet file, [bus], [master] and image_size belong in it");
                 }
-                Fleet::load(&base.join(name)).with_context(|| format!("fleet = {name:?}"))?
+                let fleet_text = source
+                    .fleet_file
+                    .as_ref()
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, t)| t.as_str())
+                    .with_context(|| format!("fleet = {name:?}: its text is missing"))?;
+                Fleet::parse(fleet_text).with_context(|| format!("fleet = {name:?}"))?
             }
             (None, Some(_)) => {
                 let fleet_file = FleetFile {
@@ -307,6 +351,7 @@ impl Scenario {
                 &ExpectFile {
                     all_verified_by_s: None,
                     max_broadcasts_per_type_per_window: None,
+                    allow_drops: Vec::new(),
                 },
                 &timeline,
             )?,
@@ -314,14 +359,25 @@ impl Scenario {
         Ok(Scenario {
             name: file
                 .name
-                .or(default_name)
+                .or_else(|| source.default_name.clone())
                 .unwrap_or_else(|| "scenario".into()),
             seed: file.seed.unwrap_or(1),
             fleet,
             timeline,
             expect,
+            source,
         })
     }
+}
+
+/// The fleet file a scenario's text names, if any.
+fn fleet_name(text: &str) -> Result<Option<String>> {
+    #[derive(Deserialize)]
+    struct Named {
+        fleet: Option<String>,
+    }
+    let named: Named = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(named.fleet)
 }
 
 fn expect(x: &ExpectFile, timeline: &[Entry]) -> Result<Expect> {
@@ -348,9 +404,26 @@ fn expect(x: &ExpectFile, timeline: &[Entry]) -> Result<Expect> {
         Some(v) => v as usize,
         None => 1,
     };
+    let allow_drops = x
+        .allow_drops
+        .iter()
+        .map(|k| {
+            bus_bridge::DropCause::from_key(k).with_context(|| {
+                let all: Vec<&str> = bus_bridge::DropCause::ALL
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect();
+                format!(
+                    "expect.allow_drops: unknown drop cause {k:?}; one of {}",
+                    all.join(", ")
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
     Ok(Expect {
         all_verified_by,
         max_broadcasts_per_type_per_window: max,
+        allow_drops,
     })
 }
 

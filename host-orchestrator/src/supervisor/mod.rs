@@ -54,11 +54,11 @@ enum Command {
     /// The node's QEMU process (re)started.
     Spawned(u16, Instant),
     /// The node was told to reboot (reset or `Reboot`).
-    Rebooting(u16),
+    Rebooting(u16, Instant),
     /// The node's power was cut.
-    Off(u16),
+    Off(u16, Instant),
     /// The node failed, for a reason the host saw (its QEMU exited, ...).
-    Fail(u16, String),
+    Fail(u16, String, Instant),
     /// A new image for a type.
     Publish(NodeType, Published),
     /// A frame to send from the supervisor's port.
@@ -71,6 +71,8 @@ pub struct Stopped {
     pub view: Arc<FleetView>,
     /// Every node's kept log (what it said on the bus), by id.
     pub logs: BTreeMap<u16, Vec<String>>,
+    /// Every state each node entered, with when, by id.
+    pub timelines: BTreeMap<u16, Vec<(Instant, HostState)>>,
 }
 
 /// Handle to the running supervisor.
@@ -165,17 +167,17 @@ impl Supervisor {
     /// Records that node `id` was told to reboot (reset or `Reboot`): it is
     /// not running from now until it says otherwise.
     pub async fn mark_rebooting(&self, id: u16) -> Result<()> {
-        self.command(Command::Rebooting(id)).await
+        self.command(Command::Rebooting(id, Instant::now())).await
     }
 
     /// Records that node `id` was powered off.
     pub async fn mark_off(&self, id: u16) -> Result<()> {
-        self.command(Command::Off(id)).await
+        self.command(Command::Off(id, Instant::now())).await
     }
 
     /// Fails node `id` for a reason the host saw itself.
     pub async fn fail(&self, id: u16, why: String) -> Result<()> {
-        self.command(Command::Fail(id, why)).await
+        self.command(Command::Fail(id, why, Instant::now())).await
     }
 
     /// Accepts a newly published image for type `t`; it becomes the
@@ -247,6 +249,7 @@ impl Owner {
         Ok(Stopped {
             view: Arc::new(self.state.snapshot()),
             logs: self.state.logs(),
+            timelines: self.state.timelines(),
         })
     }
 
@@ -274,19 +277,19 @@ impl Owner {
                     n.spawned(at);
                 }
             }
-            Command::Rebooting(id) => {
+            Command::Rebooting(id, at) => {
                 if let Some(n) = state.node(id) {
-                    n.rebooting();
+                    n.rebooting(at);
                 }
             }
-            Command::Off(id) => {
+            Command::Off(id, at) => {
                 if let Some(n) = state.node(id) {
-                    n.off();
+                    n.off(at);
                 }
             }
-            Command::Fail(id, why) => {
+            Command::Fail(id, why, at) => {
                 if let Some(n) = state.node(id) {
-                    n.fail(why);
+                    n.fail(why, at);
                 }
             }
         }

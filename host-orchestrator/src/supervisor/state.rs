@@ -3,7 +3,7 @@
 //! and commands in, snapshots and challenges out.
 
 use super::tracker::{Challenge, Context, NodeTracker};
-use super::view::{FleetView, NodeRecord, ObservedSession, Published};
+use super::view::{FleetView, HostState, NodeRecord, ObservedSession, Published};
 use proto::msg::{self, Message};
 use proto::{Frame, NodeType};
 use rand::RngCore;
@@ -61,6 +61,14 @@ impl FleetState {
     /// One node's tracker.
     pub fn node(&mut self, id: u16) -> Option<&mut NodeTracker> {
         self.nodes.get_mut(&id)
+    }
+
+    /// Every state each node entered, with when, by id.
+    pub fn timelines(&self) -> BTreeMap<u16, Vec<(Instant, HostState)>> {
+        self.nodes
+            .iter()
+            .map(|(id, t)| (*id, t.timeline().to_vec()))
+            .collect()
     }
 
     /// Every node's whole kept log, by id.

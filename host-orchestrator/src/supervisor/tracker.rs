@@ -63,6 +63,11 @@ struct OpenChecks {
 pub struct NodeTracker {
     record: Arc<NodeRecord>,
     log: VecDeque<String>,
+    /// Every state it entered, with when.
+    timeline: Vec<(Instant, HostState)>,
+    /// Images it refused for what they are (not for chunks missing) since
+    /// it last booted.
+    refused_since_boot: usize,
     checks: Option<OpenChecks>,
     verified_generation: Option<u32>,
 }
@@ -73,6 +78,8 @@ impl NodeTracker {
         NodeTracker {
             record: Arc::new(record),
             log: VecDeque::new(),
+            timeline: Vec::new(),
+            refused_since_boot: 0,
             checks: None,
             verified_generation: None,
         }
@@ -81,6 +88,11 @@ impl NodeTracker {
     /// The record as of now (shared with snapshots until it changes).
     pub fn record(&self) -> &Arc<NodeRecord> {
         &self.record
+    }
+
+    /// Every state it entered, with when, oldest first.
+    pub fn timeline(&self) -> &[(Instant, HostState)] {
+        &self.timeline
     }
 
     /// Everything the node said that is still kept, oldest first.
@@ -96,7 +108,15 @@ impl NodeTracker {
         self.record.spec.id
     }
 
-    fn set_state(&mut self, state: HostState) {
+    /// Enters `state` at `now`, and keeps it in the timeline if it is new.
+    fn enter(&mut self, state: HostState, now: Instant) {
+        if self.record.state != state {
+            self.timeline.push((now, state));
+            self.rec().state = state;
+        }
+    }
+
+    fn set_state(&mut self, state: HostState, now: Instant) {
         if self.record.state == state || self.record.state == HostState::Failed {
             return;
         }
@@ -106,18 +126,17 @@ impl NodeTracker {
             state = state.as_str(),
             "node"
         );
-        self.rec().state = state;
+        self.enter(state, now);
     }
 
-    /// Fails the node for good, unless it already failed.
-    pub fn fail(&mut self, why: String) {
+    /// Fails the node for good at `now`, unless it already failed.
+    pub fn fail(&mut self, why: String, now: Instant) {
         if self.record.state == HostState::Failed {
             return;
         }
         warn!(node = self.id(), node_type = self.record.spec.node_type.name(), reason = %why, "node FAILED");
-        let r = self.rec();
-        r.state = HostState::Failed;
-        r.failure = Some(why);
+        self.enter(HostState::Failed, now);
+        self.rec().failure = Some(why);
     }
 
     fn forget_checks(&mut self) {
@@ -125,30 +144,35 @@ impl NodeTracker {
         self.verified_generation = None;
     }
 
+    /// The host (re)booted it: what it refused before no longer counts.
+    fn new_boot(&mut self) {
+        self.forget_checks();
+        self.refused_since_boot = 0;
+    }
+
     /// Its QEMU process (re)started at `now`.
     pub fn spawned(&mut self, now: Instant) {
-        let r = self.rec();
-        r.spawned_at = Some(now);
-        if r.state != HostState::Failed {
-            r.state = HostState::Booting;
+        self.rec().spawned_at = Some(now);
+        self.new_boot();
+        if self.record.state != HostState::Failed {
+            self.enter(HostState::Booting, now);
         }
     }
 
-    /// It was told to reboot: not running until it says otherwise.
-    pub fn rebooting(&mut self) {
+    /// It was told to reboot at `now`: not running until it says otherwise.
+    pub fn rebooting(&mut self, now: Instant) {
         if self.record.state == HostState::Failed {
             return;
         }
-        self.rec().state = HostState::Booting;
-        self.forget_checks();
+        self.enter(HostState::Booting, now);
+        self.new_boot();
     }
 
-    /// Its power was cut.
-    pub fn off(&mut self) {
-        let r = self.rec();
-        r.state = HostState::Off;
-        r.verified_at = None;
-        self.forget_checks();
+    /// Its power was cut at `now`.
+    pub fn off(&mut self, now: Instant) {
+        self.enter(HostState::Off, now);
+        self.rec().verified_at = None;
+        self.new_boot();
     }
 
     /// Nodes that boot from now on must run `digest`.
@@ -164,11 +188,12 @@ impl NodeTracker {
         rng: &mut dyn RngCore,
     ) -> Option<Challenge> {
         self.note(m, cx.at_s);
+        let now = cx.now;
         match m {
-            Message::Status(s) => self.on_status(s),
+            Message::Status(s) => self.on_status(s, now),
             Message::Request(_) if self.record.state != HostState::Requesting => {
                 self.forget_checks();
-                self.set_state(HostState::Requesting);
+                self.set_state(HostState::Requesting, now);
             }
             Message::Reject(r) => self.on_reject(r, cx),
             Message::Heartbeat(h) => return self.on_heartbeat(h, cx, rng),
@@ -191,52 +216,66 @@ impl NodeTracker {
         r.log_tail = tail;
     }
 
-    fn on_status(&mut self, s: &Status) {
+    fn on_status(&mut self, s: &Status, now: Instant) {
         self.rec().reset_cause = ResetCause::from_code(s.reset_cause);
         match NodeState::from_code(s.state) {
-            Some(NodeState::SelfTest) if s.selftest != 0 => self.fail(format!(
-                "boot ROM self-test failed (bits {:#04x})",
-                s.selftest
-            )),
-            Some(NodeState::Failed) => self.fail(format!(
-                "boot ROM reports failure (self-test bits {:#04x})",
-                s.selftest
-            )),
-            Some(NodeState::SelfTest) => self.set_state(HostState::SelfTest),
-            Some(NodeState::Receiving) => self.set_state(HostState::Receiving),
-            Some(NodeState::Verifying) => self.set_state(HostState::Verifying),
-            Some(NodeState::Handoff) => self.set_state(HostState::Handoff),
+            Some(NodeState::SelfTest) if s.selftest != 0 => self.fail(
+                format!("boot ROM self-test failed (bits {:#04x})", s.selftest),
+                now,
+            ),
+            Some(NodeState::Failed) => self.fail(
+                format!(
+                    "boot ROM reports failure (self-test bits {:#04x})",
+                    s.selftest
+                ),
+                now,
+            ),
+            Some(NodeState::SelfTest) => self.set_state(HostState::SelfTest, now),
+            Some(NodeState::Receiving) => self.set_state(HostState::Receiving, now),
+            Some(NodeState::Verifying) => self.set_state(HostState::Verifying, now),
+            Some(NodeState::Handoff) => self.set_state(HostState::Handoff, now),
             _ => {}
         }
     }
 
+    /// A refused image. A session that ended with chunks missing is no
+    /// failure: the node asks again, and a storm may keep rebooting it. An
+    /// image refused for what it is (digest, signature, type, version) is
+    /// the same image again and again: after `max_rejects` of those since
+    /// the node last booted, it has stopped making progress.
     fn on_reject(&mut self, r: &Reject, cx: &Context<'_>) {
-        let reason = RejectReason::from_code(r.reason).map_or("unknown reason", |r| r.as_str());
-        let rejections = &mut self.rec().rejections;
-        rejections.push(Rejection {
+        let reason = RejectReason::from_code(r.reason);
+        let text = reason.map_or("unknown reason", |r| r.as_str());
+        self.rec().rejections.push(Rejection {
             at_s: cx.at_s,
             session: r.session,
-            reason: reason.to_string(),
+            reason: text.to_string(),
             version: images::build::format_version(r.version),
             measured_prefix: hex(&r.measured),
             manifest_prefix: hex(&r.expected),
         });
-        let count = rejections.len();
         warn!(
             node = self.id(),
             session = r.session,
-            reason,
+            reason = text,
             "image rejected by node"
         );
+        if reason != Some(RejectReason::Incomplete) {
+            self.refused_since_boot += 1;
+        }
+        let count = self.refused_since_boot;
         if count >= cx.max_rejects {
-            self.fail(format!(
-                "node rejected the image {count} times; last: {reason} (session {}, measured {}…, manifest says {}…)",
-                r.session,
-                hex(&r.measured[..8]),
-                hex(&r.expected[..8])
-            ));
+            self.fail(
+                format!(
+                    "stopped making progress: refused the image {count} times since it last booted; last: {text} (session {}, measured {}…, manifest says {}…)",
+                    r.session,
+                    hex(&r.measured[..8]),
+                    hex(&r.expected[..8])
+                ),
+                cx.now,
+            );
         } else {
-            self.set_state(HostState::Requesting);
+            self.set_state(HostState::Requesting, cx.now);
         }
     }
 
@@ -250,26 +289,32 @@ impl NodeTracker {
         let expected_type = self.record.spec.node_type;
         if h.node_type != expected_type as u8 {
             let t = NodeType::from_code(h.node_type).map_or("unknown", |t| t.name());
-            self.fail(format!(
-                "running an image for type {t}, but the node is a {}",
-                expected_type.name()
-            ));
+            self.fail(
+                format!(
+                    "running an image for type {t}, but the node is a {}",
+                    expected_type.name()
+                ),
+                cx.now,
+            );
             return None;
         }
         if !cx.published.iter().any(|p| p.digest == h.digest) {
-            self.fail(format!(
-                "running digest {}, which is no image built for type {} (latest: {})",
-                hex(&h.digest),
-                expected_type.name(),
-                hex(&self.record.expected_digest)
-            ));
+            self.fail(
+                format!(
+                    "running digest {}, which is no image built for type {} (latest: {})",
+                    hex(&h.digest),
+                    expected_type.name(),
+                    hex(&self.record.expected_digest)
+                ),
+                cx.now,
+            );
             return None;
         }
         if self.verified_generation == Some(h.generation) {
             return None;
         }
         if self.record.state != HostState::Running {
-            self.set_state(HostState::Running);
+            self.set_state(HostState::Running, cx.now);
         }
         self.challenge_due(h.generation, cx.now, rng)
     }
@@ -346,10 +391,11 @@ impl NodeTracker {
         if c.digest == images::challenge::answer(c.nonce, &image.payload) {
             self.verified_generation = Some(generation);
             self.rec().verified_at = Some(cx.now);
-            self.set_state(HostState::Verified);
+            self.set_state(HostState::Verified, cx.now);
         } else {
             self.fail(
                 "answered the challenge wrongly: the bytes in its RAM differ from the build".into(),
+                cx.now,
             );
         }
     }
@@ -457,10 +503,10 @@ mod tests {
         })
     }
 
-    fn reject() -> Message<'static> {
+    fn reject(reason: RejectReason) -> Message<'static> {
         Message::Reject(Reject {
             node_type: NodeType::Drive as u8,
-            reason: RejectReason::Incomplete as u8,
+            reason: reason as u8,
             session: 3,
             version: 0x01_00_00,
             measured: [1; 16],
@@ -596,19 +642,64 @@ mod tests {
     }
 
     #[test]
-    fn rejections_fail_the_node_at_the_limit() {
+    fn the_same_bad_image_refused_again_and_again_fails_the_node() {
         let (mut f, mut t) = (Feed::new(), drive(5));
-        f.give(&mut t, reject());
-        f.give(&mut t, reject());
+        let bad = || reject(RejectReason::DigestMismatch);
+        f.give(&mut t, bad());
+        f.give(&mut t, bad());
         assert_eq!(t.record().state, HostState::Requesting);
-        f.give(&mut t, reject());
+        f.give(&mut t, bad());
         assert_eq!(t.record().state, HostState::Failed);
         assert_eq!(t.record().rejections.len(), 3);
         let why = t.record().failure.clone().unwrap();
         assert!(
-            why.contains("3 times") && why.contains("session ended"),
+            why.starts_with("stopped making progress: refused the image 3 times")
+                && why.contains("digest"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn sessions_ending_with_chunks_missing_never_fail_a_node() {
+        let (mut f, mut t) = (Feed::new(), drive(5));
+        for _ in 0..20 {
+            f.give(&mut t, reject(RejectReason::Incomplete));
+        }
+        assert_eq!(t.record().state, HostState::Requesting);
+        assert_eq!(t.record().rejections.len(), 20, "each one is in the report");
+    }
+
+    #[test]
+    fn a_reboot_by_the_host_starts_the_count_of_refusals_again() {
+        let (mut f, mut t) = (Feed::new(), drive(5));
+        let bad = || reject(RejectReason::BadSignature);
+        f.give(&mut t, bad());
+        f.give(&mut t, bad());
+        t.rebooting(Instant::now());
+        f.give(&mut t, bad());
+        f.give(&mut t, bad());
+        assert_eq!(t.record().state, HostState::Requesting);
+        // Asking again is no new boot: the count goes on.
+        f.give(&mut t, Message::Request(request()));
+        f.give(&mut t, bad());
+        assert_eq!(t.record().state, HostState::Failed);
+    }
+
+    #[test]
+    fn every_state_entered_is_in_the_timeline_once() {
+        let (mut f, mut t) = (Feed::new(), drive(11));
+        let t0 = Instant::now();
+        f.at(&mut t, status(NodeState::Receiving, 0), t0);
+        f.at(&mut t, status(NodeState::Receiving, 0), t0);
+        let c = f
+            .at(&mut t, heartbeat(1, [7; 32], NodeType::Drive), t0)
+            .unwrap();
+        f.at(&mut t, answer(c), t0 + Duration::from_millis(5));
+        t.off(t0 + Duration::from_secs(1));
+        let states: Vec<HostState> = t.timeline().iter().map(|(_, s)| *s).collect();
+        use HostState::*;
+        assert_eq!(states, [Booting, Receiving, Running, Verified, Off]);
+        assert_eq!(t.timeline()[3].0, t0 + Duration::from_millis(5));
     }
 
     #[test]
@@ -640,7 +731,7 @@ mod tests {
             .give(&mut t, heartbeat(1, [7; 32], NodeType::Drive))
             .unwrap();
         f.give(&mut t, answer(c));
-        t.rebooting();
+        t.rebooting(Instant::now());
         assert_eq!(t.record().state, HostState::Booting);
         // The same generation heard again (the reboot has not shown yet) is
         // challenged again rather than taken as verified.
@@ -650,7 +741,7 @@ mod tests {
         );
         f.give(&mut t, Message::Request(request()));
         assert_eq!(t.record().state, HostState::Requesting);
-        t.off();
+        t.off(Instant::now());
         assert_eq!(t.record().state, HostState::Off);
         assert!(t.record().verified_at.is_none());
     }
