@@ -27,6 +27,8 @@ pub struct Strap {
     pub seed: u32,
     /// Which device carries the bus.
     pub transport: Transport,
+    /// Which clock the fleet runs on.
+    pub clock: Clock,
 }
 
 /// The device a node's bus port is on.
@@ -40,6 +42,19 @@ pub enum Transport {
     Virtio = 1,
 }
 
+/// The clock a fleet runs on. On the virtual clock, frames on the link carry
+/// their virtual times (`proto::link::CMD_AT`), and a node holds a received
+/// frame until its delivery time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Clock {
+    /// Every clock is the host's.
+    #[default]
+    Wall = 0,
+    /// One virtual time base, with the bus bridge as its authority.
+    Virtual = 1,
+}
+
 impl Strap {
     /// The words, in address order.
     pub fn to_words(&self) -> [u64; WORDS] {
@@ -48,7 +63,8 @@ impl Strap {
             self.node as u64
                 | (self.node_type as u64) << 16
                 | (self.segment as u64) << 24
-                | (self.transport as u64) << 32,
+                | (self.transport as u64) << 32
+                | (self.clock as u64) << 40,
             self.min_version as u64 | (self.seed as u64) << 32,
         ]
     }
@@ -67,6 +83,11 @@ impl Strap {
             transport: match (w[1] >> 32) as u8 {
                 0 => Transport::Uart,
                 1 => Transport::Virtio,
+                _ => return None,
+            },
+            clock: match (w[1] >> 40) as u8 {
+                0 => Clock::Wall,
+                1 => Clock::Virtual,
                 _ => return None,
             },
         };
@@ -92,8 +113,14 @@ mod tests {
             min_version: 0x10203,
             seed: 0xFEED,
             transport: Transport::Virtio,
+            clock: Clock::Virtual,
         };
         assert_eq!(Strap::from_words(s.to_words()), Some(s));
+        let wall = Strap {
+            clock: Clock::Wall,
+            ..s
+        };
+        assert_eq!(Strap::from_words(wall.to_words()), Some(wall));
         assert_eq!(Strap::from_words([0, 0, 0]), None);
         let mut zero_id = s.to_words();
         zero_id[1] &= !0xFFFF;

@@ -7,6 +7,13 @@
 //! One task for every arbitration domain, because the bus it drives is
 //! one owner of them all (see [`crate::bus`]): a link cut just regroups
 //! ports between two frames.
+//!
+//! On the virtual clock the same task is the fleet's time authority: it
+//! keeps the nodes' clocks in step ([`crate::vclock`]), polls the bus at
+//! each of its events up to the frontier, hands frames to held nodes
+//! stamped with their delivery times, and grants every stopped node its
+//! next stretch. It waits on messages only, never on the host's clock
+//! (unless host clients pace it).
 
 use std::sync::Arc;
 
@@ -26,6 +33,7 @@ use crate::ids::{ConnId, IdVec, LinkId, PortId, SegmentId};
 use crate::rxqueue::{PushError, RxQueue};
 use crate::shutdown::wait_shutdown;
 use crate::stats::Shared;
+use crate::vclock::Sync;
 
 /// Frames the arbiter puts on the buses before it lets other tasks run.
 const YIELD_EVERY: u32 = 64;
@@ -39,6 +47,9 @@ pub(crate) enum ToArbiter {
         conn: ConnId,
         rx: Arc<RxQueue>,
         segment: Option<SegmentId>,
+        /// A node whose clock connected with it (the virtual clock): it
+        /// takes frames only once it sets its filter.
+        clocked: bool,
     },
     /// That client is gone.
     Disconnected { port: PortId, conn: ConnId },
@@ -47,6 +58,20 @@ pub(crate) enum ToArbiter {
         port: PortId,
         conn: ConnId,
         filter: AcceptanceFilter,
+    },
+    /// A node stopped, as its plugin reports (the virtual clock); every
+    /// frame it sent before came first.
+    Clock {
+        port: PortId,
+        conn: ConnId,
+        report: proto::clock::Report,
+    },
+    /// A frame for the port's TX FIFO from a node on the virtual clock: it
+    /// is on the bus from the node's next report.
+    TimedFrame {
+        port: PortId,
+        conn: ConnId,
+        frame: Frame,
     },
     /// A frame for the port's TX FIFO, whose bytes were read at wall time
     /// `read_at` (`None`: the sender was ahead of the bus, so long
@@ -102,12 +127,31 @@ pub(crate) enum Command {
 }
 
 /// Each port's current receive queue.
-struct Queues(IdVec<PortId, Option<(ConnId, Arc<RxQueue>)>>);
+struct Queues {
+    rx: IdVec<PortId, Option<(ConnId, Arc<RxQueue>)>>,
+    /// On the virtual clock: what stamps deliveries.
+    stamp: Option<Stamp>,
+}
+
+/// Deliveries on the virtual clock: each is stamped with the time of the
+/// poll that made it, on its receiver's clock, and noted.
+struct Stamp {
+    now: WallTime,
+    /// Each node's time 0 on the fleet's clock, once known.
+    offsets: IdVec<PortId, Option<WallTime>>,
+    /// Nodes handed a frame in this poll.
+    handed: Vec<PortId>,
+}
 
 impl Receivers for Queues {
     fn push(&mut self, port: PortId, conn: ConnId, frame: Frame) -> Push {
-        match &self.0[port] {
-            Some((c, rx)) if *c == conn => match rx.push(frame) {
+        let at = self.stamp.as_mut().and_then(|s| {
+            let offset = s.offsets[port]?;
+            s.handed.push(port);
+            Some(s.now.saturating_since(offset))
+        });
+        match &self.rx[port] {
+            Some((c, rx)) if *c == conn => match rx.push_at(frame, at) {
                 Ok(()) => Push::Taken,
                 Err(PushError::Full) => Push::Full,
                 Err(PushError::Closed) => Push::Closed,
@@ -131,23 +175,96 @@ pub(crate) struct Wiring {
     pub tx_slots: IdVec<PortId, Arc<Semaphore>>,
 }
 
+/// The virtual clock, when it drives the bus.
+pub(crate) struct Virtual {
+    sync: Sync,
+    /// Where the bus was last polled.
+    at: WallTime,
+    /// The bus's next event after that.
+    next: Option<WallTime>,
+    /// Host clients pace the fleet: no grant past the host's clock.
+    pace_with_wall: bool,
+    /// What each node sent since its last report: it takes effect at the
+    /// node's next report, the point of its clock where it was sent.
+    sent: IdVec<PortId, Vec<Sent>>,
+    /// Filter changes waiting for their time: (from when, port, client,
+    /// filter), in time order.
+    filters: std::collections::VecDeque<(WallTime, PortId, ConnId, AcceptanceFilter)>,
+}
+
+/// Something a node on the virtual clock sent.
+enum Sent {
+    Frame(ConnId, Frame),
+    Filter(ConnId, AcceptanceFilter),
+}
+
+impl Virtual {
+    /// `lookahead_ns`: the shortest frame; `from_start`: nodes that power
+    /// on with the bridge (time waits for them); `ports`: how many.
+    pub fn new(
+        lookahead_ns: u64,
+        from_start: &[PortId],
+        pace_with_wall: bool,
+        ports: usize,
+    ) -> Virtual {
+        let mut sync = Sync::new(lookahead_ns);
+        for &p in from_start {
+            sync.join(p);
+        }
+        Virtual {
+            sync,
+            at: WallTime::ZERO,
+            next: None,
+            pace_with_wall,
+            sent: (0..ports).map(|_| Vec::new()).collect(),
+            filters: std::collections::VecDeque::new(),
+        }
+    }
+}
+
 pub(crate) struct Arbiter {
     bus: Bus,
     queues: Queues,
     w: Wiring,
+    vt: Option<Virtual>,
 }
 
 impl Arbiter {
-    pub fn new(bus: Bus, wiring: Wiring) -> Arbiter {
-        let queues = Queues(wiring.tx_slots.iter().map(|_| None).collect());
+    /// An arbiter on the wall clock, or with `vt` on the virtual one.
+    pub fn new(bus: Bus, wiring: Wiring, vt: Option<Virtual>) -> Arbiter {
+        let queues = Queues {
+            rx: wiring.tx_slots.iter().map(|_| None).collect(),
+            stamp: vt.as_ref().map(|_| Stamp {
+                now: WallTime::ZERO,
+                offsets: wiring.tx_slots.iter().map(|_| None).collect(),
+                handed: Vec::new(),
+            }),
+        };
         Arbiter {
             bus,
             queues,
             w: wiring,
+            vt,
         }
     }
 
-    pub async fn run(mut self) {
+    /// The driver's time: the host's, or the virtual clock's.
+    fn now(&self) -> WallTime {
+        match &self.vt {
+            Some(v) => v.at,
+            None => self.w.shared.wall_now(),
+        }
+    }
+
+    pub async fn run(self) {
+        if self.vt.is_some() {
+            self.run_virtual().await
+        } else {
+            self.run_wall().await
+        }
+    }
+
+    async fn run_wall(mut self) {
         let mut budget = YIELD_EVERY;
         loop {
             // Take in everything already sent, so that frames queued while
@@ -207,33 +324,95 @@ impl Arbiter {
                 conn,
                 rx,
                 segment,
+                clocked,
             } => {
-                self.queues.0[port] = Some((conn, rx));
-                let now = self.w.shared.wall_now();
-                self.bus.connect(port, conn, segment, now);
+                self.queues.rx[port] = Some((conn, rx));
+                let now = self.now();
+                self.bus.connect(port, conn, segment, !clocked, now);
+                if clocked && let Some(v) = &mut self.vt {
+                    v.sync.join(port);
+                    v.sent[port].clear();
+                    if let Some(s) = &mut self.queues.stamp {
+                        s.offsets[port] = None;
+                    }
+                }
             }
             ToArbiter::Disconnected { port, conn } => {
-                if self.queues.0[port]
+                if self.queues.rx[port]
                     .as_ref()
                     .is_some_and(|(c, _)| *c == conn)
                 {
-                    self.queues.0[port] = None;
+                    self.queues.rx[port] = None;
+                    if let Some(v) = &mut self.vt {
+                        v.sync.leave(port);
+                        v.sent[port].clear();
+                    }
                 }
                 self.bus.disconnect(port, conn);
             }
-            ToArbiter::Filter { port, conn, filter } => self.bus.set_filter(port, conn, filter),
+            ToArbiter::Filter { port, conn, filter } => match &mut self.vt {
+                Some(v) if v.sync.is_member(port) => v.sent[port].push(Sent::Filter(conn, filter)),
+                _ => self.bus.set_filter(port, conn, filter),
+            },
             ToArbiter::Frame {
                 port,
                 conn,
                 frame,
                 read_at,
-            } => self.bus.submit(port, conn, frame, read_at),
+            } => {
+                // On the virtual clock a client without one sends now.
+                let read_at = match &self.vt {
+                    Some(v) => Some(v.sync.now()),
+                    None => read_at,
+                };
+                self.bus.submit(port, conn, frame, read_at)
+            }
+            ToArbiter::Clock { port, conn, report } => self.on_report(port, conn, report),
+            ToArbiter::TimedFrame { port, conn, frame } => match &mut self.vt {
+                Some(v) => v.sent[port].push(Sent::Frame(conn, frame)),
+                None => self.bus.submit(port, conn, frame, None),
+            },
+        }
+    }
+
+    fn is_current(&self, port: PortId, conn: ConnId) -> bool {
+        self.queues.rx[port]
+            .as_ref()
+            .is_some_and(|(c, _)| *c == conn)
+    }
+
+    /// A node stopped: take its report, learn its time 0, and put what it
+    /// sent before on the bus at this point of its clock.
+    fn on_report(&mut self, port: PortId, conn: ConnId, report: proto::clock::Report) {
+        if !self.is_current(port, conn) {
+            return;
+        }
+        let Some(v) = &mut self.vt else { return };
+        let at = match v.sync.report(port, report) {
+            Ok(at) => at,
+            Err((anomaly, at)) => {
+                debug!(port = port.0, ?anomaly, "clock report taken as it could be");
+                match at {
+                    Some(at) => at,
+                    None => return,
+                }
+            }
+        };
+        if let Some(s) = &mut self.queues.stamp {
+            s.offsets[port] = v.sync.offset(port);
+        }
+        let ready = Sync::ready_after(at);
+        for sent in std::mem::take(&mut v.sent[port]) {
+            match sent {
+                Sent::Frame(conn, frame) => self.bus.submit(port, conn, frame, Some(ready)),
+                Sent::Filter(conn, filter) => v.filters.push_back((ready, port, conn, filter)),
+            }
         }
     }
 
     /// Runs a control command.
     fn command(&mut self, cmd: Command) {
-        let now = self.w.shared.wall_now();
+        let now = self.now();
         match cmd {
             Command::AddFault { rule, reply } => {
                 let id = self.bus.add_rule(rule);
@@ -312,6 +491,82 @@ impl Arbiter {
                 }
             }
         }
+    }
+}
+
+impl Arbiter {
+    /// The virtual clock's loop: messages in, then the bus up to the
+    /// frontier and the grants; it waits on messages only (and, paced by
+    /// the host, on the host's clock).
+    async fn run_virtual(mut self) {
+        loop {
+            if !self.drain() {
+                return;
+            }
+            let wake = self.advance();
+            tokio::select! {
+                biased;
+                _ = wait_shutdown(&mut self.w.shutdown) => return,
+                Some(cmd) = self.w.commands.recv() => self.command(cmd),
+                msg = self.w.inbox.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => return,
+                },
+                _ = self.w.room.notified() => {}
+                _ = sleep_opt(wake) => {}
+            }
+        }
+    }
+
+    /// Polls the bus at each of its events up to the frontier, then grants
+    /// every stopped node what it may run. Returns when to look again if
+    /// the host's clock holds nodes back.
+    fn advance(&mut self) -> Option<Instant> {
+        let Some(v) = &mut self.vt else { return None };
+        let ceiling = v.pace_with_wall.then(|| self.w.shared.host_now());
+        loop {
+            let Some(v) = &mut self.vt else { return None };
+            let at = v.at;
+            while v.filters.front().is_some_and(|f| f.0 <= at) {
+                if let Some((_, port, conn, filter)) = v.filters.pop_front() {
+                    self.bus.set_filter(port, conn, filter);
+                }
+            }
+            if let Some(s) = &mut self.queues.stamp {
+                s.now = at;
+            }
+            let poll = self.bus.poll(at, &mut self.queues);
+            self.carry_out();
+            let Some(v) = &mut self.vt else { return None };
+            if let Some(s) = &mut self.queues.stamp {
+                for p in s.handed.drain(..) {
+                    v.sync.handed(p, at);
+                }
+            }
+            match poll {
+                Poll::Progress => continue,
+                Poll::Idle(next) => {
+                    v.next = next;
+                    let frontier = v.sync.frontier(ceiling);
+                    match next {
+                        Some(n) if n <= frontier => v.at = n.max(at),
+                        _ => break,
+                    }
+                }
+            }
+        }
+        let v = self.vt.as_mut()?;
+        if let Some(virt) = &self.w.shared.virtual_now {
+            virt.store(v.at.as_ns(), std::sync::atomic::Ordering::Relaxed);
+        }
+        for (port, until) in v.sync.grants(v.next, ceiling) {
+            if let Some((_, rx)) = &self.queues.rx[port] {
+                rx.set_grant(until.0);
+            }
+        }
+        // Paced by the host: look again in a millisecond while anyone waits.
+        (ceiling.is_some() && v.sync.any_stopped())
+            .then(|| Instant::now() + std::time::Duration::from_millis(1))
     }
 }
 

@@ -7,15 +7,16 @@ use std::sync::atomic::AtomicU64;
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use proto::Frame;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::error;
 
-use crate::arbiter::{Arbiter, ToArbiter, Wiring};
+use crate::arbiter::{Arbiter, ToArbiter, Virtual, Wiring};
 use crate::bus::{self, Bus};
 use crate::capture::{self, CaptureShared, CaptureStatus, Sink};
-use crate::config::{BridgeConfig, Checked, PortConfig};
+use crate::config::{BridgeConfig, BusClock, Checked, PortConfig};
 use crate::control::{self, BridgeControl};
 use crate::error::BridgeError;
 use crate::event::{BusEvent, EVENT_BACKLOG};
@@ -23,6 +24,7 @@ use crate::ids::{IdVec, PortId, SegmentId};
 use crate::port::{self, PortTask};
 use crate::socketcand;
 use crate::stats::{BusStats, LinkInfo, Shared, SharedSetup, SocketcandShared};
+use crate::timing::BitTiming;
 
 /// A running bridge. Dropping it stops every task at once and removes the
 /// socket files; [`Bridge::shutdown`] does the same gracefully and flushes
@@ -41,6 +43,8 @@ pub struct Bridge {
 /// The unix sockets a bridge listens on.
 struct Bound {
     ports: Vec<port::Bound>,
+    /// Each port's clock socket, on the virtual clock.
+    clocks: Vec<Option<port::Bound>>,
     control: Option<port::Bound>,
 }
 
@@ -48,6 +52,7 @@ impl Bound {
     fn files(&self) -> Vec<(PathBuf, u64)> {
         self.ports
             .iter()
+            .chain(self.clocks.iter().flatten())
             .chain(&self.control)
             .map(|b| (b.path.clone(), b.inode))
             .collect()
@@ -92,11 +97,23 @@ pub async fn start(config: BridgeConfig) -> Result<Bridge, BridgeError> {
 fn bind(config: &BridgeConfig) -> Result<Bound, BridgeError> {
     let mut bound = Bound {
         ports: Vec::with_capacity(config.ports.len()),
+        clocks: Vec::with_capacity(config.ports.len()),
         control: None,
     };
     for port in &config.ports {
         match port::bind(&port.name, &port.socket) {
             Ok(b) => bound.ports.push(b),
+            Err(e) => {
+                bound.remove();
+                return Err(e);
+            }
+        }
+        let clock = match &port.clock {
+            Some(c) => port::bind(&format!("{} clock", port.name), &c.socket).map(Some),
+            None => Ok(None),
+        };
+        match clock {
+            Ok(c) => bound.clocks.push(c),
             Err(e) => {
                 bound.remove();
                 return Err(e);
@@ -143,6 +160,50 @@ fn open_capture(config: &BridgeConfig) -> Result<Option<Capture>, BridgeError> {
     capture::open(&config.capture, epoch_ns, config.segments.clone()).map(Some)
 }
 
+fn is_virtual(config: &BridgeConfig) -> bool {
+    matches!(config.clock, BusClock::Virtual(_))
+}
+
+/// The shortest time from a frame's start to its end on `timing`'s bus: a
+/// bound under every frame (empty ones, three quarters of the shortest
+/// stuffed length, as stuffing adds at most a fifth). No node can hear a
+/// frame sooner than this after it was sent: the virtual clock's lookahead.
+fn lookahead_ns(timing: BitTiming) -> u64 {
+    use proto::frame::{FLAG_BRS, FLAG_FD};
+    let mut shortest = u64::MAX;
+    for flags in [0, FLAG_FD, FLAG_FD | FLAG_BRS] {
+        for id in [0, 0x2AA, 0x555, 0x7FF] {
+            if let Some(ns) = Frame::new(id, flags, &[])
+                .ok()
+                .and_then(|f| timing.frame_time_ns(&f))
+            {
+                shortest = shortest.min(ns);
+            }
+        }
+    }
+    shortest.saturating_mul(3) / 4
+}
+
+/// The arbiter's virtual clock, if `config` runs on one.
+fn virtual_clock(config: &BridgeConfig) -> Option<Virtual> {
+    let BusClock::Virtual(v) = &config.clock else {
+        return None;
+    };
+    let from_start: Vec<PortId> = config
+        .ports
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.clock.as_ref().is_some_and(|c| c.from_start))
+        .map(|(i, _)| PortId(i))
+        .collect();
+    Some(Virtual::new(
+        lookahead_ns(config.timing),
+        &from_start,
+        v.pace_with_wall,
+        config.ports.len() + config.socketcand.as_ref().map_or(0, |s| s.max_clients),
+    ))
+}
+
 /// The bus as `config` starts it.
 fn new_bus(config: &BridgeConfig, checked: &Checked) -> Bus {
     let mut port_segment = checked.port_segment.clone();
@@ -150,7 +211,8 @@ fn new_bus(config: &BridgeConfig, checked: &Checked) -> Bus {
     port_segment.resize(checked.port_names.len(), SegmentId(0));
     Bus::new(bus::Setup {
         timing: config.timing,
-        paced: config.paced,
+        // On the virtual clock frames take their time, in virtual time.
+        paced: config.paced || is_virtual(config),
         seed: config.faults.seed,
         segments: config.segments.len(),
         port_segment,
@@ -189,6 +251,7 @@ fn new_shared(
             .collect(),
         figures: bus.figures(),
         capture,
+        virtual_clock: is_virtual(config),
         socketcand: socketcand.map(|addr| SocketcandShared {
             addr,
             clients: AtomicU64::new(0),
@@ -230,10 +293,17 @@ fn launch(
     // Frames in flight are bounded by the FIFO places; two more per port
     // cover connect and disconnect notices.
     let (inbox, inbox_rx) = mpsc::channel(n_ports * (config.tx_fifo_depth + 2) + 16);
+    // On the virtual clock a sender is never held back by the host: its
+    // frames wait in the bus's FIFO, in virtual time.
+    let tx_places = if is_virtual(&config) {
+        Semaphore::MAX_PERMITS / 2
+    } else {
+        config.tx_fifo_depth
+    };
     let common = Common {
         inbox,
         tx_slots: (0..n_ports)
-            .map(|_| Arc::new(Semaphore::new(config.tx_fifo_depth)))
+            .map(|_| Arc::new(Semaphore::new(tx_places)))
             .collect(),
         shared: shared.clone(),
         shutdown: shutdown_rx.clone(),
@@ -251,9 +321,9 @@ fn launch(
         capture: sink,
         tx_slots: common.tx_slots.clone(),
     };
-    tasks.spawn(Arbiter::new(bus, wiring).run());
+    tasks.spawn(Arbiter::new(bus, wiring, virtual_clock(&config)).run());
     let sockets = bound.files();
-    spawn_ports(&mut tasks, &common, bound.ports);
+    spawn_ports(&mut tasks, &common, bound.ports, bound.clocks);
     if let (Some((listener, _)), Some(sc)) = (socketcand, &config.socketcand) {
         spawn_socketcand(
             &mut tasks,
@@ -282,12 +352,18 @@ fn launch(
     }
 }
 
-fn spawn_ports(tasks: &mut JoinSet<()>, c: &Common, ports: Vec<port::Bound>) {
-    for (index, bound) in ports.into_iter().enumerate() {
+fn spawn_ports(
+    tasks: &mut JoinSet<()>,
+    c: &Common,
+    ports: Vec<port::Bound>,
+    clocks: Vec<Option<port::Bound>>,
+) {
+    for (index, (bound, clock)) in ports.into_iter().zip(clocks).enumerate() {
         let index = PortId(index);
         let task = PortTask {
             index,
             bound,
+            clock,
             inbox: c.inbox.clone(),
             tx_slots: c.tx_slots[index].clone(),
             shared: c.shared.clone(),

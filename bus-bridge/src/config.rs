@@ -49,6 +49,43 @@ pub struct BridgeConfig {
     pub socketcand: Option<SocketcandConfig>,
     /// A unix socket for JSON-lines control commands.
     pub control_socket: Option<PathBuf>,
+    /// The clock that drives the bus.
+    pub clock: BusClock,
+}
+
+/// The clock that drives the bus.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusClock {
+    /// The host's clock: frames take real time (`paced`) or none.
+    #[default]
+    Wall,
+    /// One virtual time for the bus and every node with a clock socket
+    /// ([`PortConfig::clock`]): nodes run only as far as the bridge grants,
+    /// frames take their time on the wire in virtual time, and idle time
+    /// is skipped. `paced` is ignored.
+    Virtual(VirtualClock),
+}
+
+/// Settings of the virtual clock.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VirtualClock {
+    /// Virtual time runs no faster than the wall clock since the start:
+    /// for clients without a clock (host programs timed by the wall
+    /// clock), so that their waits and the nodes' mean the same.
+    pub pace_with_wall: bool,
+}
+
+/// A node's clock socket: its QEMU plugin connects here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortClock {
+    /// Unix socket the bridge listens on for the node's plugin.
+    pub socket: PathBuf,
+    /// The node powers on with the bridge: virtual time waits for it.
+    #[serde(default)]
+    pub from_start: bool,
 }
 
 impl Default for BridgeConfig {
@@ -68,6 +105,7 @@ impl Default for BridgeConfig {
             capture: CaptureConfig::default(),
             socketcand: None,
             control_socket: None,
+            clock: BusClock::Wall,
         }
     }
 }
@@ -210,6 +248,9 @@ pub struct PortConfig {
     pub segment: String,
     /// Unix socket the bridge listens on for this port.
     pub socket: PathBuf,
+    /// On the virtual clock: the node's clock socket.
+    #[serde(default)]
+    pub clock: Option<PortClock>,
 }
 
 impl PortConfig {
@@ -223,6 +264,7 @@ impl PortConfig {
             name: name.into(),
             segment: segment.into(),
             socket: socket.into(),
+            clock: None,
         }
     }
 }
@@ -275,6 +317,7 @@ impl BridgeConfig {
         let babble = self.check_babble(port_index)?;
         let cut = self.check_cut()?;
         self.check_capture_and_control()?;
+        self.check_clocks()?;
         Ok(Checked {
             port_segment,
             links,
@@ -284,6 +327,30 @@ impl BridgeConfig {
             cut,
             port_names,
         })
+    }
+
+    /// Clock sockets only on the virtual clock, each a usable path.
+    fn check_clocks(&self) -> Result<(), BridgeError> {
+        for (i, p) in self.ports.iter().enumerate() {
+            let Some(c) = &p.clock else { continue };
+            if self.clock == BusClock::Wall {
+                return Err(invalid(
+                    format!("ports[{i}].clock"),
+                    "a clock socket needs the virtual clock (clock = virtual)",
+                ));
+            }
+            let len = c.socket.as_os_str().len();
+            if len > MAX_SOCKET_PATH || c.socket == p.socket {
+                return Err(invalid(
+                    format!("ports[{i}].clock.socket"),
+                    format!(
+                        "{} is the port's own socket or longer than {MAX_SOCKET_PATH} bytes",
+                        c.socket.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn segment_index(&self, name: &str) -> Option<SegmentId> {

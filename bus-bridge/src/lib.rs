@@ -80,14 +80,17 @@ mod rxqueue;
 mod shutdown;
 mod socketcand;
 mod stats;
+// Driven by the arbiter on the virtual clock (being wired).
 pub mod timing;
+#[allow(dead_code)]
+mod vclock;
 
 pub use bridge::{Bridge, start};
 pub use bus::Cause as DropCause;
 pub use capture::{CaptureConfig, CaptureStatus};
 pub use config::{
-    BridgeConfig, FdFormat, LinkConfig, MAX_SOCKET_PATH, MAX_SOCKETCAND_CLIENTS, PortConfig,
-    SocketcandConfig, Topology, socketcand_port_name,
+    BridgeConfig, BusClock, FdFormat, LinkConfig, MAX_SOCKET_PATH, MAX_SOCKETCAND_CLIENTS,
+    PortClock, PortConfig, SocketcandConfig, Topology, VirtualClock, socketcand_port_name,
 };
 pub use control::{BridgeControl, ControlError, LinkStatus, TopologyStatus};
 pub use error::BridgeError;

@@ -256,6 +256,8 @@ fn build_config(args: Args) -> anyhow::Result<BridgeConfig> {
         capture,
         socketcand,
         control_socket: args.control.or(file.control_socket),
+        // The virtual clock needs nodes with clock sockets: the testbed's.
+        clock: defaults.clock,
     })
 }
 

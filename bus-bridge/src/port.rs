@@ -1,6 +1,16 @@
 //! One task per port listens on its socket and keeps at most one client
 //! connection. Each connection has a reader task (link bytes -> frames ->
 //! the arbiter) and a writer task (receive queue -> link bytes).
+//!
+//! On the virtual clock a node's port also listens on its clock socket,
+//! where the node's QEMU plugin connects: the connection starts once both
+//! are there, and ends with either. The reader takes the plugin's reports
+//! too, each after every byte the node sent before it (the node wrote them
+//! first), so the arbiter learns of a node's frames before it learns the
+//! node has moved past them. The writer sends the node's grants, each after
+//! the frames queued before it, and only once QEMU has read them all from
+//! the socket: the node is held meanwhile, so it takes them at a point of
+//! its own clock that does not depend on the host.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -9,7 +19,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use proto::Frame;
-use proto::link::{Decoder, Item, MAX_ENCODED, encode};
+use proto::clock::{Grant, RECORD, Report};
+use proto::link::{Decoder, Item, MAX_ENCODED, encode, encode_at};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
@@ -29,6 +40,9 @@ use crate::stats::Shared;
 pub(crate) const WRITE_BATCH: usize = 32;
 /// Bytes the reader takes from the socket at once.
 const READ_CHUNK: usize = 4096;
+/// How long a held node may take to read its frames from the socket
+/// before it is granted on anyway (and the handover counted as late).
+const HANDOVER_LIMIT: Duration = Duration::from_secs(2);
 /// Kernel send buffer towards a client (Linux doubles it). The default,
 /// about 200 KiB, would let a slow node fall thousands of frames behind the
 /// bus unseen; a real controller sits a few frames from the wire.
@@ -92,6 +106,8 @@ pub(crate) fn remove_socket(path: &Path, inode: u64) {
 pub(crate) struct PortTask {
     pub index: PortId,
     pub bound: Bound,
+    /// The node's clock socket, on the virtual clock.
+    pub clock: Option<Bound>,
     pub inbox: mpsc::Sender<ToArbiter>,
     /// Free places in this port's TX FIFO; the arbiter adds back what
     /// the FIFO lets go.
@@ -101,6 +117,23 @@ pub(crate) struct PortTask {
     pub rx_queue_depth: usize,
     /// The arbiter's "a receive queue made room" notice.
     pub room: Arc<Notify>,
+}
+
+/// Accepts on `listener`, or never without one.
+async fn accept_opt(
+    listener: Option<&UnixListener>,
+) -> std::io::Result<(UnixStream, tokio::net::unix::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A node's two sockets while the second has not come yet.
+#[derive(Default)]
+struct Halves {
+    port: Option<UnixStream>,
+    clock: Option<UnixStream>,
 }
 
 /// The current client of a port.
@@ -128,6 +161,7 @@ impl PortTask {
 
     pub async fn run(mut self) {
         let mut conn: Option<Connection> = None;
+        let mut halves = Halves::default();
         let mut next_id = 0u64;
         loop {
             tokio::select! {
@@ -138,8 +172,7 @@ impl PortTask {
                     Ok((stream, _)) => {
                         // A new client replaces the old one: QEMU respawned.
                         self.close(conn.take()).await;
-                        next_id += 1;
-                        conn = self.open(ConnId(next_id), stream).await;
+                        halves.port = Some(stream);
                     }
                     Err(e) => {
                         // E.g. out of file descriptors: back off, don't spin.
@@ -150,13 +183,37 @@ impl PortTask {
                         }
                     }
                 },
+                accepted = accept_opt(self.clock.as_ref().map(|c| &c.listener)) => match accepted {
+                    Ok((stream, _)) => {
+                        self.close(conn.take()).await;
+                        halves.clock = Some(stream);
+                    }
+                    Err(e) => warn!(port = self.name(), error = %e, "clock accept failed"),
+                },
+            }
+            // A port without a clock starts with its client; one with a
+            // clock once both are there.
+            if halves.port.is_some() && (self.clock.is_none() || halves.clock.is_some()) {
+                let (Some(stream), clock) = (halves.port.take(), halves.clock.take()) else {
+                    continue;
+                };
+                next_id += 1;
+                conn = self.open(ConnId(next_id), stream, clock).await;
             }
         }
         self.close(conn.take()).await;
         remove_socket(&self.bound.path, self.bound.inode);
+        if let Some(c) = &self.clock {
+            remove_socket(&c.path, c.inode);
+        }
     }
 
-    async fn open(&mut self, id: ConnId, stream: UnixStream) -> Option<Connection> {
+    async fn open(
+        &mut self,
+        id: ConnId,
+        stream: UnixStream,
+        clock: Option<UnixStream>,
+    ) -> Option<Connection> {
         if let Err(e) =
             nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &SEND_BUFFER)
         {
@@ -173,33 +230,45 @@ impl PortTask {
             conn: id,
             rx: rx.clone(),
             segment: None,
+            clocked: clock.is_some(),
         };
         self.inbox.send(msg).await.ok()?;
+        let (clock_rd, clock_wr) = match clock {
+            Some(c) => {
+                let (r, w) = c.into_split();
+                (Some(r), Some(w))
+            }
+            None => (None, None),
+        };
         let counters = &self.shared.ports[self.index];
         counters.connected.store(true, Relaxed);
         counters.connects.fetch_add(1, Relaxed);
         info!(port = self.name(), conn = id.0, "client connected");
         let (read_half, write_half) = stream.into_split();
         let mut tasks = JoinSet::new();
-        tasks.spawn(read_link(
-            read_half,
-            Reader {
-                port: self.index,
-                conn: id,
-                inbox: self.inbox.clone(),
-                tx_slots: self.tx_slots.clone(),
-                shared: self.shared.clone(),
-            },
-        ));
-        tasks.spawn(write_link(
-            write_half,
-            RxGuard {
-                rx,
-                port: self.index,
-                shared: self.shared.clone(),
-                in_flight: 0,
-            },
-        ));
+        let reader = Reader {
+            port: self.index,
+            conn: id,
+            inbox: self.inbox.clone(),
+            tx_slots: self.tx_slots.clone(),
+            shared: self.shared.clone(),
+        };
+        let guard = RxGuard {
+            rx,
+            port: self.index,
+            shared: self.shared.clone(),
+            in_flight: 0,
+        };
+        match (clock_rd, clock_wr) {
+            (Some(r), Some(w)) => {
+                tasks.spawn(read_clocked(read_half, r, reader));
+                tasks.spawn(write_clocked(write_half, w, guard));
+            }
+            _ => {
+                tasks.spawn(read_link(read_half, reader));
+                tasks.spawn(write_link(write_half, guard));
+            }
+        }
         Some(Connection { id, tasks })
     }
 
@@ -265,6 +334,8 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
                         "bad link frame dropped"
                     );
                 }
+                // Time records matter on the virtual clock only.
+                Some(Ok(Item::At(_))) => {}
                 Some(Ok(Item::SetFilter(filter))) => {
                     // In line with the port's frames, so it takes effect in order.
                     let msg = ToArbiter::Filter {
@@ -353,6 +424,187 @@ async fn write_link(mut sock: OwnedWriteHalf, mut q: RxGuard) {
         out.clear();
         let mut bytes = 0u64;
         for frame in &batch {
+            let n = encode(frame, &mut encoded);
+            out.extend_from_slice(&encoded[..n]);
+            bytes += frame.data().len() as u64;
+        }
+        q.in_flight = batch.len() as u64;
+        if let Err(e) = sock.write_all(&out).await {
+            debug!(port = q.port.0, error = %e, "write failed");
+            return;
+        }
+        q.written(batch.len() as u64, bytes);
+    }
+}
+
+/// A node's reader on the virtual clock: its link bytes and its plugin's
+/// reports, in the order the node made them.
+async fn read_clocked(mut sock: OwnedReadHalf, mut clock: OwnedReadHalf, r: Reader) {
+    let mut decoder = Decoder::new();
+    let mut buf = [0u8; READ_CHUNK];
+    let mut rec = [0u8; RECORD];
+    let mut have = 0;
+    loop {
+        tokio::select! {
+            biased;
+            read = clock.read(&mut rec[have..]) => {
+                match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => have += n,
+                }
+                if have < RECORD {
+                    continue;
+                }
+                have = 0;
+                // The node wrote its bytes before its report: all of them
+                // are in the socket now. Read them with the system call
+                // itself: tokio's readiness may not have caught up yet.
+                loop {
+                    match recv_now(&sock, &mut buf) {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            if !take_clocked(&r, &mut decoder, &buf[..n]).await {
+                                return;
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(_) => return,
+                    }
+                }
+                let report = match Report::decode(&rec) {
+                    Ok(report) => report,
+                    Err(e) => {
+                        warn!(port = r.port.0, error = ?e, "bad clock record; the node is cut off");
+                        return;
+                    }
+                };
+                let msg = ToArbiter::Clock { port: r.port, conn: r.conn, report };
+                if r.inbox.send(msg).await.is_err() {
+                    return;
+                }
+            }
+            read = sock.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if !take_clocked(&r, &mut decoder, &buf[..n]).await {
+                        return;
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Reads what the kernel holds for `sock` now, without waiting and
+/// whatever tokio last saw of its readiness.
+fn recv_now(sock: &OwnedReadHalf, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_ref().as_raw_fd();
+    nix::sys::socket::recv(fd, buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT)
+        .map_err(std::io::Error::from)
+}
+
+/// Decodes a node's bytes on the virtual clock. `false` once the arbiter
+/// is gone.
+async fn take_clocked(r: &Reader, decoder: &mut Decoder, bytes: &[u8]) -> bool {
+    for &byte in bytes {
+        let msg = match decoder.push_item(byte) {
+            None => continue,
+            Some(Err(e)) => {
+                r.shared.link_error(r.port, e);
+                continue;
+            }
+            // A node's frames take their time from its next report.
+            Some(Ok(Item::At(_))) => continue,
+            Some(Ok(Item::SetFilter(filter))) => ToArbiter::Filter {
+                port: r.port,
+                conn: r.conn,
+                filter,
+            },
+            Some(Ok(Item::Frame(frame))) if !r.shared.timing.carries(&frame) => {
+                r.shared.drop_frames(r.port, Cause::TxFdOnClassic, 1);
+                continue;
+            }
+            Some(Ok(Item::Frame(frame))) => {
+                // The virtual clock's FIFO is sized never to push back (a
+                // wait here would depend on the host).
+                let Ok(slot) = r.tx_slots.acquire().await else {
+                    return false;
+                };
+                slot.forget();
+                ToArbiter::TimedFrame {
+                    port: r.port,
+                    conn: r.conn,
+                    frame,
+                }
+            }
+        };
+        if r.inbox.send(msg).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether QEMU has read every byte written to `sock` (waiting at most
+/// [`HANDOVER_LIMIT`]): a unix socket counts what its peer has not read.
+async fn drained(sock: &OwnedWriteHalf) -> bool {
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_ref().as_raw_fd();
+    let start = std::time::Instant::now();
+    let mut spins = 0u32;
+    loop {
+        let mut unread: nix::libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ) on a socket we own writes one int,
+        // the bytes its peer has not read yet.
+        let r = unsafe { nix::libc::ioctl(fd, nix::libc::TIOCOUTQ, &mut unread) };
+        if r != 0 || unread == 0 {
+            return true;
+        }
+        if start.elapsed() > HANDOVER_LIMIT {
+            return false;
+        }
+        // QEMU takes them within microseconds: yield first, then sleep.
+        spins += 1;
+        if spins < 200 {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// A node's writer on the virtual clock: frames stamped with their delivery
+/// times, then each grant once QEMU has read the frames before it.
+async fn write_clocked(mut sock: OwnedWriteHalf, mut clock: OwnedWriteHalf, mut q: RxGuard) {
+    let mut out = Vec::with_capacity(WRITE_BATCH * 2 * MAX_ENCODED);
+    let mut encoded = [0u8; MAX_ENCODED];
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    loop {
+        batch.clear();
+        if q.rx.pop_timed(&mut batch, WRITE_BATCH) == 0 {
+            if let Some(until) = q.rx.take_grant() {
+                if !drained(&sock).await {
+                    warn!(
+                        port = q.port.0,
+                        "the held node did not take its frames; granted on anyway"
+                    );
+                }
+                if clock.write_all(&Grant { until }.encode()).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            q.rx.data.notified().await;
+            continue;
+        }
+        out.clear();
+        let mut bytes = 0u64;
+        for (frame, at) in &batch {
+            if let Some(t) = at {
+                let n = encode_at(*t, &mut encoded);
+                out.extend_from_slice(&encoded[..n]);
+            }
             let n = encode(frame, &mut encoded);
             out.extend_from_slice(&encoded[..n]);
             bytes += frame.data().len() as u64;

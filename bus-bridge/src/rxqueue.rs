@@ -2,6 +2,10 @@
 //! connection's writer drains. Unlike an `mpsc` channel, one `Notify`
 //! shared by every queue tells the arbiter that *some* queue made room, so
 //! a single task can wait on any number of full queues at once.
+//!
+//! On the virtual clock each frame carries its delivery time on the node's
+//! clock, and the queue also holds the node's next grant: the writer sends
+//! it only once every frame queued before it is written.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,8 +23,12 @@ pub(crate) enum PushError {
 }
 
 struct Inner {
-    frames: VecDeque<Frame>,
+    /// Frames, each with its delivery time on the receiver's clock (the
+    /// virtual clock only).
+    frames: VecDeque<(Frame, Option<u64>)>,
     closed: bool,
+    /// The receiver's next grant, on its clock.
+    grant: Option<u64>,
 }
 
 pub(crate) struct RxQueue {
@@ -40,6 +48,7 @@ impl RxQueue {
             inner: Mutex::new(Inner {
                 frames: VecDeque::with_capacity(cap.min(256)),
                 closed: false,
+                grant: None,
             }),
             cap,
             data: Notify::new(),
@@ -54,7 +63,9 @@ impl RxQueue {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn push(&self, frame: Frame) -> Result<(), PushError> {
+    /// Queues `frame`, with its delivery time on the receiver's clock on
+    /// the virtual clock.
+    pub fn push_at(&self, frame: Frame, at: Option<u64>) -> Result<(), PushError> {
         let mut q = self.lock();
         if q.closed {
             return Err(PushError::Closed);
@@ -62,7 +73,7 @@ impl RxQueue {
         if q.frames.len() >= self.cap {
             return Err(PushError::Full);
         }
-        q.frames.push_back(frame);
+        q.frames.push_back((frame, at));
         let len = q.frames.len();
         drop(q);
         self.shared.ports[self.port]
@@ -76,10 +87,20 @@ impl RxQueue {
 
     /// Moves up to `max` frames into `out`; returns how many.
     pub fn pop_batch(&self, out: &mut Vec<Frame>, max: usize) -> usize {
+        self.pop_with(max, |(f, _)| out.push(f))
+    }
+
+    /// Moves up to `max` frames, with their delivery times, into `out`;
+    /// returns how many.
+    pub fn pop_timed(&self, out: &mut Vec<(Frame, Option<u64>)>, max: usize) -> usize {
+        self.pop_with(max, |item| out.push(item))
+    }
+
+    fn pop_with(&self, max: usize, mut put: impl FnMut((Frame, Option<u64>))) -> usize {
         let mut q = self.lock();
         let was_full = q.frames.len() >= self.cap;
         let n = q.frames.len().min(max);
-        out.extend(q.frames.drain(..n));
+        q.frames.drain(..n).for_each(&mut put);
         let len = q.frames.len();
         drop(q);
         self.shared.ports[self.port]
@@ -89,6 +110,23 @@ impl RxQueue {
             self.room.notify_one();
         }
         n
+    }
+
+    /// Sets the receiver's next grant (on its clock), to be sent after the
+    /// frames queued now.
+    pub fn set_grant(&self, until: u64) {
+        self.lock().grant = Some(until);
+        self.data.notify_one();
+    }
+
+    /// The grant, once no frame is queued before it.
+    pub fn take_grant(&self) -> Option<u64> {
+        let mut q = self.lock();
+        if q.frames.is_empty() {
+            q.grant.take()
+        } else {
+            None
+        }
     }
 
     /// Refuses further frames; returns how many were still queued.

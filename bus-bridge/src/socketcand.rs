@@ -375,6 +375,7 @@ async fn open(
             conn,
             rx,
             segment: Some(segment),
+            clocked: false,
         },
         // BCM mode: nothing is forwarded until `rawmode`.
         ToArbiter::Filter {

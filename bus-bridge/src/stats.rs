@@ -109,6 +109,8 @@ pub(crate) struct Shared {
     bus: Mutex<Figures>,
     pub capture: Option<std::sync::Arc<CaptureShared>>,
     pub socketcand: Option<SocketcandShared>,
+    /// On the virtual clock: its time, ns, as the arbiter last polled.
+    pub virtual_now: Option<AtomicU64>,
 }
 
 /// The socketcand server's address and counters.
@@ -131,6 +133,8 @@ pub(crate) struct SharedSetup {
     pub figures: Figures,
     pub capture: Option<std::sync::Arc<CaptureShared>>,
     pub socketcand: Option<SocketcandShared>,
+    /// The bus runs on the virtual clock.
+    pub virtual_clock: bool,
 }
 
 impl Shared {
@@ -156,11 +160,21 @@ impl Shared {
             bus: Mutex::new(s.figures),
             capture: s.capture,
             socketcand: s.socketcand,
+            virtual_now: s.virtual_clock.then(|| AtomicU64::new(0)),
         }
     }
 
-    /// Wall time since the bridge started.
+    /// The driver's time since the bridge started: the host's, or on the
+    /// virtual clock the virtual time.
     pub fn wall_now(&self) -> WallTime {
+        match &self.virtual_now {
+            Some(v) => WallTime::from_ns(v.load(std::sync::atomic::Ordering::Relaxed)),
+            None => self.host_now(),
+        }
+    }
+
+    /// The host's time since the bridge started, whichever clock runs.
+    pub fn host_now(&self) -> WallTime {
         WallTime::from_ns(u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 
@@ -261,6 +275,7 @@ impl Shared {
             data_bps: self.timing.data_bps(),
             paced: self.paced,
             uptime_ns: wall.as_ns(),
+            virtual_clock: self.virtual_now.is_some(),
             seed: self.seed,
             segments,
             links,
@@ -395,8 +410,12 @@ pub struct BusStats {
     pub data_bps: u32,
     /// Whether frames take their real time.
     pub paced: bool,
-    /// Wall time since the bridge started, ns.
+    /// Time since the bridge started, ns: wall time, or on the virtual
+    /// clock virtual time.
     pub uptime_ns: u64,
+    /// The bus ran on the virtual clock: every time here is virtual.
+    #[serde(default)]
+    pub virtual_clock: bool,
     /// Seed of the fault decisions.
     #[serde(default)]
     pub seed: u64,

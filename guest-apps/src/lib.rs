@@ -13,7 +13,7 @@
 use board::dev::{clint, console, cpu, port::BusPort};
 use board::handoff;
 use board::memory;
-use board::strap::Transport;
+use board::strap::{Clock, Transport};
 use proto::msg::{self, CheckReply, Heartbeat, Message, NodeState, NodeType};
 
 /// How often a running node says it is alive.
@@ -71,7 +71,8 @@ pub fn run<P: Personality>(mut app: P) -> ! {
         // Not started by the boot ROM: nothing to report on.
         cpu::halt();
     }
-    let transport = board::dev::read_strap().map_or(Transport::Uart, |s| s.transport);
+    let (transport, clock) =
+        board::dev::read_strap().map_or((Transport::Uart, Clock::Wall), |s| (s.transport, s.clock));
     if transport == Transport::Virtio {
         console::open();
     }
@@ -80,7 +81,7 @@ pub fn run<P: Personality>(mut app: P) -> ! {
     console::print(" running, generation ");
     console::print_u32(record.generation);
     console::print("\n");
-    let Some(mut port) = BusPort::open(transport) else {
+    let Some(mut port) = BusPort::open(transport, clock) else {
         cpu::halt()
     };
     port.set_filter(&msg::APP_KINDS);

@@ -289,7 +289,7 @@ extern "C" fn boot_main() -> ! {
         console::open();
     }
     greet(&strap, selftest);
-    let Some(mut port) = BusPort::open(strap.transport) else {
+    let Some(mut port) = BusPort::open(strap.transport, strap.clock) else {
         console::print("no virtio-console for the bus: halted\n");
         cpu::halt()
     };

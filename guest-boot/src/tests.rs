@@ -31,6 +31,7 @@ fn strap() -> Strap {
         min_version: MIN_VERSION,
         seed: 1,
         transport: Transport::Uart,
+        clock: board::strap::Clock::Wall,
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::holdoff::{HoldOff, HoldOffSettings, Policy};
-use board::strap::Transport;
+use board::strap::{Clock, Transport};
 use bus_bridge::{BitTiming, FaultConfig, LinkConfig, Topology};
 
 /// Most nodes one testbed boots (node ids and ports are sized for it).
@@ -27,6 +27,11 @@ pub struct Fleet {
     pub paced: bool,
     /// The device nodes reach the bus through.
     pub transport: Transport,
+    /// Which clock the fleet runs on.
+    pub clock: Clock,
+    /// On the virtual clock: each node runs 2^shift ns per instruction
+    /// (QEMU's `-icount shift`), from `[bus] ips`.
+    pub icount_shift: u32,
     /// Bus segments and the links (flex cables) that join them.
     pub topology: Topology,
     /// Bus faults in force from the start.
@@ -79,6 +84,11 @@ pub struct BusSettings {
     pub paced: bool,
     /// How nodes reach the bus.
     pub transport: Transport,
+    /// Which clock the fleet runs on.
+    pub clock: Clock,
+    /// Instructions per virtual second of every node, on the virtual
+    /// clock; `None`: [`DEFAULT_IPS`].
+    pub ips: Option<u64>,
     /// Segment names; default: the nodes' segments in first-use order.
     pub segments: Option<Vec<String>>,
     /// Links between segments; default: the segments chained.
@@ -93,6 +103,8 @@ impl Default for BusSettings {
             preset: default_preset(),
             paced: false,
             transport: Transport::Uart,
+            clock: Clock::Wall,
+            ips: None,
             segments: None,
             links: None,
             faults: FaultConfig::default(),
@@ -216,7 +228,11 @@ impl FleetBuilder {
             .with_context(|| places.master.clone().unwrap_or_else(|| "master".into()))?;
         master.bus_timing = bus.preset;
         let topology = topology(bus, &nodes).context("[bus]")?;
+        let icount_shift = icount_shift(bus.ips.unwrap_or(DEFAULT_IPS)).context("[bus]")?;
+        check_clock(bus.clock, bus.transport).context("[bus]")?;
         Ok(Fleet {
+            clock: bus.clock,
+            icount_shift,
             nodes,
             master,
             topology,
@@ -248,6 +264,8 @@ pub(crate) struct BusSection {
     #[serde(default)]
     paced: bool,
     transport: Option<String>,
+    clock: Option<String>,
+    ips: Option<u64>,
     segments: Option<Vec<String>>,
     links: Option<Vec<[String; 2]>>,
     faults: Option<FaultConfig>,
@@ -316,6 +334,8 @@ impl BusSection {
     fn settings(self) -> Result<BusSettings> {
         Ok(BusSettings {
             transport: transport(self.transport.as_deref().unwrap_or("uart"))?,
+            clock: clock(self.clock.as_deref().unwrap_or("wall"))?,
+            ips: self.ips,
             preset: self.preset,
             paced: self.paced,
             segments: self.segments,
@@ -332,6 +352,56 @@ pub fn transport(name: &str) -> Result<Transport> {
         "virtio" => Ok(Transport::Virtio),
         other => bail!("bus.transport: unknown transport {other:?} (uart or virtio)"),
     }
+}
+
+/// The clock called `name` in fleet files and on the command line.
+pub fn clock(name: &str) -> Result<Clock> {
+    match name {
+        "wall" => Ok(Clock::Wall),
+        "virtual" => Ok(Clock::Virtual),
+        other => bail!("bus.clock: unknown clock {other:?} (wall or virtual)"),
+    }
+}
+
+/// The virtual clock hands frames to a held node and waits until QEMU has
+/// taken them all; a 16550 takes 16 bytes at a time, so only a
+/// virtio-console can.
+fn check_clock(clock: Clock, transport: Transport) -> Result<()> {
+    if clock == Clock::Virtual && transport != Transport::Virtio {
+        bail!(
+            "bus.clock: the virtual clock needs transport = \"virtio\" (a 16550 takes 16 bytes at a time, so a held node cannot take a frame whole)"
+        );
+    }
+    Ok(())
+}
+
+impl Fleet {
+    /// This fleet on `clock` (the command line's `--clock`), checked as a
+    /// fleet file's `[bus] clock` is.
+    pub fn with_clock(mut self, clock: Clock) -> Result<Fleet> {
+        check_clock(clock, self.transport).context("--clock")?;
+        self.clock = clock;
+        Ok(self)
+    }
+}
+
+/// Instructions per virtual second when a fleet does not say: 8 ns each,
+/// a 125 MHz microcontroller.
+pub const DEFAULT_IPS: u64 = 125_000_000;
+
+/// QEMU's `-icount shift` for `ips` instructions per virtual second: it
+/// must be 10^9 / 2^shift, shift 0 to 10.
+pub fn icount_shift(ips: u64) -> Result<u32> {
+    // 10^9 = 2^9 * 1953125: shifts above 9 leave no whole rate.
+    (0..=9u32)
+        .find(|&s| 1_000_000_000u64 >> s == ips)
+        .with_context(|| {
+            let allowed: Vec<String> = (0..=9u32).map(|s| (1_000_000_000u64 >> s).to_string()).collect();
+            format!(
+                "bus.ips: {ips} instructions per second is not 10^9 / 2^k (QEMU's icount runs 2^k ns per instruction); use one of {}",
+                allowed.join(", ")
+            )
+        })
 }
 
 /// The bus's segments and links: as listed, or the nodes' segments in
@@ -625,6 +695,33 @@ mod tests {
 
     fn count(f: &Fleet, t: NodeType) -> usize {
         f.nodes.iter().filter(|n| n.node_type == t).count()
+    }
+
+    #[test]
+    fn the_clock_and_its_rate_are_read_and_checked() {
+        let node = "[[nodes]]\ntype = \"drive\"\n";
+        let f = Fleet::parse(node).unwrap();
+        assert_eq!((f.clock, f.icount_shift), (Clock::Wall, 3));
+        let f = Fleet::parse(&format!(
+            "[bus]\nclock = \"virtual\"\ntransport = \"virtio\"\nips = 1000000000\n{node}"
+        ))
+        .unwrap();
+        assert_eq!((f.clock, f.icount_shift), (Clock::Virtual, 0));
+        let e = Fleet::parse(&format!("[bus]\nclock = \"sundial\"\n{node}")).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("bus.clock: unknown clock \"sundial\""),
+            "{e:#}"
+        );
+        let e = Fleet::parse(&format!("[bus]\nips = 100000000\n{node}")).unwrap_err();
+        assert!(format!("{e:#}").contains("bus.ips: 100000000"), "{e:#}");
+        assert_eq!(icount_shift(1_953_125).unwrap(), 9);
+        let e = Fleet::parse(&format!("[bus]\nclock = \"virtual\"\n{node}")).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("needs transport = \"virtio\""),
+            "{e:#}"
+        );
+        let uart = Fleet::parse(node).unwrap();
+        assert!(uart.with_clock(Clock::Virtual).is_err());
     }
 
     #[test]

@@ -149,6 +149,13 @@ struct StormArgs {
     /// Built guest artifacts (default: target/bootcast, or $BOOTCAST_ARTIFACTS).
     #[arg(long)]
     artifacts: Option<PathBuf>,
+    /// Run on this clock (`wall` or `virtual`), whatever the file says.
+    #[arg(long, value_parser = parse_clock)]
+    clock: Option<board::strap::Clock>,
+}
+
+fn parse_clock(s: &str) -> Result<board::strap::Clock, String> {
+    host_orchestrator::fleet::clock(s).map_err(|e| e.to_string())
 }
 
 #[derive(Args)]
@@ -192,6 +199,9 @@ struct UpArgs {
     /// Boot the fleet described by this TOML file (types, counts, master policy, bus preset).
     #[arg(long)]
     fleet: Option<PathBuf>,
+    /// Run on this clock (`wall` or `virtual`), whatever the file says.
+    #[arg(long, value_parser = parse_clock)]
+    clock: Option<board::strap::Clock>,
     /// Exit as soon as every node is verified or failed: 0 only if all are verified.
     #[arg(long)]
     exit_when_ready: bool,
@@ -424,6 +434,10 @@ async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<
         (Some(path), _) => Fleet::load(path)?,
         (None, n) => Fleet::default_mix(n.unwrap_or(8))?,
     };
+    let fleet = match args.clock {
+        Some(c) => fleet.with_clock(c)?,
+        None => fleet,
+    };
     let timeout = match args.timeout {
         Some(t) if t.is_finite() && t > 0.0 => Duration::from_secs_f64(t),
         Some(t) => anyhow::bail!("--timeout: must be a positive number of seconds, got {t}"),
@@ -537,7 +551,7 @@ async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> R
     use host_orchestrator::storm;
     check_output_folder("--report", args.report.as_deref())?;
     check_output_folder("--junit", args.junit.as_deref())?;
-    let (scenario, replayed_seed) = match (&args.file, &args.replay) {
+    let (mut scenario, replayed_seed) = match (&args.file, &args.replay) {
         (_, Some(report)) => {
             let (scenario, seed) = storm::replay_of(report)?;
             (scenario, Some(seed))
@@ -545,6 +559,9 @@ async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> R
         (Some(file), None) => (storm::scenario::Scenario::load(file)?, None),
         (None, None) => anyhow::bail!("storm: give a scenario file or --replay REPORT.json"),
     };
+    if let Some(c) = args.clock {
+        scenario.fleet = scenario.fleet.with_clock(c)?;
+    }
     let artifacts = Artifacts::locate(args.artifacts.clone())?;
     let run_dir = run_folder(args.run_dir.clone(), &artifacts, &scenario.name)?;
     open_log(&log, &run_dir);

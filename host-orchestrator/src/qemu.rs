@@ -37,9 +37,123 @@ pub struct NodeLaunch {
     pub strap: Strap,
     /// Start with the CPU stopped, until a QMP `cont` releases it.
     pub paused: bool,
+    /// On the virtual clock: the node's clock, held by the bridge.
+    pub clock: Option<NodeClock>,
+}
+
+/// How a node runs on the virtual clock.
+#[derive(Clone, Debug)]
+pub struct NodeClock {
+    /// The QEMU (>= 9) and the plugin to run it with.
+    pub tools: VirtualTools,
+    /// The bridge's clock socket for this node.
+    pub socket: PathBuf,
+    /// 2^shift ns per instruction.
+    pub shift: u32,
+}
+
+/// What the virtual clock needs: a QEMU with plugin time control (>= 9)
+/// and bootcast's clock plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtualTools {
+    /// `qemu-system-riscv64`, version 9 or later.
+    pub qemu: PathBuf,
+    /// The clock plugin (`qemu-clock-plugin.so`).
+    pub plugin: PathBuf,
+}
+
+/// The major version `bin --version` reports, if it runs.
+fn major_version(bin: &std::path::Path) -> Option<u32> {
+    let out = std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("version ")
+        .nth(1)?
+        .split('.')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+impl VirtualTools {
+    /// Finds them: QEMU at `$BOOTCAST_QEMU`, else unpacked beside the
+    /// artifacts (`target/qemu10`, where `cargo xtask install
+    /// --virtual-clock` puts it), else on `PATH`, the first of version 9 or
+    /// later; the plugin at `$BOOTCAST_CLOCK_PLUGIN`, else in `artifacts`
+    /// (`cargo xtask build` puts it there). Errors say what to run.
+    pub fn find(artifacts: &std::path::Path) -> Result<VirtualTools> {
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Some(p) = std::env::var_os("BOOTCAST_QEMU") {
+            candidates.push(p.into());
+        }
+        candidates.push(artifacts.join("../qemu10/usr/bin").join(QEMU));
+        candidates.push(QEMU.into());
+        let qemu = candidates
+            .into_iter()
+            .find(|b| major_version(b).is_some_and(|v| v >= 9))
+            .with_context(|| {
+                format!(
+                    "the virtual clock needs QEMU >= 9 (plugin time control), and neither $BOOTCAST_QEMU, {} nor {QEMU} on PATH is one; run `cargo xtask install --virtual-clock`",
+                    artifacts.join("../qemu10/usr/bin").join(QEMU).display()
+                )
+            })?;
+        let plugin = std::env::var_os("BOOTCAST_CLOCK_PLUGIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| artifacts.join("qemu-clock-plugin.so"));
+        anyhow::ensure!(
+            plugin.exists(),
+            "the virtual clock's QEMU plugin {} is missing; run `cargo xtask build`",
+            plugin.display()
+        );
+        Ok(VirtualTools { qemu, plugin })
+    }
+}
+
+impl NodeClock {
+    /// QEMU's arguments for the virtual clock.
+    fn args(&self) -> Vec<String> {
+        vec![
+            // A virtio notify is handled at once, in the guest's own
+            // instruction stream; with an ioeventfd QEMU's main loop takes
+            // it later, at a point of virtual time that depends on the host.
+            "-global".into(),
+            "virtio-mmio.ioeventfd=off".into(),
+            // Instructions make the time; a sleeping guest jumps to its
+            // next timer (sleep=off), once the plugin lets it sleep.
+            "-icount".into(),
+            format!("shift={},sleep=off", self.shift),
+            "-plugin".into(),
+            format!(
+                "{},clock={},shift={}",
+                self.tools.plugin.display(),
+                self.socket.display(),
+                self.shift
+            ),
+        ]
+    }
 }
 
 impl NodeLaunch {
+    /// The bus port's chardev. On the virtual clock QEMU connects before
+    /// the guest starts: with `reconnect` it connects in the background,
+    /// and what the guest sends before QEMU sees the connection up is late
+    /// or lost, at a point that depends on the host. The bridge listens
+    /// first anyway.
+    fn bus_chardev(&self) -> String {
+        let reconnect = if self.clock.is_some() {
+            ""
+        } else {
+            ",reconnect=1"
+        };
+        format!(
+            "socket,id=bus,path={}{reconnect}",
+            self.bus_socket.display()
+        )
+    }
+
     /// QEMU's arguments.
     pub fn args(&self) -> Vec<String> {
         let mut a: Vec<String> = [
@@ -69,10 +183,7 @@ impl NodeLaunch {
             self.flash.display()
         ));
         a.push("-chardev".into());
-        a.push(format!(
-            "socket,id=bus,path={},reconnect=1",
-            self.bus_socket.display()
-        ));
+        a.push(self.bus_chardev());
         match self.strap.transport {
             Transport::Uart => a.extend(["-serial".into(), "chardev:bus".into()]),
             Transport::Virtio => {
@@ -95,6 +206,9 @@ impl NodeLaunch {
         }
         if self.paused {
             a.push("-S".into());
+        }
+        if let Some(c) = &self.clock {
+            a.extend(c.args());
         }
         a.push("-qmp".into());
         a.push(format!(
@@ -126,7 +240,12 @@ impl NodeProcess {
         let log = std::fs::File::create(&launch.log)
             .with_context(|| format!("cannot create {}", launch.log.display()))?;
         let err = log.try_clone()?;
-        let mut cmd = Command::new(QEMU);
+        let mut cmd = Command::new(
+            launch
+                .clock
+                .as_ref()
+                .map_or(std::path::Path::new(QEMU), |c| c.tools.qemu.as_path()),
+        );
         // SAFETY: the closure runs in the forked child before exec and only
         // makes the setpriority system call, which is async-signal-safe.
         unsafe {

@@ -221,6 +221,11 @@ impl RunDir {
         self.port_socket(&Self::node_port_name(id))
     }
 
+    /// The socket of node `id`'s clock (the virtual clock's plugin).
+    pub fn clock_socket(&self, id: u16) -> PathBuf {
+        self.root.join("p").join(format!("c{id}.sock"))
+    }
+
     /// The bridge's control socket.
     pub fn control_socket(&self) -> PathBuf {
         self.sockets.join("p").join("control.sock")

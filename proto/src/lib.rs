@@ -6,12 +6,15 @@
 //! - [`link`]: how a frame crosses a byte stream (a UART or a socket): COBS
 //!   with a CRC-32, delimited by a zero byte;
 //! - [`msg`]: the bootcast messages carried in a frame's identifier and data;
-//! - [`filter`]: acceptance filters a node sets on its port over the link.
+//! - [`filter`]: acceptance filters a node sets on its port over the link;
+//! - [`clock`]: the virtual-clock records between a node's QEMU plugin and
+//!   the bridge.
 //!
 //! Nothing here allocates. Nothing else in the project defines wire formats.
 #![no_std]
 #![deny(missing_docs)]
 
+pub mod clock;
 pub mod crc;
 pub mod filter;
 pub mod frame;

@@ -7,9 +7,14 @@
 //! next zero. The CRC-32 covers everything before it.
 //!
 //! A node may also send its port a control record, which never reaches the
-//! bus: `COBS(0xC0, command, count, entries…, crc32 LE)`. The one command,
-//! [`CMD_SET_FILTER`], sets the port's [`AcceptanceFilter`]; each entry is
-//! `id u32 LE` (bit 31: extended) then `mask u32 LE`.
+//! bus: `COBS(0xC0, command, count, entries…, crc32 LE)`. [`CMD_SET_FILTER`]
+//! sets the port's [`AcceptanceFilter`]; each entry is `id u32 LE` (bit 31:
+//! extended) then `mask u32 LE`.
+//!
+//! On the virtual clock, each frame on the link, either way, follows a
+//! time record `COBS(0xC0, CMD_AT, ns u64 LE, crc32 LE)` ([`CMD_AT`]): the
+//! sender's virtual time when a node sends, the delivery time when the
+//! bridge delivers (the node holds the frame until then).
 
 use crate::crc;
 use crate::filter::{AcceptanceFilter, FilterEntry, MAX_ENTRIES};
@@ -19,6 +24,8 @@ use crate::frame::{Frame, FrameError, MAX_DATA};
 pub const CONTROL_MARK: u8 = 0xC0;
 /// Control command: set the port's acceptance filter.
 pub const CMD_SET_FILTER: u8 = 1;
+/// Control command: the next frame's virtual time.
+pub const CMD_AT: u8 = 2;
 const ENTRY_EXTENDED: u32 = 1 << 31;
 
 /// Largest frame before COBS: header (6) + data (64) + CRC (4).
@@ -77,6 +84,8 @@ pub enum Item {
     Frame(Frame),
     /// A control record: set the port's acceptance filter.
     SetFilter(AcceptanceFilter),
+    /// A control record: the next frame's virtual time, ns.
+    At(u64),
 }
 
 /// Encodes `frame` into `out` and returns the number of bytes written,
@@ -105,6 +114,15 @@ pub fn encode_filter(filter: &AcceptanceFilter, out: &mut [u8; MAX_ENCODED]) -> 
         at += 8;
     }
     seal(&mut raw, at, out)
+}
+
+/// Encodes a time record (the next frame's virtual time, `ns`) into `out`.
+pub fn encode_at(ns: u64, out: &mut [u8; MAX_ENCODED]) -> usize {
+    let mut raw = [0u8; MAX_RAW];
+    raw[0] = CONTROL_MARK;
+    raw[1] = CMD_AT;
+    raw[2..10].copy_from_slice(&ns.to_le_bytes());
+    seal(&mut raw, 10, out)
 }
 
 /// Appends the CRC to `raw[..len]`, COBS-encodes it into `out` and adds the
@@ -162,6 +180,10 @@ pub struct Decoder {
     zero_due: bool,
     /// The last frame [`push_slice`](Self::push_slice) decoded.
     frame: Frame,
+    /// The time record that came last, for the next frame.
+    at: Option<u64>,
+    /// The time record of the last frame `push_slice` decoded.
+    frame_at: Option<u64>,
 }
 
 impl Default for Decoder {
@@ -180,6 +202,8 @@ impl Decoder {
             left: 0,
             zero_due: false,
             frame: Frame::EMPTY,
+            at: None,
+            frame_at: None,
         }
     }
 
@@ -204,20 +228,36 @@ impl Decoder {
         self.push_slice_item(&[byte]).1
     }
 
-    /// [`push_slice_item`](Self::push_slice_item) where only bus frames may
-    /// come: a control record is an error. The frame stays in the decoder
-    /// (see [`frame`](Self::frame)) rather than being copied out.
+    /// [`push_slice_item`](Self::push_slice_item) where only bus frames (a
+    /// node's side of the link) and time records may come: another control
+    /// record is an error. A time record yields nothing; it is kept for the
+    /// frame after it ([`frame_at`](Self::frame_at)). The frame stays in the
+    /// decoder (see [`frame`](Self::frame)) rather than being copied out.
     pub fn push_slice(&mut self, bytes: &[u8]) -> (usize, Option<Result<&Frame, LinkError>>) {
         let (n, end) = self.scan(bytes);
-        let r = end.map(|r| {
-            let payload = checked(&self.buf[..r?])?;
-            if payload[0] == CONTROL_MARK {
-                return Err(LinkError::BadControl);
-            }
-            frame_into(payload, &mut self.frame)?;
-            Ok(&self.frame)
-        });
-        (n, r)
+        let Some(end) = end else { return (n, None) };
+        let r = match end {
+            Err(e) => Err(e),
+            Ok(len) => match checked(&self.buf[..len]) {
+                Err(e) => Err(e),
+                Ok(p) if p[0] == CONTROL_MARK => match decode_at(p) {
+                    Ok(t) => {
+                        self.at = Some(t);
+                        return (n, None);
+                    }
+                    Err(e) => Err(e),
+                },
+                Ok(p) => frame_into(p, &mut self.frame),
+            },
+        };
+        self.frame_at = self.at.take();
+        (n, Some(r.map(|()| &self.frame)))
+    }
+
+    /// The virtual time of the last frame [`push_slice`](Self::push_slice)
+    /// decoded, if a time record came just before it.
+    pub fn frame_at(&self) -> Option<u64> {
+        self.frame_at
     }
 
     /// Feeds bytes up to and including the first delimiter that ends a link
@@ -230,6 +270,9 @@ impl Decoder {
         let r = end.map(|r| {
             let payload = checked(&self.buf[..r?])?;
             if payload[0] == CONTROL_MARK {
+                if payload[1] == CMD_AT {
+                    return decode_at(payload).map(Item::At);
+                }
                 return decode_control(payload).map(Item::SetFilter);
             }
             let mut frame = Frame::EMPTY;
@@ -347,6 +390,15 @@ fn frame_into(payload: &[u8], frame: &mut Frame) -> Result<(), LinkError> {
     Ok(())
 }
 
+fn decode_at(payload: &[u8]) -> Result<u64, LinkError> {
+    if payload[1] != CMD_AT || payload.len() != 10 {
+        return Err(LinkError::BadControl);
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&payload[2..10]);
+    Ok(u64::from_le_bytes(b))
+}
+
 fn decode_control(payload: &[u8]) -> Result<AcceptanceFilter, LinkError> {
     let count = payload[2] as usize;
     if payload[1] != CMD_SET_FILTER || count > MAX_ENTRIES || payload.len() != 3 + 8 * count {
@@ -373,6 +425,37 @@ fn decode_control(payload: &[u8]) -> Result<AcceptanceFilter, LinkError> {
 mod tests {
     extern crate std;
     use super::*;
+
+    #[test]
+    fn a_time_record_stamps_the_next_frame() {
+        let f = Frame::new(0x123, 0, &[1, 2]).unwrap();
+        let mut bytes = std::vec::Vec::new();
+        let mut out = [0u8; MAX_ENCODED];
+        let n = encode_at(1_234_567, &mut out);
+        bytes.extend_from_slice(&out[..n]);
+        let n = encode(&f, &mut out);
+        bytes.extend_from_slice(&out[..n]);
+        bytes.extend_from_slice(&out[..n]);
+        // A node's decoder: the record yields nothing, the frame its time.
+        let mut d = Decoder::new();
+        let (k, r) = d.push_slice(&bytes);
+        assert!(r.is_none());
+        let (k2, r) = d.push_slice(&bytes[k..]);
+        assert_eq!(r, Some(Ok(&f)));
+        assert_eq!(d.frame_at(), Some(1_234_567));
+        let (_, r) = d.push_slice(&bytes[k + k2..]);
+        assert_eq!(r, Some(Ok(&f)));
+        assert_eq!(d.frame_at(), None, "a record stamps one frame");
+        // The bridge's decoder sees the record as an item.
+        let mut d = Decoder::new();
+        let items: std::vec::Vec<_> = bytes.iter().filter_map(|&b| d.push_item(b)).collect();
+        assert_eq!(items[0], Ok(Item::At(1_234_567)));
+        assert_eq!(items[1], Ok(Item::Frame(f)));
+        // A filter record is still refused where only frames may come.
+        let n = encode_filter(&AcceptanceFilter::accept_all(), &mut out);
+        let mut d = Decoder::new();
+        assert_eq!(d.push_slice(&out[..n]).1, Some(Err(LinkError::BadControl)));
+    }
     use crate::frame::{FLAG_EXTENDED, FLAG_FD};
     use std::vec::Vec;
 
@@ -544,6 +627,9 @@ mod tests {
         }
         Some(checked(&buf[..write]).and_then(|payload| {
             if payload[0] == CONTROL_MARK {
+                if payload[1] == CMD_AT {
+                    return decode_at(payload).map(Item::At);
+                }
                 return decode_control(payload).map(Item::SetFilter);
             }
             let mut frame = Frame::EMPTY;
@@ -603,10 +689,14 @@ mod tests {
             }
             assert_eq!(d.push_item(0), want, "body {body:?}");
             // Frames only, the body and its delimiter in one slice.
-            let want = want.map(|r| match r? {
-                Item::Frame(f) => Ok(f),
-                Item::SetFilter(_) => Err(LinkError::BadControl),
-            });
+            // A time record is taken in and yields nothing.
+            let want = match want {
+                Some(Ok(Item::At(_))) => None,
+                w => w.map(|r| match r? {
+                    Item::Frame(f) => Ok(f),
+                    _ => Err(LinkError::BadControl),
+                }),
+            };
             body.push(0);
             let (n, got) = d.push_slice(&body);
             assert_eq!((n, got.map(|r| r.copied())), (body.len(), want));

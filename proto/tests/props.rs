@@ -128,6 +128,7 @@ fn encoded(item: &Item) -> Vec<u8> {
     let n = match item {
         Item::Frame(f) => link::encode(f, &mut out),
         Item::SetFilter(f) => link::encode_filter(f, &mut out),
+        Item::At(t) => link::encode_at(*t, &mut out),
     };
     out[..n].to_vec()
 }
@@ -135,6 +136,8 @@ fn encoded(item: &Item) -> Vec<u8> {
 fn any_item(g: &mut Gen) -> Item {
     if g.below(4) == 0 {
         Item::SetFilter(any_filter(g))
+    } else if g.below(4) == 0 {
+        Item::At(g.u64())
     } else {
         Item::Frame(any_frame(g))
     }

@@ -182,6 +182,7 @@ pub fn build(root: &Path) -> Result<PathBuf> {
         )?;
     }
     manifest(&size, &unchecked, &signing).write(&out.join(build_manifest::FILE_NAME))?;
+    crate::qemu_virtual::build_plugin(root, &out)?;
     Ok(out)
 }
 

@@ -34,15 +34,35 @@ pub fn external_pending() -> bool {
 }
 
 /// Sleeps until an enabled interrupt is pending.
+///
+/// Not at all if one is pending already (`wfi` would return at once): then
+/// every `wfi` executed is a real sleep, which is what the virtual clock's
+/// plugin takes it for.
 pub fn wait_for_interrupt() {
+    let (mip, mie): (usize, usize);
+    // SAFETY: reading `mip` and `mie` in machine mode has no side effect.
+    unsafe { core::arch::asm!("csrr {0}, mip", "csrr {1}, mie", out(reg) mip, out(reg) mie) };
+    if mip & mie != 0 {
+        return;
+    }
     // SAFETY: `wfi` only stalls the hart; with mstatus.MIE clear it resumes at
     // the next instruction.
     unsafe { core::arch::asm!("wfi") }
 }
 
-/// Stops for good: sleeps forever with every source masked.
+/// Executes the sync hint ([`proto::clock::SYNC_HINT`]): on the virtual
+/// clock, after a frame was handed to the device, so that the frame's time
+/// on the bus is this point of the node's clock, whatever the host.
+pub fn clock_sync_hint() {
+    // SAFETY: a HINT: it writes only `x0`, which stays zero.
+    unsafe { core::arch::asm!(".word {hint}", hint = const proto::clock::SYNC_HINT) }
+}
+
+/// Stops for good: sleeps forever with every source masked, and no timer
+/// armed (on the virtual clock, the fleet's time then passes it by).
 pub fn halt() -> ! {
     disable_wakeups();
+    super::clint::set_deadline(u64::MAX);
     loop {
         wait_for_interrupt();
     }

@@ -7,12 +7,23 @@
 //! must keep receiving: the bus may be waiting for this very node to take
 //! its frames before it can take the node's own. When the FIFO is full,
 //! bytes are dropped and counted, as a controller's receive FIFO overruns.
+//!
+//! On the virtual clock ([`Clock::Virtual`]) every frame the bridge sends
+//! follows a time record, its delivery time, and the port holds the frame
+//! until then. The bridge hands a sleeping node its frames early (its clock
+//! cannot be moved to a frame's time from outside); held, they become
+//! visible exactly at their time, and the node sleeps until then: nothing
+//! it does can depend on a frame before the frame's time. What the port
+//! sends it follows with a sync hint ([`cpu::clock_sync_hint`]): the QEMU
+//! plugin stops the node there, so the bridge learns the frame's time from
+//! the node's clock at that instruction.
 
 use super::virtio::VirtioConsole;
 use super::{clint, cpu, plic, uart};
 use crate::fifo::Fifo;
+use crate::memory::MTIME_HZ;
 use crate::memory::UART0_IRQ;
-use crate::strap::Transport;
+use crate::strap::{Clock, Transport};
 use proto::Frame;
 use proto::filter::{AcceptanceFilter, FilterEntry};
 use proto::link::{self, Decoder, MAX_ENCODED};
@@ -75,6 +86,17 @@ impl Link {
     }
 }
 
+/// Nanoseconds per `mtime` tick: the link's times are nanoseconds.
+const NS_PER_TICK: u64 = 1_000_000_000 / MTIME_HZ;
+
+/// A received frame waiting for its delivery time.
+#[derive(Clone, Copy)]
+struct Held {
+    frame: Frame,
+    /// Its delivery time, in `mtime` ticks.
+    due: u64,
+}
+
 /// A guest's connection to the bus.
 pub struct BusPort {
     link: Link,
@@ -86,13 +108,19 @@ pub struct BusPort {
     pub rx_overruns: u32,
     /// The deadline the timer is armed for.
     armed: u64,
+    /// Frames carry virtual times (the virtual clock).
+    timed: bool,
+    /// The frame received but not yet due.
+    held: Option<Held>,
+    /// The frame `recv` returned last, once it was held.
+    out: Option<Frame>,
 }
 
 impl BusPort {
     /// Sets up the device `transport` names, routes its interrupt and
     /// enables wakeups. `None` when a virtio-console was asked for but is
     /// not there.
-    pub fn open(transport: Transport) -> Option<BusPort> {
+    pub fn open(transport: Transport, clock: Clock) -> Option<BusPort> {
         let link = match transport {
             Transport::Uart => {
                 uart::init();
@@ -114,6 +142,9 @@ impl BusPort {
             link_errors: 0,
             rx_overruns: 0,
             armed: u64::MAX,
+            timed: clock == Clock::Virtual,
+            held: None,
+            out: None,
         })
     }
 
@@ -173,6 +204,9 @@ impl BusPort {
             let n = self.link.write(bytes);
             bytes = &bytes[n..];
         }
+        if self.timed {
+            cpu::clock_sync_hint();
+        }
     }
 
     /// Sends one frame, sleeping while the transmitter is full.
@@ -201,6 +235,14 @@ impl BusPort {
     /// first; the device's are decoded where they lie, a run at a time. The
     /// frame stays in the port's decoder until the next call.
     pub fn recv(&mut self) -> Option<&Frame> {
+        if let Some(h) = self.held {
+            if clint::now() < h.due {
+                return None;
+            }
+            self.held = None;
+            self.out = Some(h.frame);
+            return self.out.as_ref();
+        }
         loop {
             let ended = if !self.fifo.is_empty() {
                 let (n, r) = self.decoder.push_slice(self.fifo.front());
@@ -227,11 +269,27 @@ impl BusPort {
                 }
             };
             match ended {
-                Some(true) => return Some(self.decoder.frame()),
+                Some(true) => {
+                    if let Some(due) = self.due(self.decoder.frame_at()) {
+                        self.held = Some(Held {
+                            frame: *self.decoder.frame(),
+                            due,
+                        });
+                        return None;
+                    }
+                    return Some(self.decoder.frame());
+                }
                 Some(false) => self.link_errors = self.link_errors.wrapping_add(1),
                 None => {}
             }
         }
+    }
+
+    /// A received frame's delivery time in ticks, if it is still to come.
+    fn due(&self, at_ns: Option<u64>) -> Option<u64> {
+        let at = at_ns.filter(|_| self.timed)?;
+        let due = at.div_ceil(NS_PER_TICK);
+        (due > clint::now()).then_some(due)
     }
 
     fn arm(&mut self, deadline: u64) {
@@ -265,7 +323,11 @@ impl BusPort {
     /// usual.
     pub fn sleep_gathering(&mut self, deadline: u64, gather_until: u64, buffers: usize) {
         match &self.link {
-            Link::Virtio(v) if v.can_batch() => self.sleep(deadline.min(gather_until), buffers),
+            // On the virtual clock frames are handed to the node while it is
+            // held, and a full ring cannot take more: take each at once.
+            Link::Virtio(v) if v.can_batch() && !self.timed => {
+                self.sleep(deadline.min(gather_until), buffers)
+            }
             _ => self.sleep(deadline, 1),
         }
     }
@@ -274,17 +336,29 @@ impl BusPort {
     /// `buffers`-th filled buffer).
     fn sleep(&mut self, deadline: u64, buffers: usize) {
         let now = clint::now();
+        // A held frame: nothing received after it counts before it, so
+        // sleep until it is due, with the device's bytes moved aside (a
+        // 16550 holding bytes keeps its interrupt up).
+        let held = self.held.map(|h| h.due);
+        if held.is_some_and(|due| due <= now) {
+            return;
+        }
+        if held.is_some() {
+            self.pump();
+        }
+        let deadline = held.map_or(deadline, |due| due.min(deadline));
         self.arm_by(deadline, now);
         // An interrupt from before the request below would end the sleep at
         // once.
         self.link.ack();
         let waiting = match &mut self.link {
+            _ if held.is_some() => false,
             Link::Uart => uart::has_data(),
             Link::Virtio(v) => v.rx_wake_after(buffers),
         };
         // Bytes that land between this check and `wfi` still wake it: both
         // devices' interrupts are level-triggered and stay pending.
-        if self.fifo.is_empty() && now < deadline && !waiting {
+        if (held.is_some() || self.fifo.is_empty()) && now < deadline && !waiting {
             cpu::wait_for_interrupt();
         }
         self.link.ack();

@@ -197,12 +197,14 @@ impl Bus {
 
     /// Client `conn` connected to `port`: what the port's controller held
     /// is gone. With `segment`, the port moves there (socketcand ports
-    /// pick theirs).
+    /// pick theirs). `listening`: its controller takes frames now, else
+    /// only once it sets its filter.
     pub fn connect(
         &mut self,
         port: PortId,
         conn: ConnId,
         segment: Option<SegmentId>,
+        listening: bool,
         now: WallTime,
     ) {
         self.drop_port_state(port, Cause::PortDown);
@@ -211,6 +213,7 @@ impl Bus {
             id: conn,
             stalled: false,
             filter: AcceptanceFilter::accept_all(),
+            listening,
         });
         if let Some(s) = segment
             && s != p.segment
@@ -228,10 +231,12 @@ impl Bus {
         }
     }
 
-    /// Client `conn` of `port` set its acceptance filter.
+    /// Client `conn` of `port` set its acceptance filter (and so takes
+    /// frames from now on).
     pub fn set_filter(&mut self, port: PortId, conn: ConnId, filter: AcceptanceFilter) {
         if let Some(c) = self.ports.get_mut(port).conn_if(conn) {
             c.filter = filter;
+            c.listening = true;
         }
     }
 

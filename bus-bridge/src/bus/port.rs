@@ -33,6 +33,9 @@ pub(crate) struct Conn {
     pub stalled: bool,
     /// Frames the client asked to get (its controller's acceptance filter).
     pub filter: AcceptanceFilter,
+    /// Its controller takes frames: `false` for a node on the virtual clock
+    /// until it sets its filter (its driver is up and has buffers).
+    pub listening: bool,
 }
 
 /// The bridge sending as this port.

@@ -95,7 +95,7 @@ impl<R: Receivers> Delivery<'_, R> {
         if v.corrupt {
             return Some(Cause::Corrupt);
         }
-        if !conn.filter.accepts(&frame) {
+        if !conn.listening || !conn.filter.accepts(&frame) {
             return Some(Cause::Filtered);
         }
         if v.lost {

@@ -147,7 +147,7 @@ impl World {
         self.rx.conns[port] = Some(c);
         self.rx.closed[port] = false;
         self.rx.queues[port].clear();
-        self.bus.connect(p(port), c, None, self.now);
+        self.bus.connect(p(port), c, None, true, self.now);
         self.outputs();
     }
 
