@@ -105,6 +105,7 @@ const OBSERVED_SESSION: &[Field] = &[
     ("type", "str"),
     ("bytes", "int"),
     ("at_s", "num"),
+    ("announced", "int"),
 ];
 
 const EVENT: &[Field] = &[
