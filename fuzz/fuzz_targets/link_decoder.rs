@@ -32,6 +32,10 @@ fuzz_target!(|data: &[u8]| {
         let n = match &item {
             Item::Frame(f) => link::encode(f, &mut out),
             Item::SetFilter(filter) => link::encode_filter(filter, &mut out),
+            Item::At(t) => link::encode_at(*t, &mut out),
+            Item::Until(t) => link::encode_until(*t, &mut out),
+            Item::Idle { at, wake } => link::encode_idle(*at, *wake, &mut out),
+            Item::TxFree(n) => link::encode_tx_free(*n, &mut out),
         };
         assert_eq!(decode_one(&out[..n]), Some(item), "re-encoded item differs");
     }

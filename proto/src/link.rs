@@ -15,6 +15,15 @@
 //! time record `COBS(0xC0, CMD_AT, ns u64 LE, crc32 LE)` ([`CMD_AT`]): the
 //! sender's virtual time when a node sends, the delivery time when the
 //! bridge delivers (the node holds the frame until then).
+//!
+//! A host program on the virtual clock (a *timed* client: master,
+//! supervisor) keeps the bus's time in-band with three more records, each
+//! `COBS(0xC0, command, u64 LE, u64 LE, crc32 LE)`: [`CMD_UNTIL`] (bridge →
+//! client: everything due before this time has been sent; act up to it),
+//! [`CMD_IDLE`] (client → bridge: done with everything before `at`; the
+//! next timer is `wake`, [`NEVER`] for none) and [`CMD_TX_FREE`] (bridge →
+//! client: places of its TX FIFO freed, at the time of the time record
+//! before it).
 
 use crate::crc;
 use crate::filter::{AcceptanceFilter, FilterEntry, MAX_ENTRIES};
@@ -26,6 +35,14 @@ pub const CONTROL_MARK: u8 = 0xC0;
 pub const CMD_SET_FILTER: u8 = 1;
 /// Control command: the next frame's virtual time.
 pub const CMD_AT: u8 = 2;
+/// Control command (bridge → timed client): act up to this virtual time.
+pub const CMD_UNTIL: u8 = 3;
+/// Control command (timed client → bridge): idle from `at` until `wake`.
+pub const CMD_IDLE: u8 = 4;
+/// Control command (bridge → timed client): TX FIFO places freed.
+pub const CMD_TX_FREE: u8 = 5;
+/// "No time" in a [`CMD_IDLE`] record: no timer armed.
+pub const NEVER: u64 = u64::MAX;
 const ENTRY_EXTENDED: u32 = 1 << 31;
 
 /// Largest frame before COBS: header (6) + data (64) + CRC (4).
@@ -86,6 +103,20 @@ pub enum Item {
     SetFilter(AcceptanceFilter),
     /// A control record: the next frame's virtual time, ns.
     At(u64),
+    /// A control record to a timed client: everything due before this
+    /// virtual time (ns) has been sent; it may act up to it.
+    Until(u64),
+    /// A control record from a timed client: it has done everything due
+    /// before `at` and sleeps until `wake` ([`NEVER`]: until a frame).
+    Idle {
+        /// How far it has gone, ns.
+        at: u64,
+        /// Its next timer, ns.
+        wake: u64,
+    },
+    /// A control record to a timed client: this many of its TX FIFO places
+    /// are free again (at the time record's time before it).
+    TxFree(u32),
 }
 
 /// Encodes `frame` into `out` and returns the number of bytes written,
@@ -123,6 +154,32 @@ pub fn encode_at(ns: u64, out: &mut [u8; MAX_ENCODED]) -> usize {
     raw[1] = CMD_AT;
     raw[2..10].copy_from_slice(&ns.to_le_bytes());
     seal(&mut raw, 10, out)
+}
+
+/// Encodes a two-number clock record (`CMD_UNTIL`, `CMD_IDLE`,
+/// `CMD_TX_FREE`) into `out`.
+fn encode_pair(command: u8, a: u64, b: u64, out: &mut [u8; MAX_ENCODED]) -> usize {
+    let mut raw = [0u8; MAX_RAW];
+    raw[0] = CONTROL_MARK;
+    raw[1] = command;
+    raw[2..10].copy_from_slice(&a.to_le_bytes());
+    raw[10..18].copy_from_slice(&b.to_le_bytes());
+    seal(&mut raw, 18, out)
+}
+
+/// Encodes an [`Item::Until`] record into `out`.
+pub fn encode_until(ns: u64, out: &mut [u8; MAX_ENCODED]) -> usize {
+    encode_pair(CMD_UNTIL, ns, 0, out)
+}
+
+/// Encodes an [`Item::Idle`] record into `out`.
+pub fn encode_idle(at: u64, wake: u64, out: &mut [u8; MAX_ENCODED]) -> usize {
+    encode_pair(CMD_IDLE, at, wake, out)
+}
+
+/// Encodes an [`Item::TxFree`] record into `out`.
+pub fn encode_tx_free(places: u32, out: &mut [u8; MAX_ENCODED]) -> usize {
+    encode_pair(CMD_TX_FREE, u64::from(places), 0, out)
 }
 
 /// Appends the CRC to `raw[..len]`, COBS-encodes it into `out` and adds the
@@ -270,10 +327,7 @@ impl Decoder {
         let r = end.map(|r| {
             let payload = checked(&self.buf[..r?])?;
             if payload[0] == CONTROL_MARK {
-                if payload[1] == CMD_AT {
-                    return decode_at(payload).map(Item::At);
-                }
-                return decode_control(payload).map(Item::SetFilter);
+                return decode_record(payload);
             }
             let mut frame = Frame::EMPTY;
             frame_into(payload, &mut frame)?;
@@ -388,6 +442,35 @@ fn frame_into(payload: &[u8], frame: &mut Frame) -> Result<(), LinkError> {
         return Err(LinkError::LengthMismatch);
     }
     Ok(())
+}
+
+/// A control record's item.
+fn decode_record(payload: &[u8]) -> Result<Item, LinkError> {
+    match payload[1] {
+        CMD_AT => decode_at(payload).map(Item::At),
+        CMD_UNTIL | CMD_IDLE | CMD_TX_FREE => {
+            if payload.len() != 18 {
+                return Err(LinkError::BadControl);
+            }
+            let a = le64(&payload[2..10]);
+            let b = le64(&payload[10..18]);
+            match payload[1] {
+                CMD_UNTIL if b == 0 => Ok(Item::Until(a)),
+                CMD_IDLE => Ok(Item::Idle { at: a, wake: b }),
+                CMD_TX_FREE if b == 0 => u32::try_from(a)
+                    .map(Item::TxFree)
+                    .map_err(|_| LinkError::BadControl),
+                _ => Err(LinkError::BadControl),
+            }
+        }
+        _ => decode_control(payload).map(Item::SetFilter),
+    }
+}
+
+fn le64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
 }
 
 fn decode_at(payload: &[u8]) -> Result<u64, LinkError> {
@@ -548,6 +631,46 @@ mod tests {
     }
 
     #[test]
+    fn clock_records_of_timed_clients_round_trip() {
+        let mut bytes = std::vec::Vec::new();
+        let mut out = [0u8; MAX_ENCODED];
+        let n = encode_until(7_000, &mut out);
+        bytes.extend_from_slice(&out[..n]);
+        let n = encode_idle(7_000, NEVER, &mut out);
+        bytes.extend_from_slice(&out[..n]);
+        let n = encode_at(9, &mut out);
+        bytes.extend_from_slice(&out[..n]);
+        let n = encode_tx_free(3, &mut out);
+        bytes.extend_from_slice(&out[..n]);
+        let mut d = Decoder::new();
+        let items: std::vec::Vec<_> = bytes.iter().filter_map(|&b| d.push_item(b)).collect();
+        assert_eq!(
+            items,
+            [
+                Ok(Item::Until(7_000)),
+                Ok(Item::Idle {
+                    at: 7_000,
+                    wake: NEVER
+                }),
+                Ok(Item::At(9)),
+                Ok(Item::TxFree(3)),
+            ]
+        );
+        // Where only frames may come (a node), they are refused.
+        let mut d = Decoder::new();
+        let n = encode_until(1, &mut out);
+        let frames: std::vec::Vec<_> = out[..n].iter().filter_map(|&b| d.push(b)).collect();
+        assert_eq!(frames, [Err(LinkError::BadControl)]);
+        // A record with a stray second number, or too many places.
+        for (cmd, a, b) in [(CMD_UNTIL, 1, 2), (CMD_TX_FREE, u64::MAX, 0)] {
+            let n = encode_pair(cmd, a, b, &mut out);
+            let mut d = Decoder::new();
+            let items: std::vec::Vec<_> = out[..n].iter().filter_map(|&b| d.push_item(b)).collect();
+            assert_eq!(items, [Err(LinkError::BadControl)]);
+        }
+    }
+
+    #[test]
     fn rejects_invalid_header_with_valid_crc() {
         // Hand-build a raw frame with an unknown flag and a correct CRC.
         let mut raw = std::vec![0x80u8, 1, 0, 0, 0, 0];
@@ -627,10 +750,7 @@ mod tests {
         }
         Some(checked(&buf[..write]).and_then(|payload| {
             if payload[0] == CONTROL_MARK {
-                if payload[1] == CMD_AT {
-                    return decode_at(payload).map(Item::At);
-                }
-                return decode_control(payload).map(Item::SetFilter);
+                return decode_record(payload);
             }
             let mut frame = Frame::EMPTY;
             frame_into(payload, &mut frame).map(|()| Item::Frame(frame))

@@ -129,6 +129,9 @@ fn encoded(item: &Item) -> Vec<u8> {
         Item::Frame(f) => link::encode(f, &mut out),
         Item::SetFilter(f) => link::encode_filter(f, &mut out),
         Item::At(t) => link::encode_at(*t, &mut out),
+        Item::Until(t) => link::encode_until(*t, &mut out),
+        Item::Idle { at, wake } => link::encode_idle(*at, *wake, &mut out),
+        Item::TxFree(n) => link::encode_tx_free(*n, &mut out),
     };
     out[..n].to_vec()
 }
@@ -137,7 +140,15 @@ fn any_item(g: &mut Gen) -> Item {
     if g.below(4) == 0 {
         Item::SetFilter(any_filter(g))
     } else if g.below(4) == 0 {
-        Item::At(g.u64())
+        match g.below(4) {
+            0 => Item::At(g.u64()),
+            1 => Item::Until(g.u64()),
+            2 => Item::Idle {
+                at: g.u64(),
+                wake: g.u64(),
+            },
+            _ => Item::TxFree(g.u64() as u32),
+        }
     } else {
         Item::Frame(any_frame(g))
     }
