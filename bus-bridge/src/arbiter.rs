@@ -13,7 +13,9 @@
 //! each of its events up to the frontier, hands frames to held nodes
 //! stamped with their delivery times, and grants every stopped node its
 //! next stretch. It waits on messages only, never on the host's clock
-//! (unless host clients pace it).
+//! (unless host clients pace it). Timed host clients (master, supervisor)
+//! are members of the same synchronisation: their frames come stamped,
+//! and their freed TX places go back to them stamped, as events of theirs.
 
 use std::sync::Arc;
 
@@ -50,6 +52,8 @@ pub(crate) enum ToArbiter {
         /// A node whose clock connected with it (the virtual clock): it
         /// takes frames only once it sets its filter.
         clocked: bool,
+        /// A timed host client (the virtual clock): it keeps time in-band.
+        timed: bool,
     },
     /// That client is gone.
     Disconnected { port: PortId, conn: ConnId },
@@ -65,6 +69,22 @@ pub(crate) enum ToArbiter {
         port: PortId,
         conn: ConnId,
         report: proto::clock::Report,
+    },
+    /// A timed host client sent `frame` at virtual time `at` (the virtual
+    /// clock).
+    HostFrame {
+        port: PortId,
+        conn: ConnId,
+        frame: Frame,
+        at: Option<u64>,
+    },
+    /// A timed host client has done everything due before `at`; its next
+    /// timer is `wake` (`proto::link::NEVER`: none).
+    HostIdle {
+        port: PortId,
+        conn: ConnId,
+        at: u64,
+        wake: u64,
     },
     /// A frame for the port's TX FIFO from a node on the virtual clock: it
     /// is on the bus from the node's next report.
@@ -190,6 +210,8 @@ pub(crate) struct Virtual {
     /// Filter changes waiting for their time: (from when, port, client,
     /// filter), in time order.
     filters: std::collections::VecDeque<(WallTime, PortId, ConnId, AcceptanceFilter)>,
+    /// The TX FIFO places a timed host client starts with.
+    host_places: u32,
 }
 
 /// Something a node on the virtual clock sent.
@@ -200,12 +222,14 @@ enum Sent {
 
 impl Virtual {
     /// `lookahead_ns`: the shortest frame; `from_start`: nodes that power
-    /// on with the bridge (time waits for them); `ports`: how many.
+    /// on with the bridge (time waits for them); `ports`: how many;
+    /// `host_places`: a port's TX FIFO places.
     pub fn new(
         lookahead_ns: u64,
         from_start: &[PortId],
         pace_with_wall: bool,
         ports: usize,
+        host_places: u32,
     ) -> Virtual {
         let mut sync = Sync::new(lookahead_ns);
         for &p in from_start {
@@ -218,6 +242,7 @@ impl Virtual {
             pace_with_wall,
             sent: (0..ports).map(|_| Vec::new()).collect(),
             filters: std::collections::VecDeque::new(),
+            host_places,
         }
     }
 }
@@ -325,18 +350,8 @@ impl Arbiter {
                 rx,
                 segment,
                 clocked,
-            } => {
-                self.queues.rx[port] = Some((conn, rx));
-                let now = self.now();
-                self.bus.connect(port, conn, segment, !clocked, now);
-                if clocked && let Some(v) = &mut self.vt {
-                    v.sync.join(port);
-                    v.sent[port].clear();
-                    if let Some(s) = &mut self.queues.stamp {
-                        s.offsets[port] = None;
-                    }
-                }
-            }
+                timed,
+            } => self.on_connect(port, conn, rx, segment, clocked, timed),
             ToArbiter::Disconnected { port, conn } => {
                 if self.queues.rx[port]
                     .as_ref()
@@ -351,9 +366,37 @@ impl Arbiter {
                 self.bus.disconnect(port, conn);
             }
             ToArbiter::Filter { port, conn, filter } => match &mut self.vt {
-                Some(v) if v.sync.is_member(port) => v.sent[port].push(Sent::Filter(conn, filter)),
+                Some(v) if v.sync.is_node(port) => v.sent[port].push(Sent::Filter(conn, filter)),
                 _ => self.bus.set_filter(port, conn, filter),
             },
+            ToArbiter::HostFrame {
+                port,
+                conn,
+                frame,
+                at,
+            } => {
+                // Ready 1 ns after it was sent, like a node's; never before
+                // the frontier (a client woken from outside the bus sends
+                // late, at the frontier).
+                let ready = self.vt.as_ref().map(|v| {
+                    let at = WallTime::from_ns(at.unwrap_or(0));
+                    Sync::ready_after(at.max(v.sync.now()))
+                });
+                self.bus.submit(port, conn, frame, ready)
+            }
+            ToArbiter::HostIdle {
+                port,
+                conn,
+                at,
+                wake,
+            } => {
+                if let (true, Some(v)) = (self.is_current(port, conn), &mut self.vt) {
+                    let wake = (wake != proto::link::NEVER).then(|| WallTime::from_ns(wake));
+                    if let Err(anomaly) = v.sync.host_idle(port, WallTime::from_ns(at), wake) {
+                        debug!(port = port.0, ?anomaly, "idle record not taken");
+                    }
+                }
+            }
             ToArbiter::Frame {
                 port,
                 conn,
@@ -373,6 +416,40 @@ impl Arbiter {
                 None => self.bus.submit(port, conn, frame, None),
             },
         }
+    }
+
+    /// A client connected. On the virtual clock a node with a clock joins
+    /// the synchronisation at its first report; a timed host client at
+    /// once, at the frontier, with its FIFO places and its first grant.
+    fn on_connect(
+        &mut self,
+        port: PortId,
+        conn: ConnId,
+        rx: Arc<RxQueue>,
+        segment: Option<SegmentId>,
+        clocked: bool,
+        timed: bool,
+    ) {
+        let now = self.now();
+        self.bus.connect(port, conn, segment, !clocked, now);
+        if let Some(v) = &mut self.vt {
+            v.sent[port].clear();
+            let offset = if timed {
+                let at = v.sync.join_host(port);
+                rx.push_tx_free(v.host_places, at.as_ns());
+                rx.set_grant(at.as_ns());
+                Some(WallTime::ZERO)
+            } else {
+                if clocked {
+                    v.sync.join(port);
+                }
+                None
+            };
+            if let Some(s) = &mut self.queues.stamp {
+                s.offsets[port] = offset;
+            }
+        }
+        self.queues.rx[port] = Some((conn, rx));
     }
 
     fn is_current(&self, port: PortId, conn: ConnId) -> bool {
@@ -465,6 +542,21 @@ impl Arbiter {
         let _ = reply.send(value);
     }
 
+    /// A timed host client counts its own FIFO places: freed ones go to it
+    /// stamped with the bus's time, as an event of its own.
+    fn tx_free_to_host(&mut self, port: PortId, slots: usize) {
+        let Some(v) = &mut self.vt else { return };
+        if !v.sync.is_host(port) {
+            return;
+        }
+        let Some((_, rx)) = &self.queues.rx[port] else {
+            return;
+        };
+        let at = v.at;
+        rx.push_tx_free(u32::try_from(slots).unwrap_or(u32::MAX), at.as_ns());
+        v.sync.handed(port, at);
+    }
+
     /// Publishes what changed, then carries out the bus's outputs: the
     /// figures are out before the events that report the same frames.
     fn carry_out(&mut self) {
@@ -473,7 +565,10 @@ impl Arbiter {
         }
         while let Some(out) = self.bus.next_output() {
             match out {
-                Output::TxDone { port, slots } => self.w.tx_slots[port].add_permits(slots),
+                Output::TxDone { port, slots } => {
+                    self.w.tx_slots[port].add_permits(slots);
+                    self.tx_free_to_host(port, slots);
+                }
                 Output::ErrorFrame { .. } => {}
                 Output::OnBus(f) => {
                     if let Some(c) = &self.w.capture {
@@ -547,7 +642,9 @@ impl Arbiter {
                 Poll::Progress => continue,
                 Poll::Idle(next) => {
                     v.next = next;
-                    let frontier = v.sync.frontier(ceiling);
+                    // Where no member bounds time (all asleep without a
+                    // timer), the bus runs on to its own next event.
+                    let frontier = v.sync.frontier(ceiling.or(next));
                     match next {
                         Some(n) if n <= frontier => v.at = n.max(at),
                         _ => break,

@@ -201,6 +201,7 @@ fn virtual_clock(config: &BridgeConfig) -> Option<Virtual> {
         &from_start,
         v.pace_with_wall,
         config.ports.len() + config.socketcand.as_ref().map_or(0, |s| s.max_clients),
+        u32::try_from(config.tx_fifo_depth).unwrap_or(u32::MAX),
     ))
 }
 
@@ -323,7 +324,12 @@ fn launch(
     };
     tasks.spawn(Arbiter::new(bus, wiring, virtual_clock(&config)).run());
     let sockets = bound.files();
-    spawn_ports(&mut tasks, &common, bound.ports, bound.clocks);
+    let timed: Vec<bool> = config
+        .ports
+        .iter()
+        .map(|p| p.timed && is_virtual(&config))
+        .collect();
+    spawn_ports(&mut tasks, &common, bound.ports, bound.clocks, &timed);
     if let (Some((listener, _)), Some(sc)) = (socketcand, &config.socketcand) {
         spawn_socketcand(
             &mut tasks,
@@ -352,20 +358,22 @@ fn launch(
     }
 }
 
+/// A task per configured port; `timed`: which keep time in-band.
 fn spawn_ports(
     tasks: &mut JoinSet<()>,
     c: &Common,
     ports: Vec<port::Bound>,
     clocks: Vec<Option<port::Bound>>,
+    timed: &[bool],
 ) {
     for (index, (bound, clock)) in ports.into_iter().zip(clocks).enumerate() {
-        let index = PortId(index);
         let task = PortTask {
-            index,
+            index: PortId(index),
             bound,
             clock,
+            timed: timed[index],
             inbox: c.inbox.clone(),
-            tx_slots: c.tx_slots[index].clone(),
+            tx_slots: c.tx_slots[PortId(index)].clone(),
             shared: c.shared.clone(),
             shutdown: c.shutdown.clone(),
             rx_queue_depth: c.rx_queue_depth,

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use proto::Frame;
 use proto::filter::AcceptanceFilter;
-use proto::link::{self, Decoder, LinkError, MAX_ENCODED};
+use proto::link::{self, Decoder, Item, LinkError, MAX_ENCODED};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -170,24 +170,52 @@ impl FrameReader {
                 self.at += 1;
                 match self.decoder.push(b) {
                     Some(Ok(f)) => return Ok(Some(f)),
-                    Some(Err(e)) => {
-                        self.link_errors += 1;
-                        self.last_error = Some(e);
-                    }
+                    Some(Err(e)) => self.damaged(e),
                     None => {}
                 }
             }
-            let n = self
-                .rd
-                .read(&mut self.buf[..])
-                .await
-                .map_err(ClientError::Read)?;
-            if n == 0 {
+            if !self.fill().await? {
                 return Ok(None);
             }
-            self.at = 0;
-            self.len = n;
         }
+    }
+
+    /// The next good item, frame or control record, or `None` when the
+    /// bridge closed the port: what a timed client reads (see
+    /// [`PortConfig::timed`](crate::PortConfig::timed)). Damaged input is
+    /// counted and skipped. Cancel-safe.
+    pub async fn next_item(&mut self) -> Result<Option<Item>, ClientError> {
+        loop {
+            while self.at < self.len {
+                let b = self.buf[self.at];
+                self.at += 1;
+                match self.decoder.push_item(b) {
+                    Some(Ok(item)) => return Ok(Some(item)),
+                    Some(Err(e)) => self.damaged(e),
+                    None => {}
+                }
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn damaged(&mut self, e: LinkError) {
+        self.link_errors += 1;
+        self.last_error = Some(e);
+    }
+
+    /// Reads more bytes; `false` at the end of the stream.
+    async fn fill(&mut self) -> Result<bool, ClientError> {
+        let n = self
+            .rd
+            .read(&mut self.buf[..])
+            .await
+            .map_err(ClientError::Read)?;
+        self.at = 0;
+        self.len = n;
+        Ok(n > 0)
     }
 }
 

@@ -251,6 +251,15 @@ pub struct PortConfig {
     /// On the virtual clock: the node's clock socket.
     #[serde(default)]
     pub clock: Option<PortClock>,
+    /// On the virtual clock: the client keeps the bus's time in-band (a
+    /// host program such as a master or the supervisor). It takes part in
+    /// the synchronisation: frames and freed TX places reach it stamped
+    /// with their virtual time, `Until` records say how far it may act, it
+    /// stamps what it sends and answers `Idle` with its next timer (see
+    /// `proto::link`). Without it, a client's frames are sent at the
+    /// frontier and it is never waited for.
+    #[serde(default)]
+    pub timed: bool,
 }
 
 impl PortConfig {
@@ -265,6 +274,7 @@ impl PortConfig {
             segment: segment.into(),
             socket: socket.into(),
             clock: None,
+            timed: false,
         }
     }
 }
@@ -332,6 +342,12 @@ impl BridgeConfig {
     /// Clock sockets only on the virtual clock, each a usable path.
     fn check_clocks(&self) -> Result<(), BridgeError> {
         for (i, p) in self.ports.iter().enumerate() {
+            if p.timed && (self.clock == BusClock::Wall || p.clock.is_some()) {
+                return Err(invalid(
+                    format!("ports[{i}].timed"),
+                    "a timed client needs the virtual clock and no clock socket (it keeps time in-band)",
+                ));
+            }
             let Some(c) = &p.clock else { continue };
             if self.clock == BusClock::Wall {
                 return Err(invalid(

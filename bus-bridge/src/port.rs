@@ -11,6 +11,11 @@
 //! the frames queued before it, and only once QEMU has read them all from
 //! the socket: the node is held meanwhile, so it takes them at a point of
 //! its own clock that does not depend on the host.
+//!
+//! A timed host client's port (the virtual clock) keeps its time in-band:
+//! its reader passes on the client's stamped frames and `Idle` records in
+//! the order sent; its writer stamps every frame and freed TX place and
+//! sends each `Until` after what was queued before it.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -20,7 +25,9 @@ use std::time::Duration;
 
 use proto::Frame;
 use proto::clock::{Grant, RECORD, Report};
-use proto::link::{Decoder, Item, MAX_ENCODED, encode, encode_at};
+use proto::link::{
+    Decoder, Item, LinkError, MAX_ENCODED, encode, encode_at, encode_tx_free, encode_until,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
@@ -32,7 +39,7 @@ use crate::arbiter::ToArbiter;
 use crate::bus::Cause;
 use crate::error::BridgeError;
 use crate::ids::{ConnId, PortId};
-use crate::rxqueue::RxQueue;
+use crate::rxqueue::{Delivery, RxQueue};
 use crate::shutdown::wait_shutdown;
 use crate::stats::Shared;
 
@@ -108,6 +115,8 @@ pub(crate) struct PortTask {
     pub bound: Bound,
     /// The node's clock socket, on the virtual clock.
     pub clock: Option<Bound>,
+    /// A timed host client's port (the virtual clock): time in-band.
+    pub timed: bool,
     pub inbox: mpsc::Sender<ToArbiter>,
     /// Free places in this port's TX FIFO; the arbiter adds back what
     /// the FIFO lets go.
@@ -231,6 +240,7 @@ impl PortTask {
             rx: rx.clone(),
             segment: None,
             clocked: clock.is_some(),
+            timed: self.timed,
         };
         self.inbox.send(msg).await.ok()?;
         let (clock_rd, clock_wr) = match clock {
@@ -263,6 +273,10 @@ impl PortTask {
             (Some(r), Some(w)) => {
                 tasks.spawn(read_clocked(read_half, r, reader));
                 tasks.spawn(write_clocked(write_half, w, guard));
+            }
+            _ if self.timed => {
+                tasks.spawn(read_timed(read_half, reader));
+                tasks.spawn(write_timed(write_half, guard));
             }
             _ => {
                 tasks.spawn(read_link(read_half, reader));
@@ -335,7 +349,11 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
                     );
                 }
                 // Time records matter on the virtual clock only.
-                Some(Ok(Item::At(_))) => {}
+                Some(Ok(Item::At(_) | Item::Idle { .. })) => {}
+                // Records only the bridge sends.
+                Some(Ok(Item::Until(_) | Item::TxFree(_))) => {
+                    r.shared.link_error(r.port, LinkError::BadControl)
+                }
                 Some(Ok(Item::SetFilter(filter))) => {
                     // In line with the port's frames, so it takes effect in order.
                     let msg = ToArbiter::Filter {
@@ -516,6 +534,10 @@ async fn take_clocked(r: &Reader, decoder: &mut Decoder, bytes: &[u8]) -> bool {
             }
             // A node's frames take their time from its next report.
             Some(Ok(Item::At(_))) => continue,
+            Some(Ok(Item::Until(_) | Item::Idle { .. } | Item::TxFree(_))) => {
+                r.shared.link_error(r.port, LinkError::BadControl);
+                continue;
+            }
             Some(Ok(Item::SetFilter(filter))) => ToArbiter::Filter {
                 port: r.port,
                 conn: r.conn,
@@ -578,7 +600,6 @@ async fn drained(sock: &OwnedWriteHalf) -> bool {
 /// times, then each grant once QEMU has read the frames before it.
 async fn write_clocked(mut sock: OwnedWriteHalf, mut clock: OwnedWriteHalf, mut q: RxGuard) {
     let mut out = Vec::with_capacity(WRITE_BATCH * 2 * MAX_ENCODED);
-    let mut encoded = [0u8; MAX_ENCODED];
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     loop {
         batch.clear();
@@ -598,22 +619,129 @@ async fn write_clocked(mut sock: OwnedWriteHalf, mut clock: OwnedWriteHalf, mut 
             q.rx.data.notified().await;
             continue;
         }
-        out.clear();
-        let mut bytes = 0u64;
-        for (frame, at) in &batch {
-            if let Some(t) = at {
-                let n = encode_at(*t, &mut encoded);
-                out.extend_from_slice(&encoded[..n]);
-            }
-            let n = encode(frame, &mut encoded);
-            out.extend_from_slice(&encoded[..n]);
-            bytes += frame.data().len() as u64;
-        }
-        q.in_flight = batch.len() as u64;
+        let (frames, bytes) = encode_timed(&batch, &mut out);
+        q.in_flight = frames;
         if let Err(e) = sock.write_all(&out).await {
             debug!(port = q.port.0, error = %e, "write failed");
             return;
         }
-        q.written(batch.len() as u64, bytes);
+        q.written(frames, bytes);
+    }
+}
+
+/// Encodes `batch` into `out` (cleared first), each delivery after its
+/// time record; returns the frames and their data bytes.
+fn encode_timed(batch: &[(Delivery, Option<u64>)], out: &mut Vec<u8>) -> (u64, u64) {
+    let mut encoded = [0u8; MAX_ENCODED];
+    out.clear();
+    let (mut frames, mut bytes) = (0, 0);
+    for (d, at) in batch {
+        if let Some(t) = at {
+            let n = encode_at(*t, &mut encoded);
+            out.extend_from_slice(&encoded[..n]);
+        }
+        let n = match d {
+            Delivery::Frame(frame) => {
+                frames += 1;
+                bytes += frame.data().len() as u64;
+                encode(frame, &mut encoded)
+            }
+            Delivery::TxFree(places) => encode_tx_free(*places, &mut encoded),
+        };
+        out.extend_from_slice(&encoded[..n]);
+    }
+    (frames, bytes)
+}
+
+/// A timed host client's reader (the virtual clock): its frames, each
+/// with the time record before it, and its `Idle` records, in order.
+async fn read_timed(mut sock: OwnedReadHalf, r: Reader) {
+    let mut decoder = Decoder::new();
+    let mut buf = [0u8; READ_CHUNK];
+    let mut at = None;
+    loop {
+        let n = match sock.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        for &byte in &buf[..n] {
+            let msg = match decoder.push_item(byte) {
+                None => continue,
+                Some(Err(e)) => {
+                    r.shared.link_error(r.port, e);
+                    continue;
+                }
+                Some(Ok(Item::At(t))) => {
+                    at = Some(t);
+                    continue;
+                }
+                Some(Ok(Item::Idle { at, wake })) => ToArbiter::HostIdle {
+                    port: r.port,
+                    conn: r.conn,
+                    at,
+                    wake,
+                },
+                Some(Ok(Item::Until(_) | Item::TxFree(_))) => {
+                    r.shared.link_error(r.port, LinkError::BadControl);
+                    continue;
+                }
+                Some(Ok(Item::SetFilter(filter))) => ToArbiter::Filter {
+                    port: r.port,
+                    conn: r.conn,
+                    filter,
+                },
+                Some(Ok(Item::Frame(frame))) if !r.shared.timing.carries(&frame) => {
+                    r.shared.drop_frames(r.port, Cause::TxFdOnClassic, 1);
+                    continue;
+                }
+                Some(Ok(Item::Frame(frame))) => {
+                    // The client counts its FIFO places itself (freed ones
+                    // come to it in time); this one never pushes back.
+                    let Ok(slot) = r.tx_slots.acquire().await else {
+                        return;
+                    };
+                    slot.forget();
+                    ToArbiter::HostFrame {
+                        port: r.port,
+                        conn: r.conn,
+                        frame,
+                        at: at.take(),
+                    }
+                }
+            };
+            if r.inbox.send(msg).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A timed host client's writer (the virtual clock): frames and freed TX
+/// places stamped with their times, then each `Until` once what was queued
+/// before it is written.
+async fn write_timed(mut sock: OwnedWriteHalf, mut q: RxGuard) {
+    let mut out = Vec::with_capacity(WRITE_BATCH * 2 * MAX_ENCODED);
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    loop {
+        batch.clear();
+        if q.rx.pop_timed(&mut batch, WRITE_BATCH) == 0 {
+            if let Some(until) = q.rx.take_grant() {
+                let mut rec = [0u8; MAX_ENCODED];
+                let n = encode_until(until, &mut rec);
+                if sock.write_all(&rec[..n]).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            q.rx.data.notified().await;
+            continue;
+        }
+        let (frames, bytes) = encode_timed(&batch, &mut out);
+        q.in_flight = frames;
+        if let Err(e) = sock.write_all(&out).await {
+            debug!(port = q.port.0, error = %e, "write failed");
+            return;
+        }
+        q.written(frames, bytes);
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! On the virtual clock each frame carries its delivery time on the node's
 //! clock, and the queue also holds the node's next grant: the writer sends
-//! it only once every frame queued before it is written.
+//! it only once every frame queued before it is written. A timed host
+//! client's queue also carries its freed TX places, in time order with
+//! its frames.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,10 +24,19 @@ pub(crate) enum PushError {
     Closed,
 }
 
+/// What a port's writer passes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// A frame from the bus.
+    Frame(Frame),
+    /// Places of the client's TX FIFO freed (timed host clients only).
+    TxFree(u32),
+}
+
 struct Inner {
     /// Frames, each with its delivery time on the receiver's clock (the
     /// virtual clock only).
-    frames: VecDeque<(Frame, Option<u64>)>,
+    frames: VecDeque<(Delivery, Option<u64>)>,
     closed: bool,
     /// The receiver's next grant, on its clock.
     grant: Option<u64>,
@@ -73,7 +84,7 @@ impl RxQueue {
         if q.frames.len() >= self.cap {
             return Err(PushError::Full);
         }
-        q.frames.push_back((frame, at));
+        q.frames.push_back((Delivery::Frame(frame), at));
         let len = q.frames.len();
         drop(q);
         self.shared.ports[self.port]
@@ -85,18 +96,38 @@ impl RxQueue {
         Ok(())
     }
 
-    /// Moves up to `max` frames into `out`; returns how many.
-    pub fn pop_batch(&self, out: &mut Vec<Frame>, max: usize) -> usize {
-        self.pop_with(max, |(f, _)| out.push(f))
+    /// Queues `places` freed TX places for a timed client, at `at` on its
+    /// clock; never refused for room (there are only as many as its FIFO
+    /// has places).
+    pub fn push_tx_free(&self, places: u32, at: u64) {
+        let mut q = self.lock();
+        if q.closed {
+            return;
+        }
+        q.frames.push_back((Delivery::TxFree(places), Some(at)));
+        let first = q.frames.len() == 1;
+        drop(q);
+        if first {
+            self.data.notify_one();
+        }
     }
 
-    /// Moves up to `max` frames, with their delivery times, into `out`;
-    /// returns how many.
-    pub fn pop_timed(&self, out: &mut Vec<(Frame, Option<u64>)>, max: usize) -> usize {
+    /// Moves up to `max` frames into `out`; returns how many.
+    pub fn pop_batch(&self, out: &mut Vec<Frame>, max: usize) -> usize {
+        self.pop_with(max, |(d, _)| {
+            if let Delivery::Frame(f) = d {
+                out.push(f)
+            }
+        })
+    }
+
+    /// Moves up to `max` deliveries, with their times, into `out`; returns
+    /// how many.
+    pub fn pop_timed(&self, out: &mut Vec<(Delivery, Option<u64>)>, max: usize) -> usize {
         self.pop_with(max, |item| out.push(item))
     }
 
-    fn pop_with(&self, max: usize, mut put: impl FnMut((Frame, Option<u64>))) -> usize {
+    fn pop_with(&self, max: usize, mut put: impl FnMut((Delivery, Option<u64>))) -> usize {
         let mut q = self.lock();
         let was_full = q.frames.len() >= self.cap;
         let n = q.frames.len().min(max);

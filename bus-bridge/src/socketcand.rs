@@ -376,6 +376,7 @@ async fn open(
             rx,
             segment: Some(segment),
             clocked: false,
+            timed: false,
         },
         // BCM mode: nothing is forwarded until `rawmode`.
         ToArbiter::Filter {

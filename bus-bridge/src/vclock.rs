@@ -18,6 +18,17 @@
 //! frame for it is handed over early, stamped with its delivery time (the
 //! node's port holds it until then and wakes at that time).
 //!
+//! A *timed host client* (a master, the supervisor: a program on the
+//! host, with no clock of its own) is a member too. Its clock is the
+//! fleet's (no offset), and it is always idle between grants: it sleeps
+//! until its next timer, or until something is handed to it (a frame, a
+//! freed TX place). Granted up to `G`, it acts on everything due *before*
+//! `G`, in time order, and says so; so it is granted only when its next
+//! event lies before the round's limit. Nothing can reach it before `G`
+//! once it is granted: every frame sent in the round ends after the
+//! frontier plus the lookahead, the bus's own events come no earlier
+//! than `B`, and the limit is the earlier of the two.
+//!
 //! Times: [`WallTime`] is the bridge's clock, here the virtual one.
 //! Each node's own clock starts at 0 at its power-on; [`NodeTime`] is that
 //! clock, and a member's offset maps one onto the other at its first
@@ -57,6 +68,8 @@ struct Member {
     state: State,
     /// The earliest delivery handed over since it stopped.
     handed: Option<WallTime>,
+    /// A timed host client, not a node.
+    host: bool,
 }
 
 /// Why a report was not taken as it came.
@@ -98,8 +111,51 @@ impl Sync {
                 offset: None,
                 state: State::Joining,
                 handed: None,
+                host: false,
             },
         );
+    }
+
+    /// A timed host client connected to `port`: it starts at the frontier,
+    /// running until it says where its first timer is. Returns its first
+    /// grant (the frontier: it has nothing to do before it).
+    pub fn join_host(&mut self, port: PortId) -> WallTime {
+        let at = self.frontier;
+        self.members.insert(
+            port,
+            Member {
+                offset: Some(WallTime::ZERO),
+                state: State::Running { from: at, until: at },
+                handed: None,
+                host: true,
+            },
+        );
+        at
+    }
+
+    /// The timed host client at `port` has done everything due before `at`
+    /// and sleeps until `wake` (or until something is handed to it). Also
+    /// taken while it already sleeps: its next timer changed (something
+    /// outside the bus woke it, e.g. the testbed).
+    pub fn host_idle(
+        &mut self,
+        port: PortId,
+        at: WallTime,
+        wake: Option<WallTime>,
+    ) -> Result<(), Anomaly> {
+        let m = self.members.get_mut(&port).ok_or(Anomaly::NotAMember)?;
+        if !m.host {
+            return Err(Anomaly::NotAMember);
+        }
+        m.state = match m.state {
+            State::Running { from, .. } => State::Idle {
+                at: at.max(from),
+                wake,
+            },
+            State::Idle { at, .. } => State::Idle { at, wake },
+            State::Joining | State::Stopped { .. } => return Err(Anomaly::NotRunning),
+        };
+        Ok(())
     }
 
     /// `port`'s clock is gone (its QEMU ended).
@@ -109,6 +165,16 @@ impl Sync {
 
     pub fn is_member(&self, port: PortId) -> bool {
         self.members.contains_key(&port)
+    }
+
+    /// Whether `port` is a node with a clock (not a timed host client).
+    pub fn is_node(&self, port: PortId) -> bool {
+        self.members.get(&port).is_some_and(|m| !m.host)
+    }
+
+    /// Whether `port` is a timed host client.
+    pub fn is_host(&self, port: PortId) -> bool {
+        self.members.get(&port).is_some_and(|m| m.host)
     }
 
     /// The member stopped as `r` says; returns where, on the fleet's clock
@@ -220,6 +286,11 @@ impl Sync {
         for (&port, m) in &mut self.members {
             let Some(offset) = m.offset else { continue };
             let from = match m.state {
+                // A host acts on what is due before its grant: only then.
+                State::Idle { .. } if m.host => match Self::idle_next(m) {
+                    Some(next) if next < limit => next,
+                    _ => continue,
+                },
                 State::Stopped { at } if limit > at => at,
                 State::Idle { wake, .. } if wake.is_some_and(|w| w <= limit) => {
                     earliest(wake, m.handed).unwrap_or(limit)
@@ -234,6 +305,14 @@ impl Sync {
             out.push((port, NodeTime(limit.saturating_since(offset))));
         }
         out
+    }
+
+    /// When a sleeping member next acts: its timer or a delivery.
+    fn idle_next(m: &Member) -> Option<WallTime> {
+        match m.state {
+            State::Idle { wake, .. } => earliest(wake, m.handed),
+            _ => None,
+        }
     }
 
     /// `port`'s time 0 on the fleet's clock, once it has reported.
@@ -425,6 +504,66 @@ mod tests {
         assert_eq!(s.frontier(None), t(L), "taken as at L");
         assert_eq!(s.now(), t(L), "a host client sends at the frontier");
         assert_eq!(Sync::ready_after(t(L)), t(L + 1));
+    }
+
+    #[test]
+    fn a_host_client_holds_time_while_it_acts_and_is_granted_before_its_timer() {
+        let mut s = two();
+        s.frontier(None);
+        s.grants(None, None);
+        s.report(PortId(0), barrier(L)).unwrap();
+        s.report(PortId(1), barrier(L)).unwrap();
+        assert_eq!(s.frontier(None), t(L));
+        // The master connects: it starts at the frontier and holds it.
+        assert_eq!(s.join_host(PortId(5)), t(L));
+        assert_eq!(s.grants(None, None), [], "a round waits for the host");
+        // Its first timer is 3L away: the nodes go on, the host sleeps.
+        s.host_idle(PortId(5), t(L), Some(t(4 * L))).unwrap();
+        assert_eq!(s.frontier(None), t(L));
+        assert_eq!(s.grants(None, None).len(), 2);
+        s.report(PortId(0), barrier(2 * L)).unwrap();
+        s.report(PortId(1), barrier(2 * L)).unwrap();
+        s.frontier(None);
+        s.grants(None, None);
+        s.report(PortId(0), idle(2 * L, NEVER)).unwrap();
+        s.report(PortId(1), idle(2 * L, NEVER)).unwrap();
+        // Only the host's timer bounds time: it jumps there. A limit that
+        // ends at the timer does not grant it (it acts only before).
+        assert_eq!(s.frontier(None), t(4 * L));
+        assert_eq!(s.grants(Some(t(4 * L)), None), []);
+        assert_eq!(s.grants(None, None), [(PortId(5), NodeTime(5 * L))]);
+        assert_eq!(s.frontier(None), t(4 * L), "it holds the frontier");
+        // It sent something at its timer: a frame for the nodes, ending
+        // at 4L + 40_000; it has no timer left.
+        s.host_idle(PortId(5), t(5 * L), None).unwrap();
+        assert_eq!(s.frontier(Some(t(4 * L + 40_000))), t(4 * L + 40_000));
+        s.handed(PortId(0), t(4 * L + 40_000));
+        s.handed(PortId(5), t(4 * L + 40_000));
+        let g = s.grants(None, None);
+        assert_eq!(g.len(), 2, "the node woken by the frame and the host: {g:?}");
+    }
+
+    #[test]
+    fn a_host_may_move_its_timer_while_it_sleeps_and_strangers_are_named() {
+        let mut s = Sync::new(L);
+        assert_eq!(s.join_host(PortId(3)), t(0));
+        assert_eq!(
+            s.host_idle(PortId(4), t(0), None),
+            Err(Anomaly::NotAMember)
+        );
+        s.host_idle(PortId(3), t(0), None).unwrap();
+        assert_eq!(s.frontier(None), t(0));
+        assert_eq!(s.grants(None, None), []);
+        // Woken from outside the bus, it set a timer.
+        s.host_idle(PortId(3), t(0), Some(t(900))).unwrap();
+        assert_eq!(s.frontier(None), t(900));
+        assert_eq!(s.grants(None, None), [(PortId(3), NodeTime(900 + L))]);
+        s.join(PortId(0));
+        assert_eq!(
+            s.host_idle(PortId(0), t(0), None),
+            Err(Anomaly::NotAMember),
+            "a node reports over its clock socket"
+        );
     }
 
     #[test]
