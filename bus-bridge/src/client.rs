@@ -129,8 +129,14 @@ pub async fn connect_with(
             },
         )?;
     }
+    Ok(split(stream))
+}
+
+/// A reader and a writer on a stream already connected (a socket pair in
+/// tests, a socket passed in).
+pub fn split(stream: UnixStream) -> (FrameReader, FrameWriter) {
     let (rd, wr) = stream.into_split();
-    Ok((FrameReader::new(rd), FrameWriter { wr }))
+    (FrameReader::new(rd), FrameWriter { wr })
 }
 
 /// Receives frames from the bus.

@@ -126,7 +126,8 @@ impl Sync {
             Member {
                 offset: Some(WallTime::ZERO),
                 state: State::Running { from: at, until: at },
-                handed: None,
+                // Its FIFO places, handed to it at the frontier.
+                handed: Some(at),
                 host: true,
             },
         );
@@ -134,9 +135,11 @@ impl Sync {
     }
 
     /// The timed host client at `port` has done everything due before `at`
-    /// and sleeps until `wake` (or until something is handed to it). Also
-    /// taken while it already sleeps: its next timer changed (something
-    /// outside the bus woke it, e.g. the testbed).
+    /// and sleeps until `wake` (or until something is handed to it): that
+    /// ends its grant if `at` reaches the grant's end. Also taken while it
+    /// already sleeps, or before it has read its grant: its next timer
+    /// changed (something outside the bus woke it, e.g. the testbed); the
+    /// grant's own answer follows.
     pub fn host_idle(
         &mut self,
         port: PortId,
@@ -148,10 +151,13 @@ impl Sync {
             return Err(Anomaly::NotAMember);
         }
         m.state = match m.state {
-            State::Running { from, .. } => State::Idle {
+            State::Running { from, until } if at >= until => State::Idle {
                 at: at.max(from),
                 wake,
             },
+            // Sent before it read its grant (woken from outside): the
+            // grant is still to be done, and will say where it ends.
+            State::Running { .. } => return Ok(()),
             State::Idle { at, .. } => State::Idle { at, wake },
             State::Joining | State::Stopped { .. } => return Err(Anomaly::NotRunning),
         };
@@ -517,14 +523,19 @@ mod tests {
         // The master connects: it starts at the frontier and holds it.
         assert_eq!(s.join_host(PortId(5)), t(L));
         assert_eq!(s.grants(None, None), [], "a round waits for the host");
-        // Its first timer is 3L away: the nodes go on, the host sleeps.
+        // Woken from outside before it read its grant: still running.
+        s.host_idle(PortId(5), t(0), Some(t(4 * L))).unwrap();
+        assert_eq!(s.grants(None, None), []);
         s.host_idle(PortId(5), t(L), Some(t(4 * L))).unwrap();
         assert_eq!(s.frontier(None), t(L));
-        assert_eq!(s.grants(None, None).len(), 2);
+        // Its FIFO places were handed to it at L: granted with the nodes.
+        assert_eq!(s.grants(None, None).len(), 3);
+        s.host_idle(PortId(5), t(2 * L), Some(t(4 * L))).unwrap();
         s.report(PortId(0), barrier(2 * L)).unwrap();
         s.report(PortId(1), barrier(2 * L)).unwrap();
+        // Its first timer is at 4L: the nodes go on, the host sleeps.
         s.frontier(None);
-        s.grants(None, None);
+        assert_eq!(s.grants(None, None).len(), 2);
         s.report(PortId(0), idle(2 * L, NEVER)).unwrap();
         s.report(PortId(1), idle(2 * L, NEVER)).unwrap();
         // Only the host's timer bounds time: it jumps there. A limit that
@@ -553,11 +564,14 @@ mod tests {
         );
         s.host_idle(PortId(3), t(0), None).unwrap();
         assert_eq!(s.frontier(None), t(0));
+        assert_eq!(s.grants(None, None), [(PortId(3), NodeTime(L))], "its places");
+        s.host_idle(PortId(3), t(L), None).unwrap();
+        assert_eq!(s.frontier(None), t(0), "nothing bounds it: it stays");
         assert_eq!(s.grants(None, None), []);
         // Woken from outside the bus, it set a timer.
-        s.host_idle(PortId(3), t(0), Some(t(900))).unwrap();
-        assert_eq!(s.frontier(None), t(900));
-        assert_eq!(s.grants(None, None), [(PortId(3), NodeTime(900 + L))]);
+        s.host_idle(PortId(3), t(L), Some(t(3 * L))).unwrap();
+        assert_eq!(s.frontier(None), t(3 * L));
+        assert_eq!(s.grants(None, None), [(PortId(3), NodeTime(4 * L))]);
         s.join(PortId(0));
         assert_eq!(
             s.host_idle(PortId(0), t(0), None),

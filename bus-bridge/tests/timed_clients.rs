@@ -87,9 +87,14 @@ async fn timed_clients_act_at_their_timers_and_hear_each_other_at_bus_times() {
     let mut b = Timed::connect(&common::sock(dir.path(), "b")).await;
     assert_eq!(b.until().await.1, 0);
     b.idle(0, NEVER).await;
+    a.idle(0, 1_000_000).await;
+    // Both are granted at once to take their places (handed at 0).
+    let (_, g) = a.until().await;
+    a.idle(g, 1_000_000).await;
+    let (_, g) = b.until().await;
+    b.idle(g, NEVER).await;
     // A's first timer is at 1 ms: time skips there, and A acts before it
     // is told that anything after has come.
-    a.idle(0, 1_000_000).await;
     let (handed, g) = a.until().await;
     assert!(handed.is_empty(), "{handed:?}");
     assert!(g > 1_000_000, "granted past its timer: {g}");

@@ -778,6 +778,7 @@ fn bridge_config(opts: &Options, run_dir: &RunDir, fault_seed: u64) -> bus_bridg
         name,
         segment: segment.to_string(),
         clock: None,
+        timed: false,
     };
     let mut ports: Vec<_> = HOST_PORTS
         .iter()
