@@ -653,8 +653,9 @@ impl Arbiter {
             }
         }
         let v = self.vt.as_mut()?;
+        // The fleet's time: the frontier (the bus may have been idle).
         if let Some(virt) = &self.w.shared.virtual_now {
-            virt.store(v.at.as_ns(), std::sync::atomic::Ordering::Relaxed);
+            virt.store(v.sync.now().as_ns(), std::sync::atomic::Ordering::Relaxed);
         }
         for (port, until) in v.sync.grants(v.next, ceiling) {
             if let Some((_, rx)) = &self.queues.rx[port] {

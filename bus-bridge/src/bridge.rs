@@ -407,7 +407,25 @@ fn spawn_socketcand(
     tasks.spawn(server.run());
 }
 
+/// Reads a bridge's time, cheaply, from any task: on the virtual clock the
+/// fleet's virtual time (the frontier: every member has got that far),
+/// else the host's time since the bridge started; nanoseconds.
+#[derive(Clone)]
+pub struct TimeReader(Arc<Shared>);
+
+impl TimeReader {
+    /// Now, in nanoseconds since the bridge started.
+    pub fn now_ns(&self) -> u64 {
+        self.0.wall_now().as_ns()
+    }
+}
+
 impl Bridge {
+    /// Its time, for other tasks to read (see [`TimeReader`]).
+    pub fn time(&self) -> TimeReader {
+        TimeReader(self.shared.clone())
+    }
+
     /// A snapshot of every counter.
     pub fn stats(&self) -> BusStats {
         self.shared.snapshot()

@@ -85,7 +85,7 @@ pub mod timing;
 #[allow(dead_code)]
 mod vclock;
 
-pub use bridge::{Bridge, start};
+pub use bridge::{Bridge, TimeReader, start};
 pub use bus::Cause as DropCause;
 pub use capture::{CaptureConfig, CaptureStatus};
 pub use config::{

@@ -3,8 +3,8 @@
 
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
+use std::ops::Add;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// When a window closes. Every policy is capped by `max_wait` from the
 /// first request.
@@ -71,13 +71,14 @@ pub struct HoldOff {
     pub min_requests: usize,
 }
 
-/// What a window's deadline depends on.
+/// What a window's deadline depends on, at times of type `T` (any clock:
+/// the policy only adds durations and compares).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WindowClock {
+pub struct WindowClock<T> {
     /// The first request.
-    pub first: Instant,
+    pub first: T,
     /// The most recent request from a node new to the window.
-    pub last_new: Instant,
+    pub last_new: T,
     /// New requesters after the first.
     pub renewals: u32,
     /// Distinct requesters so far.
@@ -159,7 +160,10 @@ impl HoldOff {
     }
 
     /// When a window in state `w` closes, and why.
-    pub fn deadline(&self, w: &WindowClock) -> (Instant, CloseReason) {
+    pub fn deadline<T>(&self, w: &WindowClock<T>) -> (T, CloseReason)
+    where
+        T: Copy + Ord + Add<Duration, Output = T>,
+    {
         let timer = match self.policy {
             Policy::Fixed => (w.first + self.hold_off, CloseReason::Timer),
             Policy::Renew => (w.last_new + self.hold_off, CloseReason::Timer),
@@ -266,7 +270,7 @@ mod tests {
 
     #[test]
     fn caps_and_floors() {
-        let t0 = Instant::now();
+        let t0 = std::time::Instant::now();
         let ms = |n| Duration::from_millis(n);
         let clock = |last: u64, renewals, requesters| WindowClock {
             first: t0,

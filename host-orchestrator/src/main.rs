@@ -173,6 +173,10 @@ struct MasterArgs {
     /// The master configuration (JSON, as the testbed writes it).
     #[arg(long)]
     config: PathBuf,
+    /// The clock it keeps: `wall`, or `virtual` (the bus's time, on a
+    /// timed port).
+    #[arg(long, value_parser = parse_clock, default_value = "wall")]
+    clock: board::strap::Clock,
 }
 
 fn parse_role(s: &str) -> Result<host_orchestrator::master::Role, String> {
@@ -721,7 +725,15 @@ async fn master(args: MasterArgs, interrupt: CancellationToken) -> Result<()> {
             }
         }
     });
-    let run = master::run(&args.port, &args.store, config, args.role, events, stopped);
+    let run = master::run(
+        &args.port,
+        &args.store,
+        config,
+        args.role,
+        events,
+        stopped,
+        args.clock,
+    );
     tokio::pin!(run);
     let result = tokio::select! {
         r = &mut run => r,

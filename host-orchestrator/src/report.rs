@@ -7,7 +7,7 @@ use crate::seeds::Seeds;
 use crate::supervisor::{FleetView, HostState, ObservedSession, Rejection, digest_hex};
 use bus_bridge::BusStats;
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
+use crate::clock::Moment;
 
 /// A run's verdict; "pass" or "fail" in JSON.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,9 +241,13 @@ pub struct MasterNow {
 }
 
 impl MasterLog {
-    /// Adds one event; `t0_ms` is the testbed's start in Unix milliseconds.
+    /// Adds one event; `t0_ms` is the testbed's start in Unix milliseconds
+    /// (an event on the virtual clock carries its own time since it).
     pub fn record(&mut self, r: &MasterRecord, t0_ms: u64) {
-        let at = r.ts_ms.saturating_sub(t0_ms) as f64 / 1000.0;
+        let at = match r.vt_ns {
+            Some(ns) => Moment::from_ns(ns).as_secs_f64(),
+            None => r.ts_ms.saturating_sub(t0_ms) as f64 / 1000.0,
+        };
         match &r.event {
             MasterEvent::WindowOpened { window, node } => {
                 self.windows.retain(|w| w.window != *window);
@@ -426,12 +430,13 @@ impl BroadcastReport {
     }
 }
 
-/// Builds the report.
+/// Builds the report; `now` is where the run's clock is (times count from
+/// the testbed's start on it).
 pub fn build(
     view: &FleetView,
     log: &MasterLog,
     bus: Option<BusStats>,
-    t0: Instant,
+    now: Moment,
     run_dir: String,
 ) -> Report {
     let nodes: Vec<NodeReport> = view
@@ -476,10 +481,7 @@ pub fn build(
         .filter_map(|n| n.verified_at)
         .max()
         .filter(|_| verified == nodes.len());
-    let elapsed_s = last_verified
-        .unwrap_or_else(Instant::now)
-        .saturating_duration_since(t0)
-        .as_secs_f64();
+    let elapsed_s = last_verified.unwrap_or(now).as_secs_f64();
     Report {
         verdict: Verdict::of(verified == nodes.len()),
         nodes_total: nodes.len(),
@@ -497,11 +499,10 @@ pub fn build(
 }
 
 impl Report {
-    /// Gives each node its state timeline (times counted from `t0`).
+    /// Gives each node its state timeline.
     pub fn attach_timelines(
         &mut self,
-        timelines: &std::collections::BTreeMap<u16, Vec<(Instant, HostState)>>,
-        t0: Instant,
+        timelines: &std::collections::BTreeMap<u16, Vec<(Moment, HostState)>>,
     ) {
         for n in &mut self.nodes {
             n.states = timelines
@@ -509,7 +510,7 @@ impl Report {
                 .into_iter()
                 .flatten()
                 .map(|&(at, state)| StateChange {
-                    t_s: at.saturating_duration_since(t0).as_secs_f64(),
+                    t_s: at.as_secs_f64(),
                     state,
                 })
                 .collect();
@@ -657,6 +658,7 @@ pub(crate) mod tests {
     fn rec(ms: u64, source: Role, event: MasterEvent) -> MasterRecord {
         MasterRecord {
             ts_ms: 10_000 + ms,
+            vt_ns: None,
             source,
             event,
         }

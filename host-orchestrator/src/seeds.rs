@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 /// The streams, by number.
 const ACTIONS: u64 = 1;
 const BUS_FAULTS: u64 = 2;
+const NONCES: u64 = 3;
 /// Node `id`'s stream is `NODES + id`.
 const NODES: u64 = 1 << 32;
 
@@ -49,6 +50,13 @@ impl Seeds {
     /// The generator of the storm's actions (node picks, reboot kinds).
     pub fn actions(&self) -> ChaCha8Rng {
         stream(self.run, ACTIONS)
+    }
+
+    /// The supervisor's challenge nonces on the virtual clock (a nonce's
+    /// bits set its frame's length on the wire, so a repeated run needs
+    /// the same ones; nodes cannot predict them without the run's seed).
+    pub fn nonces(&self) -> ChaCha8Rng {
+        stream(self.run, NONCES)
     }
 }
 

@@ -2,6 +2,7 @@
 //! together and always torn down together.
 
 use crate::child::{self, Child};
+use crate::clock::RunClock;
 use crate::fleet::Fleet;
 use crate::live::LiveView;
 use crate::master::{self, MasterRecord, Role};
@@ -10,11 +11,13 @@ use crate::report::{self, MasterLog, Report};
 use crate::rundir::RunDir;
 use crate::seeds::Seeds;
 use crate::store::Store;
-use crate::supervisor::{FleetView, Published, Supervisor};
+use crate::supervisor::{self, FleetView, Published, Supervisor};
 use anyhow::{Context, Result, bail};
 use board::strap::Strap;
 use proto::NodeType;
 use proto::msg::{Message, Reboot};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -168,6 +171,8 @@ struct Masters {
 pub struct Testbed {
     run_dir: RunDir,
     t0: Instant,
+    /// The run's clock: reports and the live view read their times on it.
+    clock: RunClock,
     bridge: Option<bus_bridge::Bridge>,
     /// Every task the testbed started.
     tasks: TaskTracker,
@@ -192,14 +197,6 @@ pub struct Testbed {
 impl Testbed {
     /// Starts the bridge, the master, the supervisor and every node.
     pub async fn start(opts: Options) -> Result<Testbed> {
-        if opts.fleet.clock == board::strap::Clock::Virtual {
-            // Nodes and bridge run on it (tests/qemu_clock.rs); the master,
-            // supervisor and storm timeline still keep the host's time, and
-            // a session paced that way stalls.
-            bail!(
-                "bus.clock: \"virtual\" runs the bridge and the nodes only so far; the master, supervisor and storm timeline do not keep virtual time yet (issue 14), so a testbed needs clock = \"wall\""
-            );
-        }
         qemu::check_installed()?;
         let run_dir = RunDir::create(opts.run_dir.as_deref())?;
         let reference = prepare_stores(&opts, &run_dir)?;
@@ -211,16 +208,27 @@ impl Testbed {
             .await
             .context("starting the bus bridge")?;
         let t0 = Instant::now();
+        let clock = match opts.fleet.clock {
+            board::strap::Clock::Wall => RunClock::Wall { t0 },
+            board::strap::Clock::Virtual => RunClock::Bus(bridge.time()),
+        };
         let tasks = TaskTracker::new();
         let cancel = CancellationToken::new();
         // The supervisor first: it must hear every frame, the masters' first
         // beacons included.
         let supervisor = Supervisor::start(
-            &run_dir.port_socket("supervisor"),
-            &opts.fleet.nodes,
-            reference,
-            opts.max_rejects,
-            t0,
+            supervisor::Options {
+                port: run_dir.port_socket("supervisor"),
+                nodes: opts.fleet.nodes.clone(),
+                reference,
+                max_rejects: opts.max_rejects,
+                clock: opts.fleet.clock,
+                t0,
+                nonces: match opts.fleet.clock {
+                    board::strap::Clock::Wall => Box::new(StdRng::from_entropy()),
+                    board::strap::Clock::Virtual => Box::new(seeds.nonces()),
+                },
+            },
             &tasks,
             cancel.clone(),
         )
@@ -230,7 +238,7 @@ impl Testbed {
             LiveView::start(
                 supervisor.subscribe(),
                 masters.log.clone(),
-                t0,
+                clock.clone(),
                 &tasks,
                 &cancel,
             )
@@ -239,6 +247,7 @@ impl Testbed {
             store_dir: run_dir.store(),
             run_dir,
             t0,
+            clock,
             bridge: Some(bridge),
             tasks,
             cancel: cancel.drop_guard(),
@@ -488,6 +497,17 @@ impl Testbed {
         self.t0
     }
 
+    /// Now on the run's clock (the host's since the start, or the bus's
+    /// virtual time): what the report's times count.
+    pub fn now(&self) -> crate::clock::Moment {
+        self.clock.now()
+    }
+
+    /// The run's clock, for other tasks to read.
+    pub fn clock(&self) -> RunClock {
+        self.clock.clone()
+    }
+
     /// The run folder.
     pub fn run_dir(&self) -> &Path {
         self.run_dir.path()
@@ -612,7 +632,7 @@ impl Testbed {
             &self.supervisor.snapshot(),
             &log,
             bus,
-            self.t0,
+            self.clock.now(),
             self.run_dir().display().to_string(),
         );
         report.seeds = Some(self.seeds.clone());
@@ -644,7 +664,7 @@ impl Testbed {
             cancel,
             masters,
             run_dir,
-            t0,
+            clock,
             seeds,
             ..
         } = self;
@@ -660,6 +680,7 @@ impl Testbed {
             }
         };
         cancel.disarm().cancel();
+        let now = clock.now();
         let bus = match bridge {
             Some(b) => Some(b.shutdown().await),
             None => None,
@@ -668,9 +689,9 @@ impl Testbed {
         tasks.close();
         tasks.wait().await;
         let log = masters.log.borrow().clone();
-        let mut report = report::build(&view, &log, bus, t0, run_dir.path().display().to_string());
+        let mut report = report::build(&view, &log, bus, now, run_dir.path().display().to_string());
         report.seeds = Some(seeds);
-        report.attach_timelines(&timelines, t0);
+        report.attach_timelines(&timelines);
         report
     }
 
@@ -785,6 +806,11 @@ fn bridge_config(opts: &Options, run_dir: &RunDir, fault_seed: u64) -> bus_bridg
         .map(|p| port(p.to_string(), host_segment))
         .collect();
     let on_virtual = opts.fleet.clock == board::strap::Clock::Virtual;
+    // On the virtual clock the masters and the supervisor keep the bus's
+    // time (the tool port stays a plain client).
+    for p in &mut ports {
+        p.timed = on_virtual && p.name != "tool";
+    }
     for n in &opts.fleet.nodes {
         let mut p = port(RunDir::node_port_name(n.id), &n.segment);
         p.clock = on_virtual.then(|| bus_bridge::PortClock {
@@ -805,11 +831,11 @@ fn bridge_config(opts: &Options, run_dir: &RunDir, fault_seed: u64) -> bus_bridg
         },
         socketcand: Some(bus_bridge::SocketcandConfig::default()),
         control_socket: Some(run_dir.control_socket()),
-        // The master and supervisor keep the host's time: virtual time may
-        // not run ahead of it (see `VirtualClock::pace_with_wall`).
+        // The masters and the supervisor keep the bus's time too: nothing
+        // paces it but the fleet.
         clock: if on_virtual {
             bus_bridge::BusClock::Virtual(bus_bridge::VirtualClock {
-                pace_with_wall: true,
+                pace_with_wall: false,
             })
         } else {
             bus_bridge::BusClock::Wall
@@ -852,8 +878,9 @@ fn start_masters(opts: &Options, run_dir: &RunDir, tasks: &TaskTracker) -> Resul
     let port = run_dir.port_socket("master");
     let store = run_dir.store();
     let config = opts.fleet.master.clone();
+    let clock = opts.fleet.clock;
     let primary = tasks.spawn(async move {
-        master::run(&port, &store, config, Role::Primary, events_tx, stopped).await
+        master::run(&port, &store, config, Role::Primary, events_tx, stopped, clock).await
     });
     Ok(Masters {
         primary: Some(primary),
@@ -945,6 +972,11 @@ fn spawn_backup(
         .arg(run_dir.store())
         .arg("--config")
         .arg(&config)
+        .arg("--clock")
+        .arg(match opts.fleet.clock {
+            board::strap::Clock::Wall => "wall",
+            board::strap::Clock::Virtual => "virtual",
+        })
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::from(log));

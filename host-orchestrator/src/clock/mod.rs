@@ -15,5 +15,5 @@ mod virt;
 
 pub use moment::Moment;
 pub use source::{
-    Clock, Driving, Elapsed, Inbox, PortWriter, Sleep, Task, TaskEnded, Ticker, VirtualClient,
+    AbortOnDrop, Clock, Driving, Elapsed, Inbox, PortWriter, RunClock, Sleep, Task, TaskEnded, Ticker, VirtualClient,
 };

@@ -95,6 +95,32 @@ impl Clock {
     }
 }
 
+/// The run's time as the testbed reads it, for reports and the live view:
+/// the host's clock from the testbed's start, or the bridge's virtual time
+/// (the time every member of the bus has reached).
+#[derive(Clone)]
+pub enum RunClock {
+    /// The host's clock, `Moment::ZERO` at `t0`.
+    Wall {
+        /// The testbed's start.
+        t0: Instant,
+    },
+    /// The bus's virtual time.
+    Bus(bus_bridge::TimeReader),
+}
+
+impl RunClock {
+    /// Now.
+    pub fn now(&self) -> Moment {
+        match self {
+            RunClock::Wall { t0 } => {
+                Moment::from_duration(Instant::now().saturating_duration_since(*t0))
+            }
+            RunClock::Bus(r) => Moment::from_ns(r.now_ns()),
+        }
+    }
+}
+
 /// The deadline of [`Clock::timeout_at`] came first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Elapsed;
@@ -157,6 +183,15 @@ pub struct Task<T>(TaskOn<T>);
 enum TaskOn<T> {
     Wall(tokio::task::JoinHandle<T>),
     Virtual(oneshot::Receiver<T>, virt::Abort),
+}
+
+/// Ends its task when dropped.
+pub struct AbortOnDrop<T>(pub Task<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Why a task gave no result: it panicked or was aborted.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use crate::clock::RunClock;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -35,14 +35,14 @@ impl LiveView {
     pub fn start(
         fleet: watch::Receiver<Arc<FleetView>>,
         masters: watch::Receiver<Arc<MasterLog>>,
-        t0: Instant,
+        clock: RunClock,
         tasks: &TaskTracker,
         cancel: &CancellationToken,
     ) -> LiveView {
         let stop = cancel.child_token();
         let bars = std::io::IsTerminal::is_terminal(&std::io::stderr())
             && std::env::var("TERM").is_ok_and(|t| t != "dumb");
-        let task = tasks.spawn(run(fleet, masters, t0, bars, stop.clone()));
+        let task = tasks.spawn(run(fleet, masters, clock, bars, stop.clone()));
         LiveView { stop, task }
     }
 
@@ -61,7 +61,7 @@ enum Out {
 async fn run(
     mut fleet: watch::Receiver<Arc<FleetView>>,
     mut masters: watch::Receiver<Arc<MasterLog>>,
-    t0: Instant,
+    clock: RunClock,
     bars: bool,
     stop: CancellationToken,
 ) {
@@ -70,7 +70,7 @@ async fn run(
     loop {
         let v = fleet.borrow_and_update().clone();
         let l = masters.borrow_and_update().clone();
-        let now_s = t0.elapsed().as_secs_f64();
+        let now_s = clock.now().as_secs_f64();
         let s = screen::Screen::of(&v, &l, now_s);
         match out.get_or_insert_with(|| {
             if bars {
@@ -96,7 +96,7 @@ async fn run(
     }
     let v = fleet.borrow().clone();
     let l = masters.borrow().clone();
-    let now_s = t0.elapsed().as_secs_f64();
+    let now_s = clock.now().as_secs_f64();
     match out {
         Some(Out::Bars(b)) => b.finish(&screen::Screen::of(&v, &l, now_s)),
         Some(Out::Plain(mut p)) => p.show(&v, &l, now_s),

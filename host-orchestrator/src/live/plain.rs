@@ -133,6 +133,7 @@ mod tests {
     fn record(log: &mut MasterLog, ms: u64, event: MasterEvent) {
         let r = MasterRecord {
             ts_ms: ms,
+            vt_ns: None,
             source: Role::Primary,
             event,
         };

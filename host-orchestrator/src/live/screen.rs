@@ -299,6 +299,7 @@ mod tests {
         for (ms, e) in records {
             let r = MasterRecord {
                 ts_ms: 1000 + ms,
+                vt_ns: None,
                 source: Role::Primary,
                 event: e.clone(),
             };

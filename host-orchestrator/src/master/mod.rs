@@ -15,7 +15,9 @@ pub mod session;
 
 use crate::store::{PartSpec, Store};
 use anyhow::{Context, Result};
-use bus_bridge::client::{self, AbortOnDrop, FrameWriter, read_frames};
+use crate::clock::{Clock, Inbox, Moment, PortWriter, Task, VirtualClient};
+use board::strap::Clock as ClockKind;
+use bus_bridge::client::{self, AbortOnDrop, read_frames};
 use progress::{SessionProgress, WireProgress};
 use proto::msg::{self, MasterBeacon, Message, NodeState};
 use proto::{Frame, NodeType};
@@ -27,8 +29,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tracing::{info, warn};
 
 pub use crate::holdoff::CloseReason;
@@ -166,6 +166,9 @@ pub enum MasterEvent {
 pub struct MasterRecord {
     /// Wall-clock milliseconds since the Unix epoch.
     pub ts_ms: u64,
+    /// On the virtual clock: the bus's virtual time of the event, ns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vt_ns: Option<u64>,
     /// Which master.
     pub source: Role,
     /// What happened.
@@ -183,7 +186,7 @@ pub fn now_ms() -> u64 {
 struct Running {
     plan: SessionPlan,
     ctl: mpsc::Sender<SessionCtl>,
-    task: JoinHandle<Result<session::Outcome>>,
+    task: Task<Result<session::Outcome>>,
     /// Requesters the session was told have every chunk (told once each).
     completed: BTreeSet<u16>,
 }
@@ -205,6 +208,8 @@ struct Observed {
 }
 
 struct Master {
+    /// Where its time comes from: every time it reads, sleeps or spawns.
+    clock: Clock,
     role: Role,
     active: bool,
     config: MasterConfig,
@@ -218,13 +223,13 @@ struct Master {
     events: mpsc::Sender<MasterRecord>,
     running: Option<Running>,
     observed: Option<Observed>,
-    primary_heard: Instant,
-    started: Instant,
+    primary_heard: Moment,
+    started: Moment,
     reported_no_image: BTreeSet<u16>,
     /// The running session as its frames are written (the writer owns it).
     progress: watch::Receiver<WireProgress>,
     /// What the last `Progress` event said.
-    progress_said: (Option<Instant>, Option<SessionProgress>),
+    progress_said: (Option<Moment>, Option<SessionProgress>),
 }
 
 impl Master {
@@ -232,6 +237,7 @@ impl Master {
         log_event(self.role, &event);
         let record = MasterRecord {
             ts_ms: now_ms(),
+            vt_ns: self.clock.is_virtual().then(|| self.clock.now().as_ns()),
             source: self.role,
             event,
         };
@@ -272,7 +278,7 @@ impl Master {
         let Ok((src, m)) = Message::decode(frame) else {
             return;
         };
-        let now = Instant::now();
+        let now = self.clock.now();
         if src == msg::MASTER_PRIMARY && self.role == Role::Backup {
             self.primary_heard = now;
             if !self.active {
@@ -389,7 +395,7 @@ impl Master {
                 }
             }
             Message::SessionEnd(e) if e.last != 0 => {
-                self.sched.finish(Instant::now(), e.session);
+                self.sched.finish(self.clock.now(), e.session);
                 self.observed = None;
             }
             _ => {}
@@ -397,7 +403,7 @@ impl Master {
     }
 
     async fn close_due(&mut self) {
-        if let Some(e) = self.sched.close_if_due(Instant::now()) {
+        if let Some(e) = self.sched.close_if_due(self.clock.now()) {
             self.emit_sched(e).await;
         }
     }
@@ -444,7 +450,7 @@ impl Master {
             Ok(c) => c,
             Err(e) => {
                 warn!("cannot send session {}: {e:#}", plan.session);
-                self.sched.finish(Instant::now(), plan.session);
+                self.sched.finish(self.clock.now(), plan.session);
                 return;
             }
         };
@@ -465,8 +471,9 @@ impl Master {
             src: self.role.src(),
         };
         let p = plan.clone();
-        let task = tokio::spawn(async move {
-            session::run(&p, &content, start_chunk, &out, &mut ctl_rx, sending).await
+        let clock = self.clock.clone();
+        let task = self.clock.spawn(async move {
+            session::run(&p, &content, start_chunk, &out, &mut ctl_rx, sending, clock).await
         });
         self.running = Some(Running {
             plan,
@@ -478,10 +485,10 @@ impl Master {
 
     async fn session_done(
         &mut self,
-        result: Result<Result<session::Outcome>, tokio::task::JoinError>,
+        result: Result<Result<session::Outcome>, crate::clock::TaskEnded>,
     ) {
         let Some(r) = self.running.take() else { return };
-        self.sched.finish(Instant::now(), r.plan.session);
+        self.sched.finish(self.clock.now(), r.plan.session);
         let (o, error) = match result {
             Ok(Ok(o)) => (o, None),
             Ok(Err(e)) => (session::Outcome::default(), Some(format!("{e:#}"))),
@@ -531,7 +538,7 @@ impl Master {
         self.emit(MasterEvent::Progress {
             window_closes_in_ms: now
                 .0
-                .map(|at| at.saturating_duration_since(Instant::now()).as_millis() as u64),
+                .map(|at| at.saturating_duration_since(self.clock.now()).as_millis() as u64),
             session: now.1,
         })
         .await;
@@ -549,7 +556,7 @@ impl Master {
             role: if self.role == Role::Primary { 1 } else { 2 },
             state,
             next_session: self.sched.next_session(),
-            uptime_ms: self.started.elapsed().as_millis() as u32,
+            uptime_ms: (self.clock.now() - self.started).as_millis() as u32,
         };
         if let Ok(frame) = Message::MasterBeacon(b).to_frame(self.role.src()) {
             let _ = self
@@ -566,7 +573,7 @@ impl Master {
     /// A backup becomes active once the primary has been silent too long,
     /// finishing any session the primary cut short.
     async fn maybe_take_over(&mut self) {
-        let silent = self.primary_heard.elapsed();
+        let silent = self.clock.now() - self.primary_heard;
         if self.active || silent < self.config.takeover_after {
             return;
         }
@@ -588,7 +595,7 @@ impl Master {
                     return;
                 }
                 // Another object: end that session; its nodes ask again.
-                _ => self.sched.finish(Instant::now(), plan.session),
+                _ => self.sched.finish(self.clock.now(), plan.session),
             }
         }
         self.emit(MasterEvent::TookOver {
@@ -682,7 +689,7 @@ fn log_event(role: Role, e: &MasterEvent) {
 /// Writes urgent frames before bulk ones, signals writes that asked, and
 /// follows the session in `progress`.
 async fn write_frames(
-    mut w: FrameWriter,
+    mut w: PortWriter,
     mut bulk: mpsc::Receiver<Outgoing>,
     mut urgent: mpsc::Receiver<Outgoing>,
     progress: watch::Sender<WireProgress>,
@@ -702,15 +709,28 @@ async fn write_frames(
     }
 }
 
-/// Runs a master on the bus port at `port` until `shutdown` turns true.
-/// Every event goes to `events`.
+/// What a master starts with.
+struct Setup {
+    config: MasterConfig,
+    role: Role,
+    store_dir: std::path::PathBuf,
+    store_seen: Vec<(std::path::PathBuf, u64, SystemTime)>,
+    store: Store,
+    bundle: (Arc<Vec<u8>>, Vec<PartSpec>),
+    events: mpsc::Sender<MasterRecord>,
+}
+
+/// Runs a master on the bus port at `port` until `shutdown` turns true,
+/// on the host's clock or (`clock`) the bus's virtual time, the port then
+/// being a timed one. Every event goes to `events`.
 pub async fn run(
     port: &Path,
     store_dir: &Path,
     config: MasterConfig,
     role: Role,
     events: mpsc::Sender<MasterRecord>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+    clock: ClockKind,
 ) -> Result<()> {
     let store_seen = Store::fingerprint(store_dir);
     let store = Store::load(store_dir)?;
@@ -721,29 +741,63 @@ pub async fn run(
         let (b, parts) = store.bundle().context("building the combined bundle")?;
         (Arc::new(b), parts)
     };
-    let (frames_tx, mut frames) = mpsc::channel(1024);
-    let _read_task = AbortOnDrop(tokio::spawn(read_frames(reader, frames_tx)));
+    let setup = Setup {
+        config,
+        role,
+        store_dir: store_dir.to_path_buf(),
+        store_seen,
+        store,
+        bundle,
+        events,
+    };
+    match clock {
+        ClockKind::Wall => {
+            let (frames_tx, frames) = mpsc::channel(1024);
+            let _read_task = AbortOnDrop(tokio::spawn(read_frames(reader, frames_tx)));
+            let clock = Clock::wall(tokio::time::Instant::now());
+            serve(clock, Inbox::Wall(frames), PortWriter::wall(writer), setup, shutdown).await
+        }
+        ClockKind::Virtual => {
+            let c = VirtualClient::new(reader, writer);
+            let root = c
+                .clock
+                .spawn(serve(c.clock.clone(), c.inbox, c.writer, setup, shutdown));
+            c.driving.run(root).await?
+        }
+    }
+}
+
+/// The master's loop: frames, its window's deadline, its session, its
+/// beacon and (as a backup) its watchdog, all on `clock`.
+async fn serve(
+    clock: Clock,
+    mut frames: Inbox,
+    writer: PortWriter,
+    setup: Setup,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
     let (bulk, bulk_rx) = mpsc::channel(16);
     let (urgent, urgent_rx) = mpsc::channel(16);
     let (progress_tx, progress) = watch::channel(WireProgress::default());
-    let _write_task = AbortOnDrop(tokio::spawn(write_frames(
-        writer,
-        bulk_rx,
-        urgent_rx,
-        progress_tx,
-    )));
-    let now = Instant::now();
+    let writing = clock.spawn(write_frames(writer, bulk_rx, urgent_rx, progress_tx));
+    let _write_task = crate::clock::AbortOnDrop(writing);
+    let now = clock.now();
     let mut m = Master {
-        role,
-        active: role == Role::Primary,
-        sched: Scheduler::new(config.hold_off, config.mode, config.late_join, 1),
-        config,
-        store_dir: store_dir.to_path_buf(),
-        store_seen,
-        store: Arc::new(store),
-        bundle: Arc::new(bundle),
+        role: setup.role,
+        active: setup.role == Role::Primary,
+        sched: Scheduler::new(
+            setup.config.hold_off,
+            setup.config.mode,
+            setup.config.late_join,
+            1,
+        ),
+        config: setup.config,
+        store_dir: setup.store_dir,
+        store_seen: setup.store_seen,
+        store: Arc::new(setup.store),
+        bundle: Arc::new(setup.bundle),
         out: Outbox { bulk, urgent },
-        events,
+        events: setup.events,
         running: None,
         observed: None,
         primary_heard: now,
@@ -751,29 +805,33 @@ pub async fn run(
         reported_no_image: BTreeSet::new(),
         progress,
         progress_said: (None, None),
+        clock: clock.clone(),
     };
-    let mut beacon = tokio::time::interval(BEACON_EVERY);
-    let mut watchdog = tokio::time::interval(Duration::from_millis(100));
-
+    let mut beacon = clock.interval(BEACON_EVERY);
+    let mut watchdog = clock.interval(Duration::from_millis(100));
     loop {
         let deadline = m.sched.deadline().map(|d| d.0);
         let active = m.active;
         let busy = m.running.is_some();
+        // Biased: on the virtual clock every choice must follow from what
+        // is ready, never from chance. Timers first, so frames never
+        // starve them.
         tokio::select! {
+            biased;
             _ = shutdown.changed() => break Ok(()),
-            f = frames.recv() => match f {
-                Some(f) => m.on_frame(&f).await,
-                None => break Err(anyhow::anyhow!("the bus closed the master's port")),
-            },
-            _ = tokio::time::sleep_until(deadline.unwrap_or(now)), if deadline.is_some() => m.close_due().await,
             r = async { m.running.as_mut().map(|r| &mut r.task).expect("guarded").await }, if busy => {
                 m.session_done(r).await
             }
+            _ = clock.sleep_until(deadline.unwrap_or(now)), if deadline.is_some() => m.close_due().await,
             _ = beacon.tick(), if active => {
                 m.beacon().await;
                 m.report_progress().await;
             }
             _ = watchdog.tick(), if !active => m.maybe_take_over().await,
+            f = frames.recv() => match f {
+                Some(f) => m.on_frame(&f).await,
+                None => break Err(anyhow::anyhow!("the bus closed the master's port")),
+            },
         }
         m.start_next().await;
     }

@@ -5,7 +5,7 @@ use proto::NodeType;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
-use tokio::time::Instant;
+use crate::clock::Moment;
 
 /// Broadcast mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,7 +77,7 @@ pub enum SchedEvent {
         /// Window number.
         window: u32,
         /// When.
-        at: Instant,
+        at: Moment,
         /// The first requester.
         node: u16,
     },
@@ -86,9 +86,9 @@ pub enum SchedEvent {
         /// Window number.
         window: u32,
         /// When it opened.
-        opened_at: Instant,
+        opened_at: Moment,
         /// When it closed.
-        closed_at: Instant,
+        closed_at: Moment,
         /// Why.
         reason: CloseReason,
         /// Who asked, by type.
@@ -129,8 +129,8 @@ pub enum RequestOutcome {
 #[derive(Clone, Debug)]
 struct Window {
     id: u32,
-    opened: Instant,
-    last_new: Instant,
+    opened: Moment,
+    last_new: Moment,
     renewals: u32,
     requesters: Requesters,
 }
@@ -140,7 +140,7 @@ impl Window {
         self.requesters.values().any(|s| s.contains(&node))
     }
 
-    fn clock(&self) -> WindowClock {
+    fn clock(&self) -> WindowClock<Moment> {
         WindowClock {
             first: self.opened,
             last_new: self.last_new,
@@ -175,7 +175,7 @@ pub struct Scheduler {
     running: Option<SessionPlan>,
     /// Requesters of finished sessions not yet heard receiving one:
     /// node → (type, when its session ended).
-    lagging: BTreeMap<u16, (NodeType, Instant)>,
+    lagging: BTreeMap<u16, (NodeType, Moment)>,
 }
 
 impl Scheduler {
@@ -200,7 +200,7 @@ impl Scheduler {
     }
 
     /// A request from `node` for type `t` at `now`.
-    pub fn on_request(&mut self, now: Instant, node: u16, t: NodeType) -> RequestOutcome {
+    pub fn on_request(&mut self, now: Moment, node: u16, t: NodeType) -> RequestOutcome {
         if let Some(&(lt, ended)) = self.lagging.get(&node) {
             if lt == t && now.saturating_duration_since(ended) < LAGGING_GRACE {
                 // Sent before the node read its session's start off the bus.
@@ -281,7 +281,7 @@ impl Scheduler {
     }
 
     /// When the open window closes, if one is open.
-    pub fn deadline(&self) -> Option<(Instant, CloseReason)> {
+    pub fn deadline(&self) -> Option<(Moment, CloseReason)> {
         self.open
             .as_ref()
             .map(|w| self.hold_off.deadline(&w.clock()))
@@ -290,7 +290,7 @@ impl Scheduler {
     /// Closes the open window if its deadline has passed and schedules its
     /// sessions: one per requested type (`selected`), one bundle
     /// (`combined`), or one per requester (`unicast`).
-    pub fn close_if_due(&mut self, now: Instant) -> Option<SchedEvent> {
+    pub fn close_if_due(&mut self, now: Moment) -> Option<SchedEvent> {
         let (at, reason) = self.deadline()?;
         if now < at {
             return None;
@@ -371,7 +371,7 @@ impl Scheduler {
 
     /// The running session is over. Its requesters may still be reading
     /// it off the bus.
-    pub fn finish(&mut self, now: Instant, session: u32) {
+    pub fn finish(&mut self, now: Moment, session: u32) {
         if let Some(r) = self.running.take_if(|r| r.session == session) {
             for node in r.requesters {
                 let t = match r.kind {
@@ -407,7 +407,7 @@ mod tests {
     /// Drives a scheduler through requests at given offsets and returns
     /// (window, close time from start, requesters) for each closed window.
     async fn closes(hold_off: HoldOff, requests: &[(u64, u16)]) -> Vec<(u32, Duration, Vec<u16>)> {
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         let mut s = Scheduler::new(hold_off, Mode::Selected, true, 1);
         let mut out = Vec::new();
         let mut pending: VecDeque<(u64, u16)> = requests.iter().copied().collect();
@@ -420,8 +420,7 @@ mod tests {
                 (None, Some(c)) => c,
                 (None, None) => break,
             };
-            tokio::time::sleep_until(at).await;
-            let now = Instant::now();
+            let now = at;
             if let Some(SchedEvent::Closed {
                 window,
                 closed_at,
@@ -507,7 +506,7 @@ mod tests {
     }
 
     fn three_types(mode: Mode) -> Vec<SessionPlan> {
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         let mut s = Scheduler::new(plain(Policy::Fixed), mode, true, 1);
         s.on_request(t0, 1, NodeType::Drive);
         s.on_request(t0, 2, NodeType::Xy);
@@ -556,7 +555,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn retries_are_absorbed_and_late_nodes_join() {
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         let mut s = Scheduler::new(
             HoldOff::simple(Policy::Fixed, 1000, 1000).unwrap(),
             Mode::Selected,
@@ -615,7 +614,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn without_late_join_a_late_node_waits_for_the_next_window() {
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         let mut s = Scheduler::new(plain(Policy::Fixed), Mode::Selected, false, 1);
         s.on_request(t0, 1, NodeType::Drive);
         s.close_if_due(t0 + ms(1000));
@@ -628,7 +627,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_requester_still_reading_its_session_opens_no_window() {
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         let mut s = Scheduler::new(
             HoldOff::simple(Policy::Fixed, 1000, 1000).unwrap(),
             Mode::Selected,
@@ -662,7 +661,7 @@ mod tests {
 
     #[test]
     fn a_backup_adopts_what_the_primary_started() {
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         let mut s = Scheduler::new(plain(Policy::Fixed), Mode::Selected, true, 1);
         s.on_request(t0, 1, NodeType::Drive);
         s.on_request(t0, 2, NodeType::Xy);

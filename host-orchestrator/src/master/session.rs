@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use crate::clock::{Clock, Moment};
 
 /// What a session sends: the object and where each image lies in it.
 #[derive(Clone, Debug)]
@@ -252,8 +252,8 @@ pub type Asked = BTreeMap<u16, u32>;
 #[derive(Clone, Debug)]
 pub struct RepairProgress {
     repair: Repair,
-    started: Instant,
-    last_progress: Instant,
+    started: Moment,
+    last_progress: Moment,
     /// The fewest chunks each node ever asked for.
     fewest: Asked,
     /// The nodes that asked in the round before.
@@ -263,7 +263,7 @@ pub struct RepairProgress {
 
 impl RepairProgress {
     /// Repair after a first pass that ended at `now`.
-    pub fn new(repair: Repair, now: Instant) -> RepairProgress {
+    pub fn new(repair: Repair, now: Moment) -> RepairProgress {
         RepairProgress {
             repair,
             started: now,
@@ -295,7 +295,7 @@ impl RepairProgress {
         asked: &Asked,
         joined: bool,
         waiting: usize,
-        now: Instant,
+        now: Moment,
     ) -> Result<(), RepairEnd> {
         if asked.is_empty() && !joined && waiting == 0 {
             return Err(RepairEnd::Complete);
@@ -349,8 +349,9 @@ pub struct Outcome {
     pub bus_time: Duration,
     /// Bus time of the first pass: announce, data and the first end.
     pub first_pass_bus_time: Duration,
-    /// Wall time from the first frame handed to the writer until the first
-    /// end was written.
+    /// Time on the run's clock (the host's, or the bus's virtual time)
+    /// from the first frame handed to the writer until the first end was
+    /// written.
     pub first_pass_wall: Duration,
 }
 
@@ -401,7 +402,8 @@ struct Sender<'a> {
     /// Requesters not yet known to have every chunk.
     outstanding: BTreeSet<u16>,
     o: Outcome,
-    started: Instant,
+    started: Moment,
+    clock: Clock,
 }
 
 impl Sender<'_> {
@@ -490,7 +492,7 @@ impl Sender<'_> {
         self.account(&end);
         self.o.frames += 1;
         if round == 0 && self.o.first_pass_wall.is_zero() {
-            self.o.first_pass_wall = self.started.elapsed();
+            self.o.first_pass_wall = self.clock.now() - self.started;
             self.o.first_pass_bus_time = self.o.bus_time;
         }
         Ok(())
@@ -502,14 +504,15 @@ impl Sender<'_> {
         let mut anyone_joined = false;
         let wait = self.sending.repair.wait;
         let total = self.content.total_chunks();
-        let mut cap = Instant::now() + wait * 3;
-        let mut until = Instant::now() + wait;
+        let clock = self.clock.clone();
+        let mut cap = clock.now() + wait * 3;
+        let mut until = clock.now() + wait;
         loop {
-            let c = match tokio::time::timeout_at(until.min(cap), ctl.recv()).await {
+            let c = match clock.timeout_at(until.min(cap), ctl.recv()).await {
                 Ok(Some(c)) => c,
                 // Nobody can tell it more: the wait still runs its course.
                 Ok(None) => {
-                    tokio::time::sleep_until(until.min(cap)).await;
+                    clock.sleep_until(until.min(cap)).await;
                     break;
                 }
                 Err(_) => break,
@@ -529,10 +532,10 @@ impl Sender<'_> {
                     self.missing.add(start, len as u16);
                     start += len;
                 }
-                until = Instant::now() + wait;
+                until = clock.now() + wait;
                 cap = cap.max(until);
             } else if !self.outstanding.is_empty() {
-                until = Instant::now() + wait / 2;
+                until = clock.now() + wait / 2;
             } else {
                 // Every requester has everything: nothing more will come.
                 break;
@@ -559,7 +562,8 @@ impl Sender<'_> {
 /// Runs one session: announce, data from `start_chunk`, end, then repair
 /// rounds re-sending the union of the chunks nodes asked for, while they
 /// make progress (see [`RepairProgress`]), then the last end. Nodes still
-/// incomplete after that ask again in a new window.
+/// incomplete after that ask again in a new window. Its waits are on
+/// `clock`.
 pub async fn run(
     plan: &SessionPlan,
     content: &Content,
@@ -567,8 +571,9 @@ pub async fn run(
     out: &Outbox,
     ctl: &mut mpsc::Receiver<SessionCtl>,
     sending: Sending,
+    clock: Clock,
 ) -> Result<Outcome> {
-    let started = Instant::now();
+    let started = clock.now();
     let mut s = Sender {
         plan,
         content,
@@ -580,17 +585,18 @@ pub async fn run(
         outstanding: plan.requesters.clone(),
         o: Outcome::default(),
         started,
+        clock,
     };
     s.first_pass(start_chunk, ctl).await?;
     let mut round = 0u8;
     s.end(round, false).await?;
-    let mut progress = RepairProgress::new(sending.repair, Instant::now());
+    let mut progress = RepairProgress::new(sending.repair, s.clock.now());
     loop {
         let joined = s.collect_nacks(ctl).await?;
         let chunks = s.missing.take();
         let asked = std::mem::take(&mut s.asked);
         let waiting = s.outstanding.len();
-        if let Err(end) = progress.next(&asked, joined, waiting, Instant::now()) {
+        if let Err(end) = progress.next(&asked, joined, waiting, s.clock.now()) {
             s.o.repair_end = end;
             break;
         }
@@ -685,6 +691,7 @@ mod tests {
                 timing: BitTiming::Fd1m5m,
                 src: msg::MASTER_PRIMARY,
             },
+            Clock::wall(tokio::time::Instant::now()),
         )
         .await
         .unwrap();
@@ -815,7 +822,7 @@ mod tests {
 
     #[test]
     fn repair_goes_on_while_requesters_make_progress_and_ends_when_none_asks() {
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         let mut p = RepairProgress::new(repair(400), t0);
         let s = Duration::from_secs;
         assert_eq!(p.next(&asked(&[(1, 90), (2, 80)]), false, 0, t0), Ok(()));
@@ -834,7 +841,7 @@ mod tests {
 
     #[test]
     fn repair_stops_once_no_requester_makes_progress_for_the_stall_time() {
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         let ms = Duration::from_millis;
         let mut p = RepairProgress::new(repair(400), t0);
         let same = asked(&[(1, 10), (2, 4)]);
@@ -863,7 +870,7 @@ mod tests {
 
     #[test]
     fn repair_stops_at_its_budget_or_its_round_cap() {
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         let s = Duration::from_secs;
         let mut p = RepairProgress::new(repair(400), t0);
         assert_eq!(p.next(&asked(&[(1, 1000)]), false, 0, t0 + s(29)), Ok(()));

@@ -482,7 +482,7 @@ mod tests {
     use crate::report::tests::{bus_stats, empty, node};
     use crate::supervisor::{ObservedSession, Rejection};
     use bus_bridge::Fault;
-    use tokio::time::Instant;
+    use crate::clock::Moment;
 
     /// What a run left behind, owned, around a report of `nodes`.
     struct Run {
@@ -584,7 +584,7 @@ mod tests {
 
     #[test]
     fn right_image_wants_every_node_verified_and_the_published_image_after_a_reboot() {
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         let mut run = Run::of(vec![node(1), node(2)]);
         passes(run.judge(&RightImage), "all 2 nodes run a verified image");
         // Rebooted before the publish: the old image is still right.
@@ -607,7 +607,7 @@ mod tests {
     fn no_disturbance_allows_one_generation_change_per_scenario_reboot() {
         let mut run = Run::of(vec![node(1), node(2)]);
         run.report.nodes[1].generations = vec![1, 4];
-        run.ledger.reboot(2, Instant::now());
+        run.ledger.reboot(2, Moment::ZERO);
         passes(run.judge(&NoDisturbance), "1 generation changes");
         run.report.nodes[1].generations = vec![1, 4, 6];
         fails(
@@ -738,11 +738,11 @@ mod tests {
         let mut rule = Fault::loss(0.02);
         rule.segment = Some("ha".into());
         run.faults
-            .add(Instant::now(), FaultChange::Rule(rule.clone()));
+            .add(Moment::ZERO, FaultChange::Rule(rule.clone()));
         assert!(!run.judge(&accounted).pass);
         // ... one covering the port does.
         rule.segment = None;
-        run.faults.add(Instant::now(), FaultChange::Rule(rule));
+        run.faults.add(Moment::ZERO, FaultChange::Rule(rule));
         passes(run.judge(&accounted), "4 loss (a loss rule)");
         // Overruns only where [expect] allows them.
         run.bus_at_end = Some(drops_at(&[("n1", "base", &[("overrun", 2)])]));
@@ -758,7 +758,7 @@ mod tests {
         run.bus_at_end = Some(drops_at(&[("n1", "base", &[("link_cut", 9)])]));
         fails(run.judge(&accounted), "as link_cut");
         run.faults
-            .add(Instant::now(), FaultChange::Cut("ext1-ha".into()));
+            .add(Moment::ZERO, FaultChange::Cut("ext1-ha".into()));
         passes(run.judge(&accounted), "9 link_cut (a cut link)");
     }
 

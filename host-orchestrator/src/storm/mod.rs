@@ -27,6 +27,7 @@ use scenario::{Action, Entry, Reboot, Scenario, Select, Step};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
+use crate::clock::Moment;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -187,10 +188,10 @@ impl Run {
     }
 
     async fn reboot(&mut self, how: Reboot, id: u16) -> Result<()> {
-        self.ledger.reboot(id, Instant::now());
+        self.ledger.reboot(id, self.tb.now());
         if how == Reboot::PowerCycle {
             self.faults
-                .add(Instant::now(), FaultChange::PowerCycled(id));
+                .add(self.tb.now(), FaultChange::PowerCycled(id));
         }
         match how {
             Reboot::PowerCycle => self.tb.power_cycle(id).await,
@@ -242,19 +243,19 @@ impl Run {
             | Action::RestoreLink(_) => {
                 let r = self.bus_action(action).await;
                 let r = r.map(|(detail, change)| {
-                    self.faults.add(Instant::now(), change);
+                    self.faults.add(self.tb.now(), change);
                     detail
                 });
                 self.outcome(name, line, r);
             }
             Action::KillMaster => {
                 self.tb.kill_primary_master().await;
-                self.faults.add(Instant::now(), FaultChange::MasterKilled);
+                self.faults.add(self.tb.now(), FaultChange::MasterKilled);
                 self.event(name, line, vec![], "primary master killed".into(), true);
             }
             Action::Publish { node_type, version } => {
                 let r = self.tb.publish(*node_type, *version).await;
-                self.ledger.publish(*node_type, Instant::now());
+                self.ledger.publish(*node_type, self.tb.now());
                 let r = r.map(|p| {
                     let v = images::build::format_version(p.version);
                     format!("{} {v} published", node_type.name())
@@ -347,7 +348,7 @@ impl Run {
     ) {
         for t in types {
             match self.tb.publish(*t, version).await {
-                Ok(_) => self.ledger.publish(*t, Instant::now()),
+                Ok(_) => self.ledger.publish(*t, self.tb.now()),
                 Err(e) => {
                     let detail = format!("publishing {}: {e:#}", t.name());
                     self.event(name, line, vec![], detail, false);
@@ -557,9 +558,8 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
     let seed = opts.seed.unwrap_or(scenario.seed);
     let seeds = Seeds::derive(seed, scenario.fleet.nodes.iter().map(|n| n.id));
     let tb = Testbed::start(testbed_options(&opts, &seeds)).await?;
-    let t0 = tb.started_at();
     let groups = groups(&scenario.fleet);
-    let faults = FaultLog::of_fleet(&scenario.fleet.faults, t0);
+    let faults = FaultLog::of_fleet(&scenario.fleet.faults, Moment::ZERO);
     let mut run = Run::new(tb, &seeds, faults);
     let stopped_before = run.play(&scenario.timeline).await;
     run.settle(scenario).await;
@@ -576,7 +576,7 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
             })
             .collect::<Option<Vec<_>>>()
             .and_then(|t| t.into_iter().max())
-            .map(|t| t.saturating_duration_since(t0))
+            .map(|t| t.saturating_duration_since(Moment::ZERO))
     };
     // Judged before the testbed's own teardown drops frames.
     let bus_at_end = run.tb.bus_stats();

@@ -7,7 +7,7 @@ use bus_bridge::{Fault, FaultConfig};
 use proto::NodeType;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use tokio::time::Instant;
+use crate::clock::Moment;
 
 /// One thing the storm did.
 #[derive(Clone, Debug, Serialize)]
@@ -57,23 +57,23 @@ pub struct Ledger {
     /// Reboots the scenario gave each node.
     pub authorized: BTreeMap<u16, u32>,
     /// When each node was last rebooted by the scenario.
-    pub rebooted_at: BTreeMap<u16, Instant>,
+    pub rebooted_at: BTreeMap<u16, Moment>,
     /// When each type was last published.
-    pub published_at: BTreeMap<NodeType, Instant>,
+    pub published_at: BTreeMap<NodeType, Moment>,
     /// Reboots in all.
     pub reboots: usize,
 }
 
 impl Ledger {
     /// The scenario reboots node `id` at `at`.
-    pub fn reboot(&mut self, id: u16, at: Instant) {
+    pub fn reboot(&mut self, id: u16, at: Moment) {
         *self.authorized.entry(id).or_default() += 1;
         self.rebooted_at.insert(id, at);
         self.reboots += 1;
     }
 
     /// The scenario publishes a version of type `t` at `at`.
-    pub fn publish(&mut self, t: NodeType, at: Instant) {
+    pub fn publish(&mut self, t: NodeType, at: Moment) {
         self.published_at.insert(t, at);
     }
 }
@@ -104,12 +104,12 @@ pub enum FaultChange {
 #[derive(Clone, Debug, Default)]
 pub struct FaultLog {
     /// The changes.
-    pub changes: Vec<(Instant, FaultChange)>,
+    pub changes: Vec<(Moment, FaultChange)>,
 }
 
 impl FaultLog {
     /// The faults a fleet has from the start, at `t0`.
-    pub fn of_fleet(faults: &FaultConfig, t0: Instant) -> FaultLog {
+    pub fn of_fleet(faults: &FaultConfig, t0: Moment) -> FaultLog {
         let mut log = FaultLog::default();
         for r in &faults.rules {
             log.changes.push((t0, FaultChange::Rule(r.clone())));
@@ -124,7 +124,7 @@ impl FaultLog {
     }
 
     /// Records a change at `at`.
-    pub fn add(&mut self, at: Instant, change: FaultChange) {
+    pub fn add(&mut self, at: Moment, change: FaultChange) {
         self.changes.push((at, change));
     }
 

@@ -16,17 +16,18 @@ pub mod view;
 pub use tracker::NODE_LOG_LINES;
 pub use view::{FleetView, HostState, NodeRecord, ObservedSession, Published, Rejection};
 
+use crate::clock::{Clock, Inbox, Moment, PortWriter, VirtualClient};
 use crate::fleet::NodeSpec;
 use crate::store::Store;
 use anyhow::{Context as _, Result, anyhow};
-use bus_bridge::client::{self, FrameReader, FrameWriter};
+use board::strap::Clock as ClockKind;
+use bus_bridge::client::{self, FrameReader};
 use proto::msg::Message;
 use proto::{Frame, NodeType};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
+use rand::RngCore;
 use state::FleetState;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -52,13 +53,13 @@ pub fn digest_hex(d: &[u8; 32]) -> String {
 /// is in the published view.
 enum Command {
     /// The node's QEMU process (re)started.
-    Spawned(u16, Instant),
+    Spawned(u16, Moment),
     /// The node was told to reboot (reset or `Reboot`).
-    Rebooting(u16, Instant),
+    Rebooting(u16, Moment),
     /// The node's power was cut.
-    Off(u16, Instant),
+    Off(u16, Moment),
     /// The node failed, for a reason the host saw (its QEMU exited, ...).
-    Fail(u16, String, Instant),
+    Fail(u16, String, Moment),
     /// A new image for a type.
     Publish(NodeType, Published),
     /// A frame to send from the supervisor's port.
@@ -72,11 +73,33 @@ pub struct Stopped {
     /// Every node's kept log (what it said on the bus), by id.
     pub logs: BTreeMap<u16, Vec<String>>,
     /// Every state each node entered, with when, by id.
-    pub timelines: BTreeMap<u16, Vec<(Instant, HostState)>>,
+    pub timelines: BTreeMap<u16, Vec<(Moment, HostState)>>,
+}
+
+/// How to start a supervisor.
+pub struct Options {
+    /// Its bus port (a timed one on the virtual clock).
+    pub port: PathBuf,
+    /// The fleet.
+    pub nodes: Vec<NodeSpec>,
+    /// The images the build made: what nodes must run.
+    pub reference: Arc<Store>,
+    /// Rejections after which a node counts as failed.
+    pub max_rejects: usize,
+    /// The clock it keeps: the host's, counted from `t0`, or the bus's
+    /// virtual time.
+    pub clock: ClockKind,
+    /// The testbed's start (the wall clock's zero).
+    pub t0: Instant,
+    /// Where challenge nonces come from (unpredictable to nodes; from the
+    /// run's seed on the virtual clock, so that a run can be repeated).
+    pub nonces: Box<dyn RngCore + Send>,
 }
 
 /// Handle to the running supervisor.
 pub struct Supervisor {
+    /// Its clock: commands are stamped with its time.
+    clock: Clock,
     commands: mpsc::Sender<(Command, oneshot::Sender<()>)>,
     view: watch::Receiver<Arc<FleetView>>,
     cancel: CancellationToken,
@@ -84,45 +107,65 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Connects to `port` and starts watching, on `tasks`; `cancel` (or
+    /// Connects to its port and starts watching, on `tasks`; `cancel` (or
     /// [`Supervisor::stop`]) ends it.
     pub async fn start(
-        port: &Path,
-        nodes: &[NodeSpec],
-        reference: Arc<Store>,
-        max_rejects: usize,
-        started: Instant,
+        opts: Options,
         tasks: &TaskTracker,
         cancel: CancellationToken,
     ) -> Result<Supervisor> {
         let mut records = Vec::new();
-        for spec in nodes {
-            let digest = reference
+        for spec in &opts.nodes {
+            let digest = opts
+                .reference
                 .by_type
                 .get(&spec.node_type)
                 .map(|s| s.payload_sha256)
                 .ok_or_else(|| anyhow!("no built image for node type {}", spec.node_type.name()))?;
             records.push(NodeRecord::new(spec.clone(), digest));
         }
-        let published = reference
+        let published = opts
+            .reference
             .by_type
             .iter()
             .map(|(t, s)| (*t, vec![Published::of(s)]))
             .collect();
-        let state = FleetState::new(records, published, max_rejects, started);
+        let state = FleetState::new(records, published, opts.max_rejects, Moment::ZERO);
         let (view_tx, view) = watch::channel(Arc::new(state.snapshot()));
-        let (r, w) = client::connect(port).await?;
-        let (frames_tx, frames) = mpsc::channel(1024);
-        tasks.spawn(read_frames(r, frames_tx, cancel.clone()));
+        let (r, w) = client::connect(&opts.port).await?;
         let (commands, commands_rx) = mpsc::channel(64);
-        let owner = Owner {
+        let mut owner = Owner {
             state,
             view: view_tx,
-            writer: w,
-            rng: StdRng::from_entropy(),
+            rng: opts.nonces,
+            clock: Clock::wall(opts.t0),
         };
-        let task = tasks.spawn(owner.serve(frames, commands_rx, cancel.clone()));
+        let (clock, task) = match opts.clock {
+            ClockKind::Wall => {
+                let (frames_tx, frames) = mpsc::channel(1024);
+                tasks.spawn(read_frames(r, frames_tx, cancel.clone()));
+                let clock = owner.clock.clone();
+                let serving = owner.serve(
+                    Inbox::Wall(frames),
+                    PortWriter::wall(w),
+                    commands_rx,
+                    cancel.clone(),
+                );
+                (clock, tasks.spawn(serving))
+            }
+            ClockKind::Virtual => {
+                let c = VirtualClient::new(r, w);
+                owner.clock = c.clock.clone();
+                let root = c
+                    .clock
+                    .spawn(owner.serve(c.inbox, c.writer, commands_rx, cancel.clone()));
+                let driving = c.driving;
+                let task = tasks.spawn(async move { driving.run(root).await? });
+                (c.clock, task)
+            }
+        };
         Ok(Supervisor {
+            clock,
             commands,
             view,
             cancel,
@@ -161,23 +204,23 @@ impl Supervisor {
 
     /// Records that node `id`'s QEMU process (re)started now.
     pub async fn mark_spawned(&self, id: u16) -> Result<()> {
-        self.command(Command::Spawned(id, Instant::now())).await
+        self.command(Command::Spawned(id, self.clock.now())).await
     }
 
     /// Records that node `id` was told to reboot (reset or `Reboot`): it is
     /// not running from now until it says otherwise.
     pub async fn mark_rebooting(&self, id: u16) -> Result<()> {
-        self.command(Command::Rebooting(id, Instant::now())).await
+        self.command(Command::Rebooting(id, self.clock.now())).await
     }
 
     /// Records that node `id` was powered off.
     pub async fn mark_off(&self, id: u16) -> Result<()> {
-        self.command(Command::Off(id, Instant::now())).await
+        self.command(Command::Off(id, self.clock.now())).await
     }
 
     /// Fails node `id` for a reason the host saw itself.
     pub async fn fail(&self, id: u16, why: String) -> Result<()> {
-        self.command(Command::Fail(id, why, Instant::now())).await
+        self.command(Command::Fail(id, why, self.clock.now())).await
     }
 
     /// Accepts a newly published image for type `t`; it becomes the
@@ -207,15 +250,16 @@ impl Supervisor {
 struct Owner {
     state: FleetState,
     view: watch::Sender<Arc<FleetView>>,
-    writer: FrameWriter,
-    rng: StdRng,
+    rng: Box<dyn RngCore + Send>,
+    clock: Clock,
 }
 
 impl Owner {
     /// Serves frames and commands until cancelled or the bus port closes.
     async fn serve(
         mut self,
-        mut frames: mpsc::Receiver<Frame>,
+        mut frames: Inbox,
+        mut writer: PortWriter,
         mut commands: mpsc::Receiver<(Command, oneshot::Sender<()>)>,
         cancel: CancellationToken,
     ) -> Result<Stopped> {
@@ -230,7 +274,7 @@ impl Owner {
                     let mut changed = self.frame(&f, &mut out);
                     // Whatever else already arrived goes into the same view.
                     for _ in 1..BATCH {
-                        let Ok(f) = frames.try_recv() else { break };
+                        let Some(f) = frames.try_recv() else { break };
                         changed |= self.frame(&f, &mut out);
                     }
                     (changed, None)
@@ -243,7 +287,7 @@ impl Owner {
                 let _ = reply.send(());
             }
             for f in out.drain(..) {
-                self.writer.send(&f).await?;
+                writer.send(&f).await?;
             }
         }
         Ok(Stopped {
@@ -254,7 +298,8 @@ impl Owner {
     }
 
     fn frame(&mut self, f: &Frame, out: &mut Vec<Frame>) -> bool {
-        let (changed, challenge) = self.state.on_frame(f, Instant::now(), &mut self.rng);
+        let now = self.clock.now();
+        let (changed, challenge) = self.state.on_frame(f, now, &mut *self.rng);
         if let Some(c) = challenge
             && let Ok(f) = c.message().to_frame(SUPERVISOR_ID)
         {

@@ -8,14 +8,14 @@ use proto::msg::{self, Message};
 use proto::{Frame, NodeType};
 use rand::RngCore;
 use std::collections::BTreeMap;
-use tokio::time::Instant;
+use crate::clock::Moment;
 
 /// Everything the supervisor knows.
 pub struct FleetState {
     nodes: BTreeMap<u16, NodeTracker>,
     sessions: Vec<ObservedSession>,
     foreign_frames: u64,
-    started: Instant,
+    started: Moment,
     max_rejects: usize,
     /// Every image published for each type, oldest first: a node may run
     /// any of them (one rebooted after a publish runs the newest).
@@ -29,7 +29,7 @@ impl FleetState {
         records: impl IntoIterator<Item = NodeRecord>,
         published: BTreeMap<NodeType, Vec<Published>>,
         max_rejects: usize,
-        started: Instant,
+        started: Moment,
     ) -> FleetState {
         FleetState {
             nodes: records
@@ -64,7 +64,7 @@ impl FleetState {
     }
 
     /// Every state each node entered, with when, by id.
-    pub fn timelines(&self) -> BTreeMap<u16, Vec<(Instant, HostState)>> {
+    pub fn timelines(&self) -> BTreeMap<u16, Vec<(Moment, HostState)>> {
         self.nodes
             .iter()
             .map(|(id, t)| (*id, t.timeline().to_vec()))
@@ -95,7 +95,7 @@ impl FleetState {
     pub fn on_frame(
         &mut self,
         frame: &Frame,
-        now: Instant,
+        now: Moment,
         rng: &mut dyn RngCore,
     ) -> (bool, Option<Challenge>) {
         let Ok((src, m)) = Message::decode(frame) else {
@@ -178,7 +178,7 @@ mod tests {
             [1, 2].map(|id| NodeRecord::new(spec(id), [7; 32])),
             [(NodeType::Drive, vec![image])].into(),
             3,
-            Instant::now(),
+            Moment::ZERO,
         )
     }
 
@@ -189,7 +189,7 @@ mod tests {
     #[test]
     fn sessions_are_observed_from_announce_and_part() {
         let (mut s, mut rng) = (fleet(), StdRng::seed_from_u64(0));
-        let now = Instant::now();
+        let now = Moment::ZERO;
         let announce = SessionAnnounce {
             session: 5,
             window: 2,
@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn frames_from_strangers_are_counted_and_node_frames_reach_their_tracker() {
         let (mut s, mut rng) = (fleet(), StdRng::seed_from_u64(0));
-        let now = Instant::now();
+        let now = Moment::ZERO;
         let st = Message::Status(Status {
             node_type: NodeType::Drive as u8,
             state: proto::msg::NodeState::Receiving as u8,

@@ -11,7 +11,7 @@ use rand::RngCore;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
+use crate::clock::Moment;
 use tracing::{info, warn};
 
 /// Lines of each node's log kept in memory.
@@ -43,7 +43,7 @@ impl Challenge {
 /// What a message is judged against.
 pub struct Context<'a> {
     /// Now.
-    pub now: Instant,
+    pub now: Moment,
     /// Seconds since the testbed started (for logs and rejections).
     pub at_s: f64,
     /// Every image accepted for the node's type, oldest first.
@@ -56,7 +56,7 @@ pub struct Context<'a> {
 struct OpenChecks {
     nonces: Vec<u32>,
     generation: u32,
-    sent_at: Instant,
+    sent_at: Moment,
 }
 
 /// One node, followed from power-on to verified.
@@ -64,7 +64,7 @@ pub struct NodeTracker {
     record: Arc<NodeRecord>,
     log: VecDeque<String>,
     /// Every state it entered, with when.
-    timeline: Vec<(Instant, HostState)>,
+    timeline: Vec<(Moment, HostState)>,
     /// Images it refused for what they are (not for chunks missing) since
     /// it last booted.
     refused_since_boot: usize,
@@ -91,7 +91,7 @@ impl NodeTracker {
     }
 
     /// Every state it entered, with when, oldest first.
-    pub fn timeline(&self) -> &[(Instant, HostState)] {
+    pub fn timeline(&self) -> &[(Moment, HostState)] {
         &self.timeline
     }
 
@@ -109,14 +109,14 @@ impl NodeTracker {
     }
 
     /// Enters `state` at `now`, and keeps it in the timeline if it is new.
-    fn enter(&mut self, state: HostState, now: Instant) {
+    fn enter(&mut self, state: HostState, now: Moment) {
         if self.record.state != state {
             self.timeline.push((now, state));
             self.rec().state = state;
         }
     }
 
-    fn set_state(&mut self, state: HostState, now: Instant) {
+    fn set_state(&mut self, state: HostState, now: Moment) {
         if self.record.state == state || self.record.state == HostState::Failed {
             return;
         }
@@ -130,7 +130,7 @@ impl NodeTracker {
     }
 
     /// Fails the node for good at `now`, unless it already failed.
-    pub fn fail(&mut self, why: String, now: Instant) {
+    pub fn fail(&mut self, why: String, now: Moment) {
         if self.record.state == HostState::Failed {
             return;
         }
@@ -151,7 +151,7 @@ impl NodeTracker {
     }
 
     /// Its QEMU process (re)started at `now`.
-    pub fn spawned(&mut self, now: Instant) {
+    pub fn spawned(&mut self, now: Moment) {
         self.rec().spawned_at = Some(now);
         self.new_boot();
         if self.record.state != HostState::Failed {
@@ -160,7 +160,7 @@ impl NodeTracker {
     }
 
     /// It was told to reboot at `now`: not running until it says otherwise.
-    pub fn rebooting(&mut self, now: Instant) {
+    pub fn rebooting(&mut self, now: Moment) {
         if self.record.state == HostState::Failed {
             return;
         }
@@ -169,7 +169,7 @@ impl NodeTracker {
     }
 
     /// Its power was cut at `now`.
-    pub fn off(&mut self, now: Instant) {
+    pub fn off(&mut self, now: Moment) {
         self.enter(HostState::Off, now);
         self.rec().verified_at = None;
         self.new_boot();
@@ -216,7 +216,7 @@ impl NodeTracker {
         r.log_tail = tail;
     }
 
-    fn on_status(&mut self, s: &Status, now: Instant) {
+    fn on_status(&mut self, s: &Status, now: Moment) {
         self.rec().reset_cause = ResetCause::from_code(s.reset_cause);
         match NodeState::from_code(s.state) {
             Some(NodeState::SelfTest) if s.selftest != 0 => self.fail(
@@ -341,7 +341,7 @@ impl NodeTracker {
     fn challenge_due(
         &mut self,
         generation: u32,
-        now: Instant,
+        now: Moment,
         rng: &mut dyn RngCore,
     ) -> Option<Challenge> {
         let due = match &self.checks {
@@ -471,7 +471,7 @@ mod tests {
             set: None,
         };
         let mut t = NodeTracker::new(NodeRecord::new(spec, [7; 32]));
-        t.spawned(Instant::now());
+        t.spawned(Moment::ZERO);
         t
     }
 
@@ -534,7 +534,7 @@ mod tests {
             }
         }
 
-        fn at(&mut self, t: &mut NodeTracker, m: Message<'_>, now: Instant) -> Option<Challenge> {
+        fn at(&mut self, t: &mut NodeTracker, m: Message<'_>, now: Moment) -> Option<Challenge> {
             let cx = Context {
                 now,
                 at_s: 1.0,
@@ -545,7 +545,7 @@ mod tests {
         }
 
         fn give(&mut self, t: &mut NodeTracker, m: Message<'_>) -> Option<Challenge> {
-            self.at(t, m, Instant::now())
+            self.at(t, m, Moment::ZERO)
         }
     }
 
@@ -675,7 +675,7 @@ mod tests {
         let bad = || reject(RejectReason::BadSignature);
         f.give(&mut t, bad());
         f.give(&mut t, bad());
-        t.rebooting(Instant::now());
+        t.rebooting(Moment::ZERO);
         f.give(&mut t, bad());
         f.give(&mut t, bad());
         assert_eq!(t.record().state, HostState::Requesting);
@@ -688,7 +688,7 @@ mod tests {
     #[test]
     fn every_state_entered_is_in_the_timeline_once() {
         let (mut f, mut t) = (Feed::new(), drive(11));
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         f.at(&mut t, status(NodeState::Receiving, 0), t0);
         f.at(&mut t, status(NodeState::Receiving, 0), t0);
         let c = f
@@ -713,7 +713,7 @@ mod tests {
     #[test]
     fn an_unanswered_challenge_is_sent_again_after_the_retry_time() {
         let (mut f, mut t) = (Feed::new(), drive(7));
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         let hb = || heartbeat(1, [7; 32], NodeType::Drive);
         let first = f.at(&mut t, hb(), t0).unwrap();
         assert_eq!(f.at(&mut t, hb(), t0 + CHECK_RETRY / 2), None);
@@ -731,7 +731,7 @@ mod tests {
             .give(&mut t, heartbeat(1, [7; 32], NodeType::Drive))
             .unwrap();
         f.give(&mut t, answer(c));
-        t.rebooting(Instant::now());
+        t.rebooting(Moment::ZERO);
         assert_eq!(t.record().state, HostState::Booting);
         // The same generation heard again (the reboot has not shown yet) is
         // challenged again rather than taken as verified.
@@ -741,7 +741,7 @@ mod tests {
         );
         f.give(&mut t, Message::Request(request()));
         assert_eq!(t.record().state, HostState::Requesting);
-        t.off(Instant::now());
+        t.off(Moment::ZERO);
         assert_eq!(t.record().state, HostState::Off);
         assert!(t.record().verified_at.is_none());
     }

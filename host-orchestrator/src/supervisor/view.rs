@@ -5,7 +5,7 @@ use crate::fleet::NodeSpec;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tokio::time::Instant;
+use crate::clock::Moment;
 
 /// Lines of a node's log a snapshot carries (the report shows them for
 /// nodes that are not verified); the whole log goes to the run folder.
@@ -80,9 +80,9 @@ pub struct NodeRecord {
     /// Current state.
     pub state: HostState,
     /// When its QEMU process was (last) started.
-    pub spawned_at: Option<Instant>,
+    pub spawned_at: Option<Moment>,
     /// When it was last verified.
-    pub verified_at: Option<Instant>,
+    pub verified_at: Option<Moment>,
     /// Digest of the built image for its type.
     pub expected_digest: [u8; 32],
     /// Digest from its latest heartbeat.
