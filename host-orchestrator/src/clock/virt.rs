@@ -455,7 +455,9 @@ impl Driver {
 
     /// Sends the outbox, then where the client is and its next timer.
     async fn flush(&mut self) {
-        let (now, wake) = (self.shared.lock().now, self.next_timer());
+        // Two statements: a lock's guard lives to the end of its statement.
+        let now = self.shared.lock().now;
+        let wake = self.next_timer();
         self.told_wake = wake;
         let mut buf = [0u8; MAX_ENCODED];
         let wake_ns = wake.map_or(NEVER, Moment::as_ns);
