@@ -60,6 +60,14 @@ pub struct Actions {
 }
 
 impl Actions {
+    /// Whether one of them starts the image.
+    pub fn hands_off(&self) -> bool {
+        self.list
+            .iter()
+            .flatten()
+            .any(|a| matches!(a, Action::HandOff(_)))
+    }
+
     fn push(&mut self, a: Action) {
         debug_assert!(self.len < MAX_ACTIONS, "more actions than MAX_ACTIONS");
         if let Some(slot) = self.list.get_mut(self.len) {

@@ -23,7 +23,7 @@ mod trusted {
 use board::dev::{clint, console, cpu, port::BusPort, uart};
 use board::handoff::{self, Handoff};
 use board::memory;
-use board::strap::{Strap, Transport};
+use board::strap::{Clock, Strap, Transport};
 use board::take::TakeOnce;
 use guest_boot::boot::{self, Action, Actions, Boot, Setup};
 use guest_boot::receive::{ChunkBitmap, LoadedImage, MAX_CHUNKS};
@@ -201,7 +201,17 @@ impl Node {
             match action {
                 Action::Send(m) => self.send(m),
                 Action::Verify { load_addr, len } => {
+                    // On the virtual clock a node is held until it has
+                    // taken what the bus hands it: it stops listening
+                    // while the check keeps it from reading its device.
+                    let busy = self.strap.clock == Clock::Virtual;
+                    if busy {
+                        self.port.set_filter(&msg::BUSY_KINDS);
+                    }
                     let next = verify(boot, load_addr, len);
+                    if busy && !next.hands_off() {
+                        self.port.set_filter(&msg::BOOT_ROM_KINDS);
+                    }
                     self.perform(boot, next);
                 }
                 Action::HandOff(image) => self.hand_off(image),

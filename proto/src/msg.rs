@@ -22,7 +22,7 @@ pub use body::{
 };
 pub use codes::{NodeState, NodeType, RebootReason, RejectReason, ResetCause};
 pub use id::{
-    APP_KINDS, BOOT_ROM_KINDS, BROADCAST, EXTERNAL_TOOL, Kind, MASTER_BACKUP, MASTER_PRIMARY,
+    APP_KINDS, BOOT_ROM_KINDS, BROADCAST, BUSY_KINDS, EXTERNAL_TOOL, Kind, MASTER_BACKUP, MASTER_PRIMARY,
     MAX_NODE_ID, SUPERVISOR, TOOL, kinds_entry, split_id,
 };
 pub use wire::MsgError;
@@ -434,11 +434,13 @@ mod tests {
         use crate::filter::AcceptanceFilter;
         let boot = AcceptanceFilter::new(&BOOT_ROM_KINDS).unwrap();
         let app = AcceptanceFilter::new(&APP_KINDS).unwrap();
+        let busy = AcceptanceFilter::new(&BUSY_KINDS).unwrap();
         for code in 0..=0xFFu32 {
             let Some(kind) = Kind::from_code(code) else {
                 continue;
             };
             let f = Frame::fd_extended(kind.id(MASTER_PRIMARY), &[]).unwrap();
+            assert!(!busy.accepts(&f), "{kind:?}");
             let session = matches!(
                 kind,
                 Kind::SessionAnnounce | Kind::SessionPart | Kind::SessionEnd

@@ -128,6 +128,16 @@ pub const BOOT_ROM_KINDS: [FilterEntry; 3] = [
     kinds_entry(Kind::Nack, 1),
 ];
 
+/// What a boot ROM on the virtual clock listens to while it checks an image
+/// (work with no use for the bus, long enough for frames to fill its
+/// device, which holds the node up): nothing bootcast sends (one standard
+/// id; every bootcast message is extended).
+pub const BUSY_KINDS: [FilterEntry; 1] = [FilterEntry {
+    id: 0x7FF,
+    mask: 0x7FF,
+    extended: false,
+}];
+
 /// What a running app listens to: `Reboot` and `Check`, and session control
 /// (which it counts and ignores). Image data never reaches it.
 pub const APP_KINDS: [FilterEntry; 2] = [
