@@ -50,6 +50,9 @@ const READ_CHUNK: usize = 4096;
 /// How long a held node may take to read its frames from the socket
 /// before it is granted on anyway (and the handover counted as late).
 const HANDOVER_LIMIT: Duration = Duration::from_secs(2);
+/// Once a handover has given up, how long the next ones wait for QEMU to
+/// take anything at all: the guest has not made room in its device.
+const STUCK_PATIENCE: Duration = Duration::from_millis(5);
 /// Kernel send buffer towards a client (Linux doubles it). The default,
 /// about 200 KiB, would let a slow node fall thousands of frames behind the
 /// bus unseen; a real controller sits a few frames from the wire.
@@ -568,12 +571,15 @@ async fn take_clocked(r: &Reader, decoder: &mut Decoder, bytes: &[u8]) -> bool {
     true
 }
 
-/// Whether QEMU has read every byte written to `sock` (waiting at most
-/// [`HANDOVER_LIMIT`]): a unix socket counts what its peer has not read.
-async fn drained(sock: &OwnedWriteHalf) -> bool {
+/// Whether QEMU has read every byte written to `sock`: a unix socket counts
+/// what its peer has not read. It waits at most [`HANDOVER_LIMIT`]; after a
+/// handover that gave up (`stuck`: the guest had no room for its frames),
+/// only [`STUCK_PATIENCE`] without QEMU taking anything.
+async fn drained(sock: &OwnedWriteHalf, stuck: bool) -> bool {
     use std::os::fd::AsRawFd;
     let fd = sock.as_ref().as_raw_fd();
     let start = std::time::Instant::now();
+    let mut last = (0, start);
     let mut spins = 0u32;
     loop {
         let mut unread: nix::libc::c_int = 0;
@@ -583,7 +589,11 @@ async fn drained(sock: &OwnedWriteHalf) -> bool {
         if r != 0 || unread == 0 {
             return true;
         }
-        if start.elapsed() > HANDOVER_LIMIT {
+        let now = std::time::Instant::now();
+        if unread != last.0 {
+            last = (unread, now);
+        }
+        if now - start > HANDOVER_LIMIT || (stuck && now - last.1 > STUCK_PATIENCE) {
             return false;
         }
         // QEMU takes them within microseconds: yield first, then sleep.
@@ -601,14 +611,17 @@ async fn drained(sock: &OwnedWriteHalf) -> bool {
 async fn write_clocked(mut sock: OwnedWriteHalf, mut clock: OwnedWriteHalf, mut q: RxGuard) {
     let mut out = Vec::with_capacity(WRITE_BATCH * 2 * MAX_ENCODED);
     let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut stuck = false;
     loop {
         batch.clear();
         if q.rx.pop_timed(&mut batch, WRITE_BATCH) == 0 {
             if let Some(until) = q.rx.take_grant() {
-                if !drained(&sock).await {
+                let was = stuck;
+                stuck = !drained(&sock, stuck).await;
+                if stuck && !was {
                     warn!(
                         port = q.port.0,
-                        "the held node did not take its frames; granted on anyway"
+                        "the held node did not take its frames (its device is full); granted on anyway"
                     );
                 }
                 if clock.write_all(&Grant { until }.encode()).await.is_err() {
