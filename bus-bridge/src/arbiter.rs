@@ -144,6 +144,8 @@ pub(crate) enum Command {
         port: PortId,
         reply: oneshot::Sender<bool>,
     },
+    /// The run is over: the virtual clock stops where it is.
+    HoldTime { reply: oneshot::Sender<()> },
 }
 
 /// Each port's current receive queue.
@@ -212,6 +214,9 @@ pub(crate) struct Virtual {
     filters: std::collections::VecDeque<(WallTime, PortId, ConnId, AcceptanceFilter)>,
     /// The TX FIFO places a timed host client starts with.
     host_places: u32,
+    /// The run is over ([`Command::HoldTime`]): the bus is polled no more,
+    /// host clients are granted nothing, nodes run on unheld.
+    held: bool,
 }
 
 /// Something a node on the virtual clock sent.
@@ -243,6 +248,7 @@ impl Virtual {
             sent: (0..ports).map(|_| Vec::new()).collect(),
             filters: std::collections::VecDeque::new(),
             host_places,
+            held: false,
         }
     }
 }
@@ -465,6 +471,13 @@ impl Arbiter {
             return;
         }
         let Some(v) = &mut self.vt else { return };
+        if v.held {
+            v.sent[port].clear();
+            if let Some((_, rx)) = &self.queues.rx[port] {
+                rx.set_grant(proto::clock::NEVER);
+            }
+            return;
+        }
         let at = match v.sync.report(port, report) {
             Ok(at) => at,
             Err((anomaly, at)) => {
@@ -531,6 +544,28 @@ impl Arbiter {
             Command::BabbleStop { port, reply } => {
                 let was = self.bus.babble_stop(port);
                 self.answer(reply, was);
+            }
+            Command::HoldTime { reply } => {
+                self.hold_time();
+                self.answer(reply, ());
+            }
+        }
+    }
+
+    /// Stops the virtual clock where it is, for a run's end: what happens
+    /// next does not count. Nodes are let go without end (each new report
+    /// gets the same answer, and what they send is dropped), so their
+    /// QEMUs stop as usual; host clients are granted nothing more.
+    fn hold_time(&mut self) {
+        let Some(v) = &mut self.vt else { return };
+        v.held = true;
+        for (port, q) in self.queues.rx.enumerate() {
+            if let Some((_, rx)) = q
+                && v.sync.is_node(port)
+                && v.sync.is_stopped(port)
+            {
+                v.sent[port].clear();
+                rx.set_grant(proto::clock::NEVER);
             }
         }
     }
@@ -618,6 +653,9 @@ impl Arbiter {
     /// the host's clock holds nodes back.
     fn advance(&mut self) -> Option<Instant> {
         let Some(v) = &mut self.vt else { return None };
+        if v.held {
+            return None;
+        }
         let ceiling = v.pace_with_wall.then(|| self.w.shared.host_now());
         loop {
             let Some(v) = &mut self.vt else { return None };

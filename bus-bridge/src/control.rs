@@ -230,6 +230,16 @@ impl BridgeControl {
         self.ask(|reply| Command::BabbleStop { port, reply }).await
     }
 
+    /// On the virtual clock, stops the fleet's time where it is, for the
+    /// end of a run: the bus is polled no more (nothing else goes on it or
+    /// is counted), timed host clients are granted nothing more (they still
+    /// take commands from outside the bus), and nodes run on unheld, what
+    /// they send dropped, so that their QEMUs end as usual. On the wall
+    /// clock it does nothing.
+    pub async fn hold_time(&self) -> Result<(), ControlError> {
+        self.ask(|reply| Command::HoldTime { reply }).await
+    }
+
     /// A snapshot of every counter.
     pub fn stats(&self) -> BusStats {
         self.shared.snapshot()

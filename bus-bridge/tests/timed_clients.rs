@@ -127,3 +127,21 @@ async fn timed_clients_act_at_their_timers_and_hear_each_other_at_bus_times() {
     assert_eq!(handed, vec![(y_end, Item::Frame(y))]);
     bridge.shutdown().await;
 }
+
+#[tokio::test]
+async fn held_time_stops_where_it_is_and_grants_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = bus_bridge::start(config(dir.path())).await.unwrap();
+    let mut a = Timed::connect(&common::sock(dir.path(), "a")).await;
+    let (_, g) = a.until().await;
+    a.idle(g, 1_000_000).await;
+    // Granted to take its FIFO places (handed at 0).
+    let (_, g) = a.until().await;
+    bridge.control().hold_time().await.unwrap();
+    // Its timer at 1 ms would have moved time there; held, nothing moves.
+    a.idle(g, 1_000_000).await;
+    let next = timeout(std::time::Duration::from_millis(300), a.reader.next_item()).await;
+    assert!(next.is_err(), "an item after the hold: {next:?}");
+    assert!(bridge.time().now_ns() < 1_000_000, "{}", bridge.time().now_ns());
+    bridge.shutdown().await;
+}

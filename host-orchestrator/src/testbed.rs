@@ -655,6 +655,7 @@ impl Testbed {
     pub async fn shutdown(mut self) -> Report {
         self.let_sessions_end().await;
         self.end_live_view().await;
+        self.hold_time().await;
         self.stop_processes().await;
         self.stop_primary().await;
         let Testbed {
@@ -693,6 +694,17 @@ impl Testbed {
         report.seeds = Some(seeds);
         report.attach_timelines(&timelines);
         report
+    }
+
+    /// On the virtual clock the run ends here: the bus's time stops, so that
+    /// nothing the ending does (nodes leaving one by one, the masters'
+    /// timers racing on without nodes to hold them) counts in the report.
+    async fn hold_time(&self) {
+        if let (RunClock::Bus(_), Some(b)) = (&self.clock, &self.bridge)
+            && let Err(e) = b.control().hold_time().await
+        {
+            tracing::warn!("cannot stop the bus's time: {e}");
+        }
     }
 
     /// Draws the live view's last state and ends it, so that what is
