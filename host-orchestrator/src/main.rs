@@ -228,6 +228,11 @@ struct UpArgs {
     /// A node that rejects this many images is failed.
     #[arg(long, default_value_t = 3)]
     max_rejects: usize,
+    /// The run's seed (node jitter; on the virtual clock the supervisor's
+    /// nonces too): on the virtual clock, the same fleet and seed give the
+    /// same run. Default: drawn at random.
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -465,6 +470,10 @@ async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<
     opts.store = args.store.clone();
     opts.run_dir = Some(run_dir);
     opts.max_rejects = args.max_rejects.max(1);
+    opts.seeds = args.seed.map(|seed| host_orchestrator::seeds::Seeds {
+        bus_faults: fleet.faults.seed,
+        ..host_orchestrator::seeds::Seeds::derive(seed, fleet.nodes.iter().map(|n| n.id))
+    });
     opts.progress = true;
     opts.master_exe = std::env::current_exe().ok();
     opts.interrupt = interrupt.clone();
