@@ -477,6 +477,7 @@ async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<
     opts.progress = true;
     opts.master_exe = std::env::current_exe().ok();
     opts.interrupt = interrupt.clone();
+    opts.end_when_settled = args.exit_when_ready;
     let n = fleet.nodes.len();
     say!(
         "booting {n} nodes ({}); timeout {:.0}s",

@@ -128,6 +128,11 @@ pub struct Options {
     /// random, with the fleet file's `[bus.faults] seed` for the bus; the
     /// report records them either way.
     pub seeds: Option<Seeds>,
+    /// The run ends once the fleet settles (every node verified or failed):
+    /// on the virtual clock the bus's time stops there, at a point of
+    /// virtual time, so that the same fleet and seed give the same report
+    /// to its end. (Nothing on the wall clock.)
+    pub end_when_settled: bool,
 }
 
 impl Options {
@@ -145,6 +150,7 @@ impl Options {
             power_on_together: false,
             interrupt: CancellationToken::new(),
             seeds: None,
+            end_when_settled: false,
         }
     }
 }
@@ -228,6 +234,7 @@ impl Testbed {
                     board::strap::Clock::Wall => Box::new(StdRng::from_entropy()),
                     board::strap::Clock::Virtual => Box::new(seeds.nonces()),
                 },
+                hold_when_settled: opts.end_when_settled,
             },
             &tasks,
             cancel.clone(),

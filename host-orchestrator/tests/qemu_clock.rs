@@ -17,6 +17,12 @@
 //! frames of a babbling port that every node takes in (`Nack`s, which boot
 //! ROMs listen to), some lost to a seeded fault. Needs QEMU >= 9; without
 //! it the test says so and passes (`cargo xtask test` installs it).
+//!
+//! Then the whole testbed on the virtual clock (masters, supervisor, bus
+//! and nodes on one time base): a small fleet verifies every node, and the
+//! same fleet and seed run again on a loaded host gives the same run: the
+//! same windows, sessions and state timelines at the same virtual times,
+//! and the same frames on the bus at the same times.
 
 mod common;
 
@@ -24,7 +30,11 @@ use board::strap::{Clock, Strap, Transport};
 use bus_bridge::{
     Babble, BridgeConfig, BusClock, Fault, FaultConfig, PortClock, PortConfig, VirtualClock,
 };
+use host_orchestrator::fleet::Fleet;
 use host_orchestrator::qemu::{NodeClock, NodeLaunch, NodeProcess, VirtualTools};
+use host_orchestrator::report::{Report, Verdict};
+use host_orchestrator::seeds::Seeds;
+use host_orchestrator::testbed::Testbed;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -240,4 +250,131 @@ fn a_loaded_host_gives_the_same_trace() {
             "a frame's virtual time moved by {divergence} ns, more than {BOUND_NS}"
         );
     });
+}
+
+/// Nodes in the testbed runs (the seed's library: three segments).
+const FLEET: usize = 6;
+
+/// One testbed run on the virtual clock with seed 42: its report (what
+/// the wall clock decides taken out), the frames on the bus (relative to
+/// the first one's time, which holds the capture's wall-clock epoch) and
+/// the wall time it took.
+async fn testbed_once() -> (serde_json::Value, Vec<Entry>, Duration) {
+    let dir = tempfile::Builder::new()
+        .prefix("bc")
+        .tempdir_in("/tmp")
+        .expect("temp dir");
+    let mut fleet = Fleet::default_mix(FLEET).unwrap();
+    fleet.transport = Transport::Virtio;
+    let fleet = fleet.with_clock(Clock::Virtual).unwrap();
+    let mut opts = common::options(fleet.clone());
+    opts.run_dir = Some(dir.path().join("run"));
+    opts.end_when_settled = true;
+    opts.seeds = Some(Seeds {
+        bus_faults: fleet.faults.seed,
+        ..Seeds::derive(42, fleet.nodes.iter().map(|n| n.id))
+    });
+    let started = Instant::now();
+    let mut tb = Testbed::start(opts).await.expect("testbed starts");
+    let pcap = tb.capture_pcap();
+    let settled = tb.wait_settled(common::SETTLE).await;
+    let report = tb.shutdown().await;
+    let wall = started.elapsed();
+    if !(settled && report.verdict == Verdict::Pass) {
+        common::dump(&report);
+        panic!("the fleet did not verify on the virtual clock");
+    }
+    assert_eq!(report.nodes_verified, FLEET);
+    assert!(report.bus.as_ref().is_some_and(|b| b.virtual_clock));
+    (comparable(&report), pcap_trace(&pcap), wall)
+}
+
+/// The report without what differs by nature between two runs: where the
+/// run folder and the capture files are, and the socketcand address.
+fn comparable(report: &Report) -> serde_json::Value {
+    let mut v = serde_json::to_value(report).unwrap();
+    let o = v.as_object_mut().unwrap();
+    o.remove("run_dir");
+    let bus = o["bus"].as_object_mut().unwrap();
+    bus.remove("capture");
+    bus.remove("socketcand");
+    v
+}
+
+/// Every frame in a pcap file: (index, time after the first, 0, id, data).
+fn pcap_trace(path: &Path) -> Vec<Entry> {
+    let bytes = std::fs::read(path).expect("capture");
+    let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap());
+    let mut out = Vec::new();
+    let (mut i, mut first) = (24, None);
+    while i + 16 <= bytes.len() {
+        let ts = u64::from(u32_at(i)) * 1_000_000_000 + u64::from(u32_at(i + 4));
+        let len = u32_at(i + 8) as usize;
+        let rec = &bytes[i + 16..i + 16 + len];
+        let id = u32::from_be_bytes(rec[0..4].try_into().unwrap());
+        let data = rec[8..8 + usize::from(rec[4])].to_vec();
+        let t0 = *first.get_or_insert(ts);
+        out.push((out.len() as u64, ts - t0, 0, id, data));
+        i += 16 + len;
+    }
+    out
+}
+
+#[test]
+fn a_testbed_on_the_virtual_clock_verifies_and_repeats_itself_on_a_loaded_host() {
+    if tools().is_none() {
+        return;
+    }
+    common::run(async {
+        let (quiet, quiet_trace, quiet_wall) = testbed_once().await;
+        let (loaded, loaded_trace, loaded_wall) = {
+            let _hogs = (std::env::var_os("NOHOGS").is_none()).then(Hogs::start);
+            testbed_once().await
+        };
+        eprintln!(
+            "{} frames in {:.3} s of virtual time: {quiet_wall:?} wall quiet, {loaded_wall:?} loaded",
+            quiet_trace.len(),
+            quiet["elapsed_s"].as_f64().unwrap_or(0.0),
+        );
+        for key in ["windows", "observed_sessions", "broadcasts", "nodes", "elapsed_s"] {
+            assert_eq!(quiet[key], loaded[key], "{key} differ");
+        }
+        let first_other_frame = quiet_trace
+            .iter()
+            .zip(&loaded_trace)
+            .position(|(a, b)| a != b);
+        assert_eq!(
+            (first_other_frame, quiet_trace.len()),
+            (None, loaded_trace.len()),
+            "not the same frames at the same times"
+        );
+        let mut differ = Vec::new();
+        json_diff("", &quiet, &loaded, &mut differ);
+        assert!(differ.is_empty(), "the reports differ: {differ:#?}");
+    });
+}
+
+/// Where two JSON values differ: (path, one, other).
+fn json_diff(
+    path: &str,
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    out: &mut Vec<(String, String, String)>,
+) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                let (va, vb) = (x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null));
+                json_diff(&format!("{path}.{k}"), va, vb, out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                json_diff(&format!("{path}[{i}]"), va, vb, out);
+            }
+        }
+        _ if a != b => out.push((path.to_string(), a.to_string(), b.to_string())),
+        _ => {}
+    }
 }

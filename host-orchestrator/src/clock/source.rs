@@ -46,6 +46,15 @@ impl Clock {
         }
     }
 
+    /// On the virtual clock, keeps the bus's time where this client's step
+    /// is, from the end of the step on (see `virt::Handle::hold_bus`): the
+    /// run ends at a point of virtual time. On the wall clock, nothing.
+    pub fn hold_bus(&self) {
+        if let Source::Virtual(h) = &self.0 {
+            h.hold_bus();
+        }
+    }
+
     /// Ready at `at`.
     pub fn sleep_until(&self, at: Moment) -> Sleep {
         match &self.0 {

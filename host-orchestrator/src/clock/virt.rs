@@ -79,6 +79,8 @@ struct State {
     place_waiter: Option<Waker>,
     /// The bus port has closed.
     closed: bool,
+    /// The client keeps the bus's time where it is ([`Handle::hold_bus`]).
+    holding: bool,
 }
 
 pub struct Shared {
@@ -140,6 +142,14 @@ impl Handle {
         drop(s);
         self.0.poke.notify_one();
         (rx, Abort(Arc::downgrade(&cell)))
+    }
+
+    /// From the end of this step on, the client never says it is done: the
+    /// bus's time stays where it is (nothing on the bus gets past the
+    /// step's time), at a point of virtual time, not of the host's. The
+    /// client still takes wakes from outside the bus. For the end of a run.
+    pub fn hold_bus(&self) {
+        self.0.lock().holding = true;
     }
 
     /// Sends `frame` once a TX FIFO place is free.
@@ -266,6 +276,7 @@ impl Driver {
                 places: 0,
                 place_waiter: None,
                 closed: false,
+                holding: false,
             }),
             poke: Notify::new(),
         });
@@ -453,16 +464,24 @@ impl Driver {
         self.shared.lock().timers.keys().next().map(|k| k.0)
     }
 
-    /// Sends the outbox, then where the client is and its next timer.
+    /// Sends the outbox, then (unless it holds the bus's time) where the
+    /// client is and its next timer.
     async fn flush(&mut self) {
-        // Two statements: a lock's guard lives to the end of its statement.
+        // Separate statements: a lock's guard lives to the end of its
+        // statement.
         let now = self.shared.lock().now;
+        let holding = self.shared.lock().holding;
         let wake = self.next_timer();
         self.told_wake = wake;
-        let mut buf = [0u8; MAX_ENCODED];
-        let wake_ns = wake.map_or(NEVER, Moment::as_ns);
-        let n = link::encode_idle(now.as_ns(), wake_ns, &mut buf);
-        self.outbox.extend_from_slice(&buf[..n]);
+        if !holding {
+            let mut buf = [0u8; MAX_ENCODED];
+            let wake_ns = wake.map_or(NEVER, Moment::as_ns);
+            let n = link::encode_idle(now.as_ns(), wake_ns, &mut buf);
+            self.outbox.extend_from_slice(&buf[..n]);
+        }
+        if self.outbox.is_empty() {
+            return;
+        }
         let bytes = std::mem::take(&mut self.outbox);
         if self.frames.is_some() && self.writer.send_raw(&bytes).await.is_err() {
             self.close();

@@ -94,6 +94,10 @@ pub struct Options {
     /// Where challenge nonces come from (unpredictable to nodes; from the
     /// run's seed on the virtual clock, so that a run can be repeated).
     pub nonces: Box<dyn RngCore + Send>,
+    /// On the virtual clock: once every node is verified or failed, keep
+    /// the bus's time there (`Clock::hold_bus`), so that a run that ends
+    /// when its fleet settles ends at a point of virtual time.
+    pub hold_when_settled: bool,
 }
 
 /// Handle to the running supervisor.
@@ -139,6 +143,7 @@ impl Supervisor {
             view: view_tx,
             rng: opts.nonces,
             clock: Clock::wall(opts.t0),
+            hold_when_settled: opts.hold_when_settled,
         };
         let (clock, task) = match opts.clock {
             ClockKind::Wall => {
@@ -252,6 +257,8 @@ struct Owner {
     view: watch::Sender<Arc<FleetView>>,
     rng: Box<dyn RngCore + Send>,
     clock: Clock,
+    /// See [`Options::hold_when_settled`]; cleared once done.
+    hold_when_settled: bool,
 }
 
 impl Owner {
@@ -281,7 +288,12 @@ impl Owner {
                 }
             };
             if changed {
-                self.view.send_replace(Arc::new(self.state.snapshot()));
+                let view = Arc::new(self.state.snapshot());
+                if self.hold_when_settled && view.settled() {
+                    self.hold_when_settled = false;
+                    self.clock.hold_bus();
+                }
+                self.view.send_replace(view);
             }
             if let Some(reply) = done {
                 let _ = reply.send(());
