@@ -145,7 +145,9 @@ pub(crate) enum Command {
         reply: oneshot::Sender<bool>,
     },
     /// The run is over: the virtual clock stops where it is.
-    HoldTime { reply: oneshot::Sender<()> },
+    HoldTime {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Each port's current receive queue.

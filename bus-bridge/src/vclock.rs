@@ -125,7 +125,10 @@ impl Sync {
             port,
             Member {
                 offset: Some(WallTime::ZERO),
-                state: State::Running { from: at, until: at },
+                state: State::Running {
+                    from: at,
+                    until: at,
+                },
                 // Its FIFO places, handed to it at the frontier.
                 handed: Some(at),
                 host: true,
@@ -551,20 +554,25 @@ mod tests {
         s.handed(PortId(0), t(4 * L + 40_000));
         s.handed(PortId(5), t(4 * L + 40_000));
         let g = s.grants(None, None);
-        assert_eq!(g.len(), 2, "the node woken by the frame and the host: {g:?}");
+        assert_eq!(
+            g.len(),
+            2,
+            "the node woken by the frame and the host: {g:?}"
+        );
     }
 
     #[test]
     fn a_host_may_move_its_timer_while_it_sleeps_and_strangers_are_named() {
         let mut s = Sync::new(L);
         assert_eq!(s.join_host(PortId(3)), t(0));
-        assert_eq!(
-            s.host_idle(PortId(4), t(0), None),
-            Err(Anomaly::NotAMember)
-        );
+        assert_eq!(s.host_idle(PortId(4), t(0), None), Err(Anomaly::NotAMember));
         s.host_idle(PortId(3), t(0), None).unwrap();
         assert_eq!(s.frontier(None), t(0));
-        assert_eq!(s.grants(None, None), [(PortId(3), NodeTime(L))], "its places");
+        assert_eq!(
+            s.grants(None, None),
+            [(PortId(3), NodeTime(L))],
+            "its places"
+        );
         s.host_idle(PortId(3), t(L), None).unwrap();
         assert_eq!(s.frontier(None), t(0), "nothing bounds it: it stays");
         assert_eq!(s.grants(None, None), []);

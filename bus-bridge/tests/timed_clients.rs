@@ -142,6 +142,10 @@ async fn held_time_stops_where_it_is_and_grants_nothing_more() {
     a.idle(g, 1_000_000).await;
     let next = timeout(std::time::Duration::from_millis(300), a.reader.next_item()).await;
     assert!(next.is_err(), "an item after the hold: {next:?}");
-    assert!(bridge.time().now_ns() < 1_000_000, "{}", bridge.time().now_ns());
+    assert!(
+        bridge.time().now_ns() < 1_000_000,
+        "{}",
+        bridge.time().now_ns()
+    );
     bridge.shutdown().await;
 }

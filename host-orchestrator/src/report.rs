@@ -1,5 +1,6 @@
 //! The JSON report and the human table.
 
+use crate::clock::Moment;
 use crate::master::progress::SessionProgress;
 use crate::master::session::RepairEnd;
 use crate::master::{MasterEvent, MasterRecord, Role};
@@ -7,7 +8,6 @@ use crate::seeds::Seeds;
 use crate::supervisor::{FleetView, HostState, ObservedSession, Rejection, digest_hex};
 use bus_bridge::BusStats;
 use serde::{Deserialize, Serialize};
-use crate::clock::Moment;
 
 /// A run's verdict; "pass" or "fail" in JSON.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -899,7 +899,16 @@ fn start_masters(opts: &Options, run_dir: &RunDir, tasks: &TaskTracker) -> Resul
     let config = opts.fleet.master.clone();
     let clock = opts.fleet.clock;
     let primary = tasks.spawn(async move {
-        master::run(&port, &store, config, Role::Primary, events_tx, stopped, clock).await
+        master::run(
+            &port,
+            &store,
+            config,
+            Role::Primary,
+            events_tx,
+            stopped,
+            clock,
+        )
+        .await
     });
     Ok(Masters {
         primary: Some(primary),

@@ -336,7 +336,13 @@ fn a_testbed_on_the_virtual_clock_verifies_and_repeats_itself_on_a_loaded_host()
             quiet_trace.len(),
             quiet["elapsed_s"].as_f64().unwrap_or(0.0),
         );
-        for key in ["windows", "observed_sessions", "broadcasts", "nodes", "elapsed_s"] {
+        for key in [
+            "windows",
+            "observed_sessions",
+            "broadcasts",
+            "nodes",
+            "elapsed_s",
+        ] {
             assert_eq!(quiet[key], loaded[key], "{key} differ");
         }
         let first_other_frame = quiet_trace
@@ -365,7 +371,10 @@ fn json_diff(
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
-                let (va, vb) = (x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null));
+                let (va, vb) = (
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                );
                 json_diff(&format!("{path}.{k}"), va, vb, out);
             }
         }

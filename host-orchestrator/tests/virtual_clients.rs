@@ -81,9 +81,12 @@ async fn virtual_clients_meet_at_bus_times_and_skip_idle_time() {
     let bridge = bus_bridge::start(config(dir.path())).await.unwrap();
     let ponger = connect(dir.path(), "pong").await;
     let (ask, outside) = mpsc::channel(1);
-    let root = ponger
-        .clock
-        .spawn(pong(ponger.clock.clone(), ponger.inbox, ponger.writer, outside));
+    let root = ponger.clock.spawn(pong(
+        ponger.clock.clone(),
+        ponger.inbox,
+        ponger.writer,
+        outside,
+    ));
     let pong_task = tokio::spawn(ponger.driving.run(root));
     // A command from outside the bus is taken at once, at the time reached.
     let (tx, rx) = oneshot::channel();
@@ -108,7 +111,10 @@ async fn virtual_clients_meet_at_bus_times_and_skip_idle_time() {
     assert_eq!(heard[0].0, 5_000_000_000);
     assert_eq!(heard[2].0, 15_000_000_000);
     assert!(rtt.iter().all(|&r| r == rtt[0]), "{heard:?}");
-    assert!(rtt[0] > 2 * frame_ns && rtt[0] < 4 * frame_ns, "{rtt:?} vs {frame_ns}");
+    assert!(
+        rtt[0] > 2 * frame_ns && rtt[0] < 4 * frame_ns,
+        "{rtt:?} vs {frame_ns}"
+    );
     let (tx, rx) = oneshot::channel();
     ask.send(tx).await.unwrap();
     let pong_now = timeout(PATIENCE, rx).await.unwrap().unwrap();

@@ -22,8 +22,8 @@ pub use body::{
 };
 pub use codes::{NodeState, NodeType, RebootReason, RejectReason, ResetCause};
 pub use id::{
-    APP_KINDS, BOOT_ROM_KINDS, BROADCAST, BUSY_KINDS, EXTERNAL_TOOL, Kind, MASTER_BACKUP, MASTER_PRIMARY,
-    MAX_NODE_ID, SUPERVISOR, TOOL, kinds_entry, split_id,
+    APP_KINDS, BOOT_ROM_KINDS, BROADCAST, BUSY_KINDS, EXTERNAL_TOOL, Kind, MASTER_BACKUP,
+    MASTER_PRIMARY, MAX_NODE_ID, SUPERVISOR, TOOL, kinds_entry, split_id,
 };
 pub use wire::MsgError;
 

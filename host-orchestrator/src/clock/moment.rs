@@ -85,7 +85,13 @@ mod tests {
         assert_eq!(t.as_ns(), 15);
         assert_eq!(t - Moment::from_ns(20), Duration::ZERO);
         assert_eq!(Moment::from_ns(2_500_000_000).as_secs_f64(), 2.5);
-        assert_eq!((Moment::from_ns(u64::MAX - 1) + Duration::MAX).as_ns(), u64::MAX);
-        assert_eq!(Moment::from_duration(Duration::from_millis(3)).as_ns(), 3_000_000);
+        assert_eq!(
+            (Moment::from_ns(u64::MAX - 1) + Duration::MAX).as_ns(),
+            u64::MAX
+        );
+        assert_eq!(
+            Moment::from_duration(Duration::from_millis(3)).as_ns(),
+            3_000_000
+        );
     }
 }

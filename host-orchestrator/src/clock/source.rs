@@ -41,7 +41,9 @@ impl Clock {
     /// Now.
     pub fn now(&self) -> Moment {
         match &self.0 {
-            Source::Wall { t0 } => Moment::from_duration(Instant::now().saturating_duration_since(*t0)),
+            Source::Wall { t0 } => {
+                Moment::from_duration(Instant::now().saturating_duration_since(*t0))
+            }
             Source::Virtual(h) => h.now(),
         }
     }

@@ -157,7 +157,9 @@ impl Handle {
         std::future::poll_fn(|cx| {
             let mut s = self.0.lock();
             if s.closed {
-                return Poll::Ready(Err(ClientError::Write(std::io::ErrorKind::BrokenPipe.into())));
+                return Poll::Ready(Err(ClientError::Write(
+                    std::io::ErrorKind::BrokenPipe.into(),
+                )));
             }
             if s.places == 0 {
                 s.place_waiter = Some(cx.waker().clone());
@@ -512,7 +514,12 @@ mod tests {
     use super::*;
 
     /// A driver on a socket pair, the far end standing in for the bridge.
-    fn pair() -> (Driver, Handle, mpsc::UnboundedReceiver<Frame>, tokio::net::UnixStream) {
+    fn pair() -> (
+        Driver,
+        Handle,
+        mpsc::UnboundedReceiver<Frame>,
+        tokio::net::UnixStream,
+    ) {
         let (a, b) = tokio::net::UnixStream::pair().unwrap();
         let (reader, writer) = bus_bridge::client::split(a);
         let (d, h, rx) = Driver::new(reader, writer);
@@ -552,8 +559,7 @@ mod tests {
         });
         d.run_ready();
         assert!(d.outbox.is_empty(), "no place yet");
-        d.inputs
-            .push_back((Moment::from_ns(500), Input::Places(2)));
+        d.inputs.push_back((Moment::from_ns(500), Input::Places(2)));
         d.step(Moment::from_ns(500));
         let mut dec = proto::link::Decoder::new();
         let items: Vec<_> = d

@@ -10,13 +10,13 @@ pub mod screen;
 pub mod stderr;
 pub mod term;
 
+use crate::clock::RunClock;
 use crate::report::MasterLog;
 use crate::supervisor::FleetView;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use crate::clock::RunClock;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 

@@ -13,9 +13,9 @@ pub mod progress;
 pub mod scheduler;
 pub mod session;
 
+use crate::clock::{Clock, Inbox, Moment, PortWriter, Task, VirtualClient};
 use crate::store::{PartSpec, Store};
 use anyhow::{Context, Result};
-use crate::clock::{Clock, Inbox, Moment, PortWriter, Task, VirtualClient};
 use board::strap::Clock as ClockKind;
 use bus_bridge::client::{self, AbortOnDrop, read_frames};
 use progress::{SessionProgress, WireProgress};
@@ -755,7 +755,14 @@ pub async fn run(
             let (frames_tx, frames) = mpsc::channel(1024);
             let _read_task = AbortOnDrop(tokio::spawn(read_frames(reader, frames_tx)));
             let clock = Clock::wall(tokio::time::Instant::now());
-            serve(clock, Inbox::Wall(frames), PortWriter::wall(writer), setup, shutdown).await
+            serve(
+                clock,
+                Inbox::Wall(frames),
+                PortWriter::wall(writer),
+                setup,
+                shutdown,
+            )
+            .await
         }
         ClockKind::Virtual => {
             let c = VirtualClient::new(reader, writer);

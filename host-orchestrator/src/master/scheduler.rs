@@ -1,11 +1,11 @@
 //! The hold-off window logic, free of I/O and tested in virtual time.
 
+use crate::clock::Moment;
 use crate::holdoff::{CloseReason, HoldOff, WindowClock};
 use proto::NodeType;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
-use crate::clock::Moment;
 
 /// Broadcast mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! One session on the bus: announce, data, end, then NACK-driven repair.
 
 use super::scheduler::{SessionKind, SessionPlan};
+use crate::clock::{Clock, Moment};
 use crate::store::{PartSpec, Store};
 use anyhow::{Context, Result, bail};
 use bus_bridge::BitTiming;
@@ -13,7 +14,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use crate::clock::{Clock, Moment};
 
 /// What a session sends: the object and where each image lies in it.
 #[derive(Clone, Debug)]

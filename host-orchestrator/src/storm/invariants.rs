@@ -478,11 +478,11 @@ pub fn judge(e: &Evidence<'_>, expect: &super::scenario::Expect) -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Moment;
     use crate::report::StateChange;
     use crate::report::tests::{bus_stats, empty, node};
     use crate::supervisor::{ObservedSession, Rejection};
     use bus_bridge::Fault;
-    use crate::clock::Moment;
 
     /// What a run left behind, owned, around a report of `nodes`.
     struct Run {

@@ -12,6 +12,7 @@ pub mod junit;
 pub mod record;
 pub mod scenario;
 
+use crate::clock::Moment;
 use crate::fleet::Fleet;
 use crate::report::{Report, Verdict};
 use crate::seeds::{self, Seeds};
@@ -27,7 +28,6 @@ use scenario::{Action, Entry, Reboot, Scenario, Select, Step};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
-use crate::clock::Moment;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -190,8 +190,7 @@ impl Run {
     async fn reboot(&mut self, how: Reboot, id: u16) -> Result<()> {
         self.ledger.reboot(id, self.tb.now());
         if how == Reboot::PowerCycle {
-            self.faults
-                .add(self.tb.now(), FaultChange::PowerCycled(id));
+            self.faults.add(self.tb.now(), FaultChange::PowerCycled(id));
         }
         match how {
             Reboot::PowerCycle => self.tb.power_cycle(id).await,

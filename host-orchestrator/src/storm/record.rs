@@ -3,11 +3,11 @@
 //! report (each node's state timeline, sessions, windows, bus drops) this is
 //! the typed record the invariants judge; nothing here decides anything.
 
+use crate::clock::Moment;
 use bus_bridge::{Fault, FaultConfig};
 use proto::NodeType;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use crate::clock::Moment;
 
 /// One thing the storm did.
 #[derive(Clone, Debug, Serialize)]

@@ -161,9 +161,9 @@ impl Supervisor {
             ClockKind::Virtual => {
                 let c = VirtualClient::new(r, w);
                 owner.clock = c.clock.clone();
-                let root = c
-                    .clock
-                    .spawn(owner.serve(c.inbox, c.writer, commands_rx, cancel.clone()));
+                let root =
+                    c.clock
+                        .spawn(owner.serve(c.inbox, c.writer, commands_rx, cancel.clone()));
                 let driving = c.driving;
                 let task = tasks.spawn(async move { driving.run(root).await? });
                 (c.clock, task)

@@ -4,11 +4,11 @@
 
 use super::tracker::{Challenge, Context, NodeTracker};
 use super::view::{FleetView, HostState, NodeRecord, ObservedSession, Published};
+use crate::clock::Moment;
 use proto::msg::{self, Message};
 use proto::{Frame, NodeType};
 use rand::RngCore;
 use std::collections::BTreeMap;
-use crate::clock::Moment;
 
 /// Everything the supervisor knows.
 pub struct FleetState {

@@ -3,6 +3,7 @@
 //! wants sent comes back as a [`Challenge`].
 
 use super::view::{HostState, LOG_TAIL_LINES, NodeRecord, Published, Rejection};
+use crate::clock::Moment;
 use images::build::hex;
 use proto::NodeType;
 use proto::msg::{self, ResetCause, Status};
@@ -11,7 +12,6 @@ use rand::RngCore;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
-use crate::clock::Moment;
 use tracing::{info, warn};
 
 /// Lines of each node's log kept in memory.

@@ -1,11 +1,11 @@
 //! What the supervisor publishes: a snapshot of the fleet, shared read-only
 //! with everyone who watches it.
 
+use crate::clock::Moment;
 use crate::fleet::NodeSpec;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use crate::clock::Moment;
 
 /// Lines of a node's log a snapshot carries (the report shows them for
 /// nodes that are not verified); the whole log goes to the run folder.
