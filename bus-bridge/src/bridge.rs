@@ -294,23 +294,7 @@ fn launch(
     // Frames in flight are bounded by the FIFO places; two more per port
     // cover connect and disconnect notices.
     let (inbox, inbox_rx) = mpsc::channel(n_ports * (config.tx_fifo_depth + 2) + 16);
-    // On the virtual clock a sender is never held back by the host: its
-    // frames wait in the bus's FIFO, in virtual time.
-    let tx_places = if is_virtual(&config) {
-        Semaphore::MAX_PERMITS / 2
-    } else {
-        config.tx_fifo_depth
-    };
-    let common = Common {
-        inbox,
-        tx_slots: (0..n_ports)
-            .map(|_| Arc::new(Semaphore::new(tx_places)))
-            .collect(),
-        shared: shared.clone(),
-        shutdown: shutdown_rx.clone(),
-        room: Arc::new(Notify::new()),
-        rx_queue_depth: config.rx_queue_depth,
-    };
+    let common = new_common(&config, n_ports, inbox, shared.clone(), shutdown_rx.clone());
     let mut tasks = JoinSet::new();
     let wiring = Wiring {
         inbox: inbox_rx,
@@ -355,6 +339,33 @@ fn launch(
         sockets,
         control,
         capture_thread,
+    }
+}
+
+/// What every port task shares; `n_ports`: socketcand's included.
+fn new_common(
+    config: &BridgeConfig,
+    n_ports: usize,
+    inbox: mpsc::Sender<ToArbiter>,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) -> Common {
+    // On the virtual clock a sender is never held back by the host: its
+    // frames wait in the bus's FIFO, in virtual time.
+    let tx_places = if is_virtual(config) {
+        Semaphore::MAX_PERMITS / 2
+    } else {
+        config.tx_fifo_depth
+    };
+    Common {
+        inbox,
+        tx_slots: (0..n_ports)
+            .map(|_| Arc::new(Semaphore::new(tx_places)))
+            .collect(),
+        shared,
+        shutdown,
+        room: Arc::new(Notify::new()),
+        rx_queue_depth: config.rx_queue_depth,
     }
 }
 

@@ -314,6 +314,23 @@ struct Reader {
     shared: Arc<Shared>,
 }
 
+/// Takes a TX FIFO place, waiting for one (and marking the port
+/// `backlogged`) while none is free; `false` once the port is closed.
+async fn take_place(slots: &Semaphore, backlogged: &mut bool) -> bool {
+    match slots.try_acquire() {
+        Ok(slot) => slot.forget(),
+        Err(TryAcquireError::NoPermits) => {
+            *backlogged = true;
+            let Ok(slot) = slots.acquire().await else {
+                return false;
+            };
+            slot.forget();
+        }
+        Err(TryAcquireError::Closed) => return false,
+    }
+    true
+}
+
 /// Decodes link frames and queues them in the port's TX FIFO. While the
 /// FIFO is full it stops reading, so the sender feels the backpressure.
 async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
@@ -372,16 +389,8 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
                     r.shared.drop_frames(r.port, Cause::TxFdOnClassic, 1);
                 }
                 Some(Ok(Item::Frame(frame))) => {
-                    match r.tx_slots.try_acquire() {
-                        Ok(slot) => slot.forget(),
-                        Err(TryAcquireError::NoPermits) => {
-                            backlogged = true;
-                            let Ok(slot) = r.tx_slots.acquire().await else {
-                                return;
-                            };
-                            slot.forget();
-                        }
-                        Err(TryAcquireError::Closed) => return,
+                    if !take_place(&r.tx_slots, &mut backlogged).await {
+                        return;
                     }
                     let msg = ToArbiter::Frame {
                         port: r.port,
