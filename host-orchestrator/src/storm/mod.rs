@@ -59,6 +59,24 @@ pub struct StormReport {
     pub testbed: Report,
 }
 
+/// Storms run on the wall clock only: the timeline waits on the host's
+/// clock and acts on the nodes from the host (QMP resets, power cycles,
+/// faults), so on the virtual clock its actions would land at virtual
+/// times that depend on how fast the host ran, and a repeated run would
+/// not repeat.
+pub fn refuse_virtual_clock(scenario: &Scenario) -> Result<()> {
+    if scenario.fleet.clock == board::strap::Clock::Virtual {
+        anyhow::bail!(
+            "storm: the virtual clock is not supported for storms yet: the timeline's actions \
+             (reboots, power cycles, faults) are timed and carried out by the host, so they \
+             would land at virtual times that depend on the host's speed; run the storm with \
+             --clock wall (or clock = \"wall\" in the fleet file). `bootcast testbed up` runs \
+             on the virtual clock"
+        );
+    }
+    Ok(())
+}
+
 /// How to run a storm.
 pub struct StormOptions {
     /// The scenario.
@@ -554,6 +572,7 @@ pub fn replay_of(report: &std::path::Path) -> Result<(Scenario, u64)> {
 /// Runs a storm to its end and judges it.
 pub async fn run(opts: StormOptions) -> Result<StormReport> {
     let scenario = &opts.scenario;
+    refuse_virtual_clock(scenario)?;
     let seed = opts.seed.unwrap_or(scenario.seed);
     let seeds = Seeds::derive(seed, scenario.fleet.nodes.iter().map(|n| n.id));
     let tb = Testbed::start(testbed_options(&opts, &seeds)).await?;
