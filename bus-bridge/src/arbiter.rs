@@ -39,6 +39,10 @@ use crate::vclock::Sync;
 
 /// Frames the arbiter puts on the buses before it lets other tasks run.
 const YIELD_EVERY: u32 = 64;
+/// On the virtual clock: bus events the arbiter runs through before it
+/// looks at its messages (and shutdown) again. Where no member bounds
+/// time (a babbler and no nodes), the bus would otherwise run on forever.
+const EVENTS_PER_ADVANCE: u32 = 4096;
 
 /// What port tasks tell the arbiter.
 pub(crate) enum ToArbiter {
@@ -636,6 +640,10 @@ impl Arbiter {
                 return;
             }
             let wake = self.advance();
+            if wake.is_some_and(|w| w <= Instant::now()) {
+                // More to do at once: let the other tasks run first.
+                tokio::task::yield_now().await;
+            }
             tokio::select! {
                 biased;
                 _ = wait_shutdown(&mut self.w.shutdown) => return,
@@ -652,14 +660,21 @@ impl Arbiter {
 
     /// Polls the bus at each of its events up to the frontier, then grants
     /// every stopped node what it may run. Returns when to look again if
-    /// the host's clock holds nodes back.
+    /// the host's clock holds nodes back, or now if it stopped short (see
+    /// [`EVENTS_PER_ADVANCE`]).
     fn advance(&mut self) -> Option<Instant> {
         let Some(v) = &mut self.vt else { return None };
         if v.held {
             return None;
         }
         let ceiling = v.pace_with_wall.then(|| self.w.shared.host_now());
+        let mut budget = EVENTS_PER_ADVANCE;
         loop {
+            budget -= 1;
+            if budget == 0 {
+                self.publish_time();
+                return Some(Instant::now());
+            }
             let Some(v) = &mut self.vt else { return None };
             let at = v.at;
             while v.filters.front().is_some_and(|f| f.0 <= at) {
@@ -692,12 +707,10 @@ impl Arbiter {
                 }
             }
         }
+        self.publish_time();
         let v = self.vt.as_mut()?;
-        // The fleet's time: the frontier (the bus may have been idle).
-        if let Some(virt) = &self.w.shared.virtual_now {
-            virt.store(v.sync.now().as_ns(), std::sync::atomic::Ordering::Relaxed);
-        }
-        for (port, until) in v.sync.grants(v.next, ceiling) {
+        let wires_busy = self.bus.wires_busy_until();
+        for (port, until) in v.sync.grants(v.next, wires_busy, ceiling) {
             if let Some((_, rx)) = &self.queues.rx[port] {
                 rx.set_grant(until.0);
             }
@@ -705,6 +718,16 @@ impl Arbiter {
         // Paced by the host: look again in a millisecond while anyone waits.
         (ceiling.is_some() && v.sync.any_stopped())
             .then(|| Instant::now() + std::time::Duration::from_millis(1))
+    }
+}
+
+impl Arbiter {
+    /// The fleet's time for readers: the frontier (the bus may have been
+    /// idle).
+    fn publish_time(&self) {
+        if let (Some(v), Some(virt)) = (&self.vt, &self.w.shared.virtual_now) {
+            virt.store(v.sync.now().as_ns(), std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 

@@ -10,10 +10,14 @@
 //! to the frontier: every frame that could start by then is known.
 //!
 //! A frame that starts at or after the frontier `F` ends no earlier than
-//! `F + L`, `L` being the shortest frame on the wire (the *lookahead*),
-//! and the bus's own next event `B` (a frame on the wire, a delayed
-//! delivery) is known. So no member receives anything before
-//! `min(F + L, B)`: that is every member's grant. A sleeping member is let
+//! `F + L`, `L` being the shortest frame on the wire (the *lookahead*);
+//! while every wire carries a frame until `W` or later, a new frame
+//! starts no earlier than `W` (arbitration waits for the wire), so it ends
+//! no earlier than `max(F, W) + L`. The bus's own next event `B` (the end
+//! of a frame on the wire, a delayed delivery) is known. So no member
+//! receives anything before `min(max(F, W) + L, B)`: that is every
+//! member's grant. (While images flow, that is one round per frame, not
+//! one per lookahead.) A sleeping member is let
 //! sleep when it wakes by then; otherwise it stays where it is, and a
 //! frame for it is handed over early, stamped with its delivery time (the
 //! node's port holds it until then and wakes at that time).
@@ -266,8 +270,9 @@ impl Sync {
     }
 
     /// Grants for stopped members, as their own clocks read them, given
-    /// the bus's next event `bus_next` and a `ceiling` no grant may pass
-    /// (the wall clock while host clients pace the fleet).
+    /// the bus's next event `bus_next`, when every wire is free again
+    /// (`wires_busy`, `None` if one is free now) and a `ceiling` no grant
+    /// may pass (the wall clock while host clients pace the fleet).
     ///
     /// None while a member still runs: grants come in rounds, each once
     /// every member has stopped, so that where a member stops next (and so
@@ -276,6 +281,7 @@ impl Sync {
     pub fn grants(
         &mut self,
         bus_next: Option<WallTime>,
+        wires_busy: Option<WallTime>,
         ceiling: Option<WallTime>,
     ) -> Vec<(PortId, NodeTime)> {
         if self
@@ -286,8 +292,9 @@ impl Sync {
             return Vec::new();
         }
         let frontier = self.frontier;
+        let start = wires_busy.map_or(frontier, |w| w.max(frontier));
         let limit = earliest(
-            Some(frontier.saturating_add(self.lookahead_ns)),
+            Some(start.saturating_add(self.lookahead_ns)),
             earliest(bus_next, ceiling),
         )
         .unwrap_or(frontier);
@@ -385,16 +392,20 @@ mod tests {
     fn busy_members_advance_one_lookahead_at_a_time() {
         let mut s = two();
         assert_eq!(s.frontier(None), t(0));
-        let g = s.grants(None, None);
+        let g = s.grants(None, None, None);
         assert_eq!(g, [(PortId(0), NodeTime(L)), (PortId(1), NodeTime(L))]);
         // One reports (with a block's overshoot); the other still runs.
         s.report(PortId(0), barrier(L + 7)).unwrap();
         assert_eq!(s.frontier(None), t(0));
-        assert_eq!(s.grants(None, None), [], "nothing new before the slow one");
+        assert_eq!(
+            s.grants(None, None, None),
+            [],
+            "nothing new before the slow one"
+        );
         s.report(PortId(1), barrier(L)).unwrap();
         assert_eq!(s.frontier(None), t(L));
         assert_eq!(
-            s.grants(None, None),
+            s.grants(None, None, None),
             [(PortId(0), NodeTime(2 * L)), (PortId(1), NodeTime(2 * L))]
         );
     }
@@ -403,49 +414,75 @@ mod tests {
     fn the_bus_next_event_and_the_ceiling_cap_the_grant() {
         let mut s = two();
         s.frontier(None);
-        let g = s.grants(Some(t(1_000)), None);
+        let g = s.grants(Some(t(1_000)), None, None);
         assert_eq!(g[0].1, NodeTime(1_000), "a frame ends at 1000");
         let mut s = two();
         s.frontier(None);
-        assert_eq!(s.grants(None, Some(t(500)))[1].1, NodeTime(500));
+        assert_eq!(s.grants(None, None, Some(t(500)))[1].1, NodeTime(500));
         let mut s = two();
         s.frontier(None);
-        assert_eq!(s.grants(None, Some(t(0))), [], "the wall clock holds them");
+        assert_eq!(
+            s.grants(None, None, Some(t(0))),
+            [],
+            "the wall clock holds them"
+        );
+    }
+
+    #[test]
+    fn while_every_wire_is_busy_the_grant_reaches_the_frame_end() {
+        // A frame on the wire until 10 L: nothing new starts before it ends.
+        let mut s = two();
+        s.frontier(None);
+        let g = s.grants(Some(t(10 * L)), Some(t(10 * L)), None);
+        assert_eq!(g[0].1, NodeTime(10 * L), "one round to the frame's end");
+        // A free wire: only the lookahead.
+        let mut s = two();
+        s.frontier(None);
+        let g = s.grants(Some(t(10 * L)), None, None);
+        assert_eq!(g[0].1, NodeTime(L));
+        // A wire free before the frontier changes nothing.
+        let mut s = two();
+        s.frontier(None);
+        let g = s.grants(None, Some(t(0)), None);
+        assert_eq!(g[1].1, NodeTime(L));
     }
 
     #[test]
     fn sleepers_skip_to_the_earliest_wake_up() {
         let mut s = two();
         s.frontier(None);
-        s.grants(None, None);
+        s.grants(None, None, None);
         s.report(PortId(0), idle(100, 5_000_000)).unwrap();
         s.report(PortId(1), idle(200, 9_000_000)).unwrap();
         // Nothing can happen before the first wakes: time jumps there.
         assert_eq!(s.frontier(None), t(5_000_000));
-        let g = s.grants(None, None);
+        let g = s.grants(None, None, None);
         assert_eq!(g, [(PortId(0), NodeTime(5_000_000 + L))]);
         // The other sleeps on; it is let sleep once the grant covers it.
         s.report(PortId(0), idle(5_000_100, 9_500_000)).unwrap();
         assert_eq!(s.frontier(None), t(9_000_000));
-        assert_eq!(s.grants(None, None), [(PortId(1), NodeTime(9_000_000 + L))]);
+        assert_eq!(
+            s.grants(None, None, None),
+            [(PortId(1), NodeTime(9_000_000 + L))]
+        );
     }
 
     #[test]
     fn a_frame_for_a_sleeper_is_handed_over_and_holds_the_frontier() {
         let mut s = two();
         s.frontier(None);
-        s.grants(None, None);
+        s.grants(None, None, None);
         s.report(PortId(0), idle(100, NEVER)).unwrap();
         s.report(PortId(1), barrier(L)).unwrap();
         assert_eq!(s.frontier(None), t(L));
         // Port 1 runs on; a frame it sent ends at 50_000 on the bus.
-        s.grants(Some(t(50_000)), None);
+        s.grants(Some(t(50_000)), None, None);
         s.report(PortId(1), barrier(50_000)).unwrap();
         assert_eq!(s.frontier(None), t(50_000));
         s.handed(PortId(0), t(50_000));
         assert!(s.is_stopped(PortId(0)));
         assert_eq!(s.frontier(None), t(50_000));
-        let g = s.grants(None, None);
+        let g = s.grants(None, None, None);
         assert_eq!(
             g,
             [
@@ -464,23 +501,23 @@ mod tests {
     fn a_node_powered_on_later_starts_at_the_frontier() {
         let mut s = two();
         s.frontier(None);
-        s.grants(None, None);
+        s.grants(None, None, None);
         s.report(PortId(0), barrier(L)).unwrap();
         s.report(PortId(1), barrier(L)).unwrap();
         assert_eq!(s.frontier(None), t(L));
         s.join(PortId(2));
-        assert_eq!(s.grants(None, None).len(), 2);
+        assert_eq!(s.grants(None, None, None).len(), 2);
         assert_eq!(s.frontier(None), t(L), "the newcomer holds the frontier");
         s.report(PortId(2), barrier(0)).unwrap();
         assert_eq!(
-            s.grants(None, None),
+            s.grants(None, None, None),
             [],
             "a round ends when all have stopped"
         );
         s.report(PortId(0), barrier(2 * L)).unwrap();
         s.report(PortId(1), barrier(2 * L)).unwrap();
         assert_eq!(s.frontier(None), t(L));
-        assert_eq!(s.grants(None, None), [(PortId(2), NodeTime(L))]);
+        assert_eq!(s.grants(None, None, None), [(PortId(2), NodeTime(L))]);
         assert_eq!(s.report(PortId(2), barrier(10)), Ok(t(L + 10)));
         s.leave(PortId(2));
         assert!(!s.is_member(PortId(2)));
@@ -498,12 +535,12 @@ mod tests {
             Err((Anomaly::NotRunning, None))
         );
         s.frontier(None);
-        s.grants(None, None);
+        s.grants(None, None, None);
         s.report(PortId(0), idle(100, NEVER)).unwrap();
         s.report(PortId(1), barrier(L)).unwrap();
         s.frontier(None);
         s.handed(PortId(0), t(L));
-        s.grants(None, None);
+        s.grants(None, None, None);
         // Woken by a frame due at L, it reports from before it.
         assert_eq!(
             s.report(PortId(0), barrier(200)),
@@ -519,33 +556,33 @@ mod tests {
     fn a_host_client_holds_time_while_it_acts_and_is_granted_before_its_timer() {
         let mut s = two();
         s.frontier(None);
-        s.grants(None, None);
+        s.grants(None, None, None);
         s.report(PortId(0), barrier(L)).unwrap();
         s.report(PortId(1), barrier(L)).unwrap();
         assert_eq!(s.frontier(None), t(L));
         // The master connects: it starts at the frontier and holds it.
         assert_eq!(s.join_host(PortId(5)), t(L));
-        assert_eq!(s.grants(None, None), [], "a round waits for the host");
+        assert_eq!(s.grants(None, None, None), [], "a round waits for the host");
         // Woken from outside before it read its grant: still running.
         s.host_idle(PortId(5), t(0), Some(t(4 * L))).unwrap();
-        assert_eq!(s.grants(None, None), []);
+        assert_eq!(s.grants(None, None, None), []);
         s.host_idle(PortId(5), t(L), Some(t(4 * L))).unwrap();
         assert_eq!(s.frontier(None), t(L));
         // Its FIFO places were handed to it at L: granted with the nodes.
-        assert_eq!(s.grants(None, None).len(), 3);
+        assert_eq!(s.grants(None, None, None).len(), 3);
         s.host_idle(PortId(5), t(2 * L), Some(t(4 * L))).unwrap();
         s.report(PortId(0), barrier(2 * L)).unwrap();
         s.report(PortId(1), barrier(2 * L)).unwrap();
         // Its first timer is at 4L: the nodes go on, the host sleeps.
         s.frontier(None);
-        assert_eq!(s.grants(None, None).len(), 2);
+        assert_eq!(s.grants(None, None, None).len(), 2);
         s.report(PortId(0), idle(2 * L, NEVER)).unwrap();
         s.report(PortId(1), idle(2 * L, NEVER)).unwrap();
         // Only the host's timer bounds time: it jumps there. A limit that
         // ends at the timer does not grant it (it acts only before).
         assert_eq!(s.frontier(None), t(4 * L));
-        assert_eq!(s.grants(Some(t(4 * L)), None), []);
-        assert_eq!(s.grants(None, None), [(PortId(5), NodeTime(5 * L))]);
+        assert_eq!(s.grants(Some(t(4 * L)), None, None), []);
+        assert_eq!(s.grants(None, None, None), [(PortId(5), NodeTime(5 * L))]);
         assert_eq!(s.frontier(None), t(4 * L), "it holds the frontier");
         // It sent something at its timer: a frame for the nodes, ending
         // at 4L + 40_000; it has no timer left.
@@ -553,7 +590,7 @@ mod tests {
         assert_eq!(s.frontier(Some(t(4 * L + 40_000))), t(4 * L + 40_000));
         s.handed(PortId(0), t(4 * L + 40_000));
         s.handed(PortId(5), t(4 * L + 40_000));
-        let g = s.grants(None, None);
+        let g = s.grants(None, None, None);
         assert_eq!(
             g.len(),
             2,
@@ -569,17 +606,17 @@ mod tests {
         s.host_idle(PortId(3), t(0), None).unwrap();
         assert_eq!(s.frontier(None), t(0));
         assert_eq!(
-            s.grants(None, None),
+            s.grants(None, None, None),
             [(PortId(3), NodeTime(L))],
             "its places"
         );
         s.host_idle(PortId(3), t(L), None).unwrap();
         assert_eq!(s.frontier(None), t(0), "nothing bounds it: it stays");
-        assert_eq!(s.grants(None, None), []);
+        assert_eq!(s.grants(None, None, None), []);
         // Woken from outside the bus, it set a timer.
         s.host_idle(PortId(3), t(L), Some(t(3 * L))).unwrap();
         assert_eq!(s.frontier(None), t(3 * L));
-        assert_eq!(s.grants(None, None), [(PortId(3), NodeTime(4 * L))]);
+        assert_eq!(s.grants(None, None, None), [(PortId(3), NodeTime(4 * L))]);
         s.join(PortId(0));
         assert_eq!(
             s.host_idle(PortId(0), t(0), None),

@@ -149,3 +149,27 @@ async fn held_time_stops_where_it_is_and_grants_nothing_more() {
     );
     bridge.shutdown().await;
 }
+
+#[tokio::test]
+async fn with_no_member_a_babbling_bus_runs_on_and_still_shuts_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.faults.babble.insert(
+        "a".into(),
+        bus_bridge::Babble {
+            rate_hz: Some(1000.0),
+            ..bus_bridge::Babble::default()
+        },
+    );
+    let bridge = bus_bridge::start(c).await.unwrap();
+    // Nothing holds time: it runs on, a babbled frame at a time.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        bridge.time().now_ns() > 1_000_000_000,
+        "{}",
+        bridge.time().now_ns()
+    );
+    timeout(common::PATIENCE, bridge.shutdown())
+        .await
+        .expect("the arbiter hears the shutdown");
+}

@@ -378,6 +378,21 @@ impl Bus {
         }
     }
 
+    /// Paced: when every domain's wire is free again, if each carries a
+    /// frame now (`None`: some wire is free, or the bus is unpaced). A
+    /// frame not yet on a wire starts no earlier than that: arbitration
+    /// waits for the frame on the wire to end.
+    pub fn wires_busy_until(&self) -> Option<WallTime> {
+        if !self.paced {
+            return None;
+        }
+        self.domains
+            .iter()
+            .map(|d| d.in_flight.as_ref().map(|f| f.end.as_paced_wall()))
+            .try_fold(None, |min, end| Some(earliest(min, Some(end?))))
+            .flatten()
+    }
+
     /// The next thing for the driver to carry out.
     pub fn next_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()

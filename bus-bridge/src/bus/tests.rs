@@ -320,6 +320,42 @@ fn paced_frames_take_their_frame_time_and_the_bus_wakes_the_driver_at_their_end(
     assert_eq!(figures.segments[SegmentId(0)].counts.busy_ns, ta + tb + tc);
 }
 
+#[test]
+fn paced_the_bus_says_until_when_every_wire_is_busy() {
+    let t = BitTiming::Classic125k;
+    let a = std_frame(0x100, &[1; 8]);
+    let ta = t.frame_time_ns(&a).unwrap();
+    // One segment: busy while a is on it, free after.
+    let mut w = World::new(setup(t, true, &[0, 0]), 64);
+    w.connect_all();
+    assert_eq!(w.bus.wires_busy_until(), None, "idle");
+    w.send(0, a);
+    w.poll();
+    assert_eq!(w.bus.wires_busy_until(), Some(WallTime::from_ns(ta)));
+    // A frame sent meanwhile waits for the wire.
+    w.now = WallTime::from_ns(ta / 2);
+    w.send(1, std_frame(0x050, &[]));
+    w.poll();
+    assert_eq!(w.bus.wires_busy_until(), Some(WallTime::from_ns(ta)));
+    w.run_for(10_000_000);
+    assert!(w.on_bus[1].end > BusTime::from_ns(ta), "after a");
+    assert_eq!(w.bus.wires_busy_until(), None);
+    // Two domains (their link cut): one idle wire is enough to start a
+    // frame now.
+    let mut apart = setup(t, true, &[0, 1]);
+    apart.cut = vec![LinkId(0)];
+    let mut w = World::new(apart, 64);
+    w.connect_all();
+    w.send(0, a);
+    w.poll();
+    assert_eq!(w.bus.wires_busy_until(), None, "segment 1 is free");
+    // Unpaced, frames take no wall time: never busy.
+    let mut w = World::new(setup(t, false, &[0, 0]), 64);
+    w.connect_all();
+    w.send(0, a);
+    assert_eq!(w.bus.wires_busy_until(), None);
+}
+
 /// Which frames (by number) each receiver got, and its drops, when one
 /// sender sends `n` frames through lossy, noisy and slow receivers.
 fn lossy_run(seed: u64, paced: bool, n: u32) -> (Vec<Vec<u32>>, Vec<Drops>) {
