@@ -340,6 +340,7 @@ mod tests {
             peak_fleet_pss_mib: 0.0,
             events: Vec::new(),
             invariants: Vec::new(),
+            made: Default::default(),
             testbed: r,
         };
         let storm: Value = serde_json::from_str(&to_json(Kind::Storm, &storm).unwrap()).unwrap();
