@@ -56,7 +56,11 @@ enum Command {
     Storm(StormArgs),
     /// Print the JSON Schema of the reports (report.json, --report) of
     /// every kind: testbed, storm and bench, with its schema version.
-    Schema,
+    Schema {
+        /// Print the schema of a line of a run's events.jsonl instead.
+        #[arg(long)]
+        events: bool,
+    },
     /// Run a master on a bus port (the testbed runs a backup master this
     /// way). Prints its events as JSON lines on stdout; stops on SIGTERM or
     /// Ctrl-C.
@@ -257,10 +261,17 @@ fn main() -> ExitCode {
                 action: TestbedAction::Up(args),
             } => up(args, interrupt, log).await,
             Command::Master(args) => master(args, interrupt).await.map(|()| Outcome::Pass),
-            Command::Schema => serde_json::to_string_pretty(&outputs::schema::schema())
-                .map(|s| println!("{s}"))
-                .map(|()| Outcome::Pass)
-                .context("cannot print the schema"),
+            Command::Schema { events } => {
+                let schema = if events {
+                    outputs::schema::events_schema()
+                } else {
+                    outputs::schema::schema()
+                };
+                serde_json::to_string_pretty(&schema)
+                    .map(|s| println!("{s}"))
+                    .map(|()| Outcome::Pass)
+                    .context("cannot print the schema")
+            }
             Command::Storm(args) => storm(args, interrupt, log).await,
             Command::Bench {
                 which: None,
