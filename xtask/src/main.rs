@@ -27,8 +27,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install what a fresh machine lacks: the riscv64 Rust target (rustup),
-    /// QEMU and tshark (apt-get, when run as root; otherwise print the
-    /// command) and python-can (Debian's python3-can; tests use the first
+    /// QEMU, tshark and Chromium (apt-get, when run as root; otherwise print
+    /// the command) and python-can (Debian's python3-can; tests use the first
     /// of $BOOTCAST_PYTHON, python3 and /usr/bin/python3 that has it). With
     /// `--virtual-clock`, also QEMU 10 from bookworm-backports, unpacked
     /// into target/qemu10 beside the system's QEMU.
