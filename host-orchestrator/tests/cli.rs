@@ -490,6 +490,8 @@ fn bench_compares_broadcast_with_unicast_on_real_nodes_and_writes_json() {
             "1",
             "--json",
             json.to_str().unwrap(),
+            "--run-dir",
+            dir.path().join("run").to_str().unwrap(),
         ])
         .output()
         .expect("bootcast runs");
@@ -499,6 +501,28 @@ fn bench_compares_broadcast_with_unicast_on_real_nodes_and_writes_json() {
         table.contains("| N=2: bus-time ratio, unicast / broadcast |"),
         "{table}"
     );
+    // Each fleet's events, trace and timeline, in the order they ran.
+    let fleets = dir.path().join("run").join("fleets");
+    let mut names: Vec<String> = std::fs::read_dir(&fleets)
+        .expect("fleets/")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "01-virtio-1-broadcast",
+            "02-virtio-1-unicast",
+            "03-virtio-2-broadcast",
+            "04-virtio-2-unicast",
+            "05-virtio-2-broadcast-unpaced"
+        ]
+    );
+    for n in &names {
+        for file in ["events.jsonl", "trace.json", "timeline.html"] {
+            assert!(fleets.join(n).join(file).is_file(), "{n}/{file}");
+        }
+    }
     let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let runs = c["runs"].as_array().unwrap();
     // Broadcast and unicast for each size, and the largest broadcast unpaced.
