@@ -132,7 +132,10 @@ fn schema_prints_the_versioned_report_schema() {
         .iter()
         .filter_map(|k| k["properties"]["kind"]["const"].as_str())
         .collect();
-    assert!(kinds.contains(&"state") && kinds.contains(&"session_end"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"state") && kinds.contains(&"session_end"),
+        "{kinds:?}"
+    );
 }
 
 #[test]

@@ -245,9 +245,17 @@ fn chromium_draws_a_lane_per_node_and_a_span_per_session() {
         document.querySelector('[data-session=\"3\"]').dispatchEvent(\
         new MouseEvent('mouseover', { bubbles: true }));</script></body>";
     std::fs::write(&driven, page.replace("</body>", script)).unwrap();
-    let dom = rt.block_on(chromium::dump_dom(&driven)).expect("Chromium reads the page");
-    assert!(dom.contains("2.250 s – 6.750 s"), "zoomed in to the middle half: {dom}");
-    assert!(dom.contains("session 3 (window 1): accessor, 64 KiB"), "the detail box: {dom}");
+    let dom = rt
+        .block_on(chromium::dump_dom(&driven))
+        .expect("Chromium reads the page");
+    assert!(
+        dom.contains("2.250 s – 6.750 s"),
+        "zoomed in to the middle half: {dom}"
+    );
+    assert!(
+        dom.contains("session 3 (window 1): accessor, 64 KiB"),
+        "the detail box: {dom}"
+    );
 
     let png = std::fs::read(run_dir.timeline_png()).expect("timeline.png");
     let timeline_rows = page::rows(&host_orchestrator::outputs::spans::Timeline::of(
