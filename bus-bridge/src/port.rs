@@ -414,26 +414,46 @@ impl RxGuard {
     }
 }
 
+/// Encodes `items` (each frame after its time record, if it has one) and
+/// writes them to the client in one write; false once the write failed.
+async fn write_batch<'a>(
+    sock: &mut OwnedWriteHalf,
+    q: &mut RxGuard,
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = (&'a Frame, Option<u64>)>,
+) -> bool {
+    let mut encoded = [0u8; MAX_ENCODED];
+    out.clear();
+    let (mut frames, mut bytes) = (0u64, 0u64);
+    for (frame, at) in items {
+        if let Some(t) = at {
+            let n = encode_at(t, &mut encoded);
+            out.extend_from_slice(&encoded[..n]);
+        }
+        let n = encode(frame, &mut encoded);
+        out.extend_from_slice(&encoded[..n]);
+        frames += 1;
+        bytes += frame.data().len() as u64;
+    }
+    q.in_flight = frames;
+    if let Err(e) = sock.write_all(out).await {
+        debug!(port = q.port.0, error = %e, "write failed");
+        return false;
+    }
+    q.written(frames, bytes);
+    true
+}
+
 async fn write_link(mut sock: OwnedWriteHalf, mut q: RxGuard) {
     let mut out = Vec::with_capacity(WRITE_BATCH * MAX_ENCODED);
-    let mut encoded = [0u8; MAX_ENCODED];
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     loop {
         batch.clear();
         q.next_batch(&mut batch, WRITE_BATCH).await;
-        out.clear();
-        let mut bytes = 0u64;
-        for frame in &batch {
-            let n = encode(frame, &mut encoded);
-            out.extend_from_slice(&encoded[..n]);
-            bytes += frame.data().len() as u64;
-        }
-        q.in_flight = batch.len() as u64;
-        if let Err(e) = sock.write_all(&out).await {
-            debug!(port = q.port.0, error = %e, "write failed");
+        let items = batch.iter().map(|f| (f, None));
+        if !write_batch(&mut sock, &mut q, &mut out, items).await {
             return;
         }
-        q.written(batch.len() as u64, bytes);
     }
 }
 
@@ -578,7 +598,6 @@ async fn drained(sock: &OwnedWriteHalf) -> bool {
 /// times, then each grant once QEMU has read the frames before it.
 async fn write_clocked(mut sock: OwnedWriteHalf, mut clock: OwnedWriteHalf, mut q: RxGuard) {
     let mut out = Vec::with_capacity(WRITE_BATCH * 2 * MAX_ENCODED);
-    let mut encoded = [0u8; MAX_ENCODED];
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     loop {
         batch.clear();
@@ -598,22 +617,9 @@ async fn write_clocked(mut sock: OwnedWriteHalf, mut clock: OwnedWriteHalf, mut 
             q.rx.data.notified().await;
             continue;
         }
-        out.clear();
-        let mut bytes = 0u64;
-        for (frame, at) in &batch {
-            if let Some(t) = at {
-                let n = encode_at(*t, &mut encoded);
-                out.extend_from_slice(&encoded[..n]);
-            }
-            let n = encode(frame, &mut encoded);
-            out.extend_from_slice(&encoded[..n]);
-            bytes += frame.data().len() as u64;
-        }
-        q.in_flight = batch.len() as u64;
-        if let Err(e) = sock.write_all(&out).await {
-            debug!(port = q.port.0, error = %e, "write failed");
+        let items = batch.iter().map(|(f, at)| (f, *at));
+        if !write_batch(&mut sock, &mut q, &mut out, items).await {
             return;
         }
-        q.written(batch.len() as u64, bytes);
     }
 }
