@@ -324,16 +324,8 @@ impl Arbiter {
                 Poll::Idle(wake) => wake,
             };
             let deadline = wake.map(|t| self.w.shared.instant_at(t));
-            tokio::select! {
-                biased;
-                _ = wait_shutdown(&mut self.w.shutdown) => return,
-                Some(cmd) = self.w.commands.recv() => self.command(cmd),
-                msg = self.w.inbox.recv() => match msg {
-                    Some(msg) => self.handle(msg),
-                    None => return,
-                },
-                _ = self.w.room.notified() => {}
-                _ = sleep_opt(deadline) => {}
+            if !self.wait(deadline).await {
+                return;
             }
         }
     }
@@ -631,6 +623,23 @@ impl Arbiter {
 }
 
 impl Arbiter {
+    /// Waits for the next thing to do (a command, a message, room in a
+    /// queue, or `deadline`) and does it; false once the arbiter must stop.
+    async fn wait(&mut self, deadline: Option<Instant>) -> bool {
+        tokio::select! {
+            biased;
+            _ = wait_shutdown(&mut self.w.shutdown) => return false,
+            Some(cmd) = self.w.commands.recv() => self.command(cmd),
+            msg = self.w.inbox.recv() => match msg {
+                Some(msg) => self.handle(msg),
+                None => return false,
+            },
+            _ = self.w.room.notified() => {}
+            _ = sleep_opt(deadline) => {}
+        }
+        true
+    }
+
     /// The virtual clock's loop: messages in, then the bus up to the
     /// frontier and the grants; it waits on messages only (and, paced by
     /// the host, on the host's clock).
@@ -644,16 +653,8 @@ impl Arbiter {
                 // More to do at once: let the other tasks run first.
                 tokio::task::yield_now().await;
             }
-            tokio::select! {
-                biased;
-                _ = wait_shutdown(&mut self.w.shutdown) => return,
-                Some(cmd) = self.w.commands.recv() => self.command(cmd),
-                msg = self.w.inbox.recv() => match msg {
-                    Some(msg) => self.handle(msg),
-                    None => return,
-                },
-                _ = self.w.room.notified() => {}
-                _ = sleep_opt(wake) => {}
+            if !self.wait(wake).await {
+                return;
             }
         }
     }

@@ -444,26 +444,67 @@ impl RxGuard {
     }
 }
 
+/// What a writer encodes: a frame, or freed TX places (timed clients).
+#[derive(Clone, Copy)]
+enum Out<'a> {
+    Frame(&'a Frame),
+    TxFree(u32),
+}
+
+impl<'a> From<&'a Delivery> for Out<'a> {
+    fn from(d: &'a Delivery) -> Self {
+        match d {
+            Delivery::Frame(f) => Out::Frame(f),
+            Delivery::TxFree(places) => Out::TxFree(*places),
+        }
+    }
+}
+
+/// Encodes `items` (each after its time record, if it has one) and writes
+/// them to the client in one write; false once the write failed.
+async fn write_batch<'a>(
+    sock: &mut OwnedWriteHalf,
+    q: &mut RxGuard,
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = (Out<'a>, Option<u64>)>,
+) -> bool {
+    let mut encoded = [0u8; MAX_ENCODED];
+    out.clear();
+    let (mut frames, mut bytes) = (0u64, 0u64);
+    for (item, at) in items {
+        if let Some(t) = at {
+            let n = encode_at(t, &mut encoded);
+            out.extend_from_slice(&encoded[..n]);
+        }
+        let n = match item {
+            Out::Frame(frame) => {
+                frames += 1;
+                bytes += frame.data().len() as u64;
+                encode(frame, &mut encoded)
+            }
+            Out::TxFree(places) => encode_tx_free(places, &mut encoded),
+        };
+        out.extend_from_slice(&encoded[..n]);
+    }
+    q.in_flight = frames;
+    if let Err(e) = sock.write_all(out).await {
+        debug!(port = q.port.0, error = %e, "write failed");
+        return false;
+    }
+    q.written(frames, bytes);
+    true
+}
+
 async fn write_link(mut sock: OwnedWriteHalf, mut q: RxGuard) {
     let mut out = Vec::with_capacity(WRITE_BATCH * MAX_ENCODED);
-    let mut encoded = [0u8; MAX_ENCODED];
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     loop {
         batch.clear();
         q.next_batch(&mut batch, WRITE_BATCH).await;
-        out.clear();
-        let mut bytes = 0u64;
-        for frame in &batch {
-            let n = encode(frame, &mut encoded);
-            out.extend_from_slice(&encoded[..n]);
-            bytes += frame.data().len() as u64;
-        }
-        q.in_flight = batch.len() as u64;
-        if let Err(e) = sock.write_all(&out).await {
-            debug!(port = q.port.0, error = %e, "write failed");
+        let items = batch.iter().map(|f| (Out::Frame(f), None));
+        if !write_batch(&mut sock, &mut q, &mut out, items).await {
             return;
         }
-        q.written(batch.len() as u64, bytes);
     }
 }
 
@@ -641,38 +682,11 @@ async fn write_clocked(mut sock: OwnedWriteHalf, mut clock: OwnedWriteHalf, mut 
             q.rx.data.notified().await;
             continue;
         }
-        let (frames, bytes) = encode_timed(&batch, &mut out);
-        q.in_flight = frames;
-        if let Err(e) = sock.write_all(&out).await {
-            debug!(port = q.port.0, error = %e, "write failed");
+        let items = batch.iter().map(|(f, at)| (Out::from(f), *at));
+        if !write_batch(&mut sock, &mut q, &mut out, items).await {
             return;
         }
-        q.written(frames, bytes);
     }
-}
-
-/// Encodes `batch` into `out` (cleared first), each delivery after its
-/// time record; returns the frames and their data bytes.
-fn encode_timed(batch: &[(Delivery, Option<u64>)], out: &mut Vec<u8>) -> (u64, u64) {
-    let mut encoded = [0u8; MAX_ENCODED];
-    out.clear();
-    let (mut frames, mut bytes) = (0, 0);
-    for (d, at) in batch {
-        if let Some(t) = at {
-            let n = encode_at(*t, &mut encoded);
-            out.extend_from_slice(&encoded[..n]);
-        }
-        let n = match d {
-            Delivery::Frame(frame) => {
-                frames += 1;
-                bytes += frame.data().len() as u64;
-                encode(frame, &mut encoded)
-            }
-            Delivery::TxFree(places) => encode_tx_free(*places, &mut encoded),
-        };
-        out.extend_from_slice(&encoded[..n]);
-    }
-    (frames, bytes)
 }
 
 /// A timed host client's reader (the virtual clock): its frames, each
@@ -758,12 +772,9 @@ async fn write_timed(mut sock: OwnedWriteHalf, mut q: RxGuard) {
             q.rx.data.notified().await;
             continue;
         }
-        let (frames, bytes) = encode_timed(&batch, &mut out);
-        q.in_flight = frames;
-        if let Err(e) = sock.write_all(&out).await {
-            debug!(port = q.port.0, error = %e, "write failed");
+        let items = batch.iter().map(|(d, at)| (Out::from(d), *at));
+        if !write_batch(&mut sock, &mut q, &mut out, items).await {
             return;
         }
-        q.written(frames, bytes);
     }
 }

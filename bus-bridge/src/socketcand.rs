@@ -475,12 +475,14 @@ async fn send(ctx: &Arc<Ctx>, slot: Option<&Slot>, frame: Frame) -> Flow {
 }
 
 /// Parses the arguments of `send ID LEN B…` or `fdsend ID FLAGS LEN B…`.
-/// An 8-digit identifier is extended. LEN is read as decimal or, as
-/// python-can writes it, hex: whichever matches the byte count.
+/// An 8-digit identifier is extended, and so is one of 4 to 7 digits that
+/// does not fit 11 bits: python-can before 4.2 (Debian 12 has 4.1) writes
+/// extended identifiers unpadded. LEN is read as decimal or, as python-can
+/// writes it, hex: whichever matches the byte count.
 pub(crate) fn parse_send(fd: bool, args: &[&str]) -> Result<Frame, &'static str> {
     let (id_text, rest) = args.split_first().ok_or("missing identifier")?;
     let id = u32::from_str_radix(id_text, 16).map_err(|_| "identifier is not hex")?;
-    let extended = id_text.len() == 8;
+    let extended = id_text.len() == 8 || (id_text.len() > 3 && id > 0x7FF);
     let (flags, rest) = if fd {
         let (f, rest) = rest.split_first().ok_or("missing flags")?;
         (
@@ -653,6 +655,13 @@ mod tests {
         assert_eq!(twelve.data(), &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
         assert!(f("123 3 1 2").is_err(), "length mismatch");
         assert!(f("800 0").is_err(), "11-bit id out of range");
+        // python-can 4.1 writes extended ids without padding.
+        assert_eq!(
+            f("110063 6 1 0 cd ab 34 12"),
+            Ok(Frame::new(0x11_0063, FLAG_EXTENDED, &[1, 0, 0xCD, 0xAB, 0x34, 0x12]).unwrap())
+        );
+        assert_eq!(f("0123 0"), Ok(Frame::new(0x123, 0, &[]).unwrap()));
+        assert!(f("123456789 0").is_err(), "29-bit id out of range");
         assert!(f("12g 0").is_err());
         assert!(f("123 1 100").is_err());
         assert!(f("").is_err());

@@ -45,6 +45,11 @@ impl Child {
         self.inner.stdout.take()
     }
 
+    /// The child's stderr, if it was piped (once).
+    pub fn take_stderr(&mut self) -> Option<tokio::process::ChildStderr> {
+        self.inner.stderr.take()
+    }
+
     /// Whether the process has exited (and how).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.inner.try_wait().ok().flatten()
@@ -66,6 +71,23 @@ impl Child {
         {
             let _ = self.inner.start_kill();
             let _ = self.inner.wait().await;
+        }
+    }
+
+    /// Waits for the process until `deadline`, then kills its whole process
+    /// group (a browser leaves helpers behind it). Returns how it exited,
+    /// or `None` when it had to be killed.
+    pub async fn wait_or_kill_group(
+        &mut self,
+        deadline: Instant,
+    ) -> Option<std::process::ExitStatus> {
+        match tokio::time::timeout_at(deadline, self.inner.wait()).await {
+            Ok(status) => status.ok(),
+            Err(_) => {
+                let _ = nix::sys::signal::killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+                let _ = self.inner.wait().await;
+                None
+            }
         }
     }
 

@@ -6,9 +6,12 @@ use clap::{Args, Parser, Subcommand};
 use host_orchestrator::exit::{self, Outcome};
 use host_orchestrator::fleet::{self, Fleet};
 use host_orchestrator::live::logging::{self, LogFile};
-use host_orchestrator::outputs::{self, github, json, json::Kind};
+use host_orchestrator::outputs::events::Sources;
+use host_orchestrator::outputs::{self, github, json, json::Kind, views};
+use host_orchestrator::report::Report;
 use host_orchestrator::report::Verdict;
 use host_orchestrator::rundir::RunDir;
+use host_orchestrator::storm::record::Made;
 use host_orchestrator::testbed::{Artifacts, Options, Testbed};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,7 +59,11 @@ enum Command {
     Storm(StormArgs),
     /// Print the JSON Schema of the reports (report.json, --report) of
     /// every kind: testbed, storm and bench, with its schema version.
-    Schema,
+    Schema {
+        /// Print the schema of a line of a run's events.jsonl instead.
+        #[arg(long)]
+        events: bool,
+    },
     /// Run a master on a bus port (the testbed runs a backup master this
     /// way). Prints its events as JSON lines on stdout; stops on SIGTERM or
     /// Ctrl-C.
@@ -267,10 +274,17 @@ fn main() -> ExitCode {
                 action: TestbedAction::Up(args),
             } => up(args, interrupt, log).await,
             Command::Master(args) => master(args, interrupt).await.map(|()| Outcome::Pass),
-            Command::Schema => serde_json::to_string_pretty(&outputs::schema::schema())
-                .map(|s| println!("{s}"))
-                .map(|()| Outcome::Pass)
-                .context("cannot print the schema"),
+            Command::Schema { events } => {
+                let schema = if events {
+                    outputs::schema::events_schema()
+                } else {
+                    outputs::schema::schema()
+                };
+                serde_json::to_string_pretty(&schema)
+                    .map(|s| println!("{s}"))
+                    .map(|()| Outcome::Pass)
+                    .context("cannot print the schema")
+            }
             Command::Storm(args) => storm(args, interrupt, log).await,
             Command::Bench {
                 which: None,
@@ -352,10 +366,15 @@ async fn bench_policies(
     use host_orchestrator::bench;
     let artifacts = Artifacts::locate(artifacts)?;
     let dir = out.start(&artifacts, "bench-policies")?;
-    let (rows, interrupted) = bench::policies(&artifacts, nodes, stagger_ms, &interrupt).await?;
+    let mut fleets = Vec::new();
+    let (rows, interrupted) = bench::policies(&artifacts, nodes, stagger_ms, &interrupt, |p, r| {
+        fleets.push((p.to_string(), r.clone()))
+    })
+    .await?;
     let table = bench::policy_table(&rows, nodes, stagger_ms);
     println!("{table}");
     out.write(&dir, &table, &serde_json::json!({ "rows": &rows }), &rows)?;
+    fleet_views(&dir, &fleets).await?;
     if interrupted {
         say!("interrupted: the table holds only the policies that ran");
     }
@@ -412,7 +431,9 @@ async fn bench_compare(
         true,
         &opts,
     )?;
-    let c = compare::compare(&artifacts, &opts, &interrupt, |r| {
+    let mut fleets = Vec::new();
+    let c = compare::compare(&artifacts, &opts, &interrupt, |r, report| {
+        fleets.push((compare::label(r), report.clone()));
         say!(
             "bench: {} {:?}{} N={}: {}/{} verified{}",
             r.transport,
@@ -429,6 +450,7 @@ async fn bench_compare(
     let table = compare::table(&c);
     println!("{table}");
     out.write(&dir, &table, &c, &c)?;
+    fleet_views(&dir, &fleets).await?;
     if c.interrupted {
         say!("interrupted: the table holds only the fleets that ran");
     }
@@ -467,6 +489,7 @@ async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<
     };
     let run_dir = run_folder(args.run_dir.clone(), &artifacts, &name)?;
     open_log(&log, &run_dir);
+    let made = Made::of_fleet(&fleet.faults);
     let mut opts = Options::new(fleet.clone(), artifacts);
     opts.store = args.store.clone();
     opts.run_dir = Some(run_dir);
@@ -498,16 +521,17 @@ async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<
             tb.capture_pcap().display()
         );
     }
-    up_until_settled(tb, timeout, &args, &name, &interrupt).await
+    up_until_settled(tb, timeout, &args, (&name, &made), &interrupt).await
 }
 
 /// Waits for the fleet, prints the table, stays up unless told not to,
-/// ends the testbed and writes what the run leaves.
+/// ends the testbed and writes what the run leaves. `run` is the fleet's
+/// name and the faults it had from the start.
 async fn up_until_settled(
     mut tb: Testbed,
     timeout: Duration,
     args: &UpArgs,
-    name: &str,
+    (name, made): (&str, &Made),
     interrupt: &CancellationToken,
 ) -> Result<Outcome> {
     let settled = tb.wait_settled(timeout).await;
@@ -542,8 +566,15 @@ async fn up_until_settled(
     if let Some(path) = &args.report {
         json::write(path, Kind::Testbed, &report)?;
     }
+    let sources = Sources {
+        report: &report,
+        actions: &[],
+        made,
+    };
+    let end_s = report.elapsed_s;
+    let views = write_views(&run_dir, &format!("testbed {name}"), &sources, end_s).await?;
     say!(
-        "run folder {} (report.json, junit.xml, log/, capture/)",
+        "run folder {} (report.json, junit.xml, {views}, log/, capture/)",
         run_dir.path().display()
     );
     ci_outputs(
@@ -616,7 +647,7 @@ async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> R
         }
     };
     println!("{}", report.table());
-    storm_outputs(&report, &args, &files)?;
+    storm_outputs(&report, &args, &files).await?;
     println!("{}", report.testbed.bus_summary());
     println!(
         "verdict {}: verified {}/{}",
@@ -630,8 +661,9 @@ async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> R
 }
 
 /// What a storm leaves: report and JUnit in the run folder (and where
-/// `--report` and `--junit` say), the step summary and annotations.
-fn storm_outputs(
+/// `--report` and `--junit` say), its events, trace and timeline, the step
+/// summary and annotations.
+async fn storm_outputs(
     report: &host_orchestrator::storm::StormReport,
     args: &StormArgs,
     files: &RunDir,
@@ -644,8 +676,15 @@ fn storm_outputs(
         std::fs::write(&path, &junit)
             .with_context(|| format!("cannot write JUnit {}", path.display()))?;
     }
+    let sources = Sources {
+        report: &report.testbed,
+        actions: &report.events,
+        made: &report.made,
+    };
+    let title = format!("storm {} (seed {})", report.scenario, report.seed);
+    let views = write_views(files, &title, &sources, report.duration_s).await?;
     say!(
-        "run folder {} (report.json, junit.xml, log/, capture/)",
+        "run folder {} (report.json, junit.xml, {views}, log/, capture/)",
         files.path().display()
     );
     // Annotations point into the scenario file (a replay's report, else),
@@ -659,6 +698,44 @@ fn storm_outputs(
             &report.scenario_source.text,
         ),
     );
+    Ok(())
+}
+
+/// Writes the run's events, trace and timeline page (and its screenshot)
+/// into `dir`; returns the names of what it wrote.
+async fn write_views(
+    dir: &RunDir,
+    title: &str,
+    sources: &Sources<'_>,
+    end_s: f64,
+) -> Result<String> {
+    let written = views::write(dir, title, sources, end_s).await?;
+    let mut names = "events.jsonl, trace.json, timeline.html".to_string();
+    if written.no_screenshot.is_none() {
+        names += ", timeline.png";
+    }
+    Ok(names)
+}
+
+/// A benchmark's views of each fleet it booted, in `fleets/<k>-<label>/`.
+async fn fleet_views(dir: &RunDir, fleets: &[(String, Report)]) -> Result<()> {
+    let made = Made::default();
+    let mut names = String::new();
+    for (k, (label, report)) in fleets.iter().enumerate() {
+        let sub = RunDir::at(dir.fleet_views(&format!("{:02}-{label}", k + 1)));
+        let sources = Sources {
+            report,
+            actions: &[],
+            made: &made,
+        };
+        names = write_views(&sub, &format!("bench {label}"), &sources, report.elapsed_s).await?;
+    }
+    if !fleets.is_empty() {
+        say!(
+            "each fleet's {names} in {}",
+            dir.path().join("fleets").display()
+        );
+    }
     Ok(())
 }
 

@@ -9,6 +9,10 @@
 //! ```text
 //! report.json          the report (`schema_version` first)
 //! junit.xml            the checks as JUnit
+//! events.jsonl         every state change, window, session, action, fault
+//! trace.json           the run as Chrome trace events (Perfetto)
+//! timeline.html        the run as one self-contained page
+//! timeline.png         a screenshot of it (when Chromium is there)
 //! p/<port>.sock        bus ports (master, supervisor, backup, tool, n<id>)
 //! p/control.sock       the bridge's control API
 //! q/n<id>.sock         each node's QMP
@@ -295,6 +299,31 @@ impl RunDir {
     /// The run's checks as JUnit XML.
     pub fn junit(&self) -> PathBuf {
         self.root.join("junit.xml")
+    }
+
+    /// The run's event log, one JSON object per line.
+    pub fn events(&self) -> PathBuf {
+        self.root.join("events.jsonl")
+    }
+
+    /// The run as Chrome trace events.
+    pub fn trace(&self) -> PathBuf {
+        self.root.join("trace.json")
+    }
+
+    /// The run's timeline page.
+    pub fn timeline_html(&self) -> PathBuf {
+        self.root.join("timeline.html")
+    }
+
+    /// A screenshot of the timeline page.
+    pub fn timeline_png(&self) -> PathBuf {
+        self.root.join("timeline.png")
+    }
+
+    /// A benchmark's folder for the views of one of its fleets.
+    pub fn fleet_views(&self, label: &str) -> PathBuf {
+        self.root.join("fleets").join(folder_name(label))
     }
 }
 

@@ -93,6 +93,63 @@ fn exit_when_ready_reports_every_node_and_ends_with_the_count() {
     let runs = run_dir.parent().unwrap();
     assert!(runs.ends_with("bootcast/runs"), "{}", runs.display());
     assert!(runs.join("latest").is_symlink());
+    views_of_a_run(run_dir, 3, 3, &stderr(&out));
+}
+
+/// A run folder's events, trace and timeline for `nodes` nodes and
+/// `sessions` sessions; the screenshot too where Chromium is installed
+/// (else the run said why it made none).
+fn views_of_a_run(run_dir: &Path, nodes: usize, sessions: usize, stderr: &str) {
+    let text = std::fs::read_to_string(run_dir.join("events.jsonl")).expect("events.jsonl");
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
+        .collect();
+    let kind = |k: &str| events.iter().filter(|e| e["kind"] == k).count();
+    assert_eq!(kind("session_start"), sessions, "{text}");
+    assert_eq!(kind("session_end"), sessions, "{text}");
+    assert!(
+        kind("window_opened") >= 1 && kind("state") >= 4 * nodes,
+        "{text}"
+    );
+    let times: Vec<f64> = events.iter().map(|e| e["t_s"].as_f64().unwrap()).collect();
+    assert!(
+        times.windows(2).all(|t| t[0] <= t[1]),
+        "in time order: {times:?}"
+    );
+    let trace: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("trace.json")).expect("trace.json"))
+            .unwrap();
+    let trace = trace["traceEvents"].as_array().unwrap();
+    let node_tracks = trace
+        .iter()
+        .filter(|e| e["name"] == "thread_name")
+        .filter(|e| {
+            e["args"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("node "))
+        })
+        .count();
+    assert_eq!(node_tracks, nodes);
+    let spans = |cat: &str| {
+        trace
+            .iter()
+            .filter(|e| e["ph"] == "X" && e["cat"] == cat)
+            .count()
+    };
+    assert_eq!(spans("session"), sessions);
+    assert_eq!(spans("state"), kind("state"));
+    let page = std::fs::read_to_string(run_dir.join("timeline.html")).expect("timeline.html");
+    assert!(page.contains("\"lanes\":[") && !page.contains("{{RUN_DATA}}"));
+    let png = run_dir.join("timeline.png");
+    if host_orchestrator::outputs::chromium::find().is_ok() {
+        assert!(
+            std::fs::metadata(&png).is_ok_and(|m| m.len() > 0),
+            "timeline.png: {stderr}"
+        );
+    } else {
+        assert!(stderr.contains("timeline.png not made"), "{stderr}");
+    }
 }
 
 #[test]
@@ -313,6 +370,10 @@ fn ctrl_c_ends_every_qemu_the_testbed_started() {
         let log = std::fs::read_to_string(run_dir.bus_log(id)).unwrap_or_default();
         assert!(log.contains("Heartbeat"), "node {id}'s bus log: {log:?}");
     }
+    // Interrupted, it still leaves its events and timeline.
+    let events = std::fs::read_to_string(run_dir.events()).expect("events.jsonl");
+    assert!(events.contains("\"state\":\"VERIFIED\""), "{events}");
+    assert!(run_dir.timeline_html().is_file() && run_dir.trace().is_file());
 }
 
 #[test]
@@ -399,6 +460,10 @@ fn ctrl_c_ends_a_storm_gracefully_and_it_still_reports() {
         let log = std::fs::read_to_string(run_dir.bus_log(id)).unwrap_or_default();
         assert!(log.contains("Heartbeat"), "node {id}'s bus log: {log:?}");
     }
+    // Interrupted, it still leaves its events and timeline.
+    let events = std::fs::read_to_string(run_dir.events()).expect("events.jsonl");
+    assert!(events.contains("\"state\":\"VERIFIED\""), "{events}");
+    assert!(run_dir.timeline_html().is_file() && run_dir.trace().is_file());
 }
 
 fn nix_kill(pid: u32, sig: &str) {
@@ -425,6 +490,8 @@ fn bench_compares_broadcast_with_unicast_on_real_nodes_and_writes_json() {
             "1",
             "--json",
             json.to_str().unwrap(),
+            "--run-dir",
+            dir.path().join("run").to_str().unwrap(),
         ])
         .output()
         .expect("bootcast runs");
@@ -434,6 +501,28 @@ fn bench_compares_broadcast_with_unicast_on_real_nodes_and_writes_json() {
         table.contains("| N=2: bus-time ratio, unicast / broadcast |"),
         "{table}"
     );
+    // Each fleet's events, trace and timeline, in the order they ran.
+    let fleets = dir.path().join("run").join("fleets");
+    let mut names: Vec<String> = std::fs::read_dir(&fleets)
+        .expect("fleets/")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "01-virtio-1-broadcast",
+            "02-virtio-1-unicast",
+            "03-virtio-2-broadcast",
+            "04-virtio-2-unicast",
+            "05-virtio-2-broadcast-unpaced"
+        ]
+    );
+    for n in &names {
+        for file in ["events.jsonl", "trace.json", "timeline.html"] {
+            assert!(fleets.join(n).join(file).is_file(), "{n}/{file}");
+        }
+    }
     let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let runs = c["runs"].as_array().unwrap();
     // Broadcast and unicast for each size, and the largest broadcast unpaced.

@@ -121,6 +121,21 @@ fn schema_prints_the_versioned_report_schema() {
         .map(|k| &k["properties"]["kind"]["const"])
         .collect();
     assert_eq!(kinds, ["testbed", "storm", "bench"]);
+    // And that of a line of a run's events.jsonl, by kind.
+    let out = bootcast(&["schema", "--events"]);
+    assert!(out.status.success());
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(s["$id"], "bootcast-events-v1");
+    let kinds: Vec<&str> = s["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["properties"]["kind"]["const"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"state") && kinds.contains(&"session_end"),
+        "{kinds:?}"
+    );
 }
 
 #[test]

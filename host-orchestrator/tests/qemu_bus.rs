@@ -8,25 +8,13 @@
 
 mod common;
 
-use common::{SETTLE, dump, options, run};
+use common::{SETTLE, dump, have, options, run};
 use host_orchestrator::fleet::Fleet;
 use host_orchestrator::report::Verdict;
 use host_orchestrator::testbed::Testbed;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::process::Command;
-
-/// Whether `tool` runs; if not, fails under CI and says so elsewhere.
-fn have(tool: &str, probe: &mut Command) -> bool {
-    if probe.output().is_ok_and(|o| o.status.success()) {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{tool} is missing; `cargo xtask install` installs it");
-    }
-    eprintln!("note: {tool} is missing (run `cargo xtask install`); skipping this test");
-    false
-}
 
 /// The Python with python-can: `$BOOTCAST_PYTHON`, else `python3`.
 fn python() -> std::ffi::OsString {

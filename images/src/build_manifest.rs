@@ -150,9 +150,9 @@ mod tests {
   },
   "signing": {
     "development": true,
-    "key": "/work/main/.bootcast/dev-signing.key",
+    "key": "/src/bootcast/.bootcast/dev-signing.key",
     "key_id": "4a2157ae9c002ae3",
-    "public_key": "/work/main/target/bootcast/signing.pub"
+    "public_key": "/src/bootcast/target/bootcast/signing.pub"
   }
 }"#;
 
@@ -161,7 +161,7 @@ mod tests {
         let m = BuildManifest::parse(WRITTEN.as_bytes()).unwrap();
         assert_eq!(
             m.signing.key,
-            Path::new("/work/main/.bootcast/dev-signing.key")
+            Path::new("/src/bootcast/.bootcast/dev-signing.key")
         );
         assert_eq!(m.boot_rom.without_signature_check.rom_bytes, 33821);
         assert_eq!(m.to_text(), WRITTEN);

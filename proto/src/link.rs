@@ -721,6 +721,35 @@ mod tests {
         assert_eq!(items, [Err(LinkError::BadControl)]);
     }
 
+    #[test]
+    fn a_delimiter_first_keeps_a_boots_filter_from_the_record_a_reset_cut_short() {
+        // What a node's link carries across a reset: the last boot's frame
+        // cut short, then the new boot's filter.
+        let f = Frame::fd_extended(7, &[1, 2, 3, 4]).unwrap();
+        let cut = &encoded(&f)[..5];
+        let mut filter = [0u8; MAX_ENCODED];
+        let n = encode_filter(&AcceptanceFilter::accept_all(), &mut filter);
+        let items = |bytes: &[u8]| -> std::vec::Vec<_> {
+            let mut d = Decoder::new();
+            bytes.iter().filter_map(|&b| d.push_item(b)).collect()
+        };
+        let glued = [cut, &filter[..n]].concat();
+        assert!(
+            items(&glued).iter().all(|r| r.is_err()),
+            "without the delimiter the filter is lost"
+        );
+        // `BusPort::open` sends a delimiter before anything else.
+        let with = [cut, &[0], &filter[..n]].concat();
+        let out = items(&with);
+        assert!(out[0].is_err());
+        assert_eq!(
+            out[1..],
+            [Ok(Item::SetFilter(AcceptanceFilter::accept_all()))]
+        );
+        // On an idle link the extra delimiter yields nothing.
+        assert_eq!(items(&[&[0], &filter[..n]].concat()).len(), 1);
+    }
+
     /// How a link frame decoded before COBS was undone on the fly: the
     /// encoded body kept whole, then decoded in place at the delimiter.
     fn reference(body: &[u8]) -> Option<Result<Item, LinkError>> {

@@ -22,10 +22,14 @@ pub fn all() -> Result<()> {
 }
 
 /// What the test suite needs besides the testbed: the tools that read the
-/// bus from outside.
+/// bus from outside, and Chromium, which draws the timeline page (the
+/// page's test, and each run's screenshot of it).
 /// Returns the Python interpreter that has python-can.
 pub fn test_tools() -> Result<std::ffi::OsString> {
-    tshark().and_then(|()| python_can()).context(Missing)
+    tshark()
+        .and_then(|()| chromium())
+        .and_then(|()| python_can())
+        .context(Missing)
 }
 
 fn succeeds(cmd: &mut Command) -> bool {
@@ -101,6 +105,12 @@ pub fn qemu() -> Result<()> {
 /// tshark, which the capture test reads the bus capture with.
 pub fn tshark() -> Result<()> {
     debian_package("tshark", &["tshark", "-v"], "tshark")
+}
+
+/// Headless Chromium, from Debian's chromium: it renders each run's
+/// timeline.html to timeline.png, and the page's test reads its DOM.
+pub fn chromium() -> Result<()> {
+    debian_package("Chromium", &["chromium", "--version"], "chromium")
 }
 
 /// Names the Python interpreter that has python-can, for the tests that

@@ -135,7 +135,7 @@ impl BusPort {
         };
         clint::set_deadline(u64::MAX);
         cpu::enable_wakeups();
-        Some(BusPort {
+        let mut port = BusPort {
             link,
             decoder: Decoder::new(),
             fifo: Fifo::new(),
@@ -145,7 +145,12 @@ impl BusPort {
             timed: clock == Clock::Virtual,
             held: None,
             out: None,
-        })
+        };
+        // A reset can cut the previous boot's last record short on the
+        // link; a delimiter first ends it there, so it cannot swallow this
+        // boot's first record (its filter). An idle link ignores it.
+        port.send_bytes(&[0]);
+        Some(port)
     }
 
     /// Moves every byte the device holds into the software FIFO.

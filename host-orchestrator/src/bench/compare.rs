@@ -157,15 +157,15 @@ pub struct Shape<'a> {
     pub host_cost: bool,
 }
 
-/// Boots one fleet with every node powered on at once, and measures it.
-/// `interrupt` ends the run early (its nodes stopped the graceful way); it
-/// is then measured as far as it got.
+/// Boots one fleet with every node powered on at once, and measures it;
+/// returns the fleet's report too. `interrupt` ends the run early (its
+/// nodes stopped the graceful way); it is then measured as far as it got.
 pub async fn run(
     artifacts: &Artifacts,
     shape: Shape<'_>,
     opts: &CompareOptions,
     interrupt: &CancellationToken,
-) -> Result<Run> {
+) -> Result<(Run, Report)> {
     let Shape {
         transport,
         nodes,
@@ -205,14 +205,26 @@ pub async fn run(
     }
     let t0 = tb.started_at().into_std();
     let report = tb.shutdown().await;
-    Ok(measure(
+    let run = measure(
         shape,
         ttav,
         &report,
         cpu_during_first_pass(&report, t0, &cpu, nodes),
         cpu_idle_fleet,
         pss_per_node_mib,
-    ))
+    );
+    Ok((run, report))
+}
+
+/// A run's name: transport, size, delivery (`virtio-40-broadcast`), and
+/// `-unpaced` for the unpaced one.
+pub fn label(r: &Run) -> String {
+    let delivery = match r.delivery {
+        Delivery::Broadcast => "broadcast",
+        Delivery::Unicast => "unicast",
+    };
+    let paced = if r.paced { "" } else { "-unpaced" };
+    format!("{}-{}-{delivery}{paced}", r.transport, r.nodes)
 }
 
 /// Power-on (the earliest) to the last node verified.
@@ -402,14 +414,14 @@ pub struct Comparison {
 
 /// Runs every fleet: for each transport and size, broadcast then unicast
 /// on the paced bus, then the largest broadcast once more unpaced.
-/// `progress` hears about each run as it ends. Once `interrupt` is
-/// cancelled the fleet running ends, and the comparison holds the runs so
-/// far.
+/// `progress` hears about each run as it ends, with its fleet's report.
+/// Once `interrupt` is cancelled the fleet running ends, and the
+/// comparison holds the runs so far.
 pub async fn compare(
     artifacts: &Artifacts,
     opts: &CompareOptions,
     interrupt: &CancellationToken,
-    mut progress: impl FnMut(&Run),
+    mut progress: impl FnMut(&Run, &Report),
 ) -> Result<Comparison> {
     let largest = opts.nodes.iter().copied().max().unwrap_or(0);
     let mut runs = Vec::new();
@@ -434,7 +446,7 @@ pub async fn compare(
             host_cost: false,
         });
         for shape in shapes {
-            let r = run(artifacts, shape, opts, interrupt)
+            let (r, report) = run(artifacts, shape, opts, interrupt)
                 .await
                 .with_context(|| {
                     format!(
@@ -444,7 +456,7 @@ pub async fn compare(
                         if shape.paced { "" } else { ", unpaced" }
                     )
                 })?;
-            progress(&r);
+            progress(&r, &report);
             runs.push(r);
             if interrupt.is_cancelled() {
                 break 'transports;

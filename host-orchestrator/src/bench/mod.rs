@@ -68,14 +68,16 @@ fn row(policy: &str, r: &Report) -> PolicyRow {
     }
 }
 
-/// Boots the same staggered fleet under each hold-off policy. Once
-/// `interrupt` is cancelled the fleet running ends, and the rows so far
-/// come back with `true`.
+/// Boots the same staggered fleet under each hold-off policy; `each`
+/// gets each policy's name and its fleet's report. Once `interrupt` is
+/// cancelled the fleet running ends, and the rows so far come back with
+/// `true`.
 pub async fn policies(
     artifacts: &Artifacts,
     nodes: usize,
     stagger_ms: u64,
     interrupt: &CancellationToken,
+    mut each: impl FnMut(&str, &Report),
 ) -> Result<(Vec<PolicyRow>, bool)> {
     // T = 1.5 s for every policy; the cap 10 s where the policy renews.
     let settings = |policy, max_wait_ms, shrink: Option<i64>| MasterSettings {
@@ -101,6 +103,7 @@ pub async fn policies(
         let mut tb = Testbed::start(options).await?;
         let settled = tb.wait_settled(timeout).await;
         let report = tb.shutdown().await;
+        each(name, &report);
         if interrupt.is_cancelled() {
             return Ok((rows, true));
         }

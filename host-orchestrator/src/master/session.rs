@@ -88,6 +88,9 @@ fn encode(m: Message<'_>, src: u16) -> Result<Frame> {
         .map_err(|e| anyhow::anyhow!("cannot encode {:?}: {e:?}", m.kind()))
 }
 
+/// How many times a session's start is sent before its first chunk.
+const START_COPIES: usize = 2;
+
 /// The announce and part frames that start (or restate) a session.
 pub fn announce_frames(plan: &SessionPlan, content: &Content, src: u16) -> Result<Vec<Frame>> {
     let total_chunks = content.total_chunks();
@@ -448,11 +451,15 @@ impl Sender<'_> {
         ctl: &mut mpsc::Receiver<SessionCtl>,
     ) -> Result<()> {
         let out = self.out;
-        for f in self.announce.clone() {
-            out.bulk(f).await?;
-            self.account(&f);
+        // Twice: a receiver that loses the start misses the whole first
+        // pass, and one repeat makes that rare for two frames' cost.
+        for _ in 0..START_COPIES {
+            for f in self.announce.clone() {
+                out.bulk(f).await?;
+                self.account(&f);
+            }
+            self.o.frames += self.announce.len() as u64;
         }
-        self.o.frames += self.announce.len() as u64;
         let total = self.content.total_chunks();
         let mut i = start_chunk.min(total);
         while i < total {
@@ -789,7 +796,23 @@ mod tests {
             .iter()
             .filter(|f| matches!(Message::decode(f), Ok((_, Message::SessionAnnounce(_)))))
             .count();
-        assert_eq!(announces, 2);
+        assert_eq!(announces, START_COPIES + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_start_is_sent_twice_before_the_first_chunk() {
+        let (_, frames) = record(content(60 * 4), repair(100), |_| tokio::spawn(async {})).await;
+        let kinds: Vec<&str> = frames
+            .iter()
+            .take(5)
+            .map(|f| match Message::decode(f) {
+                Ok((_, Message::SessionAnnounce(_))) => "announce",
+                Ok((_, Message::SessionPart(_))) => "part",
+                Ok((_, Message::Data(_))) => "data",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["announce", "part", "announce", "part", "data"]);
     }
 
     #[tokio::test(start_paused = true)]

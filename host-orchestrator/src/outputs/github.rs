@@ -258,6 +258,7 @@ mod tests {
             peak_fleet_pss_mib: 0.0,
             events,
             invariants,
+            made: Default::default(),
             testbed: empty(),
         }
     }

@@ -1,7 +1,9 @@
 //! The JSON Schema of the reports (`bootcast schema` prints it): one
-//! document for every `kind`, versioned with [`SCHEMA_VERSION`]. Fields are
-//! declared here as a table; a test serialises real reports and fails on
-//! any field the table does not declare, so the two cannot drift apart.
+//! document for every `kind`, versioned with [`SCHEMA_VERSION`]; and that of
+//! a line of `events.jsonl` (`bootcast schema --events`). Fields are
+//! declared here as tables; tests serialise real reports and event lines
+//! and fail on any field the tables do not declare, so the two cannot drift
+//! apart.
 
 use super::json::SCHEMA_VERSION;
 use crate::report::Verdict;
@@ -135,6 +137,82 @@ const DEFS: &[(&str, &[Field])] = &[
     ("check", CHECK),
 ];
 
+/// Every line of `events.jsonl` has these, then its kind's fields.
+const RUN_EVENT: &[Field] = &[("t_s", "num"), ("kind", "str")];
+
+/// Each kind of line in `events.jsonl` and its fields.
+const RUN_EVENTS: &[(&str, &[Field])] = &[
+    ("state", &[("node", "int"), ("state", "enum:state")]),
+    ("window_opened", &[("window", "int"), ("master", "str")]),
+    (
+        "window_closed",
+        &[
+            ("window", "int"),
+            ("reason", "str?"),
+            ("requesters", "[int]"),
+        ],
+    ),
+    (
+        "session_start",
+        &[
+            ("session", "int"),
+            ("window", "int"),
+            ("type", "str"),
+            ("bytes", "int"),
+            ("requesters", "[int]"),
+        ],
+    ),
+    (
+        "session_end",
+        &[
+            ("session", "int"),
+            ("window", "int"),
+            ("type", "str"),
+            ("bytes", "int"),
+            ("frames", "int"),
+            ("requesters", "[int]"),
+            ("late_joiners", "[int]"),
+            ("repair_rounds", "int"),
+            ("repair_bytes", "int"),
+            ("repair_end", "str?"),
+            ("error", "str?"),
+        ],
+    ),
+    (
+        "session_seen",
+        &[
+            ("session", "int"),
+            ("window", "int"),
+            ("type", "str"),
+            ("bytes", "int"),
+            ("announced", "int"),
+        ],
+    ),
+    ("takeover", &[("resumed_session", "int?")]),
+    (
+        "rejected",
+        &[("node", "int"), ("session", "int"), ("reason", "str")],
+    ),
+    (
+        "action",
+        &[
+            ("action", "str"),
+            ("line", "int"),
+            ("nodes", "[int]"),
+            ("ok", "bool"),
+            ("detail", "str"),
+            ("skipped", "[obj]"),
+        ],
+    ),
+    ("reboot", &[("node", "int"), ("how", "str")]),
+    ("fault", &[("rule", "obj")]),
+    ("faults_cleared", &[]),
+    ("master_killed", &[]),
+    ("link_down", &[("port", "str")]),
+    ("link_cut", &[("link", "str")]),
+    ("link_restored", &[("link", "str")]),
+];
+
 /// The JSON values of an enum's variants, as serde writes them.
 fn enum_values(name: &str) -> Vec<Value> {
     let values: Vec<serde_json::Result<Value>> = match name {
@@ -233,6 +311,25 @@ pub fn schema() -> Value {
             },
         ],
         "$defs": defs,
+    })
+}
+
+/// The schema of one line of `events.jsonl`, by `kind`.
+pub fn events_schema() -> Value {
+    let kinds: Vec<Value> = RUN_EVENTS
+        .iter()
+        .map(|(kind, fields)| {
+            let mut o = object(&[RUN_EVENT, fields]);
+            o["properties"]["kind"] = json!({ "const": kind });
+            o
+        })
+        .collect();
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": format!("bootcast-events-v{SCHEMA_VERSION}"),
+        "title": format!("a line of bootcast's events.jsonl, schema version {SCHEMA_VERSION}"),
+        "description": "One JSON object per line, in time order. `t_s` is seconds since the testbed started; `kind` says which fields follow.",
+        "oneOf": kinds,
     })
 }
 
@@ -340,6 +437,7 @@ mod tests {
             peak_fleet_pss_mib: 0.0,
             events: Vec::new(),
             invariants: Vec::new(),
+            made: Default::default(),
             testbed: r,
         };
         let storm: Value = serde_json::from_str(&to_json(Kind::Storm, &storm).unwrap()).unwrap();
@@ -357,6 +455,53 @@ mod tests {
         );
         // A storm is no testbed report: its kind and its 8 own fields.
         assert_eq!(check(&storm, 0).len(), 9);
+    }
+
+    #[test]
+    fn every_kind_of_event_line_matches_the_events_schema() {
+        use crate::outputs::events::{self, RunEvent, Sources, What};
+        use crate::storm::scenario::Reboot;
+        let (r, actions, made) = crate::outputs::events::tests::sample();
+        let mut all = events::collect(&Sources {
+            report: &r,
+            actions: &actions,
+            made: &made,
+        })
+        .unwrap();
+        let rule: bus_bridge::Fault =
+            serde_json::from_value(json!({ "kind": "loss", "probability": 0.5 })).unwrap();
+        for what in [
+            What::Fault { rule },
+            What::FaultsCleared,
+            What::LinkDown { port: "n3".into() },
+            What::Reboot {
+                node: 1,
+                how: Reboot::SoftReboot,
+            },
+        ] {
+            all.push(RunEvent { t_s: 4.0, what });
+        }
+        let s = events_schema();
+        let kinds = s["oneOf"].as_array().unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for line in events::jsonl(&all).unwrap().lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let kind = v["kind"].as_str().unwrap().to_string();
+            let schema = kinds
+                .iter()
+                .find(|k| k["properties"]["kind"]["const"] == kind.as_str())
+                .unwrap_or_else(|| panic!("no schema for kind {kind}"));
+            assert_eq!(
+                mismatches(schema, &v, &s, "$"),
+                Vec::<String>::new(),
+                "{line}"
+            );
+            seen.insert(kind);
+        }
+        // Every kind the schema lists was written above.
+        let listed: std::collections::BTreeSet<String> =
+            RUN_EVENTS.iter().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(seen, listed);
     }
 
     #[test]

@@ -481,6 +481,7 @@ mod tests {
     use crate::clock::Moment;
     use crate::report::StateChange;
     use crate::report::tests::{bus_stats, empty, node};
+    use crate::storm::scenario::Reboot;
     use crate::supervisor::{ObservedSession, Rejection};
     use bus_bridge::Fault;
 
@@ -589,12 +590,13 @@ mod tests {
         passes(run.judge(&RightImage), "all 2 nodes run a verified image");
         // Rebooted before the publish: the old image is still right.
         run.report.nodes[1].digest = Some("cd".repeat(32));
-        run.ledger.reboot(2, t0);
+        run.ledger.reboot(2, Reboot::Reset, t0);
         run.ledger
             .publish(NodeType::Drive, t0 + Duration::from_secs(1));
         passes(run.judge(&RightImage), "all 2 nodes");
         // Rebooted after it: it must run the published one.
-        run.ledger.reboot(2, t0 + Duration::from_secs(2));
+        run.ledger
+            .reboot(2, Reboot::Reset, t0 + Duration::from_secs(2));
         fails(
             run.judge(&RightImage),
             "node 2 (drive): rebooted after a publish but runs 1.0.0",
@@ -607,7 +609,7 @@ mod tests {
     fn no_disturbance_allows_one_generation_change_per_scenario_reboot() {
         let mut run = Run::of(vec![node(1), node(2)]);
         run.report.nodes[1].generations = vec![1, 4];
-        run.ledger.reboot(2, Moment::ZERO);
+        run.ledger.reboot(2, Reboot::Reset, Moment::ZERO);
         passes(run.judge(&NoDisturbance), "1 generation changes");
         run.report.nodes[1].generations = vec![1, 4, 6];
         fails(

@@ -23,7 +23,7 @@ use bus_bridge::client::{FrameReader, FrameWriter};
 use invariants::{Evidence, Interrupted};
 use proto::msg::{self, Message};
 use rand_chacha::ChaCha8Rng;
-use record::{FaultChange, FaultLog, Groups, Ledger, Pick, Skip};
+use record::{FaultChange, FaultLog, Groups, Ledger, Made, Pick, Skip};
 use scenario::{Action, Entry, Reboot, Scenario, Select, Step};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -54,6 +54,10 @@ pub struct StormReport {
     pub events: Vec<Event>,
     /// The invariants and expectations.
     pub invariants: Vec<Check>,
+    /// The reboots and faults it made, timed (the run's event log and
+    /// timeline; `events` says the same for the report).
+    #[serde(skip)]
+    pub made: Made,
     /// The testbed's report (its verdict is the storm's).
     #[serde(flatten)]
     pub testbed: Report,
@@ -206,7 +210,7 @@ impl Run {
     }
 
     async fn reboot(&mut self, how: Reboot, id: u16) -> Result<()> {
-        self.ledger.reboot(id, self.tb.now());
+        self.ledger.reboot(id, how, self.tb.now());
         if how == Reboot::PowerCycle {
             self.faults.add(self.tb.now(), FaultChange::PowerCycled(id));
         }
@@ -627,6 +631,7 @@ pub async fn run(opts: StormOptions) -> Result<StormReport> {
         reboots: run.ledger.reboots,
         duration_s,
         peak_fleet_pss_mib: run.peak_pss_kib as f64 / 1024.0,
+        made: Made::of(&run.ledger, &run.faults, Moment::ZERO),
         events: run.events,
         invariants,
         testbed,

@@ -3,6 +3,7 @@
 //! report (each node's state timeline, sessions, windows, bus drops) this is
 //! the typed record the invariants judge; nothing here decides anything.
 
+use super::scenario::Reboot;
 use crate::clock::Moment;
 use bus_bridge::{Fault, FaultConfig};
 use proto::NodeType;
@@ -62,14 +63,17 @@ pub struct Ledger {
     pub published_at: BTreeMap<NodeType, Moment>,
     /// Reboots in all.
     pub reboots: usize,
+    /// Every reboot in order: when, which node, how.
+    pub log: Vec<(Moment, u16, Reboot)>,
 }
 
 impl Ledger {
-    /// The scenario reboots node `id` at `at`.
-    pub fn reboot(&mut self, id: u16, at: Moment) {
+    /// The scenario reboots node `id` `how` at `at`.
+    pub fn reboot(&mut self, id: u16, how: Reboot, at: Moment) {
         *self.authorized.entry(id).or_default() += 1;
         self.rebooted_at.insert(id, at);
         self.reboots += 1;
+        self.log.push((at, id, how));
     }
 
     /// The scenario publishes a version of type `t` at `at`.
@@ -139,5 +143,41 @@ impl FaultLog {
     /// Whether any change matches `f`.
     pub fn any(&self, f: impl Fn(&FaultChange) -> bool) -> bool {
         self.changes.iter().any(|(_, c)| f(c))
+    }
+}
+
+/// What the run made happen, in seconds since the testbed started: the
+/// run's event log and timeline show it (the report keeps the storm's own
+/// `events`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Made {
+    /// Each reboot the scenario made: when, which node, how.
+    pub reboots: Vec<(f64, u16, Reboot)>,
+    /// Each fault and topology change, in order.
+    pub faults: Vec<(f64, FaultChange)>,
+}
+
+impl Made {
+    /// The ledger's reboots and the fault log's changes, timed from `t0`.
+    pub fn of(ledger: &Ledger, faults: &FaultLog, t0: Moment) -> Made {
+        let s = |at: Moment| at.saturating_duration_since(t0).as_secs_f64();
+        Made {
+            reboots: ledger
+                .log
+                .iter()
+                .map(|&(at, id, how)| (s(at), id, how))
+                .collect(),
+            faults: faults
+                .changes
+                .iter()
+                .map(|(at, c)| (s(*at), c.clone()))
+                .collect(),
+        }
+    }
+
+    /// A fleet's faults from the start (`testbed up`: no scenario).
+    pub fn of_fleet(faults: &FaultConfig) -> Made {
+        let t0 = Moment::ZERO;
+        Made::of(&Ledger::default(), &FaultLog::of_fleet(faults, t0), t0)
     }
 }

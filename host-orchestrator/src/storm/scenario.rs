@@ -29,8 +29,9 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 
-/// How the scenario reboots a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How the scenario reboots a node; serialised as its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Reboot {
     /// Kill the node's QEMU process and start it again: RAM is lost.
     PowerCycle,

@@ -4,6 +4,7 @@
 use host_orchestrator::fleet::Fleet;
 use host_orchestrator::report::Report;
 use host_orchestrator::testbed::{Artifacts, Options};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -54,4 +55,24 @@ pub fn bytes_sent(report: &Report) -> u64 {
         .iter()
         .map(|b| b.bytes + b.repair_bytes)
         .sum()
+}
+
+/// Whether `tool` is there (`present`); if not, fails under CI=true and
+/// elsewhere says what is missing and how to get it (`install`), and the
+/// test stops.
+pub fn available(tool: &str, present: bool, install: &str) -> bool {
+    if present {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{tool} is missing: {install}");
+    }
+    eprintln!("note: {tool} is missing ({install}); skipping this test");
+    false
+}
+
+/// Whether `tool` runs (`probe` succeeds); [`available`] otherwise.
+pub fn have(tool: &str, probe: &mut Command) -> bool {
+    let present = probe.output().is_ok_and(|o| o.status.success());
+    available(tool, present, "`cargo xtask install` installs it")
 }
