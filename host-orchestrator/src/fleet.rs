@@ -2,9 +2,12 @@
 
 use crate::master::{MasterConfig, Mode};
 use anyhow::{Context, Result, bail};
+use images::build::{BuildOptions, Image};
 use proto::NodeType;
 use serde::Deserialize;
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::holdoff::{HoldOff, HoldOffSettings, Policy};
@@ -39,6 +42,76 @@ pub struct Fleet {
     /// Pad every image's payload to this many bytes (a realistic size for
     /// the same code); `None` sends the images as built.
     pub image_size: Option<u32>,
+    /// Images the fleet names by their ELF files (`[images]`), built when
+    /// the fleet was made; the other types run the build's images.
+    pub images: BTreeMap<NodeType, ElfImage>,
+}
+
+/// An image a fleet names by its ELF file (`[images]`), before it is built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ElfSource {
+    /// The ELF file (a fleet file's relative path is resolved against the
+    /// fleet file's folder).
+    pub elf: PathBuf,
+    /// The image's name (default: the node type's name).
+    pub name: Option<String>,
+    /// Its version, packed (default: [`DEFAULT_ELF_VERSION`]).
+    pub version: Option<u32>,
+}
+
+/// The version of an image built from an ELF file when the fleet names none:
+/// the build's own images' version.
+pub const DEFAULT_ELF_VERSION: &str = "1.0.0";
+
+/// An image built from an ELF file when its fleet was made: checked as
+/// `images build` checks it, padded to the fleet's `image_size`, not yet
+/// signed (the testbed signs it with the build's key, which nodes trust).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ElfImage {
+    /// The ELF file it was built from.
+    pub elf: PathBuf,
+    /// The image.
+    pub image: Arc<Image>,
+}
+
+impl std::fmt::Debug for ElfImage {
+    /// The file and the manifest, not the payload's bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = &self.image.manifest;
+        f.debug_struct("ElfImage")
+            .field("elf", &self.elf)
+            .field("name", &m.name_str())
+            .field("version", &images::build::format_version(m.version))
+            .field("size", &m.size)
+            .field("sha256", &images::build::hex(&m.sha256))
+            .finish()
+    }
+}
+
+impl ElfSource {
+    /// Builds the image for type `t`, padded to `pad_to`. Errors name the
+    /// file and the reason.
+    pub fn build(&self, t: NodeType, pad_to: Option<u32>) -> Result<ElfImage> {
+        let name = self.name.clone().unwrap_or_else(|| t.name().to_string());
+        images::build::encode_name(&name).context("name")?;
+        let version = match self.version {
+            Some(v) => v,
+            None => {
+                images::build::parse_version(DEFAULT_ELF_VERSION).map_err(anyhow::Error::msg)?
+            }
+        };
+        let opts = BuildOptions {
+            node_type: t,
+            name,
+            version,
+            pad_to,
+        };
+        let image = images::build::build_file(&self.elf, &opts)?;
+        Ok(ElfImage {
+            elf: self.elf.clone(),
+            image: Arc::new(image),
+        })
+    }
 }
 
 /// One node.
@@ -73,6 +146,8 @@ pub struct FleetBuilder {
     pub master: MasterSettings,
     /// `[[nodes]]`, in order: ids are given in this order.
     pub nodes: Vec<NodeGroup>,
+    /// `[images]`: types whose image is built from an ELF file.
+    pub images: BTreeMap<NodeType, ElfSource>,
 }
 
 /// The bus settings of a fleet (`[bus]`).
@@ -196,6 +271,8 @@ pub(crate) struct Places {
     pub(crate) nodes: Vec<String>,
     /// The `[master]` section's place.
     pub(crate) master: Option<String>,
+    /// Each `[images]` entry's place.
+    pub(crate) images: BTreeMap<NodeType, String>,
 }
 
 impl FleetBuilder {
@@ -230,7 +307,17 @@ impl FleetBuilder {
         let topology = topology(bus, &nodes).context("[bus]")?;
         let icount_shift = icount_shift(bus.ips.unwrap_or(DEFAULT_IPS)).context("[bus]")?;
         check_clock(bus.clock, bus.transport).context("[bus]")?;
+        let mut images = BTreeMap::new();
+        for (t, source) in &self.images {
+            let built = elf_image(*t, source, &nodes, self.image_size);
+            let built = match places.images.get(t) {
+                Some(at) => built.context(at.clone()),
+                None => built,
+            }?;
+            images.insert(*t, built);
+        }
         Ok(Fleet {
+            images,
             clock: bus.clock,
             icount_shift,
             nodes,
@@ -245,11 +332,32 @@ impl FleetBuilder {
     }
 }
 
+/// The image of `[images]` entry `t`, built. Errors name the entry, the
+/// file and the reason.
+fn elf_image(
+    t: NodeType,
+    source: &ElfSource,
+    nodes: &[NodeSpec],
+    pad_to: Option<u32>,
+) -> Result<ElfImage> {
+    let at = format!("images.{}", t.name());
+    if !nodes.iter().any(|n| n.node_type == t) {
+        bail!(
+            "{at}: no node of the fleet is of type {} (its [[nodes]] name none)",
+            t.name()
+        );
+    }
+    source.build(t, pad_to).context(at)
+}
+
 /// A fleet file as written. Scenario files share its sections.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FleetFile {
     pub(crate) image_size: Option<String>,
+    /// `[images]`: node type name = ELF path, or a table with `elf`,
+    /// `name`, `version`.
+    pub(crate) images: Option<BTreeMap<String, toml::Spanned<toml::Value>>>,
     // Not spanned: toml cannot span a table made implicitly by `[bus.faults]`.
     pub(crate) bus: Option<BusSection>,
     pub(crate) master: Option<toml::Spanned<MasterSettings>>,
@@ -327,6 +435,86 @@ impl NodesSection {
             sets: self.sets,
         })
     }
+}
+
+/// The `[images]` entries of a fleet file, their paths resolved against
+/// `dir`, and where each was written.
+fn image_sources(
+    entries: BTreeMap<String, toml::Spanned<toml::Value>>,
+    text: &str,
+    dir: &Path,
+    places: &mut Places,
+) -> Result<BTreeMap<NodeType, ElfSource>> {
+    let mut out = BTreeMap::new();
+    for (key, value) in entries {
+        let at = format!("line {}", line_of(text, value.span().start));
+        let source = image_source(&key, value.get_ref(), dir).context(at.clone())?;
+        let t = source.0;
+        places.images.insert(t, at);
+        out.insert(t, source.1);
+    }
+    Ok(out)
+}
+
+/// One `[images]` entry: `type = "path"` or `type = { elf = "path",
+/// name = "...", version = "M.m.p" }`.
+fn image_source(key: &str, value: &toml::Value, dir: &Path) -> Result<(NodeType, ElfSource)> {
+    let t = NodeType::from_name(key).with_context(|| {
+        format!(
+            "images.{key}: unknown node type {key:?} (known: {})",
+            type_names()
+        )
+    })?;
+    let shape = || {
+        anyhow::anyhow!(
+            "images.{key}: give the path of an ELF file, or a table {{ elf = \"path\", name = \"...\", version = \"M.m.p\" }}"
+        )
+    };
+    let (elf, name, version) = match value {
+        toml::Value::String(path) => (path.clone(), None, None),
+        toml::Value::Table(table) => {
+            let text = |field: &str| -> Result<Option<String>> {
+                match table.get(field) {
+                    None => Ok(None),
+                    Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+                    Some(other) => bail!(
+                        "images.{key}.{field}: must be a string, got {}",
+                        other.type_str()
+                    ),
+                }
+            };
+            if let Some(unknown) = table
+                .keys()
+                .find(|k| !["elf", "name", "version"].contains(&k.as_str()))
+            {
+                bail!("images.{key}: unknown key `{unknown}` (elf, name, version)");
+            }
+            let elf = text("elf")?.ok_or_else(shape)?;
+            let version = match text("version")? {
+                Some(v) => Some(
+                    images::build::parse_version(&v)
+                        .map_err(|e| anyhow::anyhow!("images.{key}.version: {e}"))?,
+                ),
+                None => None,
+            };
+            (elf, text("name")?, version)
+        }
+        _ => return Err(shape()),
+    };
+    if elf.is_empty() {
+        bail!("images.{key}: the ELF path is empty");
+    }
+    if let Some(name) = &name {
+        images::build::encode_name(name).map_err(|e| anyhow::anyhow!("images.{key}.name: {e}"))?;
+    }
+    Ok((
+        t,
+        ElfSource {
+            elf: dir.join(elf),
+            name,
+            version,
+        },
+    ))
 }
 
 impl BusSection {
@@ -573,23 +761,32 @@ fn type_names() -> String {
 }
 
 impl Fleet {
-    /// Reads a fleet file. Errors name the file, the field and the reason.
+    /// Reads a fleet file; `[images]` paths are relative to its folder.
+    /// Errors name the file, the field and the reason.
     pub fn load(path: &Path) -> Result<Fleet> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read fleet file {}", path.display()))?;
-        Fleet::parse(&text).with_context(|| format!("fleet file {}", path.display()))
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Fleet::parse_in(&text, dir).with_context(|| format!("fleet file {}", path.display()))
     }
 
-    /// Parses fleet TOML.
+    /// Parses fleet TOML; `[images]` paths are relative to the current
+    /// folder.
     pub fn parse(text: &str) -> Result<Fleet> {
+        Fleet::parse_in(text, Path::new("."))
+    }
+
+    /// Parses fleet TOML; `[images]` paths are relative to `dir`.
+    pub fn parse_in(text: &str, dir: &Path) -> Result<Fleet> {
         let file: FleetFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Fleet::from_file(file, text)
+        Fleet::from_file(file, text, dir)
     }
 
     /// Builds a fleet from its parsed file; `text` is the file, for line
-    /// numbers in errors. Reads the names a file writes (types, versions,
-    /// sizes, the transport); [`FleetBuilder::build`] checks the rest.
-    pub(crate) fn from_file(file: FleetFile, text: &str) -> Result<Fleet> {
+    /// numbers in errors, and `dir` the folder its `[images]` paths are
+    /// relative to. Reads the names a file writes (types, versions, sizes,
+    /// the transport); [`FleetBuilder::build`] checks the rest.
+    pub(crate) fn from_file(file: FleetFile, text: &str, dir: &Path) -> Result<Fleet> {
         let mut places = Places::default();
         let mut nodes = Vec::new();
         for (i, g) in file.nodes.into_iter().enumerate() {
@@ -614,11 +811,16 @@ impl Fleet {
             }
             None => None,
         };
+        let images = match file.images {
+            Some(entries) => image_sources(entries, text, dir, &mut places)?,
+            None => BTreeMap::new(),
+        };
         FleetBuilder {
             image_size,
             bus,
             master,
             nodes,
+            images,
         }
         .build_at(&places)
     }
@@ -1033,5 +1235,219 @@ mod tests {
         // TOML syntax errors carry the line.
         let err = format!("{:#}", Fleet::parse("[[nodes]]\ntype = \n").unwrap_err());
         assert!(err.contains("line 2"), "{err}");
+    }
+
+    /// A minimal ELF executable: one PT_LOAD of `code` at `addr`.
+    fn elf(class: u8, machine: u16, addr: u64, code: &[u8], entry: u64) -> Vec<u8> {
+        let mut b = b"\x7fELF".to_vec();
+        b.extend([class, 1, 1]);
+        b.extend([0; 9]);
+        b.extend(2u16.to_le_bytes()); // ET_EXEC
+        b.extend(machine.to_le_bytes());
+        b.extend(1u32.to_le_bytes());
+        b.extend(entry.to_le_bytes());
+        b.extend(64u64.to_le_bytes()); // e_phoff
+        b.extend(0u64.to_le_bytes()); // e_shoff: no sections
+        b.extend(0u32.to_le_bytes());
+        for half in [64u16, 56, 1, 64, 0, 0] {
+            b.extend(half.to_le_bytes()); // sizes, one program header
+        }
+        b.extend(1u32.to_le_bytes()); // PT_LOAD
+        b.extend(5u32.to_le_bytes()); // R X
+        b.extend(120u64.to_le_bytes()); // p_offset: right after
+        b.extend(addr.to_le_bytes());
+        b.extend(addr.to_le_bytes());
+        b.extend((code.len() as u64).to_le_bytes());
+        b.extend((code.len() as u64).to_le_bytes());
+        b.extend(8u64.to_le_bytes());
+        b.extend_from_slice(code);
+        b
+    }
+
+    const RISCV: u16 = 243;
+    const BASE: u64 = board::memory::IMAGE_BASE;
+
+    /// A good RISC-V app of 600 bytes.
+    fn good_elf() -> Vec<u8> {
+        elf(2, RISCV, BASE, &[0x13; 600], BASE)
+    }
+
+    #[test]
+    fn images_named_by_elf_files_are_built_as_images_build_builds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("apps")).unwrap();
+        std::fs::write(dir.path().join("apps/panel.elf"), good_elf()).unwrap();
+        std::fs::write(dir.path().join("drive.elf"), good_elf()).unwrap();
+        let file = dir.path().join("fleet.toml");
+        std::fs::write(
+            &file,
+            "image_size = \"4K\"\n\
+             [images]\n\
+             op-panel = \"apps/panel.elf\"\n\
+             drive = { elf = \"drive.elf\", version = \"2.1.0\", name = \"drive-fw\" }\n\
+             [[nodes]]\ntype = \"drive\"\n[[nodes]]\ntype = \"op-panel\"\n[[nodes]]\ntype = \"xy\"\n",
+        )
+        .unwrap();
+        // Paths are relative to the fleet file, wherever bootcast runs.
+        let f = Fleet::load(&file).unwrap();
+        assert_eq!(
+            f.images.keys().copied().collect::<Vec<_>>(),
+            [NodeType::Drive, NodeType::OpPanel]
+        );
+        let panel = &f.images[&NodeType::OpPanel];
+        assert_eq!(panel.elf, dir.path().join("apps/panel.elf"));
+        let m = &panel.image.manifest;
+        assert_eq!(m.node_type, NodeType::OpPanel);
+        assert_eq!(m.name_str(), Some("op-panel"), "the type's name by default");
+        assert_eq!(
+            images::build::format_version(m.version),
+            DEFAULT_ELF_VERSION
+        );
+        assert_eq!((m.load_addr, m.entry, m.size), (BASE, BASE, 4096), "padded");
+        assert!(!m.is_signed(), "the testbed signs it with the build's key");
+        // The same image `images build` makes from the same file.
+        let opts = BuildOptions {
+            node_type: NodeType::OpPanel,
+            name: "op-panel".into(),
+            version: images::build::parse_version("1.0.0").unwrap(),
+            pad_to: Some(4096),
+        };
+        let by_cli = images::build::build_from_elf(&good_elf(), &opts).unwrap();
+        assert_eq!(*panel.image, by_cli);
+        let drive = &f.images[&NodeType::Drive].image.manifest;
+        assert_eq!(drive.name_str(), Some("drive-fw"));
+        assert_eq!(images::build::format_version(drive.version), "2.1.0");
+        // Its Debug names the file, not the payload's bytes.
+        let debug = format!("{f:?}");
+        assert!(
+            debug.contains("panel.elf") && debug.len() < 20_000,
+            "{debug}"
+        );
+        // A builder says the same in code, with paths as given.
+        let mut b = FleetBuilder::default();
+        b.nodes.push(NodeGroup::new(NodeType::OpPanel));
+        b.images.insert(
+            NodeType::OpPanel,
+            ElfSource {
+                elf: dir.path().join("apps/panel.elf"),
+                name: None,
+                version: None,
+            },
+        );
+        let built = b.build().unwrap();
+        assert_eq!(built.images[&NodeType::OpPanel].image.manifest.size, 600);
+    }
+
+    #[test]
+    fn a_bad_image_entry_names_the_file_and_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |name: &str, bytes: Vec<u8>| {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+            dir.path().join(name).display().to_string()
+        };
+        let good = put("good.elf", good_elf());
+        let text = put("notes.elf", b"#!/bin/sh\necho not an ELF\n".to_vec());
+        let x86 = put("x86.elf", elf(2, 62, BASE, &[0x90; 16], BASE));
+        let elf32 = put("elf32.elf", elf(1, RISCV, BASE, &[0x13; 16], BASE));
+        let low = put(
+            "low.elf",
+            elf(
+                2,
+                RISCV,
+                board::memory::RAM_BASE,
+                &[0x13; 16],
+                board::memory::RAM_BASE,
+            ),
+        );
+        let entry = put("entry.elf", elf(2, RISCV, BASE, &[0x13; 16], BASE + 0x100));
+        let missing = dir.path().join("missing.elf").display().to_string();
+        let drive = "[[nodes]]\ntype = \"drive\"\n";
+        let cases: Vec<(String, String)> = vec![
+            (
+                format!("[images]\ndrive = \"missing.elf\"\n{drive}"),
+                format!("line 2: images.drive: {missing}: cannot read: No such file"),
+            ),
+            (
+                format!("[images]\ndrive = \"notes.elf\"\n{drive}"),
+                format!("images.drive: {text}: not an ELF file"),
+            ),
+            (
+                format!("[images]\ndrive = \"x86.elf\"\n{drive}"),
+                format!("images.drive: {x86}: not a RISC-V ELF (e_machine 62)"),
+            ),
+            (
+                format!("[images]\ndrive = \"elf32.elf\"\n{drive}"),
+                format!("images.drive: {elf32}: not a 64-bit ELF (EI_CLASS 1)"),
+            ),
+            (
+                format!("[images]\ndrive = \"low.elf\"\n{drive}"),
+                format!(
+                    "images.drive: {low}: segment 0 [0x80000000, 0x80000010) lies outside the image region [0x80100000, 0x81e00000)"
+                ),
+            ),
+            (
+                format!("[images]\ndrive = \"entry.elf\"\n{drive}"),
+                format!(
+                    "images.drive: {entry}: entry point 0x80100100 is not in the file bytes of any PT_LOAD segment"
+                ),
+            ),
+            (
+                format!("image_size = \"512\"\n[images]\ndrive = \"good.elf\"\n{drive}"),
+                format!("images.drive: {good}: payload is 600 bytes, more than the pad size 512"),
+            ),
+            (
+                format!("[images]\nrobot = \"good.elf\"\n{drive}"),
+                "line 2: images.robot: unknown node type \"robot\"".into(),
+            ),
+            (
+                format!("[images]\nxy = \"good.elf\"\n{drive}"),
+                "line 2: images.xy: no node of the fleet is of type xy".into(),
+            ),
+            (
+                format!("[images]\ndrive = {{ elf = \"good.elf\", version = \"1.2\" }}\n{drive}"),
+                "images.drive.version: version \"1.2\" is not MAJOR.MINOR.PATCH".into(),
+            ),
+            (
+                format!(
+                    "[images]\ndrive = {{ elf = \"good.elf\", name = \"seventeen-bytes-x\" }}\n{drive}"
+                ),
+                "images.drive.name: image name \"seventeen-bytes-x\" is longer than 16 bytes"
+                    .into(),
+            ),
+            (
+                format!("[images]\ndrive = {{ elf = \"good.elf\", colour = \"red\" }}\n{drive}"),
+                "images.drive: unknown key `colour` (elf, name, version)".into(),
+            ),
+            (
+                format!("[images]\ndrive = 3\n{drive}"),
+                "images.drive: give the path of an ELF file, or a table".into(),
+            ),
+            (
+                format!("[images]\ndrive = {{ version = \"1.0.0\" }}\n{drive}"),
+                "images.drive: give the path of an ELF file".into(),
+            ),
+            (
+                format!("[images]\ndrive = \"\"\n{drive}"),
+                "images.drive: the ELF path is empty".into(),
+            ),
+        ];
+        for (fleet, want) in cases {
+            let err = format!("{:#}", Fleet::parse_in(&fleet, dir.path()).unwrap_err());
+            assert!(
+                err.contains(&want),
+                "for {fleet:?}:\n got {err}\nwant {want}"
+            );
+        }
+        // And a fleet file's error names the fleet file too.
+        let file = dir.path().join("f.toml");
+        std::fs::write(&file, format!("[images]\ndrive = \"x86.elf\"\n{drive}")).unwrap();
+        let err = format!("{:#}", Fleet::load(&file).unwrap_err());
+        assert!(
+            err.starts_with(&format!(
+                "fleet file {}: line 2: images.drive: {x86}:",
+                file.display()
+            )),
+            "{err}"
+        );
     }
 }

@@ -39,6 +39,14 @@ pub struct NodeLaunch {
     pub paused: bool,
     /// On the virtual clock: the node's clock, held by the bridge.
     pub clock: Option<NodeClock>,
+    /// The file that backs the node's RAM, shared with the host (which
+    /// reads it to check the node); `None`: QEMU's own anonymous memory.
+    /// Removed before each power-on: a node's RAM starts empty.
+    pub ram: Option<PathBuf>,
+    /// A second QMP monitor for the supervisor alone (it reads the CPU's
+    /// program counter there), so its reads never wait behind the
+    /// testbed's commands on the first.
+    pub monitor: Option<PathBuf>,
 }
 
 /// How a node runs on the virtual clock.
@@ -157,8 +165,6 @@ impl NodeLaunch {
     /// QEMU's arguments.
     pub fn args(&self) -> Vec<String> {
         let mut a: Vec<String> = [
-            "-machine",
-            "virt",
             "-bios",
             "none",
             "-nodefaults",
@@ -173,8 +179,26 @@ impl NodeLaunch {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        let ram_mib = memory::RAM_SIZE / (1024 * 1024);
+        match &self.ram {
+            Some(file) => {
+                // The guest's RAM is this file's pages: what the guest
+                // holds, the host reads (QEMU 7.2 and later).
+                a.push("-machine".into());
+                a.push("virt,memory-backend=ram".into());
+                a.push("-object".into());
+                a.push(format!(
+                    "memory-backend-file,id=ram,size={ram_mib}M,mem-path={},share=on",
+                    file.display()
+                ));
+            }
+            None => {
+                a.push("-machine".into());
+                a.push("virt".into());
+            }
+        }
         a.push("-m".into());
-        a.push(format!("{}M", memory::RAM_SIZE / (1024 * 1024)));
+        a.push(format!("{ram_mib}M"));
         a.push("-name".into());
         a.push(format!("bootcast-node-{}", self.id));
         a.push("-drive".into());
@@ -215,6 +239,10 @@ impl NodeLaunch {
             "unix:{},server=on,wait=off",
             self.qmp_socket.display()
         ));
+        if let Some(monitor) = &self.monitor {
+            a.push("-qmp".into());
+            a.push(format!("unix:{},server=on,wait=off", monitor.display()));
+        }
         for (i, w) in self.strap.to_words().iter().enumerate() {
             a.push("-device".into());
             a.push(format!(
@@ -237,6 +265,15 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts QEMU for `launch`.
     pub fn spawn(launch: &NodeLaunch) -> Result<NodeProcess> {
+        if let Some(ram) = &launch.ram {
+            // Power-on: RAM starts empty (QEMU makes a new, zeroed file).
+            match std::fs::remove_file(ram) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("cannot remove {}", ram.display()));
+                }
+                _ => {}
+            }
+        }
         let log = std::fs::File::create(&launch.log)
             .with_context(|| format!("cannot create {}", launch.log.display()))?;
         let err = log.try_clone()?;

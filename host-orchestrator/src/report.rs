@@ -5,7 +5,7 @@ use crate::master::progress::SessionProgress;
 use crate::master::session::RepairEnd;
 use crate::master::{MasterEvent, MasterRecord, Role};
 use crate::seeds::Seeds;
-use crate::supervisor::{FleetView, HostState, ObservedSession, Rejection, digest_hex};
+use crate::supervisor::{FleetView, HostState, ObservedSession, Rejection, VerifiedBy, digest_hex};
 use bus_bridge::BusStats;
 use serde::{Deserialize, Serialize};
 
@@ -86,8 +86,16 @@ pub struct NodeReport {
     pub segment: String,
     /// Final state.
     pub state: HostState,
-    /// Whether digest and challenge matched the build.
+    /// Whether it is verified: the host's own check of its RAM and CPU, or
+    /// its heartbeat's digest and its answer to a challenge, matched the
+    /// build.
     pub verified: bool,
+    /// Which check verified its running image first: "host-check" (the
+    /// host read its RAM and PC) or "challenge" (its heartbeat and answer).
+    pub verified_by: Option<VerifiedBy>,
+    /// What the host's own check of its RAM and CPU found last ("ok: ...",
+    /// "not yet: ...", "wrong: ...").
+    pub host_check: Option<String>,
     /// Digest the node measured (hex), if it ran.
     pub digest: Option<String>,
     /// Digest of the build's image for its type (hex).
@@ -448,6 +456,8 @@ pub fn build(
             segment: n.spec.segment.clone(),
             state: n.state,
             verified: n.state == HostState::Verified,
+            verified_by: n.verified_by,
+            host_check: n.host_check.clone(),
             digest: n.digest.as_ref().map(digest_hex),
             expected_digest: digest_hex(&n.expected_digest),
             generation: n.generation,
@@ -621,6 +631,8 @@ pub(crate) mod tests {
             segment: "base".into(),
             state: HostState::Verified,
             verified: true,
+            verified_by: None,
+            host_check: None,
             digest: Some("ab".repeat(32)),
             expected_digest: "ab".repeat(32),
             generation: Some(1),

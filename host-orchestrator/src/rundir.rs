@@ -16,6 +16,7 @@
 //! p/<port>.sock        bus ports (master, supervisor, backup, tool, n<id>)
 //! p/control.sock       the bridge's control API
 //! q/n<id>.sock         each node's QMP
+//! q/m<id>.sock         each node's second QMP monitor, the supervisor's
 //! log/bootcast.log     every log line of the run (bootcast's own)
 //! log/n<id>.qemu.log   QEMU's own output
 //! log/n<id>.console.log  the node's debug console (virtio transport)
@@ -30,6 +31,11 @@
 //! A unix socket's path must fit in 108 bytes: when the run folder's path
 //! is too long for that, `p/` and `q/` are links to a short folder in
 //! /tmp that lives as long as the run.
+//!
+//! Each node's RAM is a file, `n<id>.ram`, that QEMU maps shared and the
+//! supervisor reads: in a folder of its own in /dev/shm (tmpfs: guest
+//! writes never reach a disk) that lives as long as the run, else in
+//! `ram/`. A folder left by a run that was killed is removed by the next.
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -44,6 +50,36 @@ pub struct RunDir {
     sockets: PathBuf,
     temp: Option<tempfile::TempDir>,
     short: Option<tempfile::TempDir>,
+    /// Where the nodes' RAM files are.
+    ram: PathBuf,
+    /// The RAM folder in /dev/shm, removed with the run.
+    ram_temp: Option<tempfile::TempDir>,
+}
+
+/// Where RAM folders go: a tmpfs.
+const RAM_TMPFS: &str = "/dev/shm";
+/// The prefix of a RAM folder's name; the process id follows.
+const RAM_PREFIX: &str = "bootcast-ram-";
+
+/// Removes RAM folders in `tmpfs` whose process is gone (a run that was
+/// killed leaves its folder behind).
+fn remove_stale_ram(tmpfs: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmpfs) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(RAM_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// The longest path of a socket below a run folder.
@@ -157,7 +193,29 @@ impl RunDir {
             std::fs::create_dir_all(&p)
                 .with_context(|| format!("cannot create {}", p.display()))?;
         }
+        dir.ram_folder()?;
         Ok(dir)
+    }
+
+    /// Makes the folder for the nodes' RAM files: in /dev/shm when it can,
+    /// else `ram/`.
+    fn ram_folder(&mut self) -> Result<()> {
+        let tmpfs = Path::new(RAM_TMPFS);
+        remove_stale_ram(tmpfs);
+        let made = tempfile::Builder::new()
+            .prefix(&format!("{RAM_PREFIX}{}-", std::process::id()))
+            .tempdir_in(tmpfs);
+        match made {
+            Ok(t) => {
+                self.ram = t.path().to_path_buf();
+                self.ram_temp = Some(t);
+            }
+            Err(_) => {
+                std::fs::create_dir_all(&self.ram)
+                    .with_context(|| format!("cannot create {}", self.ram.display()))?;
+            }
+        }
+        Ok(())
     }
 
     /// Puts `p/` and `q/` in a short folder in /tmp, linked from the run
@@ -187,9 +245,11 @@ impl RunDir {
         let root = root.into();
         RunDir {
             sockets: root.clone(),
+            ram: root.join("ram"),
             root,
             temp: None,
             short: None,
+            ram_temp: None,
         }
     }
 
@@ -238,6 +298,16 @@ impl RunDir {
     /// Node `id`'s QMP socket.
     pub fn qmp_socket(&self, id: u16) -> PathBuf {
         self.sockets.join("q").join(format!("n{id}.sock"))
+    }
+
+    /// Node `id`'s second QMP monitor, which only the supervisor uses.
+    pub fn monitor_socket(&self, id: u16) -> PathBuf {
+        self.sockets.join("q").join(format!("m{id}.sock"))
+    }
+
+    /// The file that backs node `id`'s RAM.
+    pub fn ram_file(&self, id: u16) -> PathBuf {
+        self.ram.join(format!("n{id}.ram"))
     }
 
     /// A log file in `log/`.
@@ -378,6 +448,31 @@ mod tests {
     }
 
     #[test]
+    fn ram_files_live_in_a_folder_of_the_run_that_goes_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let rd = RunDir::create(Some(&dir.path().join("r"))).unwrap();
+        let folder = rd.ram_file(3).parent().unwrap().to_path_buf();
+        assert!(folder.is_dir());
+        assert_eq!(rd.ram_file(3).file_name().unwrap(), "n3.ram");
+        drop(rd);
+        if folder.starts_with(RAM_TMPFS) {
+            assert!(!folder.exists(), "removed with the run");
+        }
+        // A folder whose process is gone is removed by the next run.
+        let tmpfs = tempfile::tempdir().unwrap();
+        let stale = tmpfs.path().join(format!("{RAM_PREFIX}{}-x", u32::MAX));
+        let live = tmpfs
+            .path()
+            .join(format!("{RAM_PREFIX}{}-y", std::process::id()));
+        let other = tmpfs.path().join("something-else");
+        for d in [&stale, &live, &other] {
+            std::fs::create_dir(d).unwrap();
+        }
+        remove_stale_ram(tmpfs.path());
+        assert!(!stale.exists() && live.exists() && other.exists());
+    }
+
+    #[test]
     fn a_run_folder_too_deep_for_sockets_keeps_them_in_a_short_linked_folder() {
         let dir = tempfile::tempdir().unwrap();
         let deep = dir.path().join("d".repeat(60)).join("e".repeat(40));
@@ -390,6 +485,7 @@ mod tests {
             sock.display()
         );
         assert!(rd.qmp_socket(40).as_os_str().len() <= SOCKET_PATH_MAX);
+        assert!(rd.monitor_socket(250).as_os_str().len() <= SOCKET_PATH_MAX);
         // The run folder links to where they are.
         let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
         assert!(deep.join("p").join("supervisor.sock").exists());

@@ -235,6 +235,18 @@ impl Testbed {
                     board::strap::Clock::Virtual => Box::new(seeds.nonces()),
                 },
                 hold_when_settled: opts.end_when_settled,
+                access: opts
+                    .fleet
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let access = supervisor::probe::NodeAccess {
+                            ram: run_dir.ram_file(n.id),
+                            monitor: run_dir.monitor_socket(n.id),
+                        };
+                        (n.id, access)
+                    })
+                    .collect(),
             },
             &tasks,
             cancel.clone(),
@@ -301,6 +313,8 @@ impl Testbed {
                     socket: self.run_dir.clock_socket(n.id),
                     shift: opts.fleet.icount_shift,
                 }),
+                ram: Some(self.run_dir.ram_file(n.id)),
+                monitor: Some(self.run_dir.monitor_socket(n.id)),
             };
             self.launches.insert(n.id, launch);
             if opts.held.contains(&n.id) {
@@ -412,6 +426,7 @@ impl Testbed {
         let published = Published {
             digest: image.payload_sha256(),
             version,
+            load_addr: image.manifest.load_addr,
             payload: Arc::new(image.payload),
         };
         self.supervisor.publish(t, published.clone()).await?;
@@ -448,6 +463,12 @@ impl Testbed {
             .with_context(|| format!("node {id} is not powered on"))?;
         p.process.kill_now().await;
         self.supervisor.mark_off(id).await
+    }
+
+    /// The file that backs node `id`'s RAM (QEMU maps it shared: writing
+    /// it changes the guest's memory behind its back).
+    pub fn ram_file(&self, id: u16) -> PathBuf {
+        self.run_dir.ram_file(id)
     }
 
     /// The bus's statistics now.
@@ -782,29 +803,57 @@ const SESSIONS_END: Duration = Duration::from_secs(5);
 const MASTER_STOP: Duration = Duration::from_secs(2);
 
 /// Checks the stores, makes the run's own copies (padded and signed again
-/// when the fleet asks for a size) and returns the reference images the
-/// supervisor verifies against.
+/// when the fleet asks for a size; the images the fleet builds from ELF
+/// files, signed, in place of their types' images) and returns the
+/// reference images the supervisor verifies against.
 fn prepare_stores(opts: &Options, run_dir: &RunDir) -> Result<Arc<Store>> {
+    let fleet = &opts.fleet;
     let given_store = opts
         .store
         .clone()
         .unwrap_or_else(|| opts.artifacts.images());
+    // Types the fleet builds from ELF files need no image in the store.
+    let from_store: Vec<NodeType> = fleet
+        .types()
+        .into_iter()
+        .filter(|t| !fleet.images.contains_key(t))
+        .collect();
     // Checked where the user put it, so errors name their file.
-    Store::load(&given_store)?.require(&opts.fleet.types(), &given_store)?;
+    Store::load(&given_store)?.require(&from_store, &given_store)?;
+    let key = if fleet.image_size.is_some() || !fleet.images.is_empty() {
+        Some(opts.artifacts.signing_key()?)
+    } else {
+        None
+    };
     // The master's store is the run's own copy: publishing writes to it.
     let store_dir = run_dir.store();
-    let pad = match opts.fleet.image_size {
-        Some(size) => Some((size, opts.artifacts.signing_key()?)),
-        None => None,
-    };
+    let pad = fleet.image_size.zip(key.clone());
     copy_images(&given_store, &store_dir, pad.as_ref())?;
     let mut reference_dir = opts.artifacts.images();
-    if pad.is_some() {
+    if key.is_some() {
         reference_dir = run_dir.reference();
         copy_images(&opts.artifacts.images(), &reference_dir, pad.as_ref())?;
     }
+    if let Some(key) = &key {
+        for (t, elf) in &fleet.images {
+            let mut image = (*elf.image).clone();
+            image.sign(key);
+            let bytes = image.to_bytes();
+            for dir in [&store_dir, &reference_dir] {
+                let out = dir.join(crate::store::image_file_name(*t));
+                std::fs::write(&out, &bytes)
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+            }
+            tracing::info!(
+                node_type = t.name(),
+                elf = %elf.elf.display(),
+                sha256 = %images::build::hex(&image.manifest.sha256),
+                "image built from the fleet's ELF file"
+            );
+        }
+    }
     let reference = Arc::new(Store::load(&reference_dir)?);
-    reference.require(&opts.fleet.types(), &reference_dir)?;
+    reference.require(&fleet.types(), &reference_dir)?;
     Store::load(&store_dir)?;
     Ok(reference)
 }

@@ -121,6 +121,8 @@ fn launch(dir: &Path, id: u16, tools: &VirtualTools) -> NodeLaunch {
             socket: dir.join(format!("c{id}")),
             shift: SHIFT,
         }),
+        ram: None,
+        monitor: None,
     }
 }
 

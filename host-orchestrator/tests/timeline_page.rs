@@ -39,6 +39,8 @@ fn node(id: u16, node_type: &str, segment: &str) -> NodeReport {
         segment: segment.into(),
         state: Verified,
         verified: true,
+        verified_by: None,
+        host_check: None,
         digest: None,
         expected_digest: "00".into(),
         generation: Some(1),

@@ -1,6 +1,7 @@
 //! Builds the guests and what the testbed runs: the pflash file and one
 //! signed image per node type, in `target/bootcast` (under cargo's target
-//! directory).
+//! directory), and the apps' ELF files in `target/bootcast/elf` (for fleet
+//! files' `[images]`; `silent.elf` is an app that never talks).
 //!
 //! Signing: with `BOOTCAST_SIGNING_KEY` set to a secret key file, images are
 //! signed with it; without, with a development key generated once per
@@ -180,6 +181,16 @@ pub fn build(root: &Path) -> Result<PathBuf> {
             &images_dir.join(format!("{}.bcimg", t.name())),
             &image.to_bytes(),
         )?;
+    }
+    // The apps' ELF files, for fleet files that name images by their ELF
+    // (`[images]`): the five apps, and `silent`, which never talks.
+    let elf_dir = out.join("elf");
+    std::fs::create_dir_all(&elf_dir)?;
+    for name in NodeType::ALL.iter().map(|t| t.name()).chain(["silent"]) {
+        let elf = bins.join(name);
+        let bytes =
+            std::fs::read(&elf).with_context(|| format!("cannot read {}", elf.display()))?;
+        write_if_changed(&elf_dir.join(format!("{name}.elf")), &bytes)?;
     }
     manifest(&size, &unchecked, &signing).write(&out.join(build_manifest::FILE_NAME))?;
     crate::qemu_virtual::build_plugin(root, &out)?;

@@ -138,6 +138,7 @@ pub fn fleet(
             count: int(nodes as u64),
             ..NodeGroup::new(NodeType::Drive)
         }],
+        images: Default::default(),
     }
     .build()
 }

@@ -252,6 +252,7 @@ mod tests {
                 text: SCENARIO.into(),
                 fleet_file: None,
                 default_name: None,
+                fleet_dir: None,
             },
             reboots: 1,
             duration_s: 10.0,

@@ -566,6 +566,8 @@ mod tests {
         NodeReport {
             state: HostState::Failed,
             verified: false,
+            verified_by: None,
+            host_check: None,
             digest: None,
             ..node(id)
         }

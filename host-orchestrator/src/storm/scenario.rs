@@ -220,6 +220,10 @@ pub struct Source {
     pub fleet_file: Option<(String, String)>,
     /// The name it had, when it has none of its own.
     pub default_name: Option<String>,
+    /// The folder of the fleet file, against which its `[images]` paths
+    /// are resolved (absolute; `None`: the current folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -288,11 +292,13 @@ impl Scenario {
 
     /// Parses scenario text; `base` resolves `fleet = "..."`.
     pub fn parse(text: &str, base: &Path, default_name: Option<String>) -> Result<Scenario> {
+        let mut fleet_dir = None;
         let fleet_file = match fleet_name(text)? {
             Some(name) => {
                 let path = base.join(&name);
                 let fleet_text = std::fs::read_to_string(&path)
                     .with_context(|| format!("fleet = {name:?}: cannot read {}", path.display()))?;
+                fleet_dir = path.parent().and_then(|d| std::path::absolute(d).ok());
                 Some((name, fleet_text))
             }
             None => None,
@@ -301,6 +307,7 @@ impl Scenario {
             text: text.to_string(),
             fleet_file,
             default_name,
+            fleet_dir,
         })
     }
 
@@ -320,16 +327,18 @@ impl Scenario {
                     .filter(|(n, _)| n == name)
                     .map(|(_, t)| t.as_str())
                     .with_context(|| format!("fleet = {name:?}: its text is missing"))?;
-                Fleet::parse(fleet_text).with_context(|| format!("fleet = {name:?}"))?
+                let dir = source.fleet_dir.as_deref().unwrap_or(Path::new("."));
+                Fleet::parse_in(fleet_text, dir).with_context(|| format!("fleet = {name:?}"))?
             }
             (None, Some(_)) => {
                 let fleet_file = FleetFile {
+                    images: None,
                     image_size: file.image_size,
                     bus: file.bus,
                     master: file.master,
                     nodes: file.nodes.unwrap_or_default(),
                 };
-                Fleet::from_file(fleet_file, text)?
+                Fleet::from_file(fleet_file, text, Path::new("."))?
             }
             (None, None) => {
                 bail!("nodes: the scenario has no fleet: give [[nodes]] or fleet = \"file.toml\"")

@@ -1,20 +1,34 @@
 //! The supervisor: the orchestrator's own port on the bus. It watches every
-//! frame, tracks each node from boot to running, and verifies nodes itself:
-//! a heartbeat's digest must equal the digest of the image *built* for the
-//! node's type, and the node must answer a fresh challenge over the bytes
-//! in its RAM. It never takes the master's word for anything.
+//! frame, tracks each node from boot to running, and verifies nodes itself,
+//! in two ways, either of which verifies a node:
+//!
+//! - the host's own check, which needs nothing from the app: it reads the
+//!   node's RAM (the boot ROM's handoff record, and the image bytes the
+//!   record names) and its CPU's program counter from outside (`probe`),
+//!   and the bytes must be those of an image built for the node's type and
+//!   the CPU must run inside them (`inspect`); checked again periodically,
+//!   so bytes changed behind the app's back fail the node;
+//! - the app's own word: a heartbeat's digest must equal the digest of the
+//!   image *built* for the node's type, and the node must answer a fresh
+//!   challenge over the bytes in its RAM.
+//!
+//! It never takes the master's word for anything.
 //!
 //! One task owns the fleet state ([`state::FleetState`], a tracker per node
 //! in [`tracker`]) and is the only code that changes it. Everyone else holds
 //! a [`Supervisor`] handle: commands go in over a channel, and every change
 //! comes out as an immutable [`FleetView`] snapshot on a `watch`.
 
+pub mod inspect;
+pub mod probe;
 pub mod state;
 pub mod tracker;
 pub mod view;
 
 pub use tracker::NODE_LOG_LINES;
-pub use view::{FleetView, HostState, NodeRecord, ObservedSession, Published, Rejection};
+pub use view::{
+    FleetView, HostState, NodeRecord, ObservedSession, Published, Rejection, VerifiedBy,
+};
 
 use crate::clock::{Clock, Inbox, Moment, PortWriter, VirtualClient};
 use crate::fleet::NodeSpec;
@@ -22,6 +36,8 @@ use crate::store::Store;
 use anyhow::{Context as _, Result, anyhow};
 use board::strap::Clock as ClockKind;
 use bus_bridge::client::{self, FrameReader};
+use inspect::Observation;
+use probe::NodeAccess;
 use proto::msg::Message;
 use proto::{Frame, NodeType};
 use rand::RngCore;
@@ -98,6 +114,9 @@ pub struct Options {
     /// the bus's time there (`Clock::hold_bus`), so that a run that ends
     /// when its fleet settles ends at a point of virtual time.
     pub hold_when_settled: bool,
+    /// Where each node's RAM and monitor are, for the host's own checks
+    /// (a node without an entry is verified by its heartbeats alone).
+    pub access: BTreeMap<u16, NodeAccess>,
 }
 
 /// Handle to the running supervisor.
@@ -144,6 +163,7 @@ impl Supervisor {
             rng: opts.nonces,
             clock: Clock::wall(opts.t0),
             hold_when_settled: opts.hold_when_settled,
+            access: Arc::new(opts.access),
         };
         let (clock, task) = match opts.clock {
             ClockKind::Wall => {
@@ -259,7 +279,12 @@ struct Owner {
     clock: Clock,
     /// See [`Options::hold_when_settled`]; cleared once done.
     hold_when_settled: bool,
+    /// See [`Options::access`].
+    access: Arc<BTreeMap<u16, NodeAccess>>,
 }
+
+/// A host check's observation of a node, for a boot of it.
+type Observed = (u16, u64, Observation);
 
 impl Owner {
     /// Serves frames and commands until cancelled or the bus port closes.
@@ -271,7 +296,14 @@ impl Owner {
         cancel: CancellationToken,
     ) -> Result<Stopped> {
         let mut out = Vec::new();
+        // Observations made in blocking tasks (wall clock) come back here.
+        let (observed_tx, mut observed) = mpsc::unbounded_channel::<Observed>();
         loop {
+            let next_check = match self.access.is_empty() {
+                true => None,
+                false => self.state.next_host_check(),
+            };
+            let check_due = next_check.map(|at| self.clock.sleep_until(at));
             let (changed, done) = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
@@ -286,6 +318,16 @@ impl Owner {
                     }
                     (changed, None)
                 }
+                Some((id, boot, obs)) = observed.recv() => {
+                    let now = self.clock.now();
+                    (self.state.on_observation(id, boot, &obs, now), None)
+                }
+                () = async {
+                    match check_due {
+                        Some(sleep) => sleep.await,
+                        None => std::future::pending().await,
+                    }
+                } => (self.check_nodes(&observed_tx), None),
             };
             if changed {
                 let view = Arc::new(self.state.snapshot());
@@ -307,6 +349,41 @@ impl Owner {
             logs: self.state.logs(),
             timelines: self.state.timelines(),
         })
+    }
+
+    /// Makes the host checks that are due. On the virtual clock they are
+    /// made here, in the step (which holds the bus's time), and judged at
+    /// once; on the wall clock a blocking task makes them and sends what
+    /// it read to `observed`. Returns whether the view changed.
+    fn check_nodes(&mut self, observed: &mpsc::UnboundedSender<Observed>) -> bool {
+        let now = self.clock.now();
+        let due = self.state.host_checks_due(now);
+        if due.is_empty() {
+            return false;
+        }
+        if self.clock.is_virtual() {
+            let mut changed = false;
+            for d in due {
+                if let Some(access) = self.access.get(&d.node) {
+                    let obs = probe::observe(access, d.limit);
+                    changed |= self.state.on_observation(d.node, d.boot, &obs, now);
+                }
+            }
+            return changed;
+        }
+        let access = self.access.clone();
+        let observed = observed.clone();
+        tokio::task::spawn_blocking(move || {
+            for d in due {
+                if let Some(a) = access.get(&d.node) {
+                    let obs = probe::observe(a, d.limit);
+                    if observed.send((d.node, d.boot, obs)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        false
     }
 
     fn frame(&mut self, f: &Frame, out: &mut Vec<Frame>) -> bool {

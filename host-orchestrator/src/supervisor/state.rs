@@ -1,7 +1,9 @@
 //! The fleet state the supervisor task owns: one tracker per node, the
-//! sessions seen on the bus, the images each type may run. Pure: frames
-//! and commands in, snapshots and challenges out.
+//! sessions seen on the bus, the images each type may run. Pure: frames,
+//! commands and the host's observations of nodes in; snapshots, challenges
+//! and the host checks that are due out.
 
+use super::inspect::{self, Observation};
 use super::tracker::{Challenge, Context, NodeTracker};
 use super::view::{FleetView, HostState, NodeRecord, ObservedSession, Published};
 use crate::clock::Moment;
@@ -9,6 +11,18 @@ use proto::msg::{self, Message};
 use proto::{Frame, NodeType};
 use rand::RngCore;
 use std::collections::BTreeMap;
+
+/// A host check to make: read node `node`'s RAM and CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostCheckDue {
+    /// The node.
+    pub node: u16,
+    /// The boot it is for (handed back with the observation).
+    pub boot: u64,
+    /// Read at most this many bytes of its image: the largest image its
+    /// type may run.
+    pub limit: u64,
+}
 
 /// Everything the supervisor knows.
 pub struct FleetState {
@@ -88,6 +102,49 @@ impl FleetState {
             }
         }
         self.published.entry(t).or_default().push(image);
+    }
+
+    /// When the next host check of a node is due.
+    pub fn next_host_check(&self) -> Option<Moment> {
+        self.nodes
+            .values()
+            .filter_map(|t| t.next_host_check())
+            .min()
+    }
+
+    /// The host checks due at `now`, each marked under way.
+    pub fn host_checks_due(&mut self, now: Moment) -> Vec<HostCheckDue> {
+        let mut due = Vec::new();
+        for (id, t) in &mut self.nodes {
+            if let Some(boot) = t.host_check_due(now) {
+                let limit = self
+                    .published
+                    .get(&t.record().spec.node_type)
+                    .and_then(|p| p.iter().map(|i| i.payload.len() as u64).max())
+                    .unwrap_or(0);
+                due.push(HostCheckDue {
+                    node: *id,
+                    boot,
+                    limit,
+                });
+            }
+        }
+        due
+    }
+
+    /// Judges what the host read of node `id` for its boot `boot`, at
+    /// `now`; returns whether the view changed.
+    pub fn on_observation(&mut self, id: u16, boot: u64, obs: &Observation, now: Moment) -> bool {
+        let Some(t) = self.nodes.get_mut(&id) else {
+            return false;
+        };
+        let spec = &t.record().spec;
+        let published = self
+            .published
+            .get(&spec.node_type)
+            .map_or(&[][..], Vec::as_slice);
+        let finding = inspect::judge(obs, spec.id, spec.node_type, published);
+        t.on_host_finding(boot, finding, now)
     }
 
     /// Handles one frame seen on the bus at `now`; returns whether the
@@ -172,6 +229,7 @@ mod tests {
         let image = Published {
             digest: [7; 32],
             version: 1,
+            load_addr: board::memory::IMAGE_BASE,
             payload: Arc::new(vec![1, 2, 3]),
         };
         FleetState::new(
@@ -275,6 +333,7 @@ mod tests {
         let new = Published {
             digest: [9; 32],
             version: 2,
+            load_addr: board::memory::IMAGE_BASE,
             payload: Arc::new(vec![4]),
         };
         let before = s.snapshot();
@@ -286,5 +345,54 @@ mod tests {
         );
         assert_eq!(after.nodes[&1].expected_digest, [9; 32]);
         assert_eq!(s.published[&NodeType::Drive].len(), 2);
+    }
+
+    #[test]
+    fn host_checks_come_due_per_node_and_their_observations_are_judged() {
+        use crate::supervisor::inspect::{Observation, record_bytes};
+        let mut s = fleet();
+        let t0 = Moment::ZERO;
+        assert_eq!(
+            s.next_host_check(),
+            None,
+            "nodes that are off are never read"
+        );
+        s.node(1).unwrap().spawned(t0);
+        s.node(2).unwrap().spawned(t0 + Duration::from_millis(5));
+        let first = t0 + crate::supervisor::tracker::HOST_CHECK_PERIOD;
+        assert_eq!(s.next_host_check(), Some(first));
+        let due = s.host_checks_due(first);
+        assert_eq!(due.len(), 1);
+        assert_eq!(
+            (due[0].node, due[0].limit),
+            (1, 3),
+            "the largest image of its type"
+        );
+        // Node 1 runs the build's [1, 2, 3] at the image base.
+        let record = board::handoff::Handoff {
+            magic: board::handoff::MAGIC,
+            version: board::handoff::VERSION,
+            node: 1,
+            node_type: NodeType::Drive as u8,
+            reset_cause: 0,
+            boot_count: 1,
+            soft_reboot: 0,
+            generation: 4,
+            version_of_image: 1,
+            load_addr: board::memory::IMAGE_BASE,
+            size: 3,
+            entry: board::memory::IMAGE_BASE,
+            digest: [7; 32],
+            name: [0; 16],
+        };
+        let obs = Observation {
+            record: Ok(record_bytes(&record)),
+            pc: Some(Ok(board::memory::IMAGE_BASE + 1)),
+            image: vec![1, 2, 3],
+        };
+        assert!(s.on_observation(1, due[0].boot, &obs, first));
+        let v = s.snapshot();
+        assert_eq!(v.nodes[&1].state, HostState::Verified);
+        assert_eq!(v.nodes[&2].state, HostState::Booting);
     }
 }

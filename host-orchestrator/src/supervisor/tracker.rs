@@ -1,8 +1,11 @@
 //! One node as the supervisor follows it: a pure state machine fed the
-//! node's messages and the testbed's commands. It never does I/O; what it
-//! wants sent comes back as a [`Challenge`].
+//! node's messages, the testbed's commands and the findings of the host's
+//! own checks of the node. It never does I/O; what it wants sent comes back
+//! as a [`Challenge`], and when it wants the node checked, as the time of
+//! its next host check.
 
-use super::view::{HostState, LOG_TAIL_LINES, NodeRecord, Published, Rejection};
+use super::inspect::{Finding, Running};
+use super::view::{HostState, LOG_TAIL_LINES, NodeRecord, Published, Rejection, VerifiedBy};
 use crate::clock::Moment;
 use images::build::hex;
 use proto::NodeType;
@@ -20,6 +23,53 @@ pub const NODE_LOG_LINES: usize = 400;
 pub const CHECK_RETRY: Duration = Duration::from_secs(2);
 /// Challenges kept open per node; answers to any of them count.
 pub const MAX_OPEN_CHECKS: usize = 8;
+
+/// The host checks a node this long after its boot ROM says it hands off
+/// (the boot ROM fills its record in, flushes its port and jumps: all done
+/// well within it).
+pub const HOST_CHECK_FIRST: Duration = Duration::from_millis(20);
+/// A host check that found nothing to judge yet is repeated after this
+/// long, then twice as long each time, up to [`HOST_CHECK_PERIOD`].
+pub const HOST_CHECK_RETRY: Duration = Duration::from_millis(50);
+/// Every powered node is checked at least this often: one whose status
+/// frames were lost is still found running, and a verified one's bytes must
+/// stay the build's.
+pub const HOST_CHECK_PERIOD: Duration = Duration::from_secs(2);
+/// A wrong finding is checked again after this long, and fails the node
+/// only if the check finds it wrong again (a reboot while the RAM was read
+/// can make one read inconsistent; it cannot make two).
+pub const HOST_CHECK_CONFIRM: Duration = Duration::from_millis(100);
+/// A host check whose observation has not come back after this long is
+/// due again.
+pub const HOST_CHECK_LOST: Duration = Duration::from_secs(5);
+
+/// When the host next checks a node itself, and what it found.
+#[derive(Debug)]
+struct HostCheck {
+    /// `None`: not while it is off or failed.
+    next: Option<Moment>,
+    /// The wait after the next finding of nothing to judge.
+    retry: Duration,
+    /// A wrong finding waiting to be confirmed.
+    suspect: Option<String>,
+}
+
+impl HostCheck {
+    fn off() -> HostCheck {
+        HostCheck {
+            next: None,
+            retry: HOST_CHECK_RETRY,
+            suspect: None,
+        }
+    }
+
+    fn at(next: Moment) -> HostCheck {
+        HostCheck {
+            next: Some(next),
+            ..HostCheck::off()
+        }
+    }
+}
 
 /// A challenge to send to a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +120,11 @@ pub struct NodeTracker {
     refused_since_boot: usize,
     checks: Option<OpenChecks>,
     verified_generation: Option<u32>,
+    /// The host's own checks of the node.
+    host: HostCheck,
+    /// Boots the host has seen (spawns, reboots, power cuts): a host
+    /// check's observation counts only for the boot it was made in.
+    boots: u64,
 }
 
 impl NodeTracker {
@@ -82,6 +137,8 @@ impl NodeTracker {
             refused_since_boot: 0,
             checks: None,
             verified_generation: None,
+            host: HostCheck::off(),
+            boots: 0,
         }
     }
 
@@ -137,6 +194,7 @@ impl NodeTracker {
         warn!(node = self.id(), node_type = self.record.spec.node_type.name(), reason = %why, "node FAILED");
         self.enter(HostState::Failed, now);
         self.rec().failure = Some(why);
+        self.host.next = None;
     }
 
     fn forget_checks(&mut self) {
@@ -144,19 +202,26 @@ impl NodeTracker {
         self.verified_generation = None;
     }
 
-    /// The host (re)booted it: what it refused before no longer counts.
-    fn new_boot(&mut self) {
+    /// The host (re)booted it at `now`: what it refused before no longer
+    /// counts, and the host checks it again from the next period on.
+    fn new_boot(&mut self, now: Moment) {
         self.forget_checks();
         self.refused_since_boot = 0;
+        self.boots += 1;
+        self.host = if self.record.state == HostState::Failed {
+            HostCheck::off()
+        } else {
+            HostCheck::at(now + HOST_CHECK_PERIOD)
+        };
     }
 
     /// Its QEMU process (re)started at `now`.
     pub fn spawned(&mut self, now: Moment) {
         self.rec().spawned_at = Some(now);
-        self.new_boot();
         if self.record.state != HostState::Failed {
             self.enter(HostState::Booting, now);
         }
+        self.new_boot(now);
     }
 
     /// It was told to reboot at `now`: not running until it says otherwise.
@@ -165,14 +230,101 @@ impl NodeTracker {
             return;
         }
         self.enter(HostState::Booting, now);
-        self.new_boot();
+        self.new_boot(now);
     }
 
     /// Its power was cut at `now`.
     pub fn off(&mut self, now: Moment) {
         self.enter(HostState::Off, now);
         self.rec().verified_at = None;
-        self.new_boot();
+        self.new_boot(now);
+        self.host = HostCheck::off();
+    }
+
+    /// When the host should next check the node itself; `None` while it is
+    /// off or failed.
+    pub fn next_host_check(&self) -> Option<Moment> {
+        self.host.next
+    }
+
+    /// If a host check is due at `now`: marks it under way and returns the
+    /// boot it is for (its observation is handed back with it, to
+    /// [`NodeTracker::on_host_finding`]).
+    pub fn host_check_due(&mut self, now: Moment) -> Option<u64> {
+        if self.host.next? > now {
+            return None;
+        }
+        // Due again if its observation never comes back.
+        self.host.next = Some(now + HOST_CHECK_LOST);
+        Some(self.boots)
+    }
+
+    /// What the host's check of boot `boot` found at `now`; a finding for
+    /// an earlier boot is dropped. Returns whether the record changed.
+    pub fn on_host_finding(&mut self, boot: u64, finding: Finding, now: Moment) -> bool {
+        if boot != self.boots || self.record.state == HostState::Failed {
+            return false;
+        }
+        let before = (self.record.state, self.record.host_check.clone());
+        let note = match finding {
+            Finding::Runs(r) => {
+                self.host = HostCheck::at(now + HOST_CHECK_PERIOD);
+                let note = format!(
+                    "ok: its image in RAM is the build's (generation {}) and its CPU runs in it",
+                    r.generation
+                );
+                self.host_verified(&r, now);
+                note
+            }
+            Finding::NotYet(why) => {
+                let retry = self.host.retry;
+                self.host = HostCheck {
+                    next: Some(now + retry),
+                    retry: (retry * 2).min(HOST_CHECK_PERIOD),
+                    suspect: None,
+                };
+                format!("not yet: {why}")
+            }
+            Finding::Wrong(why) => {
+                if self.host.suspect.is_some() {
+                    self.fail(format!("the host's check of its RAM and CPU: {why}"), now);
+                } else {
+                    warn!(node = self.id(), finding = %why, "host check: wrong; checking again");
+                    self.host.suspect = Some(why.clone());
+                    self.host.next = Some(now + HOST_CHECK_CONFIRM);
+                }
+                format!("wrong: {why}")
+            }
+        };
+        if self.record.host_check.as_deref() != Some(note.as_str()) {
+            self.rec().host_check = Some(note);
+        }
+        before != (self.record.state, self.record.host_check.clone())
+    }
+
+    /// The host's check found the node running image `r` unchanged: what
+    /// the record names is what it runs, and the generation is verified.
+    fn host_verified(&mut self, r: &Running, now: Moment) {
+        let rec = self.rec();
+        rec.digest = Some(r.digest);
+        if rec.generation != Some(r.generation) {
+            rec.generations.push(r.generation);
+        }
+        rec.generation = Some(r.generation);
+        rec.version = Some(r.version);
+        let end = r.name.iter().position(|&c| c == 0).unwrap_or(r.name.len());
+        rec.image_name = Some(String::from_utf8_lossy(&r.name[..end]).into_owned());
+        rec.running_type = Some(r.node_type);
+        rec.boot_count = r.boot_count;
+        rec.reset_cause = ResetCause::from_code(r.reset_cause);
+        if self.verified_generation == Some(r.generation) {
+            return;
+        }
+        self.verified_generation = Some(r.generation);
+        let rec = self.rec();
+        rec.verified_at = Some(now);
+        rec.verified_by = Some(VerifiedBy::HostCheck);
+        self.set_state(HostState::Verified, now);
     }
 
     /// Nodes that boot from now on must run `digest`.
@@ -233,7 +385,14 @@ impl NodeTracker {
             Some(NodeState::SelfTest) => self.set_state(HostState::SelfTest, now),
             Some(NodeState::Receiving) => self.set_state(HostState::Receiving, now),
             Some(NodeState::Verifying) => self.set_state(HostState::Verifying, now),
-            Some(NodeState::Handoff) => self.set_state(HostState::Handoff, now),
+            Some(NodeState::Handoff) => {
+                self.set_state(HostState::Handoff, now);
+                // The app starts now: the host looks at it soon.
+                if let Some(next) = &mut self.host.next {
+                    *next = (*next).min(now + HOST_CHECK_FIRST);
+                    self.host.retry = HOST_CHECK_RETRY;
+                }
+            }
             _ => {}
         }
     }
@@ -389,8 +548,12 @@ impl NodeTracker {
             return;
         };
         if c.digest == images::challenge::answer(c.nonce, &image.payload) {
-            self.verified_generation = Some(generation);
-            self.rec().verified_at = Some(cx.now);
+            if self.verified_generation != Some(generation) {
+                self.verified_generation = Some(generation);
+                let rec = self.rec();
+                rec.verified_at = Some(cx.now);
+                rec.verified_by = Some(VerifiedBy::Challenge);
+            }
             self.set_state(HostState::Verified, cx.now);
         } else {
             self.fail(
@@ -456,6 +619,7 @@ mod tests {
         vec![Published {
             digest: [7; 32],
             version: 0x01_00_00,
+            load_addr: board::memory::IMAGE_BASE,
             payload: Arc::new(PAYLOAD.to_vec()),
         }]
     }
@@ -768,5 +932,174 @@ mod tests {
         f.give(&mut t, status(NodeState::Receiving, 0));
         assert_eq!(before.state, HostState::Booting);
         assert_eq!(t.record().state, HostState::Receiving);
+    }
+
+    fn runs(generation: u32) -> Finding {
+        Finding::Runs(Running {
+            generation,
+            digest: [7; 32],
+            version: 0x01_00_00,
+            name: *b"drive\0\0\0\0\0\0\0\0\0\0\0",
+            node_type: NodeType::Drive as u8,
+            boot_count: 1,
+            reset_cause: 0,
+            pc: board::memory::IMAGE_BASE,
+        })
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Takes the host check due at `now` and hands `finding` back for it.
+    fn check(t: &mut NodeTracker, now: Moment, finding: Finding) -> bool {
+        let boot = t.host_check_due(now).expect("a host check is due");
+        t.on_host_finding(boot, finding, now)
+    }
+
+    #[test]
+    fn a_node_that_never_talks_is_verified_by_the_host_check_after_its_handoff() {
+        let (mut f, mut t) = (Feed::new(), drive(4));
+        let t0 = Moment::ZERO;
+        // Powered on: checked once a period, in case its status is lost.
+        assert_eq!(t.next_host_check(), Some(t0 + HOST_CHECK_PERIOD));
+        assert_eq!(t.host_check_due(t0 + ms(10)), None, "not due yet");
+        // The boot ROM hands off: checked soon after.
+        let handoff = t0 + ms(300);
+        f.at(&mut t, status(NodeState::Handoff, 0), handoff);
+        let first = handoff + HOST_CHECK_FIRST;
+        assert_eq!(t.next_host_check(), Some(first));
+        assert!(check(&mut t, first, runs(12)));
+        let r = t.record();
+        assert_eq!(r.state, HostState::Verified);
+        assert_eq!(r.verified_by, Some(VerifiedBy::HostCheck));
+        assert_eq!(r.verified_at, Some(first));
+        assert_eq!((r.generation, r.generations.clone()), (Some(12), vec![12]));
+        assert_eq!(r.digest, Some([7; 32]));
+        assert_eq!(r.image_name.as_deref(), Some("drive"));
+        assert!(r.host_check.as_deref().unwrap().starts_with("ok: "));
+        // Checked again every period; the same finding changes nothing.
+        assert_eq!(t.next_host_check(), Some(first + HOST_CHECK_PERIOD));
+        assert!(!check(&mut t, first + HOST_CHECK_PERIOD, runs(12)));
+        assert_eq!(t.record().verified_at, Some(first));
+        let states: Vec<HostState> = t.timeline().iter().map(|(_, s)| *s).collect();
+        assert_eq!(
+            states,
+            [HostState::Booting, HostState::Handoff, HostState::Verified]
+        );
+    }
+
+    #[test]
+    fn nothing_to_judge_yet_is_looked_at_again_sooner_then_later() {
+        let mut t = drive(4);
+        let mut now = Moment::ZERO + HOST_CHECK_PERIOD;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            check(&mut t, now, Finding::NotYet("the boot ROM runs".into()));
+            let next = t.next_host_check().unwrap();
+            waits.push((next - now).as_millis());
+            now = next;
+        }
+        assert_eq!(waits, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
+        assert_eq!(t.record().state, HostState::Booting, "no verdict");
+        assert_eq!(
+            t.record().host_check.as_deref(),
+            Some("not yet: the boot ROM runs")
+        );
+    }
+
+    #[test]
+    fn a_wrong_finding_fails_the_node_only_when_the_next_check_confirms_it() {
+        let mut t = drive(5);
+        let t0 = Moment::ZERO + HOST_CHECK_PERIOD;
+        check(&mut t, t0, runs(1));
+        let bad = || Finding::Wrong("4 bytes of its image in RAM differ from the build".into());
+        let at = t0 + HOST_CHECK_PERIOD;
+        check(&mut t, at, bad());
+        assert_eq!(t.record().state, HostState::Verified, "not on one reading");
+        assert_eq!(t.next_host_check(), Some(at + HOST_CHECK_CONFIRM));
+        // A reading that finds nothing wrong clears the suspicion.
+        check(
+            &mut t,
+            at + HOST_CHECK_CONFIRM,
+            Finding::NotYet("reboot".into()),
+        );
+        let again = t.next_host_check().unwrap();
+        check(&mut t, again, bad());
+        assert_eq!(t.record().state, HostState::Verified);
+        // Two in a row: failed, with the reason, and no more checks.
+        let next = t.next_host_check().unwrap();
+        check(&mut t, next, bad());
+        assert_eq!(t.record().state, HostState::Failed);
+        assert_eq!(
+            t.record().failure.as_deref(),
+            Some(
+                "the host's check of its RAM and CPU: 4 bytes of its image in RAM differ from the build"
+            )
+        );
+        assert_eq!(t.next_host_check(), None);
+        assert!(
+            !t.on_host_finding(t.boots, runs(1), at + ms(500)),
+            "failed is final"
+        );
+    }
+
+    #[test]
+    fn a_finding_for_an_earlier_boot_is_dropped() {
+        let mut t = drive(6);
+        let at = Moment::ZERO + HOST_CHECK_PERIOD;
+        let boot = t.host_check_due(at).unwrap();
+        // Under way: not due again until it would be lost.
+        assert_eq!(t.host_check_due(at + ms(1)), None);
+        assert_eq!(t.next_host_check(), Some(at + HOST_CHECK_LOST));
+        t.rebooting(at + ms(1));
+        assert!(!t.on_host_finding(boot, runs(1), at + ms(2)));
+        assert_eq!(t.record().state, HostState::Booting);
+        assert_eq!(t.next_host_check(), Some(at + ms(1) + HOST_CHECK_PERIOD));
+        // Off: never checked; on again: checked again.
+        t.off(at + ms(3));
+        assert_eq!(t.next_host_check(), None);
+        t.spawned(at + ms(4));
+        assert_eq!(t.next_host_check(), Some(at + ms(4) + HOST_CHECK_PERIOD));
+    }
+
+    #[test]
+    fn heartbeats_and_host_checks_verify_a_generation_once_whichever_comes_first() {
+        // The host check first: heartbeats of that generation add their
+        // word (uptime) and no challenge.
+        let (mut f, mut t) = (Feed::new(), drive(7));
+        let at = Moment::ZERO + HOST_CHECK_PERIOD;
+        check(&mut t, at, runs(3));
+        assert_eq!(f.give(&mut t, heartbeat(3, [7; 32], NodeType::Drive)), None);
+        assert_eq!(t.record().state, HostState::Verified);
+        assert_eq!(t.record().verified_by, Some(VerifiedBy::HostCheck));
+        assert_eq!(t.record().uptime_ms, 10);
+        // A heartbeat with a wrong digest still fails it.
+        f.give(&mut t, heartbeat(3, [8; 32], NodeType::Drive));
+        assert_eq!(t.record().state, HostState::Failed);
+        // The challenge first: the host check agrees and changes nothing.
+        let (mut f, mut t) = (Feed::new(), drive(8));
+        let c = f
+            .give(&mut t, heartbeat(3, [7; 32], NodeType::Drive))
+            .unwrap();
+        f.give(&mut t, answer(c));
+        assert_eq!(t.record().verified_by, Some(VerifiedBy::Challenge));
+        check(&mut t, at, runs(3));
+        assert_eq!(t.record().verified_by, Some(VerifiedBy::Challenge));
+        // ... but catches its bytes changed later, which no heartbeat does.
+        let bad = || Finding::Wrong("1 bytes of its image in RAM differ from the build".into());
+        check(&mut t, at + HOST_CHECK_PERIOD, bad());
+        let next = t.next_host_check().unwrap();
+        check(&mut t, next, bad());
+        assert_eq!(t.record().state, HostState::Failed);
+        // A new generation after a reboot is verified again, by either.
+        let (mut f, mut t) = (Feed::new(), drive(9));
+        check(&mut t, at, runs(3));
+        t.rebooting(at + ms(10));
+        f.at(&mut t, status(NodeState::Handoff, 0), at + ms(20));
+        check(&mut t, at + ms(20) + HOST_CHECK_FIRST, runs(4));
+        assert_eq!(t.record().generations, [3, 4]);
+        assert_eq!(t.record().state, HostState::Verified);
+        assert_eq!(t.record().verified_at, Some(at + ms(20) + HOST_CHECK_FIRST));
     }
 }

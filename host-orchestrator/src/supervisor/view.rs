@@ -31,7 +31,8 @@ pub enum HostState {
     Handoff,
     /// Heartbeats arrive; not yet verified.
     Running,
-    /// Digest and challenge match the build.
+    /// The host's own check of its RAM and CPU, or its heartbeat's digest
+    /// and its answer to a challenge, match the build.
     Verified,
     /// Settled in failure; see the record's `failure`.
     Failed,
@@ -72,6 +73,27 @@ pub struct Rejection {
     pub manifest_prefix: String,
 }
 
+/// Which check verified a node's running image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifiedBy {
+    /// The host read the node's RAM (handoff record and image bytes) and
+    /// its program counter itself: nothing from the app.
+    HostCheck,
+    /// The app's heartbeat digest and its answer to a fresh challenge.
+    Challenge,
+}
+
+impl VerifiedBy {
+    /// Its name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifiedBy::HostCheck => "host-check",
+            VerifiedBy::Challenge => "challenge",
+        }
+    }
+}
+
 /// Everything known about one node.
 #[derive(Clone, Debug)]
 pub struct NodeRecord {
@@ -83,6 +105,10 @@ pub struct NodeRecord {
     pub spawned_at: Option<Moment>,
     /// When it was last verified.
     pub verified_at: Option<Moment>,
+    /// Which check verified its running image first.
+    pub verified_by: Option<VerifiedBy>,
+    /// What the host's own check of its RAM and CPU found last.
+    pub host_check: Option<String>,
     /// Digest of the built image for its type.
     pub expected_digest: [u8; 32],
     /// Digest from its latest heartbeat.
@@ -124,6 +150,8 @@ impl NodeRecord {
             state: HostState::Off,
             spawned_at: None,
             verified_at: None,
+            verified_by: None,
+            host_check: None,
             expected_digest,
             digest: None,
             generation: None,
@@ -198,7 +226,9 @@ pub struct Published {
     pub digest: [u8; 32],
     /// Its version.
     pub version: u32,
-    /// Its payload (for challenges).
+    /// Where its payload is loaded.
+    pub load_addr: u64,
+    /// Its payload (for challenges, and to compare a node's RAM with).
     pub payload: Arc<Vec<u8>>,
 }
 
@@ -208,6 +238,7 @@ impl Published {
         Published {
             digest: s.payload_sha256,
             version: s.image.manifest.version,
+            load_addr: s.image.manifest.load_addr,
             payload: Arc::new(s.image.payload.clone()),
         }
     }

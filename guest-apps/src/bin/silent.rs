@@ -1,0 +1,16 @@
+//! An app that never says a word: no heartbeat, no answer to a challenge,
+//! nothing on the bus. It only sleeps (`wfi`, every interrupt masked), as a
+//! foreign firmware that knows nothing of bootcast's protocol might. Built
+//! for no node type in particular: a fleet file names it for one
+//! (`[images] op-panel = ".../silent.elf"`), and only the host's own check
+//! of the node's RAM and CPU can verify it.
+#![no_std]
+#![no_main]
+
+// The runtime's `_start` (stack, `.bss`) and panic handler.
+use guest_apps as _;
+
+#[unsafe(no_mangle)]
+extern "C" fn app_main() -> ! {
+    board::dev::cpu::halt()
+}
