@@ -73,8 +73,17 @@ fn image_bytes(t: NodeType) -> Vec<u8> {
 #[test]
 fn exit_codes_tell_a_usage_error_from_a_missing_environment() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], i32); 5] = [
+    let elf_fleet = dir.path().join("elf.toml");
+    std::fs::write(
+        &elf_fleet,
+        "[images]\ndrive = \"missing.elf\"\n[[nodes]]\ntype = \"drive\"\n",
+    )
+    .unwrap();
+    let elf_fleet = elf_fleet.display().to_string();
+    let cases: [(&[&str], i32); 6] = [
         (&["testbed", "up", "--no-such-flag"], 2),
+        // A fleet file's ELF that does not build is the file's mistake.
+        (&["testbed", "up", "--fleet", &elf_fleet], 2),
         (&["testbed", "up", "--nodes", "0"], 2),
         (&["storm", "/nonexistent-scenario.toml"], 2),
         (
@@ -294,6 +303,16 @@ fn testbed_up_names_the_rest_of_its_bad_flags_and_files() {
     );
     let binary = d.join("binary.toml");
     std::fs::write(&binary, [0xff, 0xfe, 0]).unwrap();
+    // `[images]` paths are relative to the fleet file.
+    std::fs::write(d.join("notes.txt"), "not an ELF\n").unwrap();
+    let no_elf = fleet(
+        "no-elf.toml",
+        "[images]\nxy = \"missing.elf\"\n[[nodes]]\ntype = \"xy\"\n",
+    );
+    let not_elf = fleet(
+        "not-elf.toml",
+        "[images]\nxy = \"notes.txt\"\n[[nodes]]\ntype = \"xy\"\n",
+    );
     let flash_only = d.join("flash-only");
     std::fs::create_dir(&flash_only).unwrap();
     std::fs::write(flash_only.join("flash.bin"), "").unwrap();
@@ -326,6 +345,17 @@ fn testbed_up_names_the_rest_of_its_bad_flags_and_files() {
         (up(&["--fleet", &syntax]), "line 3"),
         (up(&["--fleet", &unknown]), "unknown field `colour`"),
         (up(&["--fleet", &version]), "nodes[0].min_version"),
+        (
+            up(&["--fleet", &no_elf]),
+            &format!(
+                "fleet file {no_elf}: line 2: images.xy: {}: cannot read",
+                p(&d.join("missing.elf"))
+            ),
+        ),
+        (
+            up(&["--fleet", &not_elf]),
+            &format!("images.xy: {}: not an ELF file", p(&d.join("notes.txt"))),
+        ),
         (
             up(&["--nodes", "251"]),
             "--nodes: must be between 1 and 250, got 251",

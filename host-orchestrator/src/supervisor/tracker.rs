@@ -488,7 +488,17 @@ impl NodeTracker {
         r.generation = Some(h.generation);
         r.version = Some(h.version);
         let end = h.name.iter().position(|&c| c == 0).unwrap_or(h.name.len());
-        r.image_name = Some(String::from_utf8_lossy(&h.name[..end]).into_owned());
+        let name = String::from_utf8_lossy(&h.name[..end]).into_owned();
+        // A heartbeat carries the name's first bytes; the handoff record
+        // (the host's check) the whole of it: a longer name it begins is
+        // kept.
+        if !r
+            .image_name
+            .as_deref()
+            .is_some_and(|whole| whole.starts_with(&name))
+        {
+            r.image_name = Some(name);
+        }
         r.running_type = Some(h.node_type);
         r.uptime_ms = h.uptime_ms;
         r.boot_count = h.boot_count;
@@ -1074,6 +1084,13 @@ mod tests {
         assert_eq!(t.record().state, HostState::Verified);
         assert_eq!(t.record().verified_by, Some(VerifiedBy::HostCheck));
         assert_eq!(t.record().uptime_ms, 10);
+        // The heartbeat's name is the record's, cut short: the whole stays.
+        let mut hb = heartbeat(3, [7; 32], NodeType::Drive);
+        if let Message::Heartbeat(h) = &mut hb {
+            h.name = *b"driv\0\0\0\0";
+        }
+        f.give(&mut t, hb);
+        assert_eq!(t.record().image_name.as_deref(), Some("drive"));
         // A heartbeat with a wrong digest still fails it.
         f.give(&mut t, heartbeat(3, [8; 32], NodeType::Drive));
         assert_eq!(t.record().state, HostState::Failed);
