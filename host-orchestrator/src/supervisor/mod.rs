@@ -299,9 +299,10 @@ impl Owner {
         // Observations made in blocking tasks (wall clock) come back here.
         let (observed_tx, mut observed) = mpsc::unbounded_channel::<Observed>();
         loop {
-            let next_check = match self.access.is_empty() {
-                true => None,
-                false => self.state.next_host_check(),
+            let next_check = if self.access.is_empty() {
+                None
+            } else {
+                self.state.next_host_check()
             };
             let check_due = next_check.map(|at| self.clock.sleep_until(at));
             let (changed, done) = tokio::select! {

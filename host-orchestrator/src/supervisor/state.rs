@@ -385,6 +385,17 @@ mod tests {
             digest: [7; 32],
             name: [0; 16],
         };
+        // Its boot ROM's handoff of session 4 has reached the bus.
+        let handoff = Message::Status(Status {
+            node_type: NodeType::Drive as u8,
+            state: proto::msg::NodeState::Handoff as u8,
+            selftest: 0,
+            reset_cause: 0,
+            session: 4,
+            received: 1,
+            total: 1,
+        });
+        s.on_frame(&frame(1, handoff), first, &mut StdRng::seed_from_u64(0));
         let obs = Observation {
             record: Ok(record_bytes(&record)),
             pc: Some(Ok(board::memory::IMAGE_BASE + 1)),

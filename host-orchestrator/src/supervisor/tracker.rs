@@ -42,6 +42,14 @@ pub const HOST_CHECK_CONFIRM: Duration = Duration::from_millis(100);
 /// A host check whose observation has not come back after this long is
 /// due again.
 pub const HOST_CHECK_LOST: Duration = Duration::from_secs(5);
+/// A host check that finds a node running a built image verifies it once
+/// the bus has shown the boot ROM's handoff of that image (or a heartbeat
+/// of it): the boot ROM's messages before it then all arrived, and none
+/// arriving late moves the node back. Reading RAM is faster than a bus
+/// that is busy with images. A node whose handoff message was lost is
+/// verified when the host check has found it running that image for this
+/// long.
+pub const HOST_CHECK_GRACE: Duration = Duration::from_secs(4);
 
 /// When the host next checks a node itself, and what it found.
 #[derive(Debug)]
@@ -125,6 +133,11 @@ pub struct NodeTracker {
     /// Boots the host has seen (spawns, reboots, power cuts): a host
     /// check's observation counts only for the boot it was made in.
     boots: u64,
+    /// The generation whose handoff the bus has shown (the boot ROM's
+    /// `Status(Handoff)`, or a heartbeat).
+    handed_off: Option<u32>,
+    /// Since when the host check has found it running a generation.
+    host_runs_since: Option<(u32, Moment)>,
 }
 
 impl NodeTracker {
@@ -139,6 +152,8 @@ impl NodeTracker {
             verified_generation: None,
             host: HostCheck::off(),
             boots: 0,
+            handed_off: None,
+            host_runs_since: None,
         }
     }
 
@@ -200,6 +215,8 @@ impl NodeTracker {
     fn forget_checks(&mut self) {
         self.checks = None;
         self.verified_generation = None;
+        self.handed_off = None;
+        self.host_runs_since = None;
     }
 
     /// The host (re)booted it at `now`: what it refused before no longer
@@ -266,6 +283,13 @@ impl NodeTracker {
             return false;
         }
         let before = (self.record.state, self.record.host_check.clone());
+        let finding = match finding {
+            Finding::Runs(r) if !self.bus_caught_up(&r, now) => Finding::NotYet(format!(
+                "it runs the build's image (generation {}), but its boot ROM's handoff has not reached the bus yet",
+                r.generation
+            )),
+            other => other,
+        };
         let note = match finding {
             Finding::Runs(r) => {
                 self.host = HostCheck::at(now + HOST_CHECK_PERIOD);
@@ -302,6 +326,23 @@ impl NodeTracker {
         before != (self.record.state, self.record.host_check.clone())
     }
 
+    /// Whether a host check that found the node running `r` at `now` may
+    /// verify it: the bus has shown its handoff (so no message of the boot
+    /// ROM's can arrive after the verdict and move the node back), or the
+    /// check has found it running `r` for [`HOST_CHECK_GRACE`].
+    fn bus_caught_up(&mut self, r: &Running, now: Moment) -> bool {
+        let since = match self.host_runs_since {
+            Some((g, t)) if g == r.generation => t,
+            _ => {
+                self.host_runs_since = Some((r.generation, now));
+                now
+            }
+        };
+        self.handed_off == Some(r.generation)
+            || self.verified_generation == Some(r.generation)
+            || now.saturating_duration_since(since) >= HOST_CHECK_GRACE
+    }
+
     /// The host's check found the node running image `r` unchanged: what
     /// the record names is what it runs, and the generation is verified.
     fn host_verified(&mut self, r: &Running, now: Moment) {
@@ -318,6 +359,9 @@ impl NodeTracker {
         rec.boot_count = r.boot_count;
         rec.reset_cause = ResetCause::from_code(r.reset_cause);
         if self.verified_generation == Some(r.generation) {
+            // Still verified, whatever a message that reached the bus late
+            // said meanwhile.
+            self.set_state(HostState::Verified, now);
             return;
         }
         self.verified_generation = Some(r.generation);
@@ -386,6 +430,7 @@ impl NodeTracker {
             Some(NodeState::Receiving) => self.set_state(HostState::Receiving, now),
             Some(NodeState::Verifying) => self.set_state(HostState::Verifying, now),
             Some(NodeState::Handoff) => {
+                self.handed_off = Some(s.session);
                 self.set_state(HostState::Handoff, now);
                 // The app starts now: the host looks at it soon.
                 if let Some(next) = &mut self.host.next {
@@ -470,6 +515,9 @@ impl NodeTracker {
             return None;
         }
         if self.verified_generation == Some(h.generation) {
+            // Verified; a boot ROM message that reached the bus late (after
+            // the host's check saw the app run) may have moved the state.
+            self.set_state(HostState::Verified, cx.now);
             return None;
         }
         if self.record.state != HostState::Running {
@@ -480,6 +528,7 @@ impl NodeTracker {
 
     /// Copies what a heartbeat says into the record.
     fn record_heartbeat(&mut self, h: &Heartbeat) {
+        self.handed_off = Some(h.generation);
         let r = self.rec();
         r.digest = Some(h.digest);
         if r.generation != Some(h.generation) {
@@ -961,6 +1010,15 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// The boot ROM's `Status(Handoff)` of the image of session `session`.
+    fn handoff(session: u32) -> Message<'static> {
+        let Message::Status(mut s) = status(NodeState::Handoff, 0) else {
+            unreachable!()
+        };
+        s.session = session;
+        Message::Status(s)
+    }
+
     /// Takes the host check due at `now` and hands `finding` back for it.
     fn check(t: &mut NodeTracker, now: Moment, finding: Finding) -> bool {
         let boot = t.host_check_due(now).expect("a host check is due");
@@ -975,9 +1033,9 @@ mod tests {
         assert_eq!(t.next_host_check(), Some(t0 + HOST_CHECK_PERIOD));
         assert_eq!(t.host_check_due(t0 + ms(10)), None, "not due yet");
         // The boot ROM hands off: checked soon after.
-        let handoff = t0 + ms(300);
-        f.at(&mut t, status(NodeState::Handoff, 0), handoff);
-        let first = handoff + HOST_CHECK_FIRST;
+        let handed = t0 + ms(300);
+        f.at(&mut t, handoff(12), handed);
+        let first = handed + HOST_CHECK_FIRST;
         assert_eq!(t.next_host_check(), Some(first));
         assert!(check(&mut t, first, runs(12)));
         let r = t.record();
@@ -1020,9 +1078,11 @@ mod tests {
 
     #[test]
     fn a_wrong_finding_fails_the_node_only_when_the_next_check_confirms_it() {
-        let mut t = drive(5);
-        let t0 = Moment::ZERO + HOST_CHECK_PERIOD;
+        let (mut f, mut t) = (Feed::new(), drive(5));
+        f.give(&mut t, handoff(1));
+        let t0 = Moment::ZERO + HOST_CHECK_FIRST;
         check(&mut t, t0, runs(1));
+        assert_eq!(t.record().state, HostState::Verified);
         let bad = || Finding::Wrong("4 bytes of its image in RAM differ from the build".into());
         let at = t0 + HOST_CHECK_PERIOD;
         check(&mut t, at, bad());
@@ -1079,6 +1139,7 @@ mod tests {
         // word (uptime) and no challenge.
         let (mut f, mut t) = (Feed::new(), drive(7));
         let at = Moment::ZERO + HOST_CHECK_PERIOD;
+        f.give(&mut t, handoff(3));
         check(&mut t, at, runs(3));
         assert_eq!(f.give(&mut t, heartbeat(3, [7; 32], NodeType::Drive)), None);
         assert_eq!(t.record().state, HostState::Verified);
@@ -1111,12 +1172,67 @@ mod tests {
         assert_eq!(t.record().state, HostState::Failed);
         // A new generation after a reboot is verified again, by either.
         let (mut f, mut t) = (Feed::new(), drive(9));
+        f.give(&mut t, handoff(3));
         check(&mut t, at, runs(3));
         t.rebooting(at + ms(10));
-        f.at(&mut t, status(NodeState::Handoff, 0), at + ms(20));
+        f.at(&mut t, handoff(4), at + ms(20));
         check(&mut t, at + ms(20) + HOST_CHECK_FIRST, runs(4));
         assert_eq!(t.record().generations, [3, 4]);
         assert_eq!(t.record().state, HostState::Verified);
         assert_eq!(t.record().verified_at, Some(at + ms(20) + HOST_CHECK_FIRST));
+    }
+
+    #[test]
+    fn the_host_check_verifies_once_the_bus_has_shown_the_handoff() {
+        // RAM is read faster than a busy bus carries the boot ROM's last
+        // messages: a verdict before them would be undone by them.
+        let (mut f, mut t) = (Feed::new(), drive(3));
+        let t0 = Moment::ZERO + HOST_CHECK_PERIOD;
+        check(&mut t, t0, runs(5));
+        assert_eq!(t.record().state, HostState::Booting);
+        let note = t.record().host_check.clone().unwrap();
+        assert!(
+            note.contains("handoff has not reached the bus yet"),
+            "{note}"
+        );
+        // The status arrives (as do the boot ROM's messages before it).
+        let at = t0 + ms(30);
+        f.at(&mut t, status(NodeState::Receiving, 0), at);
+        f.at(&mut t, handoff(5), at);
+        assert_eq!(t.next_host_check(), Some(at + HOST_CHECK_FIRST));
+        check(&mut t, at + HOST_CHECK_FIRST, runs(5));
+        assert_eq!(t.record().state, HostState::Verified);
+        // A heartbeat shows it as well as the status does.
+        let (mut f, mut t) = (Feed::new(), drive(4));
+        let c = f.give(&mut t, heartbeat(5, [7; 32], NodeType::Drive));
+        assert!(c.is_some(), "challenged");
+        check(&mut t, t0, runs(5));
+        assert_eq!(t.record().verified_by, Some(VerifiedBy::HostCheck));
+    }
+
+    #[test]
+    fn a_node_whose_handoff_message_was_lost_is_verified_after_the_grace() {
+        let mut t = drive(3);
+        let t0 = Moment::ZERO + HOST_CHECK_PERIOD;
+        let mut now = t0;
+        while now < t0 + HOST_CHECK_GRACE {
+            check(&mut t, now, runs(5));
+            assert_eq!(t.record().state, HostState::Booting, "at {now:?}");
+            now = t.next_host_check().unwrap();
+        }
+        check(&mut t, now, runs(5));
+        assert_eq!(t.record().state, HostState::Verified);
+        // A boot ROM message of that boot arriving later still moves the
+        // state; what the node runs puts it back.
+        let mut f = Feed::new();
+        f.at(&mut t, status(NodeState::Verifying, 0), now + ms(1));
+        assert_eq!(t.record().state, HostState::Verifying);
+        f.at(&mut t, heartbeat(5, [7; 32], NodeType::Drive), now + ms(2));
+        assert_eq!(t.record().state, HostState::Verified);
+        f.at(&mut t, status(NodeState::Verifying, 0), now + ms(3));
+        let next = t.next_host_check().unwrap();
+        check(&mut t, next, runs(5));
+        assert_eq!(t.record().state, HostState::Verified);
+        assert_eq!(t.record().verified_at, Some(now), "verified once");
     }
 }
