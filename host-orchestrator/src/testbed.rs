@@ -240,10 +240,10 @@ impl Testbed {
                     .nodes
                     .iter()
                     .map(|n| {
-                        let access = supervisor::probe::NodeAccess {
-                            ram: run_dir.ram_file(n.id),
-                            monitor: run_dir.monitor_socket(n.id),
-                        };
+                        let access = supervisor::probe::NodeAccess::new(
+                            run_dir.ram_file(n.id),
+                            run_dir.monitor_socket(n.id),
+                        );
                         (n.id, access)
                     })
                     .collect(),

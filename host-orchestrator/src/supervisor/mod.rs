@@ -352,38 +352,51 @@ impl Owner {
         })
     }
 
-    /// Makes the host checks that are due. On the virtual clock they are
-    /// made here, in the step (which holds the bus's time), and judged at
-    /// once; on the wall clock a blocking task makes them and sends what
-    /// it read to `observed`. Returns whether the view changed.
+    /// Makes the host checks that are due, each node read on a thread of
+    /// its own (a loaded QEMU answers its monitor late; the waits overlap).
+    /// On the virtual clock they are made here, in the step (which holds
+    /// the bus's time), and judged at once, in node order; on the wall
+    /// clock blocking tasks make them and send what they read to
+    /// `observed`. Returns whether the view changed.
     fn check_nodes(&mut self, observed: &mpsc::UnboundedSender<Observed>) -> bool {
         let now = self.clock.now();
-        let due = self.state.host_checks_due(now);
-        if due.is_empty() {
-            return false;
-        }
+        let due: Vec<(state::HostCheckDue, NodeAccess)> = self
+            .state
+            .host_checks_due(now)
+            .into_iter()
+            .filter_map(|d| Some((d, self.access.get(&d.node)?.clone())))
+            .collect();
         if self.clock.is_virtual() {
+            let read: Vec<Observed> = std::thread::scope(|s| {
+                let reading: Vec<_> = due
+                    .iter()
+                    .map(|(d, a)| (d, s.spawn(move || probe::observe(a, d.limit, d.pc_anyway))))
+                    .collect();
+                reading
+                    .into_iter()
+                    .map(|(d, r)| {
+                        let obs = r.join().unwrap_or_else(|_| Observation {
+                            record: Err("reading it panicked".into()),
+                            pc: None,
+                            image: Vec::new(),
+                        });
+                        (d.node, d.boot, obs)
+                    })
+                    .collect()
+            });
             let mut changed = false;
-            for d in due {
-                if let Some(access) = self.access.get(&d.node) {
-                    let obs = probe::observe(access, d.limit);
-                    changed |= self.state.on_observation(d.node, d.boot, &obs, now);
-                }
+            for (node, boot, obs) in read {
+                changed |= self.state.on_observation(node, boot, &obs, now);
             }
             return changed;
         }
-        let access = self.access.clone();
-        let observed = observed.clone();
-        tokio::task::spawn_blocking(move || {
-            for d in due {
-                if let Some(a) = access.get(&d.node) {
-                    let obs = probe::observe(a, d.limit);
-                    if observed.send((d.node, d.boot, obs)).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
+        for (d, access) in due {
+            let observed = observed.clone();
+            tokio::task::spawn_blocking(move || {
+                let obs = probe::observe(&access, d.limit, d.pc_anyway);
+                let _ = observed.send((d.node, d.boot, obs));
+            });
+        }
         false
     }
 

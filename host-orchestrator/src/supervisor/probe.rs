@@ -6,10 +6,15 @@
 //! `info registers`, which QEMU 7.2 and 10 answer alike for riscv64; QMP's
 //! `query-cpus-fast` gives no PC for riscv).
 //!
-//! Blocking, with short timeouts. The supervisor runs it in a blocking task
-//! on the wall clock; on the virtual clock it runs inline, in the
+//! Blocking, with short timeouts. The supervisor runs it in blocking tasks
+//! on the wall clock; on the virtual clock in threads it waits for, in the
 //! supervisor's step, which holds the bus's time: the node is read at a
-//! point of virtual time.
+//! point of virtual time. Either way the nodes due at once are read side by
+//! side: a loaded QEMU answers its monitor late, and the waits overlap.
+//!
+//! Each node's monitor connection is kept between reads (a new one costs
+//! three round trips: greeting, capabilities, command) and made again when
+//! it fails (the node's QEMU was restarted).
 
 use super::inspect::{Observation, image_span};
 use board::handoff::{self, Handoff};
@@ -18,24 +23,73 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long one answer from a node's monitor may take.
 pub const MONITOR_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Where a node can be read from outside.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct NodeAccess {
     /// The file that backs its RAM (`RAM_BASE` is its first byte).
     pub ram: PathBuf,
     /// Its monitor's QMP socket (one the supervisor alone uses).
     pub monitor: PathBuf,
+    /// The monitor connection, kept between reads.
+    link: Arc<Mutex<Option<Monitor>>>,
+}
+
+impl NodeAccess {
+    /// A node whose RAM is backed by `ram`, with its monitor at `monitor`.
+    pub fn new(ram: PathBuf, monitor: PathBuf) -> NodeAccess {
+        NodeAccess {
+            ram,
+            monitor,
+            link: Arc::default(),
+        }
+    }
+
+    /// The CPU's program counter, from the node's monitor: on the kept
+    /// connection, or a new one when that fails (once).
+    pub fn read_pc(&self) -> Result<u64, String> {
+        let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failure = String::new();
+        for _ in 0..2 {
+            if link.is_none() {
+                let m = Monitor::connect(&self.monitor)
+                    .map_err(|e| format!("{}: {e}", self.monitor.display()))?;
+                *link = Some(m);
+            }
+            let Some(m) = link.as_mut() else { break };
+            match m.hmp("info registers") {
+                Ok(text) => {
+                    return parse_pc(&text).ok_or_else(|| {
+                        format!(
+                            "{}: no pc in `info registers`: {}",
+                            self.monitor.display(),
+                            text.lines().take(3).collect::<Vec<_>>().join(" | ")
+                        )
+                    });
+                }
+                Err(e) => {
+                    // A QEMU restarted since, or an answer cut short:
+                    // this connection is done with.
+                    *link = None;
+                    failure = format!("{}: {e}", self.monitor.display());
+                }
+            }
+        }
+        Err(failure)
+    }
 }
 
 /// Reads node `access`: its handoff record, its PC, the image the record
 /// names (at most `limit` bytes), and the record again; a record that
-/// changed meanwhile (a reboot) makes the reading unusable.
-pub fn observe(access: &NodeAccess, limit: u64) -> Observation {
+/// changed meanwhile (a reboot) makes the reading unusable. The PC is read
+/// only when the record names an image, or when `pc_anyway` (the bus says
+/// an app should run: one that overwrote its record is caught too).
+pub fn observe(access: &NodeAccess, limit: u64, pc_anyway: bool) -> Observation {
     let record = read_ram(&access.ram, memory::HANDOFF_BASE, handoff::LEN as u64);
     let Ok(bytes) = &record else {
         return Observation {
@@ -44,8 +98,9 @@ pub fn observe(access: &NodeAccess, limit: u64) -> Observation {
             image: Vec::new(),
         };
     };
-    let pc = Some(read_pc(&access.monitor));
-    let span = Handoff::from_le_bytes(bytes).and_then(|r| image_span(&r, limit));
+    let parsed = Handoff::from_le_bytes(bytes);
+    let pc = (pc_anyway || parsed.is_some_and(|r| r.names_an_image())).then(|| access.read_pc());
+    let span = parsed.and_then(|r| image_span(&r, limit));
     let image = match span {
         Some((addr, len)) => match read_ram(&access.ram, addr, len) {
             Ok(b) => b,
@@ -96,18 +151,6 @@ pub fn write_ram(file: &Path, addr: u64, bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", file.display()))
 }
 
-/// The CPU's program counter, from the node's monitor.
-pub fn read_pc(monitor: &Path) -> Result<u64, String> {
-    let text = hmp(monitor, "info registers").map_err(|e| format!("{}: {e}", monitor.display()))?;
-    parse_pc(&text).ok_or_else(|| {
-        format!(
-            "{}: no pc in `info registers`: {}",
-            monitor.display(),
-            text.lines().take(3).collect::<Vec<_>>().join(" | ")
-        )
-    })
-}
-
 /// The `pc` line of `info registers` (` pc       0000000080101270`).
 pub fn parse_pc(text: &str) -> Option<u64> {
     text.lines().find_map(|l| {
@@ -118,28 +161,45 @@ pub fn parse_pc(text: &str) -> Option<u64> {
     })
 }
 
-/// Runs one human monitor command over QMP and returns its text.
-fn hmp(monitor: &Path, command: &str) -> std::io::Result<String> {
-    let stream = UnixStream::connect(monitor)?;
-    stream.set_read_timeout(Some(MONITOR_TIMEOUT))?;
-    stream.set_write_timeout(Some(MONITOR_TIMEOUT))?;
-    let mut writer = stream.try_clone()?;
-    let mut lines = BufReader::new(stream);
-    let greeting = answer(&mut lines)?;
-    if greeting.get("QMP").is_none() {
-        return Err(invalid(format!("not a QMP greeting: {greeting}")));
+/// A QMP connection to a node's monitor, past its greeting.
+#[derive(Debug)]
+struct Monitor {
+    writer: UnixStream,
+    lines: BufReader<UnixStream>,
+}
+
+impl Monitor {
+    /// Connects, and negotiates capabilities.
+    fn connect(socket: &Path) -> std::io::Result<Monitor> {
+        let stream = UnixStream::connect(socket)?;
+        stream.set_read_timeout(Some(MONITOR_TIMEOUT))?;
+        stream.set_write_timeout(Some(MONITOR_TIMEOUT))?;
+        let mut m = Monitor {
+            writer: stream.try_clone()?,
+            lines: BufReader::new(stream),
+        };
+        let greeting = answer(&mut m.lines)?;
+        if greeting.get("QMP").is_none() {
+            return Err(invalid(format!("not a QMP greeting: {greeting}")));
+        }
+        m.writer
+            .write_all(b"{\"execute\":\"qmp_capabilities\"}\n")?;
+        answer(&mut m.lines)?;
+        Ok(m)
     }
-    writer.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")?;
-    answer(&mut lines)?;
-    let request = serde_json::json!({
-        "execute": "human-monitor-command",
-        "arguments": { "command-line": command },
-    });
-    writer.write_all(format!("{request}\n").as_bytes())?;
-    let a = answer(&mut lines)?;
-    match a.get("return").and_then(|r| r.as_str()) {
-        Some(text) => Ok(text.to_string()),
-        None => Err(invalid(format!("{command}: {a}"))),
+
+    /// Runs one human monitor command and returns its text.
+    fn hmp(&mut self, command: &str) -> std::io::Result<String> {
+        let request = serde_json::json!({
+            "execute": "human-monitor-command",
+            "arguments": { "command-line": command },
+        });
+        self.writer.write_all(format!("{request}\n").as_bytes())?;
+        let a = answer(&mut self.lines)?;
+        match a.get("return").and_then(|r| r.as_str()) {
+            Some(text) => Ok(text.to_string()),
+            None => Err(invalid(format!("{command}: {a}"))),
+        }
     }
 }
 
@@ -201,20 +261,19 @@ mod tests {
     #[test]
     fn a_node_that_cannot_be_read_gives_reasons_not_findings() {
         let dir = tempfile::tempdir().unwrap();
-        let access = NodeAccess {
-            ram: dir.path().join("n1.ram"),
-            monitor: dir.path().join("m1.sock"),
-        };
-        let obs = observe(&access, 1 << 20);
+        let access = NodeAccess::new(dir.path().join("n1.ram"), dir.path().join("m1.sock"));
+        let obs = observe(&access, 1 << 20, true);
         assert!(obs.record.unwrap_err().contains("n1.ram"));
         // RAM there (zeroed: power-on), no monitor.
         std::fs::File::create(&access.ram)
             .unwrap()
             .set_len(memory::RAM_SIZE)
             .unwrap();
-        let obs = observe(&access, 1 << 20);
+        let obs = observe(&access, 1 << 20, true);
         assert_eq!(obs.record, Ok(vec![0; handoff::LEN]));
         assert!(obs.pc.unwrap().unwrap_err().contains("m1.sock"));
         assert!(obs.image.is_empty());
+        // No image named, and the bus says no app should run: no PC read.
+        assert_eq!(observe(&access, 1 << 20, false).pc, None);
     }
 }

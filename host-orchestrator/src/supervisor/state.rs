@@ -22,6 +22,9 @@ pub struct HostCheckDue {
     /// Read at most this many bytes of its image: the largest image its
     /// type may run.
     pub limit: u64,
+    /// Read its PC even when its record names no image: the bus says an
+    /// app should run (it handed off, or it talks).
+    pub pc_anyway: bool,
 }
 
 /// Everything the supervisor knows.
@@ -122,10 +125,15 @@ impl FleetState {
                     .get(&t.record().spec.node_type)
                     .and_then(|p| p.iter().map(|i| i.payload.len() as u64).max())
                     .unwrap_or(0);
+                let pc_anyway = matches!(
+                    t.record().state,
+                    HostState::Handoff | HostState::Running | HostState::Verified
+                );
                 due.push(HostCheckDue {
                     node: *id,
                     boot,
                     limit,
+                    pc_anyway,
                 });
             }
         }
