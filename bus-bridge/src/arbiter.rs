@@ -152,6 +152,13 @@ pub(crate) enum Command {
     HoldTime {
         reply: oneshot::Sender<()>,
     },
+    /// Reset the node on `port` at virtual time `at` (`None`: now); false
+    /// if the bus is not on the virtual clock or the port has no clock.
+    ResetNode {
+        port: PortId,
+        at: Option<WallTime>,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// Each port's current receive queue.
@@ -223,6 +230,9 @@ pub(crate) struct Virtual {
     /// The run is over ([`Command::HoldTime`]): the bus is polled no more,
     /// host clients are granted nothing, nodes run on unheld.
     held: bool,
+    /// Resets asked for and not yet landed: (at, node). The bus's time
+    /// holds at the earliest until it has landed ([`Sync::reset`]).
+    resets: std::collections::BTreeSet<(WallTime, PortId)>,
 }
 
 /// Something a node on the virtual clock sent.
@@ -255,6 +265,7 @@ impl Virtual {
             filters: std::collections::VecDeque::new(),
             host_places,
             held: false,
+            resets: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -496,6 +507,7 @@ impl Arbiter {
                 Sent::Filter(conn, filter) => v.filters.push_back((ready, port, conn, filter)),
             }
         }
+        self.land_resets();
     }
 
     /// Runs a control command.
@@ -547,7 +559,53 @@ impl Arbiter {
                 self.hold_time();
                 self.answer(reply, ());
             }
+            Command::ResetNode { port, at, reply } => {
+                let taken = self.ask_reset(port, at);
+                self.answer(reply, taken);
+            }
         }
+    }
+
+    /// A reset of the node on `port` at `at` (no earlier than the bus's
+    /// time now): it lands at the node's first stop from then on, and goes
+    /// to it with its next grant.
+    fn ask_reset(&mut self, port: PortId, at: Option<WallTime>) -> bool {
+        let Some(v) = &mut self.vt else { return false };
+        if !v.sync.is_node(port) {
+            return false;
+        }
+        let now = v.sync.now();
+        v.resets.insert((at.map_or(now, |a| a.max(now)), port));
+        self.land_resets();
+        true
+    }
+
+    /// Lands every reset that is due: the node's next grant asks its QEMU
+    /// to reset where it stopped. Returns the earliest still pending, which
+    /// no grant may pass.
+    fn land_resets(&mut self) -> Option<WallTime> {
+        let v = self.vt.as_mut()?;
+        let pending: Vec<_> = v.resets.iter().copied().collect();
+        for (asked, port) in pending {
+            if !v.sync.is_node(port) {
+                // Its QEMU is gone: nothing to reset.
+                v.resets.remove(&(asked, port));
+                continue;
+            }
+            let Some(at) = v.sync.reset(port, asked) else {
+                continue;
+            };
+            v.resets.remove(&(asked, port));
+            v.sent[port].clear();
+            if let Some(s) = &mut self.queues.stamp {
+                s.offsets[port] = v.sync.offset(port);
+            }
+            if let Some((_, rx)) = &self.queues.rx[port] {
+                rx.set_reset();
+            }
+            debug!(port = port.0, at = at.as_ns(), "reset lands");
+        }
+        v.resets.first().map(|r| r.0)
     }
 
     /// Stops the virtual clock where it is, for a run's end: what happens
@@ -668,7 +726,10 @@ impl Arbiter {
         if v.held {
             return None;
         }
-        let ceiling = v.pace_with_wall.then(|| self.w.shared.host_now());
+        let pace = v.pace_with_wall.then(|| self.w.shared.host_now());
+        // No grant passes a reset still to land (nor the host's clock when
+        // it paces the fleet).
+        let ceiling = crate::clock::earliest(pace, self.land_resets());
         let mut budget = EVENTS_PER_ADVANCE;
         loop {
             budget -= 1;
@@ -700,7 +761,8 @@ impl Arbiter {
                     v.next = next;
                     // Where no member bounds time (all asleep without a
                     // timer), the bus runs on to its own next event.
-                    let frontier = v.sync.frontier(ceiling.or(next));
+                    let bound = crate::clock::earliest(pace.or(next), ceiling);
+                    let frontier = v.sync.frontier(bound);
                     match next {
                         Some(n) if n <= frontier => v.at = n.max(at),
                         _ => break,
@@ -709,6 +771,9 @@ impl Arbiter {
             }
         }
         self.publish_time();
+        // Sleepers whose reset time the frontier has reached; once landed,
+        // a reset bounds the grants no more.
+        let ceiling = crate::clock::earliest(pace, self.land_resets());
         let v = self.vt.as_mut()?;
         let wires_busy = self.bus.wires_busy_until();
         for (port, until) in v.sync.grants(v.next, wires_busy, ceiling) {
@@ -717,7 +782,7 @@ impl Arbiter {
             }
         }
         // Paced by the host: look again in a millisecond while anyone waits.
-        (ceiling.is_some() && v.sync.any_stopped())
+        (pace.is_some() && v.sync.any_stopped())
             .then(|| Instant::now() + std::time::Duration::from_millis(1))
     }
 }

@@ -240,6 +240,19 @@ impl BridgeControl {
         self.ask(|reply| Command::HoldTime { reply }).await
     }
 
+    /// On the virtual clock, resets the node on `port` at virtual time
+    /// `at_ns` (`None`: the bus's time now; never earlier): at the node's
+    /// first stop from then on. Its QEMU resets as on a monitor
+    /// `system_reset`, asked by its clock plugin; the bus's time holds at
+    /// `at_ns` until it has. False on the wall clock or for a port without
+    /// a clock: reset it through its monitor then.
+    pub async fn reset_node(&self, port: &str, at_ns: Option<u64>) -> Result<bool, ControlError> {
+        let port = self.port(port)?;
+        let at = at_ns.map(crate::clock::WallTime::from_ns);
+        self.ask(|reply| Command::ResetNode { port, at, reply })
+            .await
+    }
+
     /// A snapshot of every counter.
     pub fn stats(&self) -> BusStats {
         self.shared.snapshot()

@@ -665,7 +665,7 @@ async fn write_clocked(mut sock: OwnedWriteHalf, mut clock: OwnedWriteHalf, mut 
     loop {
         batch.clear();
         if q.rx.pop_timed(&mut batch, WRITE_BATCH) == 0 {
-            if let Some(until) = q.rx.take_grant() {
+            if let Some((until, reset)) = q.rx.take_grant() {
                 let was = stuck;
                 stuck = !drained(&sock, stuck).await;
                 if stuck && !was {
@@ -674,7 +674,11 @@ async fn write_clocked(mut sock: OwnedWriteHalf, mut clock: OwnedWriteHalf, mut 
                         "the held node did not take its frames (its device is full); granted on anyway"
                     );
                 }
-                if clock.write_all(&Grant { until }.encode()).await.is_err() {
+                if clock
+                    .write_all(&Grant { until, reset }.encode())
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 continue;
@@ -761,7 +765,7 @@ async fn write_timed(mut sock: OwnedWriteHalf, mut q: RxGuard) {
     loop {
         batch.clear();
         if q.rx.pop_timed(&mut batch, WRITE_BATCH) == 0 {
-            if let Some(until) = q.rx.take_grant() {
+            if let Some((until, _)) = q.rx.take_grant() {
                 let mut rec = [0u8; MAX_ENCODED];
                 let n = encode_until(until, &mut rec);
                 if sock.write_all(&rec[..n]).await.is_err() {

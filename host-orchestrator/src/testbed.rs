@@ -422,6 +422,19 @@ impl Testbed {
     /// ROM runs again.
     pub async fn reset(&self, id: u16) -> Result<()> {
         anyhow::ensure!(self.nodes.contains_key(&id), "node {id} is not powered on");
+        // On the virtual clock the node's plugin resets it at a point of
+        // virtual time; a monitor command would land wherever the host
+        // happens to be (and a vCPU held at its grant cannot take it).
+        if let (RunClock::Bus(_), Some(bus)) = (&self.clock, self.bus()) {
+            let port = RunDir::node_port_name(id);
+            if bus
+                .reset_node(&port, None)
+                .await
+                .with_context(|| format!("resetting node {id}"))?
+            {
+                return self.supervisor.mark_rebooting(id).await;
+            }
+        }
         let launch = self.launches.get(&id).context("no such node")?;
         // A node just powered on may not have its QMP socket up yet.
         let mut q = qemu::Qmp::connect_within(&launch.qmp_socket, QMP_UP)

@@ -15,8 +15,10 @@
 //! backoff and jitter (seeded from their strapping and their clocks), so
 //! the trace is the nodes' own requests, arbitrated on one bus, and the
 //! frames of a babbling port that every node takes in (`Nack`s, which boot
-//! ROMs listen to), some lost to a seeded fault. Needs QEMU >= 9; without
-//! it the test says so and passes (`cargo xtask test` installs it).
+//! ROMs listen to), some lost to a seeded fault. One node is reset at a
+//! virtual time given in advance, through its clock plugin: the reset and
+//! what the node does after it repeat too. Needs QEMU >= 9; without it the
+//! test says so and passes (`cargo xtask test` installs it).
 //!
 //! Then the whole testbed on the virtual clock (masters, supervisor, bus
 //! and nodes on one time base): a small fleet verifies every node, and the
@@ -46,6 +48,9 @@ const SHIFT: u32 = 3;
 /// How far a frame's virtual time may differ between the runs (measured:
 /// at most 200 ns).
 const BOUND_NS: u64 = 1_000;
+/// The node reset during the run, and when.
+const RESET_NODE: u16 = 2;
+const RESET_AT_NS: u64 = 4_000_000_000;
 
 /// One frame on the bus: (sequence, virtual end time, port, id, data).
 type Entry = (u64, u64, usize, u32, Vec<u8>);
@@ -139,6 +144,11 @@ async fn run_once(tools: &VirtualTools) -> (Vec<Entry>, Duration) {
     let mut nodes: Vec<NodeProcess> = (1..=NODES)
         .map(|id| NodeProcess::spawn(&launch(dir.path(), id, tools)).expect("QEMU"))
         .collect();
+    let asked = bridge
+        .control()
+        .reset_node(&format!("n{RESET_NODE}"), Some(RESET_AT_NS))
+        .await;
+    assert_eq!(asked, Ok(true), "the bridge takes the reset");
     let mut trace = Vec::new();
     let deadline = started + common::SETTLE;
     loop {
@@ -171,6 +181,16 @@ async fn run_once(tools: &VirtualTools) -> (Vec<Entry>, Duration) {
     }
     let stats = bridge.shutdown().await;
     assert!(stats.virtual_clock);
+    for id in 1..=NODES {
+        let console = std::fs::read_to_string(dir.path().join(format!("console{id}.log")))
+            .unwrap_or_default();
+        let boots = console.matches("bootcast boot ROM: node").count();
+        let expected = if id == RESET_NODE { 2 } else { 1 };
+        assert_eq!(
+            boots, expected,
+            "node {id}'s boots; its console:\n{console}"
+        );
+    }
     (trace, wall)
 }
 
