@@ -152,6 +152,18 @@ pub(crate) enum Command {
     HoldTime {
         reply: oneshot::Sender<()>,
     },
+    /// Hold the fleet's time at `at` (never before the frontier): the
+    /// reply comes once every member has reached it, with that time; at
+    /// once with `None` on the wall clock. Until [`Command::Resume`].
+    PauseAt {
+        at: WallTime,
+        reply: oneshot::Sender<Option<WallTime>>,
+    },
+    /// Lets the fleet's time go on past a pause.
+    Resume {
+        at: WallTime,
+        reply: oneshot::Sender<()>,
+    },
     /// Reset the node on `port` at virtual time `at` (`None`: now); false
     /// if the bus is not on the virtual clock or the port has no clock.
     ResetNode {
@@ -233,6 +245,16 @@ pub(crate) struct Virtual {
     /// Resets asked for and not yet landed: (at, node). The bus's time
     /// holds at the earliest until it has landed ([`Sync::reset`]).
     resets: std::collections::BTreeSet<(WallTime, PortId)>,
+    /// Pauses: the time no grant passes, with who waits for it to be
+    /// reached, and how many asked for it.
+    pauses: std::collections::BTreeMap<WallTime, Pause>,
+}
+
+/// A pause of the fleet's time ([`Command::PauseAt`]).
+#[derive(Default)]
+struct Pause {
+    holders: usize,
+    waiting: Vec<oneshot::Sender<Option<WallTime>>>,
 }
 
 /// Something a node on the virtual clock sent.
@@ -266,6 +288,7 @@ impl Virtual {
             host_places,
             held: false,
             resets: std::collections::BTreeSet::new(),
+            pauses: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -559,10 +582,51 @@ impl Arbiter {
                 self.hold_time();
                 self.answer(reply, ());
             }
+            Command::PauseAt { at, reply } => self.pause_at(at, reply),
+            Command::Resume { at, reply } => {
+                if let Some(v) = &mut self.vt
+                    && let Some(p) = v.pauses.get_mut(&at)
+                {
+                    p.holders -= 1;
+                    if p.holders == 0 {
+                        v.pauses.remove(&at);
+                    }
+                }
+                self.answer(reply, ());
+            }
             Command::ResetNode { port, at, reply } => {
                 let taken = self.ask_reset(port, at);
                 self.answer(reply, taken);
             }
+        }
+    }
+
+    /// Holds the fleet's time at `at` (no earlier than the frontier); the
+    /// reply waits until it is reached ([`Arbiter::reply_pauses`]).
+    fn pause_at(&mut self, at: WallTime, reply: oneshot::Sender<Option<WallTime>>) {
+        let Some(v) = &mut self.vt else {
+            self.answer(reply, None);
+            return;
+        };
+        let at = at.max(v.sync.now());
+        let p = v.pauses.entry(at).or_default();
+        p.holders += 1;
+        p.waiting.push(reply);
+        self.reply_pauses();
+    }
+
+    /// Tells who waits for the first pause once the fleet has reached it.
+    fn reply_pauses(&mut self) {
+        let Some(v) = &mut self.vt else { return };
+        let Some((&at, p)) = v.pauses.iter_mut().next() else {
+            return;
+        };
+        if p.waiting.is_empty() || !v.sync.reached(at) {
+            return;
+        }
+        for w in p.waiting.drain(..) {
+            // The asker may have given up; that is fine.
+            let _ = w.send(Some(at));
         }
     }
 
@@ -578,6 +642,11 @@ impl Arbiter {
         v.resets.insert((at.map_or(now, |a| a.max(now)), port));
         self.land_resets();
         true
+    }
+
+    /// The first pause's time, which no grant may pass.
+    fn first_pause(&self) -> Option<WallTime> {
+        self.vt.as_ref()?.pauses.keys().next().copied()
     }
 
     /// Lands every reset that is due: the node's next grant asks its QEMU
@@ -730,6 +799,7 @@ impl Arbiter {
         // No grant passes a reset still to land (nor the host's clock when
         // it paces the fleet).
         let ceiling = crate::clock::earliest(pace, self.land_resets());
+        let ceiling = crate::clock::earliest(ceiling, self.first_pause());
         let mut budget = EVENTS_PER_ADVANCE;
         loop {
             budget -= 1;
@@ -774,6 +844,8 @@ impl Arbiter {
         // Sleepers whose reset time the frontier has reached; once landed,
         // a reset bounds the grants no more.
         let ceiling = crate::clock::earliest(pace, self.land_resets());
+        let ceiling = crate::clock::earliest(ceiling, self.first_pause());
+        self.reply_pauses();
         let v = self.vt.as_mut()?;
         let wires_busy = self.bus.wires_busy_until();
         for (port, until) in v.sync.grants(v.next, wires_busy, ceiling) {

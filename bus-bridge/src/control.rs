@@ -240,6 +240,25 @@ impl BridgeControl {
         self.ask(|reply| Command::HoldTime { reply }).await
     }
 
+    /// On the virtual clock, holds the fleet's time at `at_ns` (never
+    /// before the bus's time now) and returns once every node and timed
+    /// host client has reached it, with that time: nothing on the bus gets
+    /// past it until [`BridgeControl::resume`] with the same time. What the
+    /// host does meanwhile (power cycles, faults, commands) happens at that
+    /// point of virtual time. `None` at once on the wall clock.
+    pub async fn pause_at(&self, at_ns: u64) -> Result<Option<u64>, ControlError> {
+        let at = crate::clock::WallTime::from_ns(at_ns);
+        let reached = self.ask(|reply| Command::PauseAt { at, reply }).await?;
+        Ok(reached.map(|t| t.as_ns()))
+    }
+
+    /// Lets the fleet's time go on past the pause at `at_ns` (as
+    /// [`BridgeControl::pause_at`] returned it).
+    pub async fn resume(&self, at_ns: u64) -> Result<(), ControlError> {
+        let at = crate::clock::WallTime::from_ns(at_ns);
+        self.ask(|reply| Command::Resume { at, reply }).await
+    }
+
     /// On the virtual clock, resets the node on `port` at virtual time
     /// `at_ns` (`None`: the bus's time now; never earlier): at the node's
     /// first stop from then on. Its QEMU resets as on a monitor

@@ -196,6 +196,17 @@ impl Sync {
         Some(at)
     }
 
+    /// Whether the fleet has reached `t` and stays there: the frontier is
+    /// at `t` or later and no member runs or is still to report (so every
+    /// one is stopped at `t` or later, or asleep until then).
+    pub fn reached(&self, t: WallTime) -> bool {
+        self.frontier >= t
+            && self
+                .members
+                .values()
+                .all(|m| !matches!(m.state, State::Running { .. } | State::Joining))
+    }
+
     /// `port`'s clock is gone (its QEMU ended).
     pub fn leave(&mut self, port: PortId) {
         self.members.remove(&port);
@@ -577,6 +588,22 @@ mod tests {
         );
         assert_eq!(s.report(PortId(1), barrier(L + 100)), Ok(t(2 * L)));
         assert_eq!(s.reset(PortId(9), t(0)), None, "no member");
+    }
+
+    #[test]
+    fn the_fleet_reaches_a_time_once_all_have_stopped_there() {
+        let mut s = two();
+        assert!(s.reached(t(0)), "both stopped at 0");
+        assert!(!s.reached(t(L)));
+        s.frontier(Some(t(L)));
+        s.grants(None, None, Some(t(L)));
+        assert!(!s.reached(t(0)), "they run");
+        s.report(PortId(0), barrier(L)).unwrap();
+        s.report(PortId(1), idle(10, 5 * L)).unwrap();
+        assert_eq!(s.frontier(Some(t(L))), t(L));
+        assert!(s.reached(t(L)));
+        s.join(PortId(2));
+        assert!(!s.reached(t(L)), "a node still to report");
     }
 
     #[test]
