@@ -164,6 +164,12 @@ pub(crate) enum Command {
         at: WallTime,
         reply: oneshot::Sender<()>,
     },
+    /// Reply once a node's clock has joined on `port` (at once if it has,
+    /// or on the wall clock).
+    AwaitClock {
+        port: PortId,
+        reply: oneshot::Sender<()>,
+    },
     /// Reset the node on `port` at virtual time `at` (`None`: now); false
     /// if the bus is not on the virtual clock or the port has no clock.
     ResetNode {
@@ -248,6 +254,8 @@ pub(crate) struct Virtual {
     /// Pauses: the time no grant passes, with who waits for it to be
     /// reached, and how many asked for it.
     pauses: std::collections::BTreeMap<WallTime, Pause>,
+    /// Who waits for a node's clock to join ([`Command::AwaitClock`]).
+    awaiting_clock: Vec<(PortId, oneshot::Sender<()>)>,
 }
 
 /// A pause of the fleet's time ([`Command::PauseAt`]).
@@ -289,6 +297,7 @@ impl Virtual {
             held: false,
             resets: std::collections::BTreeSet::new(),
             pauses: std::collections::BTreeMap::new(),
+            awaiting_clock: Vec::new(),
         }
     }
 }
@@ -480,6 +489,9 @@ impl Arbiter {
             } else {
                 if clocked {
                     v.sync.join(port);
+                    for (_, w) in v.awaiting_clock.extract_if(.., |(p, _)| *p == port) {
+                        let _ = w.send(());
+                    }
                 }
                 None
             };
@@ -594,6 +606,10 @@ impl Arbiter {
                 }
                 self.answer(reply, ());
             }
+            Command::AwaitClock { port, reply } => match &mut self.vt {
+                Some(v) if !v.sync.is_node(port) => v.awaiting_clock.push((port, reply)),
+                _ => self.answer(reply, ()),
+            },
             Command::ResetNode { port, at, reply } => {
                 let taken = self.ask_reset(port, at);
                 self.answer(reply, taken);

@@ -259,6 +259,14 @@ impl BridgeControl {
         self.ask(|reply| Command::Resume { at, reply }).await
     }
 
+    /// On the virtual clock, returns once a node's clock has joined the
+    /// fleet's time on `port` (its QEMU connected): from then on the
+    /// fleet's time waits for it. At once on the wall clock.
+    pub async fn await_clock(&self, port: &str) -> Result<(), ControlError> {
+        let port = self.port(port)?;
+        self.ask(|reply| Command::AwaitClock { port, reply }).await
+    }
+
     /// On the virtual clock, resets the node on `port` at virtual time
     /// `at_ns` (`None`: the bus's time now; never earlier): at the node's
     /// first stop from then on. Its QEMU resets as on a monitor

@@ -156,8 +156,7 @@ struct StormArgs {
     /// Built guest artifacts (default: target/bootcast, or $BOOTCAST_ARTIFACTS).
     #[arg(long)]
     artifacts: Option<PathBuf>,
-    /// Run on this clock, whatever the file says: `wall` (storms refuse
-    /// `virtual` for now: their timeline runs on the host's clock).
+    /// Run on this clock, whatever the file says: `wall` or `virtual`.
     #[arg(long, value_parser = parse_clock)]
     clock: Option<board::strap::Clock>,
 }
@@ -608,7 +607,6 @@ async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> R
     if let Some(c) = args.clock {
         scenario.fleet = scenario.fleet.with_clock(c)?;
     }
-    storm::refuse_virtual_clock(&scenario)?;
     let artifacts = Artifacts::locate(args.artifacts.clone())?;
     let run_dir = run_folder(args.run_dir.clone(), &artifacts, &scenario.name)?;
     open_log(&log, &run_dir);

@@ -194,6 +194,9 @@ pub struct Testbed {
     launches: BTreeMap<u16, NodeLaunch>,
     /// Nodes whose power comes on later: (when, node), soonest last.
     power_on_later: Vec<(Instant, u16)>,
+    /// On the virtual clock: where the fleet's time is held
+    /// ([`Testbed::pause_until`]).
+    paused_at: Option<u64>,
     /// The master's store (the run's own copy).
     store_dir: PathBuf,
     artifacts: Artifacts,
@@ -265,6 +268,7 @@ impl Testbed {
             nodes: BTreeMap::new(),
             launches: BTreeMap::new(),
             power_on_later: Vec::new(),
+            paused_at: None,
             artifacts: opts.artifacts.clone(),
             seeds,
         };
@@ -382,7 +386,22 @@ impl Testbed {
         if self.nodes.contains_key(&id) {
             bail!("node {id} is already powered on");
         }
-        self.spawn(id, false).await
+        self.spawn(id, false).await?;
+        // On the virtual clock the fleet's time must wait for the new
+        // node from where it is now, not from wherever the bus has got to
+        // when its QEMU is up.
+        if let (true, Some(bus)) = (self.on_virtual_clock(), self.bus()) {
+            let port = RunDir::node_port_name(id);
+            tokio::time::timeout(QMP_UP, bus.await_clock(&port))
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "node {id}'s clock plugin did not connect within {QMP_UP:?}; see {}",
+                        self.run_dir.qemu_log(id).display()
+                    )
+                })??;
+        }
+        Ok(())
     }
 
     /// Publishes version `version` of type `t`'s image in the master's store:
@@ -567,6 +586,9 @@ impl Testbed {
         timeout: Duration,
         done: impl Fn(&FleetView) -> bool,
     ) -> bool {
+        if self.on_virtual_clock() {
+            return self.wait_until_virtual(timeout, done).await;
+        }
         let deadline = Instant::now() + timeout;
         self.power_on_later
             .sort_by_key(|(at, _)| std::cmp::Reverse(*at));
@@ -593,6 +615,65 @@ impl Testbed {
             }
             if Instant::now() >= deadline {
                 return false;
+            }
+        }
+    }
+
+    /// Whether the run's clock is the bus's virtual time.
+    pub fn on_virtual_clock(&self) -> bool {
+        matches!(self.clock, RunClock::Bus(_))
+    }
+
+    /// [`Testbed::wait_until`] on the virtual clock: `done` is judged with
+    /// the fleet held at each [`VIRTUAL_CHECK`] of virtual time, so where
+    /// it first holds does not depend on the host.
+    async fn wait_until_virtual(
+        &mut self,
+        timeout: Duration,
+        done: impl Fn(&FleetView) -> bool,
+    ) -> bool {
+        let deadline = self.now() + timeout;
+        loop {
+            if done(&self.fleet()) {
+                return true;
+            }
+            let now = self.now();
+            if now >= deadline || !self.pause_until((now + VIRTUAL_CHECK).min(deadline)).await {
+                return done(&self.fleet());
+            }
+        }
+    }
+
+    /// On the virtual clock, lets the fleet's time run on to `at` (from a
+    /// pause before, if any) and holds it there: what the caller does next
+    /// happens at `at` of virtual time. Looks after the testbed meanwhile.
+    /// False if interrupted, on the wall clock, or if the bus is gone.
+    pub async fn pause_until(&mut self, at: crate::clock::Moment) -> bool {
+        let Some(bus) = self.bus().filter(|_| self.on_virtual_clock()) else {
+            return false;
+        };
+        if let Some(was) = self.paused_at.take() {
+            self.supervisor.pin(None);
+            if bus.resume(was).await.is_err() {
+                return false;
+            }
+        }
+        let reached = bus.pause_at(at.as_ns());
+        tokio::pin!(reached);
+        loop {
+            tokio::select! {
+                r = &mut reached => {
+                    return match r {
+                        Ok(Some(t)) => {
+                            self.paused_at = Some(t);
+                            self.supervisor.pin(Some(crate::clock::Moment::from_ns(t)));
+                            true
+                        }
+                        _ => false,
+                    };
+                }
+                _ = self.interrupt.cancelled() => return false,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => self.reap_exited().await,
             }
         }
     }
@@ -789,6 +870,9 @@ impl Testbed {
 /// How long a reset waits for a node's QMP socket (a node just powered on
 /// creates it within a second or so on a loaded host).
 const QMP_UP: Duration = Duration::from_secs(10);
+/// On the virtual clock, how often a wait for the fleet judges it (in
+/// virtual time; each check holds the fleet for a round).
+const VIRTUAL_CHECK: Duration = Duration::from_millis(100);
 /// How long the shutdown waits for sessions in progress to end.
 const SESSIONS_END: Duration = Duration::from_secs(5);
 /// How long the primary master gets to stop.

@@ -425,28 +425,3 @@ fn a_storm_whose_harness_fails_still_writes_junit_with_the_reason() {
         "the reason names the missing type: {xml}"
     );
 }
-
-#[test]
-fn a_storm_refuses_the_virtual_clock_and_says_why() {
-    let d = tempfile::tempdir().unwrap();
-    let scenario = d.path().join("s.toml");
-    std::fs::write(
-        &scenario,
-        "name = \"tiny\"\nseed = 5\n[bus]\ntransport = \"virtio\"\n[[nodes]]\ntype = \"drive\"\n",
-    )
-    .unwrap();
-    let virtual_file = d.path().join("v.toml");
-    std::fs::write(
-        &virtual_file,
-        "name = \"tiny\"\nseed = 5\n[bus]\ntransport = \"virtio\"\nclock = \"virtual\"\n\
-         [[nodes]]\ntype = \"drive\"\n",
-    )
-    .unwrap();
-    let why = "the virtual clock is not supported for storms yet";
-    check(&[
-        (args(&["storm", &p(&scenario), "--clock", "virtual"]), why),
-        (args(&["storm", &p(&virtual_file)]), why),
-    ]);
-    let out = bootcast(&["storm", &p(&virtual_file)]);
-    assert_eq!(out.status.code(), Some(2));
-}

@@ -407,3 +407,74 @@ fn json_diff(
         _ => {}
     }
 }
+
+/// A storm on the virtual clock: every kind of reboot, a fault and its
+/// clearing at scenario times.
+const STORM: &str = "name = \"virtual-storm\"\nseed = 9\n\
+    [bus]\ntransport = \"virtio\"\nclock = \"virtual\"\n\
+    [master]\nhold_off_ms = 500\n\
+    [[nodes]]\ntype = \"accessor\"\n\
+    [[nodes]]\ntype = \"drive\"\ncount = 4\n\
+    [[timeline]]\nat_s = 3\naction = \"reset\"\nselect = { ids = [2] }\n\
+    [[timeline]]\nat_s = 4\naction = \"power-cycle\"\nselect = { ids = [3] }\n\
+    [[timeline]]\nat_s = 5\naction = \"inject-fault\"\nfault = { kind = \"loss\", probability = 0.02 }\n\
+    [[timeline]]\nat_s = 6\naction = \"soft-reboot\"\nselect = { ids = [4] }\n\
+    [[timeline]]\nat_s = 8\naction = \"clear-faults\"\n\
+    [[timeline]]\nat_s = 9\naction = \"mixed-reboot\"\nselect = { ids = [1, 5], random = 1 }\n\
+    [expect]\nall_verified_by_s = 40\n";
+
+/// One run of [`STORM`]: its report without what differs by nature (paths,
+/// the host's memory), and the wall time it took.
+async fn storm_once() -> (serde_json::Value, Duration) {
+    use host_orchestrator::storm::scenario::Scenario;
+    use host_orchestrator::storm::{StormOptions, run as storm};
+    let dir = tempfile::Builder::new()
+        .prefix("bc")
+        .tempdir_in("/tmp")
+        .expect("temp dir");
+    let scenario = Scenario::parse(STORM, Path::new("."), None).expect("the scenario");
+    let started = Instant::now();
+    let r = storm(StormOptions {
+        scenario,
+        artifacts: common::artifacts(),
+        run_dir: dir.path().join("run"),
+        seed: None,
+        progress: false,
+        master_exe: Some(env!("CARGO_BIN_EXE_bootcast").into()),
+        interrupt: Default::default(),
+    })
+    .await
+    .expect("the storm runs");
+    let wall = started.elapsed();
+    assert_eq!(r.testbed.verdict, Verdict::Pass, "{}", r.table());
+    assert_eq!(r.reboots, 4, "{}", r.table());
+    let mut v = serde_json::to_value(&r).unwrap();
+    let o = v.as_object_mut().unwrap();
+    o.remove("run_dir");
+    o.remove("peak_fleet_pss_mib");
+    let bus = o["bus"].as_object_mut().unwrap();
+    bus.remove("capture");
+    bus.remove("socketcand");
+    (v, wall)
+}
+
+#[test]
+fn a_storm_on_the_virtual_clock_repeats_itself_on_a_loaded_host() {
+    if tools().is_none() {
+        return;
+    }
+    common::run(async {
+        let (quiet, quiet_wall) = storm_once().await;
+        let (loaded, loaded_wall) = {
+            let _hogs = (std::env::var_os("NOHOGS").is_none()).then(Hogs::start);
+            storm_once().await
+        };
+        eprintln!(
+            "storm of {:.3} s of virtual time: {quiet_wall:?} wall quiet, {loaded_wall:?} loaded",
+            quiet["duration_s"].as_f64().unwrap_or(0.0),
+        );
+        let mut differ = Vec::new();
+        json_diff("", &quiet, &loaded, &mut differ);
+        assert!(differ.is_empty(), "the reports differ: {differ:#?}");
+    });
+}
