@@ -3,7 +3,8 @@
 //! runs as the drive nodes' image beside the Rust apps, and is verified
 //! the way they are: its heartbeats carry the digest the boot ROM
 //! measured, and the SDK answers the supervisor's challenges over its
-//! loaded bytes. Needs `qemu-system-riscv64` and the artifacts (`cargo
+//! loaded bytes; it answers its own traffic on the bus, and obeys
+//! `Reboot`. Needs `qemu-system-riscv64` and the artifacts (`cargo
 //! xtask test` provides both).
 
 mod common;
@@ -17,8 +18,11 @@ use host_orchestrator::store::image_file_name;
 use host_orchestrator::supervisor::HostState;
 use host_orchestrator::testbed::{Artifacts, Options, Testbed};
 use images::build::{BuildOptions, build_file, hex, parse_version};
-use proto::NodeType;
+use proto::filter::{AcceptanceFilter, FilterEntry};
+use proto::{Frame, NodeType};
+use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::Duration;
 
 /// The C example the drive nodes run.
 const C_APP: &str = "c-blinky";
@@ -115,10 +119,44 @@ fn a_mixed_fleet_of_rust_and_c_apps_is_verified_and_a_c_node_obeys_reboot() {
             assert!(console.contains(line), "console lacks {line:?}:\n{console}");
         }
 
+        // The app's own traffic: a ping (standard id 0x100) on the bus, and
+        // every C node answers with a pong (0x101) carrying its id and the
+        // ping's first byte. The Rust apps' filters keep the ping from them.
+        let (mut rx, mut tx) = bus_bridge::client::connect(&tb.tool_port())
+            .await
+            .expect("tool port");
+        let pongs_only = AcceptanceFilter::new(&[FilterEntry {
+            id: 0x101,
+            mask: 0x7FF,
+            extended: false,
+        }])
+        .unwrap();
+        tx.set_filter(&pongs_only).await.unwrap();
+        tx.send(&Frame::new(0x100, 0, &[0x5A]).unwrap())
+            .await
+            .unwrap();
+        let mut ponged = BTreeSet::new();
+        let all = tokio::time::timeout(Duration::from_secs(20), async {
+            while ponged.len() < c.len() {
+                let f = rx.next().await.unwrap().expect("the bridge is up");
+                assert_eq!((f.id(), f.data().len()), (0x101, 3), "{f:?}");
+                assert_eq!(f.data()[2], 0x5A, "the ping's byte comes back");
+                ponged.insert(u16::from_le_bytes([f.data()[0], f.data()[1]]));
+            }
+        })
+        .await;
+        assert!(all.is_ok(), "pongs from {ponged:?} only");
+        assert_eq!(ponged, c.iter().copied().collect::<BTreeSet<u16>>());
+
         // `bootcast_poll` obeys a Reboot: back to the boot ROM, which loads
         // the C image again, and the node is verified on a new generation.
         let target = c[0];
-        let old_generation = before.nodes.iter().find(|n| n.id == target).unwrap().generation;
+        let old_generation = before
+            .nodes
+            .iter()
+            .find(|n| n.id == target)
+            .unwrap()
+            .generation;
         tb.soft_reboot(target).await.unwrap();
         let back = tb
             .wait_until(SETTLE, |v| {
