@@ -59,9 +59,19 @@ pub fn script(program: Program) -> String {
             ),
         ),
     };
+    let notes = match program {
+        Program::BootRom => "",
+        Program::App => {
+            "/* For Rust and C apps. Start-up code without the node SDK's: _start is
+ * the entry, the image's first byte; set gp to __global_pointer$ and sp to
+ * __stack_top, copy __data_load to [__data_start, __data_end), zero
+ * [__bss_start, __bss_end). The heap is [__heap_start, __heap_end). */
+"
+        }
+    };
     format!(
         r#"/* Generated from board::memory by board::linker. */
-OUTPUT_ARCH(riscv)
+{notes}OUTPUT_ARCH(riscv)
 ENTRY(_start)
 MEMORY
 {{

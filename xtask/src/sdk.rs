@@ -380,6 +380,25 @@ mod tests {
     }
 
     #[test]
+    fn the_app_script_loads_data_from_the_image_into_app_ram() {
+        use board::linker::{Program, script};
+        let app = script(Program::App);
+        // `.data` runs in app RAM from initial values in the image; what
+        // takes no file bytes has app RAM for its load address too, where
+        // the image builder leaves it out of the payload.
+        assert!(
+            app.contains("} > APPRAM AT > IMAGE\n    __data_load"),
+            "{app}"
+        );
+        assert_eq!(app.matches("} > APPRAM AT > APPRAM").count(), 2, "{app}");
+        assert!(app.contains("__heap_start = ALIGN(__stack_top, 16);"));
+        assert!(app.contains(&format!("ASSERT(_start == {:#x}", memory::IMAGE_BASE)));
+        let rom = script(Program::BootRom);
+        assert!(rom.contains("} > RAM AT > FLASH\n    __data_load"), "{rom}");
+        assert!(!rom.contains("__heap"));
+    }
+
+    #[test]
     fn the_checked_in_header_is_current() {
         check_header(&root()).unwrap();
     }
