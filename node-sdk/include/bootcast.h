@@ -475,6 +475,8 @@ void bootcast_print(const char *s);
  * for it (the next boot's reset cause is a soft reboot): what was sent
  * leaves first, every interrupt is masked, and the hart jumps to the
  * flash base. The boot ROM then asks the bus for the node's image again.
+ * Called from a trap handler that interrupted another SDK call, it
+ * reboots without marking the record (the next boot reads as a reset).
  */
 void bootcast_reboot(void) __attribute__((noreturn));
 

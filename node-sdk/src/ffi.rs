@@ -270,6 +270,8 @@ pub unsafe extern "C" fn bootcast_print(s: *const c_char) {
 /// for it (the next boot's reset cause is a soft reboot): what was sent
 /// leaves first, every interrupt is masked, and the hart jumps to the
 /// flash base. The boot ROM then asks the bus for the node's image again.
+/// Called from a trap handler that interrupted another SDK call, it
+/// reboots without marking the record (the next boot reads as a reset).
 #[unsafe(no_mangle)]
 pub extern "C" fn bootcast_reboot() -> ! {
     with_node(|n| n.reboot());
