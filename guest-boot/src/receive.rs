@@ -1,7 +1,14 @@
 //! Receiving one image from a session: keep only the part for our node type,
 //! hand its bytes to the caller to store at their load address, ask for
 //! what was missed, and check the result before use. Free of devices: the
-//! time, the stores and the loaded bytes come from the caller.
+//! time and the image region ([`ImageRam`]) come from the caller.
+//!
+//! The payload's SHA-256 is measured while the image arrives: each time
+//! the chunks received from the start of the part grow, the bytes they
+//! complete are read back from RAM and hashed, in order. Chunks that come
+//! out of order (repair) wait in RAM until the gap before them closes. So
+//! after the last chunk only its own bytes (or the gap it closed) remain,
+//! not a second pass over the image.
 
 use board::memory;
 use board::strap::Strap;
@@ -34,6 +41,16 @@ pub struct TrustedKey {
     pub id: [u8; 8],
 }
 
+/// The image region as the receiver uses it.
+pub trait ImageRam {
+    /// Writes `bytes` at `addr` at once (always inside the image region).
+    fn store(&mut self, addr: u64, bytes: &[u8]);
+    /// The `len` bytes at `addr` as they are in RAM now (always inside the
+    /// image region, and stored before). Only [`store`](Self::store) writes
+    /// the region, and never bytes already measured.
+    fn load(&self, addr: u64, len: u32) -> &[u8];
+}
+
 /// What a message did to the reception.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
@@ -45,7 +62,8 @@ pub enum Progress {
     Started,
     /// Our session's image was refused; reception is reset.
     Rejected(Reject),
-    /// Every chunk is in; check the payload with [`Receiver::verify`].
+    /// Every chunk is in and measured; check the image with
+    /// [`Receiver::verify`].
     Complete,
 }
 
@@ -87,6 +105,11 @@ struct Current {
     nack_limit: usize,
     /// One past the highest chunk bit received.
     seen_limit: usize,
+    /// Chunk bits received from the start of the part, without a gap.
+    prefix: usize,
+    /// Payload bytes measured so far, from its start, into `hash`.
+    measured: u32,
+    hash: Sha256,
 }
 
 impl Current {
@@ -185,7 +208,7 @@ impl<'b> Receiver<'b> {
     }
 
     fn has(&self, bit: usize) -> bool {
-        self.bitmap[bit / 64] & (1 << (bit % 64)) != 0
+        has(self.bitmap, bit)
     }
 
     /// Our missing chunks from bit `from` on, as at most [`NACK_RANGES`]
@@ -240,15 +263,14 @@ impl<'b> Receiver<'b> {
     }
 
     /// Takes one message. `random` is a fresh random number; `now` reads
-    /// the clock, for the one message that starts a timer; `store(addr,
-    /// bytes)` must write image bytes to RAM at once (always inside the
-    /// image region).
+    /// the clock, for the one message that starts a timer; `ram` takes the
+    /// image's bytes and gives them back to be measured.
     pub fn on_message(
         &mut self,
         m: &Message<'_>,
         random: u32,
         now: impl FnOnce() -> u64,
-        store: impl FnOnce(u64, &[u8]),
+        ram: &mut impl ImageRam,
     ) -> Progress {
         match *m {
             Message::SessionAnnounce(a) => {
@@ -256,7 +278,7 @@ impl<'b> Receiver<'b> {
                 Progress::Ignored
             }
             Message::SessionPart(p) => self.on_part(p),
-            Message::Data(d) => self.on_data(d.session, d.chunk, d.payload, store),
+            Message::Data(d) => self.on_data(d.session, d.chunk, d.payload, ram),
             Message::SessionEnd(e) => {
                 let Some(c) = self.current.as_mut().filter(|c| c.session == e.session) else {
                     return Progress::Ignored;
@@ -350,6 +372,9 @@ impl<'b> Receiver<'b> {
             nack_at: None,
             nack_limit: 0,
             seen_limit: 0,
+            prefix: 0,
+            measured: 0,
+            hash: Sha256::new(),
         });
         Progress::Started
     }
@@ -359,7 +384,7 @@ impl<'b> Receiver<'b> {
         session: u8,
         chunk: u32,
         payload: &[u8],
-        store: impl FnOnce(u64, &[u8]),
+        ram: &mut impl ImageRam,
     ) -> Progress {
         let Some(c) = self.current.as_ref() else {
             return Progress::Ignored;
@@ -393,7 +418,7 @@ impl<'b> Receiver<'b> {
             // which was checked to lie in the image region when the session
             // started.
             let src = &payload[(ram_from - start) as usize..(to - start) as usize];
-            store(c.load_addr + (ram_from - manifest_end), src);
+            ram.store(c.load_addr + (ram_from - manifest_end), src);
         }
         self.bitmap[bit / 64] |= 1 << (bit % 64);
         let Some(c) = self.current.as_mut() else {
@@ -401,6 +426,7 @@ impl<'b> Receiver<'b> {
         };
         c.received += 1;
         c.seen_limit = c.seen_limit.max(bit + 1);
+        measure_prefix(c, self.bitmap, ram);
         if c.received == c.chunks {
             c.nack_at = None;
             Progress::Complete
@@ -410,15 +436,19 @@ impl<'b> Receiver<'b> {
     }
 
     /// Checks a complete image, in this order: manifest, type, consistency
-    /// with the session, version floor, SHA-256 over `payload` (the bytes
-    /// at [`payload_span`](Self::payload_span), as they are in RAM), then
-    /// (with `signature-check`) the signature over the manifest, which
-    /// covers that digest. So a changed payload is reported as a digest
-    /// mismatch, a changed manifest as a bad signature. Any failure ends
-    /// the reception.
-    pub fn verify(&mut self, payload: &[u8]) -> Result<LoadedImage, Reject> {
-        let Some(c) = self.current.as_ref() else {
-            return Err(self.refuse(RejectReason::Incomplete, 0, 0));
+    /// with the session, version floor, SHA-256 over the payload (measured
+    /// as it came, from the bytes in RAM at
+    /// [`payload_span`](Self::payload_span)), then (with `signature-check`)
+    /// the signature over the manifest, which covers that digest. So a
+    /// changed payload is reported as a digest mismatch, a changed manifest
+    /// as a bad signature. Any failure ends the reception.
+    pub fn verify(&mut self, ram: &impl ImageRam) -> Result<LoadedImage, Reject> {
+        if let Some(c) = self.current.as_mut() {
+            measure_prefix(c, self.bitmap, ram);
+        }
+        let Some(c) = self.current.as_ref().filter(|c| c.measured == c.payload_len()) else {
+            let (s, v) = self.current.as_ref().map_or((0, 0), |c| (c.session, c.version));
+            return Err(self.refuse(RejectReason::Incomplete, s, v));
         };
         let (session, version) = (c.session, c.version);
         let manifest = match Manifest::parse(&self.manifest[..]) {
@@ -440,7 +470,7 @@ impl<'b> Receiver<'b> {
         if manifest.version < self.strap.min_version {
             return Err(self.refuse(RejectReason::VersionTooLow, session, version));
         }
-        let digest: [u8; 32] = Sha256::digest(payload).into();
+        let digest: [u8; 32] = c.hash.clone().finalize().into();
         if digest != manifest.sha256 {
             let mut reject = self.refuse(RejectReason::DigestMismatch, session, version);
             reject.measured.copy_from_slice(&digest[..16]);
@@ -465,5 +495,26 @@ impl<'b> Receiver<'b> {
             name: manifest.name,
             digest,
         })
+    }
+}
+
+fn has(bitmap: &ChunkBitmap, bit: usize) -> bool {
+    bitmap[bit / 64] & (1 << (bit % 64)) != 0
+}
+
+/// Hashes the payload bytes that the chunks received from the start of
+/// the part now cover and that are not measured yet, reading them from RAM.
+fn measure_prefix(c: &mut Current, bitmap: &ChunkBitmap, ram: &impl ImageRam) {
+    while c.prefix < c.chunks as usize && has(bitmap, c.prefix) {
+        c.prefix += 1;
+    }
+    let part_end = c.part_offset as u64 + c.part_len as u64;
+    let covered = ((c.first_chunk as u64 + c.prefix as u64) * c.chunk_size as u64).min(part_end);
+    let manifest_end = c.part_offset as u64 + MANIFEST_LEN as u64;
+    let end = covered.saturating_sub(manifest_end) as u32;
+    if end > c.measured {
+        c.hash
+            .update(ram.load(c.load_addr + c.measured as u64, end - c.measured));
+        c.measured = end;
     }
 }
