@@ -357,10 +357,9 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
             }
         };
         let read_at = (!backlogged).then(|| r.shared.wall_now());
-        for &byte in &buf[..n] {
-            match decoder.push_item(byte) {
-                None => {}
-                Some(Err(e)) => {
+        for item in decoder.items(&buf[..n]) {
+            match item {
+                Err(e) => {
                     r.shared.link_error(r.port, e);
                     debug!(
                         port = r.port.0,
@@ -369,12 +368,12 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
                     );
                 }
                 // Time records matter on the virtual clock only.
-                Some(Ok(Item::At(_) | Item::Idle { .. })) => {}
+                Ok(Item::At(_) | Item::Idle { .. }) => {}
                 // Records only the bridge sends.
-                Some(Ok(Item::Until(_) | Item::TxFree(_))) => {
+                Ok(Item::Until(_) | Item::TxFree(_)) => {
                     r.shared.link_error(r.port, LinkError::BadControl)
                 }
-                Some(Ok(Item::SetFilter(filter))) => {
+                Ok(Item::SetFilter(filter)) => {
                     // In line with the port's frames, so it takes effect in order.
                     let msg = ToArbiter::Filter {
                         port: r.port,
@@ -385,10 +384,10 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
                         return;
                     }
                 }
-                Some(Ok(Item::Frame(frame))) if !r.shared.timing.carries(&frame) => {
+                Ok(Item::Frame(frame)) if !r.shared.timing.carries(&frame) => {
                     r.shared.drop_frames(r.port, Cause::TxFdOnClassic, 1);
                 }
-                Some(Ok(Item::Frame(frame))) => {
+                Ok(Item::Frame(frame)) => {
                     if !take_place(&r.tx_slots, &mut backlogged).await {
                         return;
                     }
@@ -578,29 +577,28 @@ fn recv_now(sock: &OwnedReadHalf, buf: &mut [u8]) -> std::io::Result<usize> {
 /// Decodes a node's bytes on the virtual clock. `false` once the arbiter
 /// is gone.
 async fn take_clocked(r: &Reader, decoder: &mut Decoder, bytes: &[u8]) -> bool {
-    for &byte in bytes {
-        let msg = match decoder.push_item(byte) {
-            None => continue,
-            Some(Err(e)) => {
+    for item in decoder.items(bytes) {
+        let msg = match item {
+            Err(e) => {
                 r.shared.link_error(r.port, e);
                 continue;
             }
             // A node's frames take their time from its next report.
-            Some(Ok(Item::At(_))) => continue,
-            Some(Ok(Item::Until(_) | Item::Idle { .. } | Item::TxFree(_))) => {
+            Ok(Item::At(_)) => continue,
+            Ok(Item::Until(_) | Item::Idle { .. } | Item::TxFree(_)) => {
                 r.shared.link_error(r.port, LinkError::BadControl);
                 continue;
             }
-            Some(Ok(Item::SetFilter(filter))) => ToArbiter::Filter {
+            Ok(Item::SetFilter(filter)) => ToArbiter::Filter {
                 port: r.port,
                 conn: r.conn,
                 filter,
             },
-            Some(Ok(Item::Frame(frame))) if !r.shared.timing.carries(&frame) => {
+            Ok(Item::Frame(frame)) if !r.shared.timing.carries(&frame) => {
                 r.shared.drop_frames(r.port, Cause::TxFdOnClassic, 1);
                 continue;
             }
-            Some(Ok(Item::Frame(frame))) => {
+            Ok(Item::Frame(frame)) => {
                 // The virtual clock's FIFO is sized never to push back (a
                 // wait here would depend on the host).
                 let Ok(slot) = r.tx_slots.acquire().await else {
@@ -700,37 +698,36 @@ async fn read_timed(mut sock: OwnedReadHalf, r: Reader) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        for &byte in &buf[..n] {
-            let msg = match decoder.push_item(byte) {
-                None => continue,
-                Some(Err(e)) => {
+        for item in decoder.items(&buf[..n]) {
+            let msg = match item {
+                Err(e) => {
                     r.shared.link_error(r.port, e);
                     continue;
                 }
-                Some(Ok(Item::At(t))) => {
+                Ok(Item::At(t)) => {
                     at = Some(t);
                     continue;
                 }
-                Some(Ok(Item::Idle { at, wake })) => ToArbiter::HostIdle {
+                Ok(Item::Idle { at, wake }) => ToArbiter::HostIdle {
                     port: r.port,
                     conn: r.conn,
                     at,
                     wake,
                 },
-                Some(Ok(Item::Until(_) | Item::TxFree(_))) => {
+                Ok(Item::Until(_) | Item::TxFree(_)) => {
                     r.shared.link_error(r.port, LinkError::BadControl);
                     continue;
                 }
-                Some(Ok(Item::SetFilter(filter))) => ToArbiter::Filter {
+                Ok(Item::SetFilter(filter)) => ToArbiter::Filter {
                     port: r.port,
                     conn: r.conn,
                     filter,
                 },
-                Some(Ok(Item::Frame(frame))) if !r.shared.timing.carries(&frame) => {
+                Ok(Item::Frame(frame)) if !r.shared.timing.carries(&frame) => {
                     r.shared.drop_frames(r.port, Cause::TxFdOnClassic, 1);
                     continue;
                 }
-                Some(Ok(Item::Frame(frame))) => {
+                Ok(Item::Frame(frame)) => {
                     // The client counts its FIFO places itself (freed ones
                     // come to it in time); this one never pushes back.
                     let Ok(slot) = r.tx_slots.acquire().await else {
