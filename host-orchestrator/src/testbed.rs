@@ -205,6 +205,7 @@ impl Testbed {
     pub async fn start(opts: Options) -> Result<Testbed> {
         qemu::check_installed()?;
         let run_dir = RunDir::create(opts.run_dir.as_deref())?;
+        qemu::write_boot_rom(&opts.artifacts.flash(), &run_dir.boot_rom())?;
         let reference = prepare_stores(&opts, &run_dir)?;
         let seeds = opts.seeds.clone().unwrap_or_else(|| Seeds {
             bus_faults: opts.fleet.faults.seed,
@@ -281,7 +282,7 @@ impl Testbed {
         for n in &opts.fleet.nodes {
             let launch = NodeLaunch {
                 id: n.id,
-                flash: opts.artifacts.flash(),
+                boot_rom: self.run_dir.boot_rom(),
                 bus_socket: self.run_dir.node_socket(n.id),
                 qmp_socket: self.run_dir.qmp_socket(n.id),
                 log: self.run_dir.qemu_log(n.id),
