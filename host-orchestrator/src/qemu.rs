@@ -290,12 +290,20 @@ impl NodeProcess {
                 .map_or(std::path::Path::new(QEMU), |c| c.tools.qemu.as_path()),
         );
         // SAFETY: the closure runs in the forked child before exec and only
-        // makes the setpriority system call, which is async-signal-safe.
+        // makes the setpriority and prctl system calls, which are
+        // async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {
                 // Guests are the load; the bus bridge and the master, which
                 // keep the bus's time, must not wait behind them for a core.
                 if libc::setpriority(libc::PRIO_PROCESS, 0, GUEST_NICE) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // QEMU asks for huge pages for guest memory, so the few KiB
+                // a node touches of its flash and of each RAM area would
+                // cost 2 MiB each (about 7 MiB a node); it survives exec.
+                let (on, zero): (libc::c_ulong, libc::c_ulong) = (1, 0);
+                if libc::prctl(libc::PR_SET_THP_DISABLE, on, zero, zero, zero) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
