@@ -29,6 +29,9 @@ pub const RETRY_MAX_MS: u64 = 2000;
 pub const NACK_QUIET_MS: u64 = 250;
 /// A session that sends nothing for this long is abandoned.
 pub const SESSION_SILENCE_MS: u64 = 3000;
+/// Image bytes the driver hashes between two looks for frames: a fraction
+/// of a millisecond, while a virtio-console's 16 buffers hold many frames.
+pub const MEASURE_SLICE: u32 = 2048;
 /// Most actions one event gives: four `Nack`s and a `Request` (a wakeup
 /// that sends the last `Nack`s of a session and then gives it up).
 pub const MAX_ACTIONS: usize = 5;
@@ -216,6 +219,14 @@ impl<'b> Boot<'b> {
             Err(reject) => self.rejected(reject, now(), &mut out),
         }
         out
+    }
+
+    /// Time between frames: hashes at most `max` more bytes of the image
+    /// received so far, in order, from `ram` (the image region); whether
+    /// it hashed any (then the driver looks for frames again before doing
+    /// more).
+    pub fn measure(&mut self, ram: &impl ImageRam, max: u32) -> bool {
+        self.rx.measure(ram, max)
     }
 
     /// A wakeup, after each batch of frames and whenever the timer fires:

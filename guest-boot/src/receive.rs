@@ -3,12 +3,14 @@
 //! what was missed, and check the result before use. Free of devices: the
 //! time and the image region ([`ImageRam`]) come from the caller.
 //!
-//! The payload's SHA-256 is measured while the image arrives: each time
-//! the chunks received from the start of the part grow, the bytes they
-//! complete are read back from RAM and hashed, in order. Chunks that come
-//! out of order (repair) wait in RAM until the gap before them closes. So
-//! after the last chunk only its own bytes (or the gap it closed) remain,
-//! not a second pass over the image.
+//! The payload's SHA-256 is measured while the image arrives, in the time
+//! between frames ([`Receiver::measure`], a slice at a time): the bytes of
+//! the chunks received from the start of the part are read back from RAM
+//! and hashed, in order. Chunks that come out of order (repair) wait in RAM
+//! until the gap before them closes. So after the last chunk only what the
+//! node had no time for remains (with time to spare, its own bytes), not a
+//! second pass over the image; and a node that cannot keep up with the bus
+//! spends no time on it until the last chunk is in.
 
 use board::memory;
 use board::strap::Strap;
@@ -426,12 +428,21 @@ impl<'b> Receiver<'b> {
         };
         c.received += 1;
         c.seen_limit = c.seen_limit.max(bit + 1);
-        measure_prefix(c, self.bitmap, ram);
         if c.received == c.chunks {
             c.nack_at = None;
             Progress::Complete
         } else {
             Progress::Accepted
+        }
+    }
+
+    /// Hashes at most `max` more payload bytes of those the chunks received
+    /// from the part's start cover, reading them from RAM; whether it
+    /// hashed any.
+    pub fn measure(&mut self, ram: &impl ImageRam, max: u32) -> bool {
+        match self.current.as_mut() {
+            Some(c) => measure_prefix(c, self.bitmap, ram, max),
+            None => false,
         }
     }
 
@@ -443,9 +454,7 @@ impl<'b> Receiver<'b> {
     /// changed payload is reported as a digest mismatch, a changed manifest
     /// as a bad signature. Any failure ends the reception.
     pub fn verify(&mut self, ram: &impl ImageRam) -> Result<LoadedImage, Reject> {
-        if let Some(c) = self.current.as_mut() {
-            measure_prefix(c, self.bitmap, ram);
-        }
+        self.measure(ram, u32::MAX);
         let Some(c) = self.current.as_ref().filter(|c| c.measured == c.payload_len()) else {
             let (s, v) = self.current.as_ref().map_or((0, 0), |c| (c.session, c.version));
             return Err(self.refuse(RejectReason::Incomplete, s, v));
@@ -502,19 +511,22 @@ fn has(bitmap: &ChunkBitmap, bit: usize) -> bool {
     bitmap[bit / 64] & (1 << (bit % 64)) != 0
 }
 
-/// Hashes the payload bytes that the chunks received from the start of
-/// the part now cover and that are not measured yet, reading them from RAM.
-fn measure_prefix(c: &mut Current, bitmap: &ChunkBitmap, ram: &impl ImageRam) {
+/// Hashes up to `max` payload bytes that the chunks received from the
+/// start of the part cover and that are not measured yet, reading them
+/// from RAM; whether it hashed any.
+fn measure_prefix(c: &mut Current, bitmap: &ChunkBitmap, ram: &impl ImageRam, max: u32) -> bool {
     while c.prefix < c.chunks as usize && has(bitmap, c.prefix) {
         c.prefix += 1;
     }
     let part_end = c.part_offset as u64 + c.part_len as u64;
     let covered = ((c.first_chunk as u64 + c.prefix as u64) * c.chunk_size as u64).min(part_end);
     let manifest_end = c.part_offset as u64 + MANIFEST_LEN as u64;
-    let end = covered.saturating_sub(manifest_end) as u32;
-    if end > c.measured {
-        c.hash
-            .update(ram.load(c.load_addr + c.measured as u64, end - c.measured));
-        c.measured = end;
+    let end = (covered.saturating_sub(manifest_end) as u32).min(c.measured.saturating_add(max));
+    if end <= c.measured {
+        return false;
     }
+    c.hash
+        .update(ram.load(c.load_addr + c.measured as u64, end - c.measured));
+    c.measured = end;
+    true
 }

@@ -4,7 +4,7 @@
 //! are milliseconds since the node started asking.
 
 use crate::boot::{
-    Action, Boot, NACK_QUIET_MS, RETRY_BASE_MS, RETRY_MAX_MS, SESSION_SILENCE_MS, Setup,
+    Action, Boot, MEASURE_SLICE, NACK_QUIET_MS, RETRY_BASE_MS, RETRY_MAX_MS, SESSION_SILENCE_MS, Setup,
     report_self_test,
 };
 use crate::receive::{
@@ -236,7 +236,7 @@ impl Sim {
                 let ram = Counted(&mut self.ram, Default::default());
                 let next = self.boot.check(&ram, || now);
                 let (loaded, _) = ram.1.get();
-                self.ram.loaded += loaded;
+                (self.ram.loaded, self.ram.last_load) = (self.ram.loaded + loaded, loaded);
                 done.extend(self.perform(next));
             }
         }
@@ -249,15 +249,24 @@ impl Sim {
         let mut done = Vec::new();
         for m in frames {
             let now = self.now;
-            let mut ram = Counted(&mut self.ram, Default::default());
-            let actions = self.boot.on_message(m, || now, &mut ram);
-            let (loaded, last) = ram.1.get();
-            (self.ram.loaded, self.ram.last_load) = (self.ram.loaded + loaded, last);
+            let actions = self.boot.on_message(m, || now, &mut self.ram);
+            self.ram.last_load = 0;
             done.extend(self.perform(actions));
         }
         let actions = self.boot.poll(self.now);
         done.extend(self.perform(actions));
+        // No frame waits until the next batch: time to measure.
+        while self.measure(MEASURE_SLICE) {}
         done
+    }
+
+    /// What the driver does between frames; counts what it read back.
+    fn measure(&mut self, max: u32) -> bool {
+        let ram = Counted(&mut self.ram, Default::default());
+        let more = self.boot.measure(&ram, max);
+        let (loaded, _) = ram.1.get();
+        self.ram.loaded += loaded;
+        more
     }
 
     /// Sleeps and wakes as the machine asks, with no frames, until `t` ms.
@@ -483,10 +492,10 @@ fn a_complete_image_is_checked_then_handed_off() {
     assert_eq!(requests(&sim.log).len(), 1, "no request while receiving");
 }
 
-/// The digest is measured from RAM as the chunks come, in order: each
-/// chunk's bytes once, so the last chunk leaves only its own to hash and
-/// the check reads nothing more. Chunks out of order wait for the gap
-/// before them to close.
+/// The digest is measured from RAM between frames, in order: each byte
+/// once, so with time between frames the check after the last chunk reads
+/// only that chunk's bytes. Chunks out of order wait for the gap before
+/// them to close; each look between frames reads at most a slice.
 #[test]
 fn the_image_is_measured_in_order_while_it_comes() {
     let object = image(10);
@@ -512,7 +521,10 @@ fn the_image_is_measured_in_order_while_it_comes() {
     assert_eq!(sim.ram.loaded, 0);
     sim.batch(15, &[s.data(2)]);
     assert_eq!(sim.ram.loaded, 3 * CHUNK - MANIFEST_LEN);
-    let mut frames = s.data_except(&[0, 1, 2]);
+    sim.boot.on_message(&s.data(3), || 0, &mut sim.ram);
+    assert!(sim.measure(7));
+    assert_eq!(sim.ram.loaded, 3 * CHUNK - MANIFEST_LEN + 7, "a slice at most");
+    let mut frames = s.data_except(&[0, 1, 2, 3]);
     let last = frames.pop().unwrap();
     sim.batch(20, &frames);
     assert_eq!(sim.ram.loaded, 9 * CHUNK - MANIFEST_LEN);
