@@ -118,8 +118,7 @@ pub(crate) struct PortTask {
     pub bound: Bound,
     /// The node's clock socket, on the virtual clock.
     pub clock: Option<Bound>,
-    /// A timed host client's port (the virtual clock): time in-band.
-    pub timed: bool,
+    pub mode: Mode,
     pub inbox: mpsc::Sender<ToArbiter>,
     /// Free places in this port's TX FIFO; the arbiter adds back what
     /// the FIFO lets go.
@@ -129,6 +128,16 @@ pub(crate) struct PortTask {
     pub rx_queue_depth: usize,
     /// The arbiter's "a receive queue made room" notice.
     pub room: Arc<Notify>,
+}
+
+/// How a port's client is served.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Mode {
+    /// A timed host client's port (the virtual clock): time in-band.
+    pub timed: bool,
+    /// Frames are written to the client at most this often, together
+    /// ([`crate::PortConfig::deliver_every_ms`]).
+    pub deliver_every: Option<Duration>,
 }
 
 /// Accepts on `listener`, or never without one.
@@ -243,7 +252,7 @@ impl PortTask {
             rx: rx.clone(),
             segment: None,
             clocked: clock.is_some(),
-            timed: self.timed,
+            timed: self.mode.timed,
         };
         self.inbox.send(msg).await.ok()?;
         let (clock_rd, clock_wr) = match clock {
@@ -277,13 +286,13 @@ impl PortTask {
                 tasks.spawn(read_clocked(read_half, r, reader));
                 tasks.spawn(write_clocked(write_half, w, guard));
             }
-            _ if self.timed => {
+            _ if self.mode.timed => {
                 tasks.spawn(read_timed(read_half, reader));
                 tasks.spawn(write_timed(write_half, guard));
             }
             _ => {
                 tasks.spawn(read_link(read_half, reader));
-                tasks.spawn(write_link(write_half, guard));
+                tasks.spawn(write_link(write_half, guard, self.mode.deliver_every));
             }
         }
         Some(Connection { id, tasks })
@@ -494,12 +503,21 @@ async fn write_batch<'a>(
     true
 }
 
-async fn write_link(mut sock: OwnedWriteHalf, mut q: RxGuard) {
+/// A plain client's writer: frames as the bus delivers them, or, with
+/// `every`, what came within that long of the first in one write.
+async fn write_link(mut sock: OwnedWriteHalf, mut q: RxGuard, every: Option<Duration>) {
     let mut out = Vec::with_capacity(WRITE_BATCH * MAX_ENCODED);
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     loop {
         batch.clear();
         q.next_batch(&mut batch, WRITE_BATCH).await;
+        if let Some(every) = every.filter(|_| batch.len() < WRITE_BATCH) {
+            // Taken from the queue: lost with the connection from now on.
+            q.in_flight = batch.len() as u64;
+            tokio::time::sleep(every).await;
+            let room = WRITE_BATCH - batch.len();
+            q.rx.pop_batch(&mut batch, room);
+        }
         let items = batch.iter().map(|f| (Out::Frame(f), None));
         if !write_batch(&mut sock, &mut q, &mut out, items).await {
             return;

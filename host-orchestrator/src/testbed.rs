@@ -37,6 +37,12 @@ const UNPACED_RX_QUEUE: usize = 64;
 /// Frames a node's bridge port queues for it on a paced bus.
 const PACED_RX_QUEUE: usize = 512;
 
+/// On a paced bus, frames go to a node at most every this many ms,
+/// together: its boot ROM takes them in batches of up to 10 ms anyway, and
+/// a socket write, a QEMU read and a device buffer per frame cost the host
+/// more than the node's own work once tens of nodes receive an image.
+const NODE_DELIVERY_MS: u64 = 1;
+
 /// Built guest artifacts: the flash file and the reference images.
 #[derive(Clone, Debug)]
 pub struct Artifacts {
@@ -820,6 +826,7 @@ fn bridge_config(opts: &Options, run_dir: &RunDir, fault_seed: u64) -> bus_bridg
         segment: segment.to_string(),
         clock: None,
         timed: false,
+        deliver_every_ms: 0,
     };
     let mut ports: Vec<_> = HOST_PORTS
         .iter()
@@ -833,6 +840,11 @@ fn bridge_config(opts: &Options, run_dir: &RunDir, fault_seed: u64) -> bus_bridg
     }
     for n in &opts.fleet.nodes {
         let mut p = port(RunDir::node_port_name(n.id), &n.segment);
+        p.deliver_every_ms = if opts.fleet.paced && !on_virtual {
+            NODE_DELIVERY_MS
+        } else {
+            0
+        };
         p.clock = on_virtual.then(|| bus_bridge::PortClock {
             socket: run_dir.clock_socket(n.id),
             from_start: n.power_on_after.is_zero() && !opts.held.contains(&n.id),
