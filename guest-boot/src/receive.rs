@@ -455,8 +455,15 @@ impl<'b> Receiver<'b> {
     /// as a bad signature. Any failure ends the reception.
     pub fn verify(&mut self, ram: &impl ImageRam) -> Result<LoadedImage, Reject> {
         self.measure(ram, u32::MAX);
-        let Some(c) = self.current.as_ref().filter(|c| c.measured == c.payload_len()) else {
-            let (s, v) = self.current.as_ref().map_or((0, 0), |c| (c.session, c.version));
+        let Some(c) = self
+            .current
+            .as_ref()
+            .filter(|c| c.measured == c.payload_len())
+        else {
+            let (s, v) = self
+                .current
+                .as_ref()
+                .map_or((0, 0), |c| (c.session, c.version));
             return Err(self.refuse(RejectReason::Incomplete, s, v));
         };
         let (session, version) = (c.session, c.version);

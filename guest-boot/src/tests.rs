@@ -4,8 +4,8 @@
 //! are milliseconds since the node started asking.
 
 use crate::boot::{
-    Action, Boot, MEASURE_SLICE, NACK_QUIET_MS, RETRY_BASE_MS, RETRY_MAX_MS, SESSION_SILENCE_MS, Setup,
-    report_self_test,
+    Action, Boot, MEASURE_SLICE, NACK_QUIET_MS, RETRY_BASE_MS, RETRY_MAX_MS, SESSION_SILENCE_MS,
+    Setup, report_self_test,
 };
 use crate::receive::{
     ChunkBitmap, ImageRam, LoadedImage, MAX_CHUNKS, NACK_BACKOFF_TICKS, TrustedKey,
@@ -468,7 +468,11 @@ fn a_complete_image_is_checked_then_handed_off() {
         ["Status Verifying", "Verify", "Status Handoff", "HandOff"]
     );
     let payload = &object[MANIFEST_LEN..];
-    assert_eq!(&sim.ram.bytes[..payload.len()], payload, "the payload is in RAM");
+    assert_eq!(
+        &sim.ram.bytes[..payload.len()],
+        payload,
+        "the payload is in RAM"
+    );
     let Action::HandOff(image) = done[3] else {
         unreachable!()
     };
@@ -523,13 +527,20 @@ fn the_image_is_measured_in_order_while_it_comes() {
     assert_eq!(sim.ram.loaded, 3 * CHUNK - MANIFEST_LEN);
     sim.boot.on_message(&s.data(3), || 0, &mut sim.ram);
     assert!(sim.measure(7));
-    assert_eq!(sim.ram.loaded, 3 * CHUNK - MANIFEST_LEN + 7, "a slice at most");
+    assert_eq!(
+        sim.ram.loaded,
+        3 * CHUNK - MANIFEST_LEN + 7,
+        "a slice at most"
+    );
     let mut frames = s.data_except(&[0, 1, 2, 3]);
     let last = frames.pop().unwrap();
     sim.batch(20, &frames);
     assert_eq!(sim.ram.loaded, 9 * CHUNK - MANIFEST_LEN);
     let done = sim.batch(30, &[last]);
-    assert_eq!(sim.ram.last_load, payload.len() - (9 * CHUNK - MANIFEST_LEN));
+    assert_eq!(
+        sim.ram.last_load,
+        payload.len() - (9 * CHUNK - MANIFEST_LEN)
+    );
     assert_eq!(sim.ram.loaded, payload.len(), "each byte once");
     assert_eq!(hands_off(&done), digest);
     // Backwards: nothing is measured until the first chunk closes the gap.

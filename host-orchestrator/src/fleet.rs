@@ -735,7 +735,10 @@ mod tests {
             format!("{e:#}").contains("needs transport = \"virtio\""),
             "{e:#}"
         );
-        let uart = Fleet::parse(node).unwrap().with_transport(Transport::Uart).unwrap();
+        let uart = Fleet::parse(node)
+            .unwrap()
+            .with_transport(Transport::Uart)
+            .unwrap();
         assert_eq!(uart.transport, Transport::Uart);
         let e = uart.clone().with_clock(Clock::Virtual).unwrap_err();
         assert!(format!("{e:#}").starts_with("--clock: "), "{e:#}");

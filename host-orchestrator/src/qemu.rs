@@ -255,8 +255,7 @@ pub fn boot_rom_bytes(flash: &[u8]) -> &[u8] {
 /// Writes the boot ROM of the flash file `flash` (which must be exactly the
 /// flash's size) to `out`, for the nodes' QEMUs to load.
 pub fn write_boot_rom(flash: &Path, out: &Path) -> Result<()> {
-    let bytes =
-        std::fs::read(flash).with_context(|| format!("cannot read {}", flash.display()))?;
+    let bytes = std::fs::read(flash).with_context(|| format!("cannot read {}", flash.display()))?;
     if bytes.len() as u64 != memory::FLASH_SIZE {
         anyhow::bail!(
             "{}: a flash file must be exactly {} bytes, this one is {}",

@@ -131,8 +131,11 @@ async fn run_once(tools: &VirtualTools) -> (Vec<Entry>, Duration) {
         .prefix("bc")
         .tempdir_in("/tmp")
         .expect("temp dir");
-    host_orchestrator::qemu::write_boot_rom(&common::artifacts().flash(), &dir.path().join("boot-rom.bin"))
-        .expect("boot ROM");
+    host_orchestrator::qemu::write_boot_rom(
+        &common::artifacts().flash(),
+        &dir.path().join("boot-rom.bin"),
+    )
+    .expect("boot ROM");
     let bridge = bus_bridge::start(bridge_config(dir.path()))
         .await
         .expect("bridge");

@@ -690,7 +690,10 @@ mod tests {
         }
         let mut d = Decoder::new();
         assert_eq!(d.items(&bytes[..bytes.len() - 1]).count(), 4);
-        assert_eq!(d.items(&[0]).collect::<std::vec::Vec<_>>(), [Ok(Item::Frame(f))]);
+        assert_eq!(
+            d.items(&[0]).collect::<std::vec::Vec<_>>(),
+            [Ok(Item::Frame(f))]
+        );
     }
 
     #[test]

@@ -151,7 +151,8 @@ pub async fn scale(
         if nodes == 1 && out.one_node_boot_s.is_none() {
             out.one_node_boot_s = one_node_boot(&r, opts.hold_off_ms);
         } else {
-            out.rows.push(row(&r, out.one_node_boot_s, opts.hold_off_ms));
+            out.rows
+                .push(row(&r, out.one_node_boot_s, opts.hold_off_ms));
         }
         if interrupt.is_cancelled() {
             out.interrupted = true;
