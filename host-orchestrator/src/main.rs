@@ -437,6 +437,7 @@ async fn bench_scale(a: ScaleArgs, interrupt: CancellationToken, log: LogFile) -
         run_dir: a.run_dir.clone(),
         log,
     };
+    check_output_folder("--json", a.json.as_deref())?;
     check_sizes(&a.nodes)?;
     for (flag, v) in [
         ("--hold-off-ms", a.hold_off_ms),

@@ -211,8 +211,8 @@ impl Testbed {
     pub async fn start(opts: Options) -> Result<Testbed> {
         qemu::check_installed()?;
         let run_dir = RunDir::create(opts.run_dir.as_deref())?;
-        qemu::write_boot_rom(&opts.artifacts.flash(), &run_dir.boot_rom())?;
         let reference = prepare_stores(&opts, &run_dir)?;
+        qemu::write_boot_rom(&opts.artifacts.flash(), &run_dir.boot_rom())?;
         let seeds = opts.seeds.clone().unwrap_or_else(|| Seeds {
             bus_faults: opts.fleet.faults.seed,
             ..Seeds::derive(rand::random(), opts.fleet.nodes.iter().map(|n| n.id))
