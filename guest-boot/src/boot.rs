@@ -13,7 +13,7 @@ use crate::jitter::Jitter;
 #[cfg(feature = "signature-check")]
 use crate::receive::TrustedKey;
 use crate::receive::{ChunkBitmap, ImageRam, LoadedImage, Progress, Receiver};
-use board::strap::Strap;
+use board::strap::{Clock, Strap};
 use board::time::ms;
 use proto::msg::{Message, NodeState, Reject, Request, ResetCause, Status};
 
@@ -222,11 +222,15 @@ impl<'b> Boot<'b> {
     }
 
     /// Time between frames: hashes at most `max` more bytes of the image
-    /// received so far, in order, from `ram` (the image region); whether
-    /// it hashed any (then the driver looks for frames again before doing
-    /// more).
+    /// received so far, in order, from `ram` (the image region), or, with
+    /// nothing to hash and the manifest in, checks its signature (on the
+    /// wall clock: on the virtual clock a node that long away from its
+    /// device would hold the fleet up, so it checks in [`Boot::check`]).
+    /// Whether it did anything (then the driver looks for frames again
+    /// before doing more).
     pub fn measure(&mut self, ram: &impl ImageRam, max: u32) -> bool {
         self.rx.measure(ram, max)
+            || (self.strap.clock == Clock::Wall && self.rx.check_signature())
     }
 
     /// A wakeup, after each batch of frames and whenever the timer fires:

@@ -112,6 +112,10 @@ struct Current {
     /// Payload bytes measured so far, from its start, into `hash`.
     measured: u32,
     hash: Sha256,
+    /// Whether the manifest's signature verified, once checked before the
+    /// image was complete ([`Receiver::check_signature`]).
+    #[cfg(feature = "signature-check")]
+    signed: Option<bool>,
 }
 
 impl Current {
@@ -377,6 +381,8 @@ impl<'b> Receiver<'b> {
             prefix: 0,
             measured: 0,
             hash: Sha256::new(),
+            #[cfg(feature = "signature-check")]
+            signed: None,
         });
         Progress::Started
     }
@@ -446,6 +452,24 @@ impl<'b> Receiver<'b> {
         }
     }
 
+    /// Checks the manifest's signature once all of the manifest is in, if
+    /// not done yet; whether it did so now (the result waits for
+    /// [`verify`](Self::verify), which reports it in its place among the
+    /// checks). The signature covers the manifest alone, so checking it
+    /// before the payload is complete checks the same bytes.
+    pub fn check_signature(&mut self) -> bool {
+        #[cfg(feature = "signature-check")]
+        if let Some(c) = self.current.as_mut().filter(|c| c.signed.is_none()) {
+            let manifest_end = c.part_offset as u64 + MANIFEST_LEN as u64;
+            if covered(c, self.bitmap) >= manifest_end {
+                let key = &self.trusted.key;
+                c.signed = Some(images::signature::verify_signature(&self.manifest, key).is_ok());
+                return true;
+            }
+        }
+        false
+    }
+
     /// Checks a complete image, in this order: manifest, type, consistency
     /// with the session, version floor, SHA-256 over the payload (measured
     /// as it came, from the bytes in RAM at
@@ -487,6 +511,8 @@ impl<'b> Receiver<'b> {
             return Err(self.refuse(RejectReason::VersionTooLow, session, version));
         }
         let digest: [u8; 32] = c.hash.clone().finalize().into();
+        #[cfg(feature = "signature-check")]
+        let signed = c.signed;
         if digest != manifest.sha256 {
             let mut reject = self.refuse(RejectReason::DigestMismatch, session, version);
             reject.measured.copy_from_slice(&digest[..16]);
@@ -494,7 +520,9 @@ impl<'b> Receiver<'b> {
             return Err(reject);
         }
         #[cfg(feature = "signature-check")]
-        if images::signature::verify_signature(&self.manifest, &self.trusted.key).is_err() {
+        if !signed.unwrap_or_else(|| {
+            images::signature::verify_signature(&self.manifest, &self.trusted.key).is_ok()
+        }) {
             // Which key signed it, against which key we trust: unsigned
             // images show zeros.
             let mut reject = self.refuse(RejectReason::BadSignature, session, version);
@@ -518,15 +546,21 @@ fn has(bitmap: &ChunkBitmap, bit: usize) -> bool {
     bitmap[bit / 64] & (1 << (bit % 64)) != 0
 }
 
-/// Hashes up to `max` payload bytes that the chunks received from the
-/// start of the part cover and that are not measured yet, reading them
-/// from RAM; whether it hashed any.
-fn measure_prefix(c: &mut Current, bitmap: &ChunkBitmap, ram: &impl ImageRam, max: u32) -> bool {
+/// Where, in the object, the chunks received from the part's start without
+/// a gap end (clipped to the part), moving `c.prefix` on over new ones.
+fn covered(c: &mut Current, bitmap: &ChunkBitmap) -> u64 {
     while c.prefix < c.chunks as usize && has(bitmap, c.prefix) {
         c.prefix += 1;
     }
     let part_end = c.part_offset as u64 + c.part_len as u64;
-    let covered = ((c.first_chunk as u64 + c.prefix as u64) * c.chunk_size as u64).min(part_end);
+    ((c.first_chunk as u64 + c.prefix as u64) * c.chunk_size as u64).min(part_end)
+}
+
+/// Hashes up to `max` payload bytes that the chunks received from the
+/// start of the part cover and that are not measured yet, reading them
+/// from RAM; whether it hashed any.
+fn measure_prefix(c: &mut Current, bitmap: &ChunkBitmap, ram: &impl ImageRam, max: u32) -> bool {
+    let covered = covered(c, bitmap);
     let manifest_end = c.part_offset as u64 + MANIFEST_LEN as u64;
     let end = (covered.saturating_sub(manifest_end) as u32).min(c.measured.saturating_add(max));
     if end <= c.measured {

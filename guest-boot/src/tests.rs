@@ -556,6 +556,45 @@ fn the_image_is_measured_in_order_while_it_comes() {
     assert_eq!(hands_off(&done), digest);
 }
 
+/// On the wall clock the signature is checked between frames once the
+/// manifest is in, once; the image's bytes come first.
+#[test]
+fn the_signature_is_checked_between_frames_once_the_manifest_is_in() {
+    let object = image(10);
+    let s = Session {
+        number: 9,
+        object: &object,
+    };
+    let mut sim = Sim::new(1);
+    let take = |sim: &mut Sim, m: Message| {
+        let actions = sim.boot.on_message(&m, || 0, &mut sim.ram);
+        sim.perform(actions);
+    };
+    for m in s.start().into_iter().chain([s.data(0), s.data(1)]) {
+        take(&mut sim, m);
+    }
+    assert!(!sim.measure(u32::MAX), "120 of 160 manifest bytes: nothing to do");
+    take(&mut sim, s.data(2));
+    assert!(sim.measure(u32::MAX), "the payload bytes of chunk 2");
+    assert_eq!(sim.ram.loaded, 3 * CHUNK - MANIFEST_LEN);
+    assert!(sim.measure(u32::MAX), "then the signature");
+    assert!(!sim.measure(u32::MAX), "once");
+    let done = sim.batch(10, &s.data_except(&[0, 1, 2]));
+    assert_eq!(
+        shown(&done),
+        ["Status Verifying", "Verify", "Status Handoff", "HandOff"]
+    );
+    // On the virtual clock it waits for the check after the last chunk.
+    let mut on_virtual = setup();
+    on_virtual.strap.clock = board::strap::Clock::Virtual;
+    let mut sim = Sim::with(on_virtual, 1);
+    for m in s.start().into_iter().chain((0..3).map(|i| s.data(i))) {
+        take(&mut sim, m);
+    }
+    assert!(sim.measure(u32::MAX));
+    assert!(!sim.measure(u32::MAX), "no signature between frames");
+}
+
 /// What is measured is what RAM holds, not what came on the bus: RAM that
 /// does not keep a byte fails the digest check.
 #[test]
@@ -602,9 +641,12 @@ fn refusal(what: &str, edit: Edit, before: &[&str], reason: RejectReason) -> (Re
     };
     let mut sim = Sim::new(1);
     sim.batch(0, &[]);
+    // The manifest's chunks first: between the batches the node checks
+    // the signature early, and reports it in its place all the same.
     let mut frames = vec![s.announce(), Message::SessionPart(part)];
-    frames.extend(s.data_except(&[]));
-    let done = sim.batch(50, &frames);
+    frames.extend((0..3).map(|i| s.data(i)));
+    let mut done = sim.batch(50, &frames);
+    done.extend(sim.batch(50, &s.data_except(&[0, 1, 2])));
     let mut want: Vec<String> = before.iter().map(|s| s.to_string()).collect();
     want.push(format!("Reject {reason:?}"));
     assert_eq!(shown(&done), want, "{what}");
