@@ -229,8 +229,7 @@ impl<'b> Boot<'b> {
     /// Whether it did anything (then the driver looks for frames again
     /// before doing more).
     pub fn measure(&mut self, ram: &impl ImageRam, max: u32) -> bool {
-        self.rx.measure(ram, max)
-            || (self.strap.clock == Clock::Wall && self.rx.check_signature())
+        self.rx.measure(ram, max) || (self.strap.clock == Clock::Wall && self.rx.check_signature())
     }
 
     /// A wakeup, after each batch of frames and whenever the timer fires:

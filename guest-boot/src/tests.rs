@@ -573,7 +573,10 @@ fn the_signature_is_checked_between_frames_once_the_manifest_is_in() {
     for m in s.start().into_iter().chain([s.data(0), s.data(1)]) {
         take(&mut sim, m);
     }
-    assert!(!sim.measure(u32::MAX), "120 of 160 manifest bytes: nothing to do");
+    assert!(
+        !sim.measure(u32::MAX),
+        "120 of 160 manifest bytes: nothing to do"
+    );
     take(&mut sim, s.data(2));
     assert!(sim.measure(u32::MAX), "the payload bytes of chunk 2");
     assert_eq!(sim.ram.loaded, 3 * CHUNK - MANIFEST_LEN);
