@@ -118,8 +118,7 @@ pub(crate) struct PortTask {
     pub bound: Bound,
     /// The node's clock socket, on the virtual clock.
     pub clock: Option<Bound>,
-    /// A timed host client's port (the virtual clock): time in-band.
-    pub timed: bool,
+    pub mode: Mode,
     pub inbox: mpsc::Sender<ToArbiter>,
     /// Free places in this port's TX FIFO; the arbiter adds back what
     /// the FIFO lets go.
@@ -129,6 +128,16 @@ pub(crate) struct PortTask {
     pub rx_queue_depth: usize,
     /// The arbiter's "a receive queue made room" notice.
     pub room: Arc<Notify>,
+}
+
+/// How a port's client is served.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Mode {
+    /// A timed host client's port (the virtual clock): time in-band.
+    pub timed: bool,
+    /// Frames are written to the client at most this often, together
+    /// ([`crate::PortConfig::deliver_every_ms`]).
+    pub deliver_every: Option<Duration>,
 }
 
 /// Accepts on `listener`, or never without one.
@@ -243,7 +252,7 @@ impl PortTask {
             rx: rx.clone(),
             segment: None,
             clocked: clock.is_some(),
-            timed: self.timed,
+            timed: self.mode.timed,
         };
         self.inbox.send(msg).await.ok()?;
         let (clock_rd, clock_wr) = match clock {
@@ -277,13 +286,13 @@ impl PortTask {
                 tasks.spawn(read_clocked(read_half, r, reader));
                 tasks.spawn(write_clocked(write_half, w, guard));
             }
-            _ if self.timed => {
+            _ if self.mode.timed => {
                 tasks.spawn(read_timed(read_half, reader));
                 tasks.spawn(write_timed(write_half, guard));
             }
             _ => {
                 tasks.spawn(read_link(read_half, reader));
-                tasks.spawn(write_link(write_half, guard));
+                tasks.spawn(write_link(write_half, guard, self.mode.deliver_every));
             }
         }
         Some(Connection { id, tasks })
@@ -357,10 +366,9 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
             }
         };
         let read_at = (!backlogged).then(|| r.shared.wall_now());
-        for &byte in &buf[..n] {
-            match decoder.push_item(byte) {
-                None => {}
-                Some(Err(e)) => {
+        for item in decoder.items(&buf[..n]) {
+            match item {
+                Err(e) => {
                     r.shared.link_error(r.port, e);
                     debug!(
                         port = r.port.0,
@@ -369,12 +377,12 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
                     );
                 }
                 // Time records matter on the virtual clock only.
-                Some(Ok(Item::At(_) | Item::Idle { .. })) => {}
+                Ok(Item::At(_) | Item::Idle { .. }) => {}
                 // Records only the bridge sends.
-                Some(Ok(Item::Until(_) | Item::TxFree(_))) => {
+                Ok(Item::Until(_) | Item::TxFree(_)) => {
                     r.shared.link_error(r.port, LinkError::BadControl)
                 }
-                Some(Ok(Item::SetFilter(filter))) => {
+                Ok(Item::SetFilter(filter)) => {
                     // In line with the port's frames, so it takes effect in order.
                     let msg = ToArbiter::Filter {
                         port: r.port,
@@ -385,10 +393,10 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
                         return;
                     }
                 }
-                Some(Ok(Item::Frame(frame))) if !r.shared.timing.carries(&frame) => {
+                Ok(Item::Frame(frame)) if !r.shared.timing.carries(&frame) => {
                     r.shared.drop_frames(r.port, Cause::TxFdOnClassic, 1);
                 }
-                Some(Ok(Item::Frame(frame))) => {
+                Ok(Item::Frame(frame)) => {
                     if !take_place(&r.tx_slots, &mut backlogged).await {
                         return;
                     }
@@ -495,12 +503,21 @@ async fn write_batch<'a>(
     true
 }
 
-async fn write_link(mut sock: OwnedWriteHalf, mut q: RxGuard) {
+/// A plain client's writer: frames as the bus delivers them, or, with
+/// `every`, what came within that long of the first in one write.
+async fn write_link(mut sock: OwnedWriteHalf, mut q: RxGuard, every: Option<Duration>) {
     let mut out = Vec::with_capacity(WRITE_BATCH * MAX_ENCODED);
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     loop {
         batch.clear();
         q.next_batch(&mut batch, WRITE_BATCH).await;
+        if let Some(every) = every.filter(|_| batch.len() < WRITE_BATCH) {
+            // Taken from the queue: lost with the connection from now on.
+            q.in_flight = batch.len() as u64;
+            tokio::time::sleep(every).await;
+            let room = WRITE_BATCH - batch.len();
+            q.rx.pop_batch(&mut batch, room);
+        }
         let items = batch.iter().map(|f| (Out::Frame(f), None));
         if !write_batch(&mut sock, &mut q, &mut out, items).await {
             return;
@@ -578,29 +595,28 @@ fn recv_now(sock: &OwnedReadHalf, buf: &mut [u8]) -> std::io::Result<usize> {
 /// Decodes a node's bytes on the virtual clock. `false` once the arbiter
 /// is gone.
 async fn take_clocked(r: &Reader, decoder: &mut Decoder, bytes: &[u8]) -> bool {
-    for &byte in bytes {
-        let msg = match decoder.push_item(byte) {
-            None => continue,
-            Some(Err(e)) => {
+    for item in decoder.items(bytes) {
+        let msg = match item {
+            Err(e) => {
                 r.shared.link_error(r.port, e);
                 continue;
             }
             // A node's frames take their time from its next report.
-            Some(Ok(Item::At(_))) => continue,
-            Some(Ok(Item::Until(_) | Item::Idle { .. } | Item::TxFree(_))) => {
+            Ok(Item::At(_)) => continue,
+            Ok(Item::Until(_) | Item::Idle { .. } | Item::TxFree(_)) => {
                 r.shared.link_error(r.port, LinkError::BadControl);
                 continue;
             }
-            Some(Ok(Item::SetFilter(filter))) => ToArbiter::Filter {
+            Ok(Item::SetFilter(filter)) => ToArbiter::Filter {
                 port: r.port,
                 conn: r.conn,
                 filter,
             },
-            Some(Ok(Item::Frame(frame))) if !r.shared.timing.carries(&frame) => {
+            Ok(Item::Frame(frame)) if !r.shared.timing.carries(&frame) => {
                 r.shared.drop_frames(r.port, Cause::TxFdOnClassic, 1);
                 continue;
             }
-            Some(Ok(Item::Frame(frame))) => {
+            Ok(Item::Frame(frame)) => {
                 // The virtual clock's FIFO is sized never to push back (a
                 // wait here would depend on the host).
                 let Ok(slot) = r.tx_slots.acquire().await else {
@@ -704,37 +720,36 @@ async fn read_timed(mut sock: OwnedReadHalf, r: Reader) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        for &byte in &buf[..n] {
-            let msg = match decoder.push_item(byte) {
-                None => continue,
-                Some(Err(e)) => {
+        for item in decoder.items(&buf[..n]) {
+            let msg = match item {
+                Err(e) => {
                     r.shared.link_error(r.port, e);
                     continue;
                 }
-                Some(Ok(Item::At(t))) => {
+                Ok(Item::At(t)) => {
                     at = Some(t);
                     continue;
                 }
-                Some(Ok(Item::Idle { at, wake })) => ToArbiter::HostIdle {
+                Ok(Item::Idle { at, wake }) => ToArbiter::HostIdle {
                     port: r.port,
                     conn: r.conn,
                     at,
                     wake,
                 },
-                Some(Ok(Item::Until(_) | Item::TxFree(_))) => {
+                Ok(Item::Until(_) | Item::TxFree(_)) => {
                     r.shared.link_error(r.port, LinkError::BadControl);
                     continue;
                 }
-                Some(Ok(Item::SetFilter(filter))) => ToArbiter::Filter {
+                Ok(Item::SetFilter(filter)) => ToArbiter::Filter {
                     port: r.port,
                     conn: r.conn,
                     filter,
                 },
-                Some(Ok(Item::Frame(frame))) if !r.shared.timing.carries(&frame) => {
+                Ok(Item::Frame(frame)) if !r.shared.timing.carries(&frame) => {
                     r.shared.drop_frames(r.port, Cause::TxFdOnClassic, 1);
                     continue;
                 }
-                Some(Ok(Item::Frame(frame))) => {
+                Ok(Item::Frame(frame)) => {
                     // The client counts its FIFO places itself (freed ones
                     // come to it in time); this one never pushes back.
                     let Ok(slot) = r.tx_slots.acquire().await else {

@@ -37,6 +37,12 @@ const UNPACED_RX_QUEUE: usize = 64;
 /// Frames a node's bridge port queues for it on a paced bus.
 const PACED_RX_QUEUE: usize = 512;
 
+/// On a paced bus, frames go to a node at most every this many ms,
+/// together: its boot ROM takes them in batches of up to 10 ms anyway, and
+/// a socket write, a QEMU read and a device buffer per frame cost the host
+/// more than the node's own work once tens of nodes receive an image.
+const NODE_DELIVERY_MS: u64 = 1;
+
 /// Built guest artifacts: the flash file and the reference images.
 #[derive(Clone, Debug)]
 pub struct Artifacts {
@@ -209,6 +215,7 @@ impl Testbed {
         qemu::check_installed()?;
         let run_dir = RunDir::create(opts.run_dir.as_deref())?;
         let reference = prepare_stores(&opts, &run_dir)?;
+        qemu::write_boot_rom(&opts.artifacts.flash(), &run_dir.boot_rom())?;
         let seeds = opts.seeds.clone().unwrap_or_else(|| Seeds {
             bus_faults: opts.fleet.faults.seed,
             ..Seeds::derive(rand::random(), opts.fleet.nodes.iter().map(|n| n.id))
@@ -285,7 +292,7 @@ impl Testbed {
         for n in &opts.fleet.nodes {
             let launch = NodeLaunch {
                 id: n.id,
-                flash: opts.artifacts.flash(),
+                boot_rom: self.run_dir.boot_rom(),
                 bus_socket: self.run_dir.node_socket(n.id),
                 qmp_socket: self.run_dir.qmp_socket(n.id),
                 log: self.run_dir.qemu_log(n.id),
@@ -916,6 +923,7 @@ fn bridge_config(opts: &Options, run_dir: &RunDir, fault_seed: u64) -> bus_bridg
         segment: segment.to_string(),
         clock: None,
         timed: false,
+        deliver_every_ms: 0,
     };
     let mut ports: Vec<_> = HOST_PORTS
         .iter()
@@ -929,6 +937,11 @@ fn bridge_config(opts: &Options, run_dir: &RunDir, fault_seed: u64) -> bus_bridg
     }
     for n in &opts.fleet.nodes {
         let mut p = port(RunDir::node_port_name(n.id), &n.segment);
+        p.deliver_every_ms = if opts.fleet.paced && !on_virtual {
+            NODE_DELIVERY_MS
+        } else {
+            0
+        };
         p.clock = on_virtual.then(|| bus_bridge::PortClock {
             socket: run_dir.clock_socket(n.id),
             from_start: n.power_on_after.is_zero() && !opts.held.contains(&n.id),

@@ -274,6 +274,30 @@ fn bench_policies_names_bad_flags() {
             args(&["bench", "--json", "/nonexistent-dir/c.json"]),
             "--json: folder /nonexistent-dir does not exist",
         ),
+        (
+            args(&["bench", "scale", "--nodes", "40,0"]),
+            "--nodes: each fleet size must be 1 to 250, got [40, 0]",
+        ),
+        (
+            args(&["bench", "scale", "--run-timeout", "0"]),
+            "--run-timeout: must be positive",
+        ),
+        (
+            args(&["bench", "scale", "--json", "/nonexistent-dir/s.json"]),
+            "--json: folder /nonexistent-dir does not exist",
+        ),
+        (
+            args(&["bench", "scale", "--image-size", "64M"]),
+            "padded image",
+        ),
+        (
+            args(&["testbed", "up", "--transport", "can"]),
+            "invalid value 'can' for '--transport <TRANSPORT>': bus.transport: unknown transport \"can\" (uart or virtio)",
+        ),
+        (
+            args(&["testbed", "up", "--transport", "uart", "--clock", "virtual"]),
+            "--clock: bus.clock: the virtual clock needs transport = \"virtio\"",
+        ),
     ]);
 }
 

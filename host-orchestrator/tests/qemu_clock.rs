@@ -106,7 +106,7 @@ fn bridge_config(dir: &Path) -> BridgeConfig {
 fn launch(dir: &Path, id: u16, tools: &VirtualTools) -> NodeLaunch {
     NodeLaunch {
         id,
-        flash: common::artifacts().flash(),
+        boot_rom: dir.join("boot-rom.bin"),
         bus_socket: dir.join(format!("p{id}")),
         qmp_socket: dir.join(format!("q{id}")),
         log: dir.join(format!("qemu{id}.log")),
@@ -136,6 +136,11 @@ async fn run_once(tools: &VirtualTools) -> (Vec<Entry>, Duration) {
         .prefix("bc")
         .tempdir_in("/tmp")
         .expect("temp dir");
+    host_orchestrator::qemu::write_boot_rom(
+        &common::artifacts().flash(),
+        &dir.path().join("boot-rom.bin"),
+    )
+    .expect("boot ROM");
     let bridge = bus_bridge::start(bridge_config(dir.path()))
         .await
         .expect("bridge");
