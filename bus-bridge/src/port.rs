@@ -280,6 +280,7 @@ impl PortTask {
             port: self.index,
             shared: self.shared.clone(),
             in_flight: 0,
+            cut: false,
         };
         match (clock_rd, clock_wr) {
             (Some(r), Some(w)) => {
@@ -423,6 +424,9 @@ pub(crate) struct RxGuard {
     pub shared: Arc<Shared>,
     /// Frames taken from the queue whose write has not completed.
     pub in_flight: u64,
+    /// A write was given up part way: the next one starts with a
+    /// delimiter, so that the cut record cannot swallow it.
+    pub cut: bool,
 }
 
 impl Drop for RxGuard {
@@ -476,8 +480,25 @@ async fn write_batch<'a>(
     out: &mut Vec<u8>,
     items: impl Iterator<Item = (Out<'a>, Option<u64>)>,
 ) -> bool {
+    write_batch_within(sock, q, out, items, None).await
+}
+
+/// [`write_batch`], giving up after `limit` (if any) on a client that takes
+/// nothing: the batch counts as overrun (though part of it may have got
+/// through), and a record cut short is dropped by the client's decoder at
+/// the delimiter the next write starts with.
+async fn write_batch_within<'a>(
+    sock: &mut OwnedWriteHalf,
+    q: &mut RxGuard,
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = (Out<'a>, Option<u64>)>,
+    limit: Option<Duration>,
+) -> bool {
     let mut encoded = [0u8; MAX_ENCODED];
     out.clear();
+    if std::mem::take(&mut q.cut) {
+        out.push(0);
+    }
     let (mut frames, mut bytes) = (0u64, 0u64);
     for (item, at) in items {
         if let Some(t) = at {
@@ -495,7 +516,23 @@ async fn write_batch<'a>(
         out.extend_from_slice(&encoded[..n]);
     }
     q.in_flight = frames;
-    if let Err(e) = sock.write_all(out).await {
+    let written = match limit {
+        None => sock.write_all(out).await,
+        Some(limit) => match tokio::time::timeout(limit, sock.write_all(out)).await {
+            Ok(r) => r,
+            Err(_) => {
+                warn!(
+                    port = q.port.0,
+                    frames, "the held node takes no frames (its device is full): dropped"
+                );
+                q.shared.drop_frames(q.port, Cause::Overrun, frames);
+                q.in_flight = 0;
+                q.cut = true;
+                return true;
+            }
+        },
+    };
+    if let Err(e) = written {
         debug!(port = q.port.0, error = %e, "write failed");
         return false;
     }
@@ -703,7 +740,14 @@ async fn write_clocked(mut sock: OwnedWriteHalf, mut clock: OwnedWriteHalf, mut 
             continue;
         }
         let items = batch.iter().map(|(f, at)| (Out::from(f), *at));
-        if !write_batch(&mut sock, &mut q, &mut out, items).await {
+        // A node held at its grant reads nothing until the grant comes,
+        // which waits behind these frames: never wait for it for ever.
+        let limit = if stuck {
+            STUCK_PATIENCE
+        } else {
+            HANDOVER_LIMIT
+        };
+        if !write_batch_within(&mut sock, &mut q, &mut out, items, Some(limit)).await {
             return;
         }
     }

@@ -203,6 +203,9 @@ pub struct Testbed {
     /// On the virtual clock: where the fleet's time is held
     /// ([`Testbed::pause_until`]).
     paused_at: Option<u64>,
+    /// The supervisor holds the bus's time once the fleet settles
+    /// ([`Options::end_when_settled`]): no pause is reached after that.
+    ends_when_settled: bool,
     /// The master's store (the run's own copy).
     store_dir: PathBuf,
     artifacts: Artifacts,
@@ -276,6 +279,7 @@ impl Testbed {
             launches: BTreeMap::new(),
             power_on_later: Vec::new(),
             paused_at: None,
+            ends_when_settled: opts.end_when_settled,
             artifacts: opts.artifacts.clone(),
             seeds,
         };
@@ -680,7 +684,13 @@ impl Testbed {
                     };
                 }
                 _ = self.interrupt.cancelled() => return false,
-                _ = tokio::time::sleep(Duration::from_millis(250)) => self.reap_exited().await,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    self.reap_exited().await;
+                    // The supervisor has stopped the bus's time for good.
+                    if self.ends_when_settled && self.fleet().settled() {
+                        return false;
+                    }
+                }
             }
         }
     }
