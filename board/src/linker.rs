@@ -11,8 +11,10 @@ use std::string::String;
 pub enum Program {
     /// The boot ROM: code in flash, data, bss and stack in its own RAM.
     BootRom,
-    /// An app: code and read-only data in the image region from its first
-    /// byte; `.bss` and stack in the app RAM, outside the measured image.
+    /// An app, Rust or C: code, read-only data and `.data`'s initial
+    /// values in the image region from its first byte; `.data` (copied
+    /// there by the start-up code), `.bss`, stack and heap in the app RAM,
+    /// outside the measured image, which the app never writes.
     App,
 }
 
@@ -21,7 +23,10 @@ pub const STACK_SIZE: u64 = 0x8000;
 
 /// The linker script for `program`.
 pub fn script(program: Program) -> String {
-    let (memory, code, ram, data_at, asserts) = match program {
+    // `bss_at`: after a `.data` loaded elsewhere, NOLOAD sections would be
+    // given load addresses past it too; an app's are its RAM, where the
+    // image builder expects them.
+    let (memory, code, ram, data_at, bss_at, heap, asserts) = match program {
         Program::BootRom => (
             format!(
                 "    FLASH (rx) : ORIGIN = {FLASH_BASE:#x}, LENGTH = {FLASH_SIZE:#x}\n    RAM (rw)   : ORIGIN = {BOOTROM_RAM_BASE:#x}, LENGTH = {BOOTROM_RAM_SIZE:#x}"
@@ -29,6 +34,8 @@ pub fn script(program: Program) -> String {
             "FLASH",
             "RAM",
             " AT > FLASH",
+            "",
+            "",
             format!(
                 "ASSERT(_start == {FLASH_BASE:#x}, \"_start must be the first byte of flash: QEMU jumps there\")\n\
                  ASSERT(__stack_top <= {:#x}, \"boot ROM RAM overflows into the image region\")",
@@ -43,16 +50,28 @@ pub fn script(program: Program) -> String {
             ),
             "IMAGE",
             "APPRAM",
-            "",
+            " AT > IMAGE",
+            " AT > APPRAM",
+            "    __heap_start = ALIGN(__stack_top, 16);\n    __heap_end = ORIGIN(APPRAM) + LENGTH(APPRAM);\n",
             format!(
                 "ASSERT(_start == {IMAGE_BASE:#x}, \"_start must be the image's first byte\")\n\
-                 ASSERT(SIZEOF(.data) == 0, \"apps keep mutable state in .bss (app RAM): the loaded bytes must stay as measured for the check challenge\")"
+                 ASSERT(__heap_start <= __heap_end, \"app RAM overflows into the image region\")"
             ),
         ),
     };
+    let notes = match program {
+        Program::BootRom => "",
+        Program::App => {
+            "/* For Rust and C apps. Start-up code without the node SDK's: _start is
+ * the entry, the image's first byte; set gp to __global_pointer$ and sp to
+ * __stack_top, copy __data_load to [__data_start, __data_end), zero
+ * [__bss_start, __bss_end). The heap is [__heap_start, __heap_end). */
+"
+        }
+    };
     format!(
         r#"/* Generated from board::memory by board::linker. */
-OUTPUT_ARCH(riscv)
+{notes}OUTPUT_ARCH(riscv)
 ENTRY(_start)
 MEMORY
 {{
@@ -81,14 +100,15 @@ SECTIONS
         __bss_start = .;
         *(.sbss .sbss.*)
         *(.bss .bss.*)
+        *(COMMON)
         . = ALIGN(8);
         __bss_end = .;
-    }} > {ram}
+    }} > {ram}{bss_at}
     .stack (NOLOAD) : ALIGN(16) {{
         . += {STACK_SIZE:#x};
         __stack_top = .;
-    }} > {ram}
-    /DISCARD/ : {{ *(.eh_frame .eh_frame_hdr) }}
+    }} > {ram}{bss_at}
+{heap}    /DISCARD/ : {{ *(.eh_frame .eh_frame_hdr) }}
 }}
 {asserts}
 "#

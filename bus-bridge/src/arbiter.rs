@@ -152,6 +152,31 @@ pub(crate) enum Command {
     HoldTime {
         reply: oneshot::Sender<()>,
     },
+    /// Hold the fleet's time at `at` (never before the frontier): the
+    /// reply comes once every member has reached it, with that time; at
+    /// once with `None` on the wall clock. Until [`Command::Resume`].
+    PauseAt {
+        at: WallTime,
+        reply: oneshot::Sender<Option<WallTime>>,
+    },
+    /// Lets the fleet's time go on past a pause.
+    Resume {
+        at: WallTime,
+        reply: oneshot::Sender<()>,
+    },
+    /// Reply once a node's clock has joined on `port` (at once if it has,
+    /// or on the wall clock).
+    AwaitClock {
+        port: PortId,
+        reply: oneshot::Sender<()>,
+    },
+    /// Reset the node on `port` at virtual time `at` (`None`: now); false
+    /// if the bus is not on the virtual clock or the port has no clock.
+    ResetNode {
+        port: PortId,
+        at: Option<WallTime>,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// Each port's current receive queue.
@@ -223,6 +248,21 @@ pub(crate) struct Virtual {
     /// The run is over ([`Command::HoldTime`]): the bus is polled no more,
     /// host clients are granted nothing, nodes run on unheld.
     held: bool,
+    /// Resets asked for and not yet landed: (at, node). The bus's time
+    /// holds at the earliest until it has landed ([`Sync::reset`]).
+    resets: std::collections::BTreeSet<(WallTime, PortId)>,
+    /// Pauses: the time no grant passes, with who waits for it to be
+    /// reached, and how many asked for it.
+    pauses: std::collections::BTreeMap<WallTime, Pause>,
+    /// Who waits for a node's clock to join ([`Command::AwaitClock`]).
+    awaiting_clock: Vec<(PortId, oneshot::Sender<()>)>,
+}
+
+/// A pause of the fleet's time ([`Command::PauseAt`]).
+#[derive(Default)]
+struct Pause {
+    holders: usize,
+    waiting: Vec<oneshot::Sender<Option<WallTime>>>,
 }
 
 /// Something a node on the virtual clock sent.
@@ -255,6 +295,9 @@ impl Virtual {
             filters: std::collections::VecDeque::new(),
             host_places,
             held: false,
+            resets: std::collections::BTreeSet::new(),
+            pauses: std::collections::BTreeMap::new(),
+            awaiting_clock: Vec::new(),
         }
     }
 }
@@ -446,6 +489,9 @@ impl Arbiter {
             } else {
                 if clocked {
                     v.sync.join(port);
+                    for (_, w) in v.awaiting_clock.extract_if(.., |(p, _)| *p == port) {
+                        let _ = w.send(());
+                    }
                 }
                 None
             };
@@ -496,6 +542,7 @@ impl Arbiter {
                 Sent::Filter(conn, filter) => v.filters.push_back((ready, port, conn, filter)),
             }
         }
+        self.land_resets();
     }
 
     /// Runs a control command.
@@ -547,7 +594,103 @@ impl Arbiter {
                 self.hold_time();
                 self.answer(reply, ());
             }
+            Command::PauseAt { at, reply } => self.pause_at(at, reply),
+            Command::Resume { at, reply } => {
+                if let Some(v) = &mut self.vt
+                    && let Some(p) = v.pauses.get_mut(&at)
+                {
+                    p.holders -= 1;
+                    if p.holders == 0 {
+                        v.pauses.remove(&at);
+                    }
+                }
+                self.answer(reply, ());
+            }
+            Command::AwaitClock { port, reply } => match &mut self.vt {
+                Some(v) if !v.sync.is_node(port) => v.awaiting_clock.push((port, reply)),
+                _ => self.answer(reply, ()),
+            },
+            Command::ResetNode { port, at, reply } => {
+                let taken = self.ask_reset(port, at);
+                self.answer(reply, taken);
+            }
         }
+    }
+
+    /// Holds the fleet's time at `at` (no earlier than the frontier); the
+    /// reply waits until it is reached ([`Arbiter::reply_pauses`]).
+    fn pause_at(&mut self, at: WallTime, reply: oneshot::Sender<Option<WallTime>>) {
+        let Some(v) = &mut self.vt else {
+            self.answer(reply, None);
+            return;
+        };
+        let at = at.max(v.sync.now());
+        let p = v.pauses.entry(at).or_default();
+        p.holders += 1;
+        p.waiting.push(reply);
+        self.reply_pauses();
+    }
+
+    /// Tells who waits for the first pause once the fleet has reached it.
+    fn reply_pauses(&mut self) {
+        let Some(v) = &mut self.vt else { return };
+        let Some((&at, p)) = v.pauses.iter_mut().next() else {
+            return;
+        };
+        if p.waiting.is_empty() || !v.sync.reached(at) {
+            return;
+        }
+        for w in p.waiting.drain(..) {
+            // The asker may have given up; that is fine.
+            let _ = w.send(Some(at));
+        }
+    }
+
+    /// A reset of the node on `port` at `at` (no earlier than the bus's
+    /// time now): it lands at the node's first stop from then on, and goes
+    /// to it with its next grant.
+    fn ask_reset(&mut self, port: PortId, at: Option<WallTime>) -> bool {
+        let Some(v) = &mut self.vt else { return false };
+        if !v.sync.is_node(port) {
+            return false;
+        }
+        let now = v.sync.now();
+        v.resets.insert((at.map_or(now, |a| a.max(now)), port));
+        self.land_resets();
+        true
+    }
+
+    /// The first pause's time, which no grant may pass.
+    fn first_pause(&self) -> Option<WallTime> {
+        self.vt.as_ref()?.pauses.keys().next().copied()
+    }
+
+    /// Lands every reset that is due: the node's next grant asks its QEMU
+    /// to reset where it stopped. Returns the earliest still pending, which
+    /// no grant may pass.
+    fn land_resets(&mut self) -> Option<WallTime> {
+        let v = self.vt.as_mut()?;
+        let pending: Vec<_> = v.resets.iter().copied().collect();
+        for (asked, port) in pending {
+            if !v.sync.is_node(port) {
+                // Its QEMU is gone: nothing to reset.
+                v.resets.remove(&(asked, port));
+                continue;
+            }
+            let Some(at) = v.sync.reset(port, asked) else {
+                continue;
+            };
+            v.resets.remove(&(asked, port));
+            v.sent[port].clear();
+            if let Some(s) = &mut self.queues.stamp {
+                s.offsets[port] = v.sync.offset(port);
+            }
+            if let Some((_, rx)) = &self.queues.rx[port] {
+                rx.set_reset();
+            }
+            debug!(port = port.0, at = at.as_ns(), "reset lands");
+        }
+        v.resets.first().map(|r| r.0)
     }
 
     /// Stops the virtual clock where it is, for a run's end: what happens
@@ -668,7 +811,11 @@ impl Arbiter {
         if v.held {
             return None;
         }
-        let ceiling = v.pace_with_wall.then(|| self.w.shared.host_now());
+        let pace = v.pace_with_wall.then(|| self.w.shared.host_now());
+        // No grant passes a reset still to land (nor the host's clock when
+        // it paces the fleet).
+        let ceiling = crate::clock::earliest(pace, self.land_resets());
+        let ceiling = crate::clock::earliest(ceiling, self.first_pause());
         let mut budget = EVENTS_PER_ADVANCE;
         loop {
             budget -= 1;
@@ -700,7 +847,8 @@ impl Arbiter {
                     v.next = next;
                     // Where no member bounds time (all asleep without a
                     // timer), the bus runs on to its own next event.
-                    let frontier = v.sync.frontier(ceiling.or(next));
+                    let bound = crate::clock::earliest(pace.or(next), ceiling);
+                    let frontier = v.sync.frontier(bound);
                     match next {
                         Some(n) if n <= frontier => v.at = n.max(at),
                         _ => break,
@@ -709,6 +857,11 @@ impl Arbiter {
             }
         }
         self.publish_time();
+        // Sleepers whose reset time the frontier has reached; once landed,
+        // a reset bounds the grants no more.
+        let ceiling = crate::clock::earliest(pace, self.land_resets());
+        let ceiling = crate::clock::earliest(ceiling, self.first_pause());
+        self.reply_pauses();
         let v = self.vt.as_mut()?;
         let wires_busy = self.bus.wires_busy_until();
         for (port, until) in v.sync.grants(v.next, wires_busy, ceiling) {
@@ -717,7 +870,7 @@ impl Arbiter {
             }
         }
         // Paced by the host: look again in a millisecond while anyone waits.
-        (ceiling.is_some() && v.sync.any_stopped())
+        (pace.is_some() && v.sync.any_stopped())
             .then(|| Instant::now() + std::time::Duration::from_millis(1))
     }
 }

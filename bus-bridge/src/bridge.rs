@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proto::Frame;
 use tokio::net::TcpListener;
@@ -308,12 +308,16 @@ fn launch(
     };
     tasks.spawn(Arbiter::new(bus, wiring, virtual_clock(&config)).run());
     let sockets = bound.files();
-    let timed: Vec<bool> = config
+    let modes: Vec<port::Mode> = config
         .ports
         .iter()
-        .map(|p| p.timed && is_virtual(&config))
+        .map(|p| port::Mode {
+            timed: p.timed && is_virtual(&config),
+            deliver_every: (config.paced && !is_virtual(&config) && p.deliver_every_ms > 0)
+                .then(|| Duration::from_millis(p.deliver_every_ms)),
+        })
         .collect();
-    spawn_ports(&mut tasks, &common, bound.ports, bound.clocks, &timed);
+    spawn_ports(&mut tasks, &common, bound.ports, bound.clocks, &modes);
     if let (Some((listener, _)), Some(sc)) = (socketcand, &config.socketcand) {
         spawn_socketcand(
             &mut tasks,
@@ -369,20 +373,20 @@ fn new_common(
     }
 }
 
-/// A task per configured port; `timed`: which keep time in-band.
+/// A task per configured port, in its `modes`.
 fn spawn_ports(
     tasks: &mut JoinSet<()>,
     c: &Common,
     ports: Vec<port::Bound>,
     clocks: Vec<Option<port::Bound>>,
-    timed: &[bool],
+    modes: &[port::Mode],
 ) {
     for (index, (bound, clock)) in ports.into_iter().zip(clocks).enumerate() {
         let task = PortTask {
             index: PortId(index),
             bound,
             clock,
-            timed: timed[index],
+            mode: modes[index],
             inbox: c.inbox.clone(),
             tx_slots: c.tx_slots[PortId(index)].clone(),
             shared: c.shared.clone(),

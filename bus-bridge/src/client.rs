@@ -172,9 +172,9 @@ impl FrameReader {
     pub async fn next(&mut self) -> Result<Option<Frame>, ClientError> {
         loop {
             while self.at < self.len {
-                let b = self.buf[self.at];
-                self.at += 1;
-                match self.decoder.push(b) {
+                let (n, r) = self.decoder.push_slice(&self.buf[self.at..self.len]);
+                self.at += n;
+                match r.map(|r| r.copied()) {
                     Some(Ok(f)) => return Ok(Some(f)),
                     Some(Err(e)) => self.damaged(e),
                     None => {}
@@ -193,9 +193,9 @@ impl FrameReader {
     pub async fn next_item(&mut self) -> Result<Option<Item>, ClientError> {
         loop {
             while self.at < self.len {
-                let b = self.buf[self.at];
-                self.at += 1;
-                match self.decoder.push_item(b) {
+                let (n, r) = self.decoder.push_slice_item(&self.buf[self.at..self.len]);
+                self.at += n;
+                match r {
                     Some(Ok(item)) => return Ok(Some(item)),
                     Some(Err(e)) => self.damaged(e),
                     None => {}

@@ -260,6 +260,14 @@ pub struct PortConfig {
     /// frontier and it is never waited for.
     #[serde(default)]
     pub timed: bool,
+    /// On a paced wall-clock bus: frames for this port's client are
+    /// written to it at most every this many milliseconds, together (0:
+    /// each as soon as the bus delivers it). A node's software takes its
+    /// frames in batches anyway; for its QEMU and the host, a write (and
+    /// a read, and a buffer) per frame costs more than the node's own
+    /// work once tens of nodes receive.
+    #[serde(default)]
+    pub deliver_every_ms: u64,
 }
 
 impl PortConfig {
@@ -275,6 +283,7 @@ impl PortConfig {
             socket: socket.into(),
             clock: None,
             timed: false,
+            deliver_every_ms: 0,
         }
     }
 }

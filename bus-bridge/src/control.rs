@@ -240,6 +240,46 @@ impl BridgeControl {
         self.ask(|reply| Command::HoldTime { reply }).await
     }
 
+    /// On the virtual clock, holds the fleet's time at `at_ns` (never
+    /// before the bus's time now) and returns once every node and timed
+    /// host client has reached it, with that time: nothing on the bus gets
+    /// past it until [`BridgeControl::resume`] with the same time. What the
+    /// host does meanwhile (power cycles, faults, commands) happens at that
+    /// point of virtual time. `None` at once on the wall clock.
+    pub async fn pause_at(&self, at_ns: u64) -> Result<Option<u64>, ControlError> {
+        let at = crate::clock::WallTime::from_ns(at_ns);
+        let reached = self.ask(|reply| Command::PauseAt { at, reply }).await?;
+        Ok(reached.map(|t| t.as_ns()))
+    }
+
+    /// Lets the fleet's time go on past the pause at `at_ns` (as
+    /// [`BridgeControl::pause_at`] returned it).
+    pub async fn resume(&self, at_ns: u64) -> Result<(), ControlError> {
+        let at = crate::clock::WallTime::from_ns(at_ns);
+        self.ask(|reply| Command::Resume { at, reply }).await
+    }
+
+    /// On the virtual clock, returns once a node's clock has joined the
+    /// fleet's time on `port` (its QEMU connected): from then on the
+    /// fleet's time waits for it. At once on the wall clock.
+    pub async fn await_clock(&self, port: &str) -> Result<(), ControlError> {
+        let port = self.port(port)?;
+        self.ask(|reply| Command::AwaitClock { port, reply }).await
+    }
+
+    /// On the virtual clock, resets the node on `port` at virtual time
+    /// `at_ns` (`None`: the bus's time now; never earlier): at the node's
+    /// first stop from then on. Its QEMU resets as on a monitor
+    /// `system_reset`, asked by its clock plugin; the bus's time holds at
+    /// `at_ns` until it has. False on the wall clock or for a port without
+    /// a clock: reset it through its monitor then.
+    pub async fn reset_node(&self, port: &str, at_ns: Option<u64>) -> Result<bool, ControlError> {
+        let port = self.port(port)?;
+        let at = at_ns.map(crate::clock::WallTime::from_ns);
+        self.ask(|reply| Command::ResetNode { port, at, reply })
+            .await
+    }
+
     /// A snapshot of every counter.
     pub fn stats(&self) -> BusStats {
         self.shared.snapshot()

@@ -118,8 +118,7 @@ pub(crate) struct PortTask {
     pub bound: Bound,
     /// The node's clock socket, on the virtual clock.
     pub clock: Option<Bound>,
-    /// A timed host client's port (the virtual clock): time in-band.
-    pub timed: bool,
+    pub mode: Mode,
     pub inbox: mpsc::Sender<ToArbiter>,
     /// Free places in this port's TX FIFO; the arbiter adds back what
     /// the FIFO lets go.
@@ -129,6 +128,16 @@ pub(crate) struct PortTask {
     pub rx_queue_depth: usize,
     /// The arbiter's "a receive queue made room" notice.
     pub room: Arc<Notify>,
+}
+
+/// How a port's client is served.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Mode {
+    /// A timed host client's port (the virtual clock): time in-band.
+    pub timed: bool,
+    /// Frames are written to the client at most this often, together
+    /// ([`crate::PortConfig::deliver_every_ms`]).
+    pub deliver_every: Option<Duration>,
 }
 
 /// Accepts on `listener`, or never without one.
@@ -243,7 +252,7 @@ impl PortTask {
             rx: rx.clone(),
             segment: None,
             clocked: clock.is_some(),
-            timed: self.timed,
+            timed: self.mode.timed,
         };
         self.inbox.send(msg).await.ok()?;
         let (clock_rd, clock_wr) = match clock {
@@ -271,19 +280,20 @@ impl PortTask {
             port: self.index,
             shared: self.shared.clone(),
             in_flight: 0,
+            cut: false,
         };
         match (clock_rd, clock_wr) {
             (Some(r), Some(w)) => {
                 tasks.spawn(read_clocked(read_half, r, reader));
                 tasks.spawn(write_clocked(write_half, w, guard));
             }
-            _ if self.timed => {
+            _ if self.mode.timed => {
                 tasks.spawn(read_timed(read_half, reader));
                 tasks.spawn(write_timed(write_half, guard));
             }
             _ => {
                 tasks.spawn(read_link(read_half, reader));
-                tasks.spawn(write_link(write_half, guard));
+                tasks.spawn(write_link(write_half, guard, self.mode.deliver_every));
             }
         }
         Some(Connection { id, tasks })
@@ -357,10 +367,9 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
             }
         };
         let read_at = (!backlogged).then(|| r.shared.wall_now());
-        for &byte in &buf[..n] {
-            match decoder.push_item(byte) {
-                None => {}
-                Some(Err(e)) => {
+        for item in decoder.items(&buf[..n]) {
+            match item {
+                Err(e) => {
                     r.shared.link_error(r.port, e);
                     debug!(
                         port = r.port.0,
@@ -369,12 +378,12 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
                     );
                 }
                 // Time records matter on the virtual clock only.
-                Some(Ok(Item::At(_) | Item::Idle { .. })) => {}
+                Ok(Item::At(_) | Item::Idle { .. }) => {}
                 // Records only the bridge sends.
-                Some(Ok(Item::Until(_) | Item::TxFree(_))) => {
+                Ok(Item::Until(_) | Item::TxFree(_)) => {
                     r.shared.link_error(r.port, LinkError::BadControl)
                 }
-                Some(Ok(Item::SetFilter(filter))) => {
+                Ok(Item::SetFilter(filter)) => {
                     // In line with the port's frames, so it takes effect in order.
                     let msg = ToArbiter::Filter {
                         port: r.port,
@@ -385,10 +394,10 @@ async fn read_link(mut sock: OwnedReadHalf, r: Reader) {
                         return;
                     }
                 }
-                Some(Ok(Item::Frame(frame))) if !r.shared.timing.carries(&frame) => {
+                Ok(Item::Frame(frame)) if !r.shared.timing.carries(&frame) => {
                     r.shared.drop_frames(r.port, Cause::TxFdOnClassic, 1);
                 }
-                Some(Ok(Item::Frame(frame))) => {
+                Ok(Item::Frame(frame)) => {
                     if !take_place(&r.tx_slots, &mut backlogged).await {
                         return;
                     }
@@ -415,6 +424,9 @@ pub(crate) struct RxGuard {
     pub shared: Arc<Shared>,
     /// Frames taken from the queue whose write has not completed.
     pub in_flight: u64,
+    /// A write was given up part way: the next one starts with a
+    /// delimiter, so that the cut record cannot swallow it.
+    pub cut: bool,
 }
 
 impl Drop for RxGuard {
@@ -468,8 +480,25 @@ async fn write_batch<'a>(
     out: &mut Vec<u8>,
     items: impl Iterator<Item = (Out<'a>, Option<u64>)>,
 ) -> bool {
+    write_batch_within(sock, q, out, items, None).await
+}
+
+/// [`write_batch`], giving up after `limit` (if any) on a client that takes
+/// nothing: the batch counts as overrun (though part of it may have got
+/// through), and a record cut short is dropped by the client's decoder at
+/// the delimiter the next write starts with.
+async fn write_batch_within<'a>(
+    sock: &mut OwnedWriteHalf,
+    q: &mut RxGuard,
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = (Out<'a>, Option<u64>)>,
+    limit: Option<Duration>,
+) -> bool {
     let mut encoded = [0u8; MAX_ENCODED];
     out.clear();
+    if std::mem::take(&mut q.cut) {
+        out.push(0);
+    }
     let (mut frames, mut bytes) = (0u64, 0u64);
     for (item, at) in items {
         if let Some(t) = at {
@@ -487,7 +516,23 @@ async fn write_batch<'a>(
         out.extend_from_slice(&encoded[..n]);
     }
     q.in_flight = frames;
-    if let Err(e) = sock.write_all(out).await {
+    let written = match limit {
+        None => sock.write_all(out).await,
+        Some(limit) => match tokio::time::timeout(limit, sock.write_all(out)).await {
+            Ok(r) => r,
+            Err(_) => {
+                warn!(
+                    port = q.port.0,
+                    frames, "the held node takes no frames (its device is full): dropped"
+                );
+                q.shared.drop_frames(q.port, Cause::Overrun, frames);
+                q.in_flight = 0;
+                q.cut = true;
+                return true;
+            }
+        },
+    };
+    if let Err(e) = written {
         debug!(port = q.port.0, error = %e, "write failed");
         return false;
     }
@@ -495,12 +540,21 @@ async fn write_batch<'a>(
     true
 }
 
-async fn write_link(mut sock: OwnedWriteHalf, mut q: RxGuard) {
+/// A plain client's writer: frames as the bus delivers them, or, with
+/// `every`, what came within that long of the first in one write.
+async fn write_link(mut sock: OwnedWriteHalf, mut q: RxGuard, every: Option<Duration>) {
     let mut out = Vec::with_capacity(WRITE_BATCH * MAX_ENCODED);
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     loop {
         batch.clear();
         q.next_batch(&mut batch, WRITE_BATCH).await;
+        if let Some(every) = every.filter(|_| batch.len() < WRITE_BATCH) {
+            // Taken from the queue: lost with the connection from now on.
+            q.in_flight = batch.len() as u64;
+            tokio::time::sleep(every).await;
+            let room = WRITE_BATCH - batch.len();
+            q.rx.pop_batch(&mut batch, room);
+        }
         let items = batch.iter().map(|f| (Out::Frame(f), None));
         if !write_batch(&mut sock, &mut q, &mut out, items).await {
             return;
@@ -578,29 +632,28 @@ fn recv_now(sock: &OwnedReadHalf, buf: &mut [u8]) -> std::io::Result<usize> {
 /// Decodes a node's bytes on the virtual clock. `false` once the arbiter
 /// is gone.
 async fn take_clocked(r: &Reader, decoder: &mut Decoder, bytes: &[u8]) -> bool {
-    for &byte in bytes {
-        let msg = match decoder.push_item(byte) {
-            None => continue,
-            Some(Err(e)) => {
+    for item in decoder.items(bytes) {
+        let msg = match item {
+            Err(e) => {
                 r.shared.link_error(r.port, e);
                 continue;
             }
             // A node's frames take their time from its next report.
-            Some(Ok(Item::At(_))) => continue,
-            Some(Ok(Item::Until(_) | Item::Idle { .. } | Item::TxFree(_))) => {
+            Ok(Item::At(_)) => continue,
+            Ok(Item::Until(_) | Item::Idle { .. } | Item::TxFree(_)) => {
                 r.shared.link_error(r.port, LinkError::BadControl);
                 continue;
             }
-            Some(Ok(Item::SetFilter(filter))) => ToArbiter::Filter {
+            Ok(Item::SetFilter(filter)) => ToArbiter::Filter {
                 port: r.port,
                 conn: r.conn,
                 filter,
             },
-            Some(Ok(Item::Frame(frame))) if !r.shared.timing.carries(&frame) => {
+            Ok(Item::Frame(frame)) if !r.shared.timing.carries(&frame) => {
                 r.shared.drop_frames(r.port, Cause::TxFdOnClassic, 1);
                 continue;
             }
-            Some(Ok(Item::Frame(frame))) => {
+            Ok(Item::Frame(frame)) => {
                 // The virtual clock's FIFO is sized never to push back (a
                 // wait here would depend on the host).
                 let Ok(slot) = r.tx_slots.acquire().await else {
@@ -665,7 +718,7 @@ async fn write_clocked(mut sock: OwnedWriteHalf, mut clock: OwnedWriteHalf, mut 
     loop {
         batch.clear();
         if q.rx.pop_timed(&mut batch, WRITE_BATCH) == 0 {
-            if let Some(until) = q.rx.take_grant() {
+            if let Some((until, reset)) = q.rx.take_grant() {
                 let was = stuck;
                 stuck = !drained(&sock, stuck).await;
                 if stuck && !was {
@@ -674,7 +727,11 @@ async fn write_clocked(mut sock: OwnedWriteHalf, mut clock: OwnedWriteHalf, mut 
                         "the held node did not take its frames (its device is full); granted on anyway"
                     );
                 }
-                if clock.write_all(&Grant { until }.encode()).await.is_err() {
+                if clock
+                    .write_all(&Grant { until, reset }.encode())
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 continue;
@@ -683,7 +740,14 @@ async fn write_clocked(mut sock: OwnedWriteHalf, mut clock: OwnedWriteHalf, mut 
             continue;
         }
         let items = batch.iter().map(|(f, at)| (Out::from(f), *at));
-        if !write_batch(&mut sock, &mut q, &mut out, items).await {
+        // A node held at its grant reads nothing until the grant comes,
+        // which waits behind these frames: never wait for it for ever.
+        let limit = if stuck {
+            STUCK_PATIENCE
+        } else {
+            HANDOVER_LIMIT
+        };
+        if !write_batch_within(&mut sock, &mut q, &mut out, items, Some(limit)).await {
             return;
         }
     }
@@ -700,37 +764,36 @@ async fn read_timed(mut sock: OwnedReadHalf, r: Reader) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        for &byte in &buf[..n] {
-            let msg = match decoder.push_item(byte) {
-                None => continue,
-                Some(Err(e)) => {
+        for item in decoder.items(&buf[..n]) {
+            let msg = match item {
+                Err(e) => {
                     r.shared.link_error(r.port, e);
                     continue;
                 }
-                Some(Ok(Item::At(t))) => {
+                Ok(Item::At(t)) => {
                     at = Some(t);
                     continue;
                 }
-                Some(Ok(Item::Idle { at, wake })) => ToArbiter::HostIdle {
+                Ok(Item::Idle { at, wake }) => ToArbiter::HostIdle {
                     port: r.port,
                     conn: r.conn,
                     at,
                     wake,
                 },
-                Some(Ok(Item::Until(_) | Item::TxFree(_))) => {
+                Ok(Item::Until(_) | Item::TxFree(_)) => {
                     r.shared.link_error(r.port, LinkError::BadControl);
                     continue;
                 }
-                Some(Ok(Item::SetFilter(filter))) => ToArbiter::Filter {
+                Ok(Item::SetFilter(filter)) => ToArbiter::Filter {
                     port: r.port,
                     conn: r.conn,
                     filter,
                 },
-                Some(Ok(Item::Frame(frame))) if !r.shared.timing.carries(&frame) => {
+                Ok(Item::Frame(frame)) if !r.shared.timing.carries(&frame) => {
                     r.shared.drop_frames(r.port, Cause::TxFdOnClassic, 1);
                     continue;
                 }
-                Some(Ok(Item::Frame(frame))) => {
+                Ok(Item::Frame(frame)) => {
                     // The client counts its FIFO places itself (freed ones
                     // come to it in time); this one never pushes back.
                     let Ok(slot) = r.tx_slots.acquire().await else {
@@ -761,7 +824,7 @@ async fn write_timed(mut sock: OwnedWriteHalf, mut q: RxGuard) {
     loop {
         batch.clear();
         if q.rx.pop_timed(&mut batch, WRITE_BATCH) == 0 {
-            if let Some(until) = q.rx.take_grant() {
+            if let Some((until, _)) = q.rx.take_grant() {
                 let mut rec = [0u8; MAX_ENCODED];
                 let n = encode_until(until, &mut rec);
                 if sock.write_all(&rec[..n]).await.is_err() {

@@ -40,6 +40,8 @@ struct Inner {
     closed: bool,
     /// The receiver's next grant, on its clock.
     grant: Option<u64>,
+    /// The next grant asks the node to reset first.
+    reset: bool,
 }
 
 pub(crate) struct RxQueue {
@@ -60,6 +62,7 @@ impl RxQueue {
                 frames: VecDeque::with_capacity(cap.min(256)),
                 closed: false,
                 grant: None,
+                reset: false,
             }),
             cap,
             data: Notify::new(),
@@ -150,14 +153,20 @@ impl RxQueue {
         self.data.notify_one();
     }
 
-    /// The grant, once no frame is queued before it.
-    pub fn take_grant(&self) -> Option<u64> {
+    /// Makes the next grant set ask the node to reset first.
+    pub fn set_reset(&self) {
+        self.lock().reset = true;
+    }
+
+    /// The grant, and whether it asks for a reset, once no frame is
+    /// queued before it.
+    pub fn take_grant(&self) -> Option<(u64, bool)> {
         let mut q = self.lock();
-        if q.frames.is_empty() {
-            q.grant.take()
-        } else {
-            None
+        if !q.frames.is_empty() {
+            return None;
         }
+        let until = q.grant.take()?;
+        Some((until, std::mem::take(&mut q.reset)))
     }
 
     /// Refuses further frames; returns how many were still queued.

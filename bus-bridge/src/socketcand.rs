@@ -368,6 +368,7 @@ async fn open(
         port,
         shared: shared.clone(),
         in_flight: 0,
+        cut: false,
     };
     let msgs = [
         ToArbiter::Connected {

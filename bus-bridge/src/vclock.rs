@@ -171,6 +171,42 @@ impl Sync {
         Ok(())
     }
 
+    /// Lands a reset asked for `port` at `asked`, if it is due: the node
+    /// has stopped at `asked` or later, or it sleeps and the frontier has
+    /// reached `asked` (the bus holds there while a reset is pending, so
+    /// no grant passes it). A sleeping node's clock is mapped on so that
+    /// where it is now is `asked` (its QEMU's clock cannot be moved).
+    /// Either way it is then stopped there, to be granted as usual; returns
+    /// that time, or `None` if the reset is not due (or no member).
+    pub fn reset(&mut self, port: PortId, asked: WallTime) -> Option<WallTime> {
+        let frontier = self.frontier;
+        let m = self.members.get_mut(&port)?;
+        let at = match m.state {
+            State::Stopped { at } if at >= asked => at,
+            State::Idle { at, .. } if frontier >= asked => at,
+            _ => return None,
+        };
+        if at < asked {
+            let offset = m.offset?;
+            m.offset = Some(offset.saturating_add(asked.saturating_since(at)));
+        }
+        let at = at.max(asked);
+        m.state = State::Stopped { at };
+        m.handed = None;
+        Some(at)
+    }
+
+    /// Whether the fleet has reached `t` and stays there: the frontier is
+    /// at `t` or later and no member runs or is still to report (so every
+    /// one is stopped at `t` or later, or asleep until then).
+    pub fn reached(&self, t: WallTime) -> bool {
+        self.frontier >= t
+            && self
+                .members
+                .values()
+                .all(|m| !matches!(m.state, State::Running { .. } | State::Joining))
+    }
+
     /// `port`'s clock is gone (its QEMU ended).
     pub fn leave(&mut self, port: PortId) {
         self.members.remove(&port);
@@ -521,6 +557,53 @@ mod tests {
         assert_eq!(s.report(PortId(2), barrier(10)), Ok(t(L + 10)));
         s.leave(PortId(2));
         assert!(!s.is_member(PortId(2)));
+    }
+
+    #[test]
+    fn a_reset_lands_at_the_first_stop_from_its_time_on() {
+        let mut s = two();
+        s.frontier(None);
+        s.grants(None, None, None);
+        assert_eq!(s.reset(PortId(0), t(0)), None, "running: not yet");
+        s.report(PortId(0), barrier(L)).unwrap();
+        s.report(PortId(1), idle(100, 9 * L)).unwrap();
+        assert_eq!(s.frontier(Some(t(2 * L))), t(L));
+        assert_eq!(s.reset(PortId(0), t(2 * L)), None, "stopped before it");
+        // Stopped at L, asked at L: it lands there.
+        assert_eq!(s.reset(PortId(0), t(L)), Some(t(L)));
+        assert_eq!(s.offset(PortId(0)), Some(t(0)));
+        // Asleep since 100 ns, the frontier at L: its clock is mapped on
+        // to L, and it is no longer asleep.
+        assert_eq!(
+            s.reset(PortId(1), t(2 * L)),
+            None,
+            "the frontier is short of it"
+        );
+        assert_eq!(s.reset(PortId(1), t(L)), Some(t(L)));
+        assert_eq!(s.offset(PortId(1)), Some(t(L - 100)));
+        assert!(s.is_stopped(PortId(1)));
+        assert_eq!(
+            s.grants(None, None, None),
+            [(PortId(0), NodeTime(2 * L)), (PortId(1), NodeTime(L + 100))]
+        );
+        assert_eq!(s.report(PortId(1), barrier(L + 100)), Ok(t(2 * L)));
+        assert_eq!(s.reset(PortId(9), t(0)), None, "no member");
+    }
+
+    #[test]
+    fn the_fleet_reaches_a_time_once_all_have_stopped_there() {
+        let mut s = two();
+        assert!(s.reached(t(0)), "both stopped at 0");
+        assert!(!s.reached(t(L)));
+        s.frontier(Some(t(L)));
+        s.grants(None, None, Some(t(L)));
+        assert!(!s.reached(t(0)), "they run");
+        s.report(PortId(0), barrier(L)).unwrap();
+        s.report(PortId(1), idle(10, 5 * L)).unwrap();
+        assert_eq!(s.frontier(Some(t(L))), t(L));
+        assert!(s.reached(t(L)));
+        s.join(PortId(2));
+        assert!(!s.reached(t(L)), "a node still to report");
     }
 
     #[test]

@@ -506,6 +506,36 @@ async fn an_unpaced_bus_waits_for_a_slow_receiver_within_the_stall_timeout() {
     assert_eq!(stats.ports[0].frames_tx, u64::from(N));
 }
 
+/// A port served in batches (`deliver_every_ms`) gets every frame, in
+/// order, as a port served frame by frame does.
+#[tokio::test]
+async fn a_port_served_in_batches_gets_every_frame_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(
+        dir.path(),
+        BitTiming::Fd1m5m,
+        &[("tx", "s"), ("batched", "s"), ("each", "s")],
+    );
+    cfg.paced = true;
+    cfg.ports[1].deliver_every_ms = 2;
+    let bridge = bus_bridge::start(cfg).await.unwrap();
+    let mut cl = connect_all(&bridge, &["tx", "batched", "each"]).await;
+    let mut each = cl.pop().unwrap();
+    let mut batched = cl.pop().unwrap();
+    let mut tx = cl.pop().unwrap();
+    const N: u32 = 200;
+    let sending = tokio::spawn(async move {
+        tx.send(&(0..N).map(numbered).collect::<Vec<_>>()).await;
+        tx
+    });
+    read_numbered(&mut batched, N).await;
+    read_numbered(&mut each, N).await;
+    let _tx = timeout(PATIENCE, sending).await.unwrap();
+    let stats = bridge.shutdown().await;
+    assert_eq!(stats.ports[1].frames_rx, u64::from(N));
+    assert_eq!(stats.totals.overruns, 0);
+}
+
 #[tokio::test]
 async fn a_new_client_replaces_the_old_one_and_starts_clean() {
     let dir = tempfile::tempdir().unwrap();

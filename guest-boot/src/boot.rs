@@ -3,8 +3,8 @@
 //! refused image.
 //!
 //! It touches no device. Its inputs are events — a message from the bus
-//! ([`Boot::on_message`]), the loaded bytes of a complete image
-//! ([`Boot::on_loaded`]), a wakeup ([`Boot::poll`]) — and the time; its
+//! ([`Boot::on_message`]), the check of a complete image
+//! ([`Boot::check`]), a wakeup ([`Boot::poll`]) — and the time; its
 //! outputs are [`Action`]s in the order they must happen, and the time to
 //! wake up next ([`Boot::wake_at`]). `main.rs` performs them on the board;
 //! the unit tests below perform them on paper. Times are `mtime` ticks.
@@ -12,8 +12,8 @@
 use crate::jitter::Jitter;
 #[cfg(feature = "signature-check")]
 use crate::receive::TrustedKey;
-use crate::receive::{ChunkBitmap, LoadedImage, Progress, Receiver};
-use board::strap::Strap;
+use crate::receive::{ChunkBitmap, ImageRam, LoadedImage, Progress, Receiver};
+use board::strap::{Clock, Strap};
 use board::time::ms;
 use proto::msg::{Message, NodeState, Reject, Request, ResetCause, Status};
 
@@ -29,6 +29,9 @@ pub const RETRY_MAX_MS: u64 = 2000;
 pub const NACK_QUIET_MS: u64 = 250;
 /// A session that sends nothing for this long is abandoned.
 pub const SESSION_SILENCE_MS: u64 = 3000;
+/// Image bytes the driver hashes between two looks for frames: a fraction
+/// of a millisecond, while a virtio-console's 16 buffers hold many frames.
+pub const MEASURE_SLICE: u32 = 2048;
 /// Most actions one event gives: four `Nack`s and a `Request` (a wakeup
 /// that sends the last `Nack`s of a session and then gives it up).
 pub const MAX_ACTIONS: usize = 5;
@@ -38,14 +41,8 @@ pub const MAX_ACTIONS: usize = 5;
 pub enum Action {
     /// Send this message from the node's id.
     Send(Message<'static>),
-    /// Every chunk is in: hand the payload's bytes, `len` of them at
-    /// `load_addr` in RAM, to [`Boot::on_loaded`].
-    Verify {
-        /// Where the payload lies (inside the image region).
-        load_addr: u64,
-        /// Its length.
-        len: u32,
-    },
+    /// Every chunk is in and measured: run [`Boot::check`].
+    Verify,
     /// The image passed every check: record it and start it.
     HandOff(LoadedImage),
     /// The self-test failed: send what is queued and stop.
@@ -183,17 +180,17 @@ impl<'b> Boot<'b> {
 
     /// A message from the bus. `now` reads the clock, which only the few
     /// messages that start a timer need (the driver reads it once per batch
-    /// of frames otherwise); `store(addr, bytes)` writes image bytes to RAM
-    /// at once, inside the image region.
+    /// of frames otherwise); `ram` is the image region, where image bytes
+    /// are written at once and read back to be measured.
     pub fn on_message(
         &mut self,
         m: &Message<'_>,
         mut now: impl FnMut() -> u64,
-        store: impl FnOnce(u64, &[u8]),
+        ram: &mut impl ImageRam,
     ) -> Actions {
         let mut out = Actions::default();
         let random = self.jitter.next();
-        match self.rx.on_message(m, random, &mut now, store) {
+        match self.rx.on_message(m, random, &mut now, ram) {
             Progress::Ignored => {}
             Progress::Accepted => self.session_frames = true,
             Progress::Started => {
@@ -203,19 +200,18 @@ impl<'b> Boot<'b> {
             Progress::Rejected(reject) => self.rejected(reject, now(), &mut out),
             Progress::Complete => {
                 out.push(self.status(NodeState::Verifying));
-                if let Some((load_addr, len)) = self.rx.payload_span() {
-                    out.push(Action::Verify { load_addr, len });
-                }
+                out.push(Action::Verify);
             }
         }
         out
     }
 
-    /// The payload `Action::Verify` asked for, as it is in RAM: hand off if
-    /// the image passes every check, else refuse it.
-    pub fn on_loaded(&mut self, payload: &[u8], now: impl FnOnce() -> u64) -> Actions {
+    /// The check `Action::Verify` asked for, over the image measured as it
+    /// came (`ram`: the image region): hand off if the image passes every
+    /// check, else refuse it.
+    pub fn check(&mut self, ram: &impl ImageRam, now: impl FnOnce() -> u64) -> Actions {
         let mut out = Actions::default();
-        match self.rx.verify(payload) {
+        match self.rx.verify(ram) {
             Ok(image) => {
                 out.push(self.status(NodeState::Handoff));
                 out.push(Action::HandOff(image));
@@ -223,6 +219,17 @@ impl<'b> Boot<'b> {
             Err(reject) => self.rejected(reject, now(), &mut out),
         }
         out
+    }
+
+    /// Time between frames: hashes at most `max` more bytes of the image
+    /// received so far, in order, from `ram` (the image region), or, with
+    /// nothing to hash and the manifest in, checks its signature (on the
+    /// wall clock: on the virtual clock a node that long away from its
+    /// device would hold the fleet up, so it checks in [`Boot::check`]).
+    /// Whether it did anything (then the driver looks for frames again
+    /// before doing more).
+    pub fn measure(&mut self, ram: &impl ImageRam, max: u32) -> bool {
+        self.rx.measure(ram, max) || (self.strap.clock == Clock::Wall && self.rx.check_signature())
     }
 
     /// A wakeup, after each batch of frames and whenever the timer fires:

@@ -26,7 +26,7 @@ use board::memory;
 use board::strap::{Clock, Strap, Transport};
 use board::take::TakeOnce;
 use guest_boot::boot::{self, Action, Actions, Boot, Setup};
-use guest_boot::receive::{ChunkBitmap, LoadedImage, MAX_CHUNKS};
+use guest_boot::receive::{ChunkBitmap, ImageRam, LoadedImage, MAX_CHUNKS};
 use proto::msg::{self, Message, NodeState, RejectReason, ResetCause};
 
 /// While frames stream in, they are taken in batches: one wakeup when this
@@ -139,32 +139,45 @@ fn self_test() -> u8 {
     failed
 }
 
-/// Writes image bytes at their load address (`store` for the receiver).
-fn store(addr: u64, bytes: &[u8]) {
-    // Never false: the receiver checked its part's range at session start.
-    if !memory::in_image_region(addr, bytes.len() as u64) {
-        return;
+/// The image region: RAM the memory map gives to images alone (nothing of
+/// the boot ROM's is there), written and read only through the one value
+/// of this type, so a slice `load` lends keeps `store` out while it lives.
+struct ImageRegion(());
+
+impl ImageRegion {
+    /// The region's handle.
+    ///
+    /// # Safety
+    /// At most one may exist: two could write what the other has lent out.
+    unsafe fn take() -> ImageRegion {
+        ImageRegion(())
     }
-    // SAFETY: the range lies in the image region, RAM that the memory map
-    // gives to images alone (nothing of the boot ROM's is there), and no
-    // reference into it is alive: the payload slice of `verify` lives only
-    // while it is checked.
-    unsafe {
-        core::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as usize as *mut u8, bytes.len())
-    };
 }
 
-/// Runs the image check over the payload as it lies in RAM.
-fn verify(boot: &mut Boot, load_addr: u64, len: u32) -> Actions {
-    // Never true: the receiver checked its part's range at session start.
-    if !memory::in_image_region(load_addr, len as u64) {
-        cpu::halt()
+impl ImageRam for ImageRegion {
+    fn store(&mut self, addr: u64, bytes: &[u8]) {
+        // Never false: the receiver checked its part's range at session start.
+        if !memory::in_image_region(addr, bytes.len() as u64) {
+            return;
+        }
+        // SAFETY: the range lies in the image region, and no reference into
+        // it is alive: `load` lends slices that borrow `self`, and this
+        // takes `&mut self`.
+        unsafe {
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as usize as *mut u8, bytes.len())
+        };
     }
-    // SAFETY: the range lies in the image region, which only `store` writes,
-    // and not while this slice lives.
-    let payload =
-        unsafe { core::slice::from_raw_parts(load_addr as usize as *const u8, len as usize) };
-    boot.on_loaded(payload, clint::now)
+
+    fn load(&self, addr: u64, len: u32) -> &[u8] {
+        // Never true: the receiver checked its part's range at session
+        // start. Nothing measured then fails the digest check.
+        if !memory::in_image_region(addr, len as u64) {
+            return &[];
+        }
+        // SAFETY: the range lies in the image region, which only `store`
+        // writes, and not while this slice (borrowing `self`) lives.
+        unsafe { core::slice::from_raw_parts(addr as usize as *const u8, len as usize) }
+    }
 }
 
 /// The board's side of a boot.
@@ -173,6 +186,7 @@ struct Node {
     port: BusPort,
     record: &'static mut Handoff,
     boot_count: u16,
+    ram: ImageRegion,
 }
 
 impl Node {
@@ -200,7 +214,7 @@ impl Node {
         for action in actions {
             match action {
                 Action::Send(m) => self.send(m),
-                Action::Verify { load_addr, len } => {
+                Action::Verify => {
                     // On the virtual clock a node is held until it has
                     // taken what the bus hands it: it stops listening
                     // while the check keeps it from reading its device.
@@ -208,7 +222,7 @@ impl Node {
                     if busy {
                         self.port.set_filter(&msg::BUSY_KINDS);
                     }
-                    let next = verify(boot, load_addr, len);
+                    let next = boot.check(&self.ram, clint::now);
                     if busy && !next.hands_off() {
                         self.port.set_filter(&msg::BOOT_ROM_KINDS);
                     }
@@ -244,23 +258,29 @@ impl Node {
     /// Feeds the machine frames and wakeups, and does what it says, until
     /// it hands off.
     fn run(&mut self, boot: &mut Boot) -> ! {
+        let mut frames = false;
         loop {
             // Frames are taken in a batch; the timer is read once after it
             // (a device access), and only frames that start a timer read it.
-            let mut frames = false;
             while let Some(frame) = self.port.recv() {
                 frames = true;
                 let Ok((_, m)) = Message::decode(frame) else {
                     continue;
                 };
-                let actions = boot.on_message(&m, clint::now, store);
+                let actions = boot.on_message(&m, clint::now, &mut self.ram);
                 self.perform(boot, actions);
             }
             let now = clint::now();
             let actions = boot.poll(now);
             self.perform(boot, actions);
+            // No frame waits: measure a slice of the image received so far,
+            // then look for frames again. A node the bus keeps busy does it
+            // all after the last chunk instead.
+            if boot.measure(&self.ram, boot::MEASURE_SLICE) {
+                continue;
+            }
             let deadline = boot.wake_at();
-            if frames {
+            if core::mem::take(&mut frames) {
                 // Frames are streaming: let the next ones gather and take
                 // them in one batch rather than waking for each.
                 self.port
@@ -320,6 +340,8 @@ extern "C" fn boot_main() -> ! {
         port,
         record,
         boot_count,
+        // SAFETY: the only one: `boot_main` runs once and never returns.
+        ram: unsafe { ImageRegion::take() },
     };
     for action in boot::report_self_test(&setup, selftest) {
         match action {

@@ -1,7 +1,16 @@
 //! Receiving one image from a session: keep only the part for our node type,
 //! hand its bytes to the caller to store at their load address, ask for
 //! what was missed, and check the result before use. Free of devices: the
-//! time, the stores and the loaded bytes come from the caller.
+//! time and the image region ([`ImageRam`]) come from the caller.
+//!
+//! The payload's SHA-256 is measured while the image arrives, in the time
+//! between frames ([`Receiver::measure`], a slice at a time): the bytes of
+//! the chunks received from the start of the part are read back from RAM
+//! and hashed, in order. Chunks that come out of order (repair) wait in RAM
+//! until the gap before them closes. So after the last chunk only what the
+//! node had no time for remains (with time to spare, its own bytes), not a
+//! second pass over the image; and a node that cannot keep up with the bus
+//! spends no time on it until the last chunk is in.
 
 use board::memory;
 use board::strap::Strap;
@@ -34,6 +43,16 @@ pub struct TrustedKey {
     pub id: [u8; 8],
 }
 
+/// The image region as the receiver uses it.
+pub trait ImageRam {
+    /// Writes `bytes` at `addr` at once (always inside the image region).
+    fn store(&mut self, addr: u64, bytes: &[u8]);
+    /// The `len` bytes at `addr` as they are in RAM now (always inside the
+    /// image region, and stored before). Only [`store`](Self::store) writes
+    /// the region, and never bytes already measured.
+    fn load(&self, addr: u64, len: u32) -> &[u8];
+}
+
 /// What a message did to the reception.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
@@ -45,7 +64,8 @@ pub enum Progress {
     Started,
     /// Our session's image was refused; reception is reset.
     Rejected(Reject),
-    /// Every chunk is in; check the payload with [`Receiver::verify`].
+    /// Every chunk is in and measured; check the image with
+    /// [`Receiver::verify`].
     Complete,
 }
 
@@ -87,6 +107,15 @@ struct Current {
     nack_limit: usize,
     /// One past the highest chunk bit received.
     seen_limit: usize,
+    /// Chunk bits received from the start of the part, without a gap.
+    prefix: usize,
+    /// Payload bytes measured so far, from its start, into `hash`.
+    measured: u32,
+    hash: Sha256,
+    /// Whether the manifest's signature verified, once checked before the
+    /// image was complete ([`Receiver::check_signature`]).
+    #[cfg(feature = "signature-check")]
+    signed: Option<bool>,
 }
 
 impl Current {
@@ -185,7 +214,7 @@ impl<'b> Receiver<'b> {
     }
 
     fn has(&self, bit: usize) -> bool {
-        self.bitmap[bit / 64] & (1 << (bit % 64)) != 0
+        has(self.bitmap, bit)
     }
 
     /// Our missing chunks from bit `from` on, as at most [`NACK_RANGES`]
@@ -240,15 +269,14 @@ impl<'b> Receiver<'b> {
     }
 
     /// Takes one message. `random` is a fresh random number; `now` reads
-    /// the clock, for the one message that starts a timer; `store(addr,
-    /// bytes)` must write image bytes to RAM at once (always inside the
-    /// image region).
+    /// the clock, for the one message that starts a timer; `ram` takes the
+    /// image's bytes and gives them back to be measured.
     pub fn on_message(
         &mut self,
         m: &Message<'_>,
         random: u32,
         now: impl FnOnce() -> u64,
-        store: impl FnOnce(u64, &[u8]),
+        ram: &mut impl ImageRam,
     ) -> Progress {
         match *m {
             Message::SessionAnnounce(a) => {
@@ -256,7 +284,7 @@ impl<'b> Receiver<'b> {
                 Progress::Ignored
             }
             Message::SessionPart(p) => self.on_part(p),
-            Message::Data(d) => self.on_data(d.session, d.chunk, d.payload, store),
+            Message::Data(d) => self.on_data(d.session, d.chunk, d.payload, ram),
             Message::SessionEnd(e) => {
                 let Some(c) = self.current.as_mut().filter(|c| c.session == e.session) else {
                     return Progress::Ignored;
@@ -350,6 +378,11 @@ impl<'b> Receiver<'b> {
             nack_at: None,
             nack_limit: 0,
             seen_limit: 0,
+            prefix: 0,
+            measured: 0,
+            hash: Sha256::new(),
+            #[cfg(feature = "signature-check")]
+            signed: None,
         });
         Progress::Started
     }
@@ -359,7 +392,7 @@ impl<'b> Receiver<'b> {
         session: u8,
         chunk: u32,
         payload: &[u8],
-        store: impl FnOnce(u64, &[u8]),
+        ram: &mut impl ImageRam,
     ) -> Progress {
         let Some(c) = self.current.as_ref() else {
             return Progress::Ignored;
@@ -393,7 +426,7 @@ impl<'b> Receiver<'b> {
             // which was checked to lie in the image region when the session
             // started.
             let src = &payload[(ram_from - start) as usize..(to - start) as usize];
-            store(c.load_addr + (ram_from - manifest_end), src);
+            ram.store(c.load_addr + (ram_from - manifest_end), src);
         }
         self.bitmap[bit / 64] |= 1 << (bit % 64);
         let Some(c) = self.current.as_mut() else {
@@ -409,16 +442,53 @@ impl<'b> Receiver<'b> {
         }
     }
 
+    /// Hashes at most `max` more payload bytes of those the chunks received
+    /// from the part's start cover, reading them from RAM; whether it
+    /// hashed any.
+    pub fn measure(&mut self, ram: &impl ImageRam, max: u32) -> bool {
+        match self.current.as_mut() {
+            Some(c) => measure_prefix(c, self.bitmap, ram, max),
+            None => false,
+        }
+    }
+
+    /// Checks the manifest's signature once all of the manifest is in, if
+    /// not done yet; whether it did so now (the result waits for
+    /// [`verify`](Self::verify), which reports it in its place among the
+    /// checks). The signature covers the manifest alone, so checking it
+    /// before the payload is complete checks the same bytes.
+    pub fn check_signature(&mut self) -> bool {
+        #[cfg(feature = "signature-check")]
+        if let Some(c) = self.current.as_mut().filter(|c| c.signed.is_none()) {
+            let manifest_end = c.part_offset as u64 + MANIFEST_LEN as u64;
+            if covered(c, self.bitmap) >= manifest_end {
+                let key = &self.trusted.key;
+                c.signed = Some(images::signature::verify_signature(&self.manifest, key).is_ok());
+                return true;
+            }
+        }
+        false
+    }
+
     /// Checks a complete image, in this order: manifest, type, consistency
-    /// with the session, version floor, SHA-256 over `payload` (the bytes
-    /// at [`payload_span`](Self::payload_span), as they are in RAM), then
-    /// (with `signature-check`) the signature over the manifest, which
-    /// covers that digest. So a changed payload is reported as a digest
-    /// mismatch, a changed manifest as a bad signature. Any failure ends
-    /// the reception.
-    pub fn verify(&mut self, payload: &[u8]) -> Result<LoadedImage, Reject> {
-        let Some(c) = self.current.as_ref() else {
-            return Err(self.refuse(RejectReason::Incomplete, 0, 0));
+    /// with the session, version floor, SHA-256 over the payload (measured
+    /// as it came, from the bytes in RAM at
+    /// [`payload_span`](Self::payload_span)), then (with `signature-check`)
+    /// the signature over the manifest, which covers that digest. So a
+    /// changed payload is reported as a digest mismatch, a changed manifest
+    /// as a bad signature. Any failure ends the reception.
+    pub fn verify(&mut self, ram: &impl ImageRam) -> Result<LoadedImage, Reject> {
+        self.measure(ram, u32::MAX);
+        let Some(c) = self
+            .current
+            .as_ref()
+            .filter(|c| c.measured == c.payload_len())
+        else {
+            let (s, v) = self
+                .current
+                .as_ref()
+                .map_or((0, 0), |c| (c.session, c.version));
+            return Err(self.refuse(RejectReason::Incomplete, s, v));
         };
         let (session, version) = (c.session, c.version);
         let manifest = match Manifest::parse(&self.manifest[..]) {
@@ -440,7 +510,9 @@ impl<'b> Receiver<'b> {
         if manifest.version < self.strap.min_version {
             return Err(self.refuse(RejectReason::VersionTooLow, session, version));
         }
-        let digest: [u8; 32] = Sha256::digest(payload).into();
+        let digest: [u8; 32] = c.hash.clone().finalize().into();
+        #[cfg(feature = "signature-check")]
+        let signed = c.signed;
         if digest != manifest.sha256 {
             let mut reject = self.refuse(RejectReason::DigestMismatch, session, version);
             reject.measured.copy_from_slice(&digest[..16]);
@@ -448,7 +520,9 @@ impl<'b> Receiver<'b> {
             return Err(reject);
         }
         #[cfg(feature = "signature-check")]
-        if images::signature::verify_signature(&self.manifest, &self.trusted.key).is_err() {
+        if !signed.unwrap_or_else(|| {
+            images::signature::verify_signature(&self.manifest, &self.trusted.key).is_ok()
+        }) {
             // Which key signed it, against which key we trust: unsigned
             // images show zeros.
             let mut reject = self.refuse(RejectReason::BadSignature, session, version);
@@ -466,4 +540,34 @@ impl<'b> Receiver<'b> {
             digest,
         })
     }
+}
+
+fn has(bitmap: &ChunkBitmap, bit: usize) -> bool {
+    bitmap[bit / 64] & (1 << (bit % 64)) != 0
+}
+
+/// Where, in the object, the chunks received from the part's start without
+/// a gap end (clipped to the part), moving `c.prefix` on over new ones.
+fn covered(c: &mut Current, bitmap: &ChunkBitmap) -> u64 {
+    while c.prefix < c.chunks as usize && has(bitmap, c.prefix) {
+        c.prefix += 1;
+    }
+    let part_end = c.part_offset as u64 + c.part_len as u64;
+    ((c.first_chunk as u64 + c.prefix as u64) * c.chunk_size as u64).min(part_end)
+}
+
+/// Hashes up to `max` payload bytes that the chunks received from the
+/// start of the part cover and that are not measured yet, reading them
+/// from RAM; whether it hashed any.
+fn measure_prefix(c: &mut Current, bitmap: &ChunkBitmap, ram: &impl ImageRam, max: u32) -> bool {
+    let covered = covered(c, bitmap);
+    let manifest_end = c.part_offset as u64 + MANIFEST_LEN as u64;
+    let end = (covered.saturating_sub(manifest_end) as u32).min(c.measured.saturating_add(max));
+    if end <= c.measured {
+        return false;
+    }
+    c.hash
+        .update(ram.load(c.load_addr + c.measured as u64, end - c.measured));
+    c.measured = end;
+    true
 }

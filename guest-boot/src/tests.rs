@@ -4,10 +4,12 @@
 //! are milliseconds since the node started asking.
 
 use crate::boot::{
-    Action, Boot, NACK_QUIET_MS, RETRY_BASE_MS, RETRY_MAX_MS, SESSION_SILENCE_MS, Setup,
-    report_self_test,
+    Action, Boot, MEASURE_SLICE, NACK_QUIET_MS, RETRY_BASE_MS, RETRY_MAX_MS, SESSION_SILENCE_MS,
+    Setup, report_self_test,
 };
-use crate::receive::{ChunkBitmap, LoadedImage, MAX_CHUNKS, NACK_BACKOFF_TICKS, TrustedKey};
+use crate::receive::{
+    ChunkBitmap, ImageRam, LoadedImage, MAX_CHUNKS, NACK_BACKOFF_TICKS, TrustedKey,
+};
 use board::memory::{IMAGE_BASE, IMAGE_END};
 use board::strap::{Strap, Transport};
 use board::time::ms;
@@ -152,11 +154,52 @@ impl<'o> Session<'o> {
     }
 }
 
+/// The image region from `IMAGE_BASE`, on paper.
+struct Ram {
+    bytes: Vec<u8>,
+    /// Bytes read back to be measured, and those of the last read.
+    loaded: usize,
+    last_load: usize,
+    /// A stored byte at this offset comes back flipped: RAM that does not
+    /// keep what was written.
+    faulty: Option<usize>,
+}
+
+impl ImageRam for Ram {
+    fn store(&mut self, addr: u64, bytes: &[u8]) {
+        assert!(addr >= IMAGE_BASE && addr + bytes.len() as u64 <= IMAGE_END);
+        let at = (addr - IMAGE_BASE) as usize;
+        self.bytes[at..at + bytes.len()].copy_from_slice(bytes);
+        if let Some(bad) = self.faulty.filter(|b| (at..at + bytes.len()).contains(b)) {
+            self.bytes[bad] ^= 0x01;
+        }
+    }
+
+    fn load(&self, addr: u64, len: u32) -> &[u8] {
+        let at = (addr - IMAGE_BASE) as usize;
+        &self.bytes[at..at + len as usize]
+    }
+}
+
+/// Counts what the machine reads back, around a `Ram`.
+struct Counted<'r>(&'r mut Ram, std::cell::Cell<(usize, usize)>);
+
+impl ImageRam for Counted<'_> {
+    fn store(&mut self, addr: u64, bytes: &[u8]) {
+        self.0.store(addr, bytes)
+    }
+
+    fn load(&self, addr: u64, len: u32) -> &[u8] {
+        let (total, _) = self.1.get();
+        self.1.set((total + len as usize, len as usize));
+        self.0.load(addr, len)
+    }
+}
+
 /// A node on paper.
 struct Sim {
     boot: Boot<'static>,
-    /// The image region from `IMAGE_BASE`.
-    ram: Vec<u8>,
+    ram: Ram,
     now: u64,
     /// What it did, with the time (ticks).
     log: Vec<(u64, Action)>,
@@ -171,7 +214,12 @@ impl Sim {
         let bitmap: Box<ChunkBitmap> = vec![0u64; MAX_CHUNKS / 64].try_into().unwrap();
         Sim {
             boot: Boot::new(setup, Box::leak(bitmap), seed, 0),
-            ram: vec![0; RAM],
+            ram: Ram {
+                bytes: vec![0; RAM],
+                loaded: 0,
+                last_load: 0,
+                faulty: None,
+            },
             now: 0,
             log: Vec::new(),
         }
@@ -183,11 +231,12 @@ impl Sim {
         for a in actions {
             self.log.push((self.now, a));
             done.push(a);
-            if let Action::Verify { load_addr, len } = a {
-                let at = (load_addr - IMAGE_BASE) as usize;
-                let payload = self.ram[at..at + len as usize].to_vec();
+            if let Action::Verify = a {
                 let now = self.now;
-                let next = self.boot.on_loaded(&payload, || now);
+                let ram = Counted(&mut self.ram, Default::default());
+                let next = self.boot.check(&ram, || now);
+                let (loaded, _) = ram.1.get();
+                (self.ram.loaded, self.ram.last_load) = (self.ram.loaded + loaded, loaded);
                 done.extend(self.perform(next));
             }
         }
@@ -200,21 +249,24 @@ impl Sim {
         let mut done = Vec::new();
         for m in frames {
             let now = self.now;
-            let ram = &mut self.ram;
-            let actions = self.boot.on_message(
-                m,
-                || now,
-                |addr, bytes| {
-                    assert!(addr >= IMAGE_BASE && addr + bytes.len() as u64 <= IMAGE_END);
-                    let at = (addr - IMAGE_BASE) as usize;
-                    ram[at..at + bytes.len()].copy_from_slice(bytes);
-                },
-            );
+            let actions = self.boot.on_message(m, || now, &mut self.ram);
+            self.ram.last_load = 0;
             done.extend(self.perform(actions));
         }
         let actions = self.boot.poll(self.now);
         done.extend(self.perform(actions));
+        // No frame waits until the next batch: time to measure.
+        while self.measure(MEASURE_SLICE) {}
         done
+    }
+
+    /// What the driver does between frames; counts what it read back.
+    fn measure(&mut self, max: u32) -> bool {
+        let ram = Counted(&mut self.ram, Default::default());
+        let more = self.boot.measure(&ram, max);
+        let (loaded, _) = ram.1.get();
+        self.ram.loaded += loaded;
+        more
     }
 
     /// Sleeps and wakes as the machine asks, with no frames, until `t` ms.
@@ -246,7 +298,7 @@ fn show(a: &Action) -> String {
             format!("Reject {:?}", RejectReason::from_code(r.reason).unwrap())
         }
         Action::Send(m) => format!("{:?}", m.kind()),
-        Action::Verify { .. } => "Verify".into(),
+        Action::Verify => "Verify".into(),
         Action::HandOff(_) => "HandOff".into(),
         Action::Halt => "Halt".into(),
     }
@@ -393,7 +445,7 @@ fn sessions_not_for_us_change_nothing() {
         );
         let asked = requests(&sim.run_until(5000));
         assert!(asked.len() >= 3, "{what}: the node keeps asking: {asked:?}");
-        assert_eq!(sim.ram[..16], [0; 16], "{what}: nothing stored");
+        assert_eq!(sim.ram.bytes[..16], [0; 16], "{what}: nothing stored");
     }
 }
 
@@ -416,7 +468,11 @@ fn a_complete_image_is_checked_then_handed_off() {
         ["Status Verifying", "Verify", "Status Handoff", "HandOff"]
     );
     let payload = &object[MANIFEST_LEN..];
-    assert_eq!(&sim.ram[..payload.len()], payload, "the payload is in RAM");
+    assert_eq!(
+        &sim.ram.bytes[..payload.len()],
+        payload,
+        "the payload is in RAM"
+    );
     let Action::HandOff(image) = done[3] else {
         unreachable!()
     };
@@ -440,6 +496,135 @@ fn a_complete_image_is_checked_then_handed_off() {
     assert_eq!(requests(&sim.log).len(), 1, "no request while receiving");
 }
 
+/// The digest is measured from RAM between frames, in order: each byte
+/// once, so with time between frames the check after the last chunk reads
+/// only that chunk's bytes. Chunks out of order wait for the gap before
+/// them to close; each look between frames reads at most a slice.
+#[test]
+fn the_image_is_measured_in_order_while_it_comes() {
+    let object = image(10);
+    let s = Session {
+        number: 9,
+        object: &object,
+    };
+    let payload = &object[MANIFEST_LEN..];
+    let digest: [u8; 32] = Sha256::digest(payload).into();
+    let hands_off = |done: &[Action]| {
+        done.iter()
+            .find_map(|a| match a {
+                Action::HandOff(image) => Some(image.digest),
+                _ => None,
+            })
+            .expect("handed off")
+    };
+    // In order: the manifest's chunks measure nothing, the first chunk
+    // past it the payload's bytes it holds.
+    let mut sim = Sim::new(1);
+    sim.batch(0, &s.start());
+    sim.batch(10, &[s.data(0), s.data(1)]);
+    assert_eq!(sim.ram.loaded, 0);
+    sim.batch(15, &[s.data(2)]);
+    assert_eq!(sim.ram.loaded, 3 * CHUNK - MANIFEST_LEN);
+    sim.boot.on_message(&s.data(3), || 0, &mut sim.ram);
+    assert!(sim.measure(7));
+    assert_eq!(
+        sim.ram.loaded,
+        3 * CHUNK - MANIFEST_LEN + 7,
+        "a slice at most"
+    );
+    let mut frames = s.data_except(&[0, 1, 2, 3]);
+    let last = frames.pop().unwrap();
+    sim.batch(20, &frames);
+    assert_eq!(sim.ram.loaded, 9 * CHUNK - MANIFEST_LEN);
+    let done = sim.batch(30, &[last]);
+    assert_eq!(
+        sim.ram.last_load,
+        payload.len() - (9 * CHUNK - MANIFEST_LEN)
+    );
+    assert_eq!(sim.ram.loaded, payload.len(), "each byte once");
+    assert_eq!(hands_off(&done), digest);
+    // Backwards: nothing is measured until the first chunk closes the gap.
+    let mut sim = Sim::new(1);
+    sim.batch(0, &s.start());
+    let mut frames = s.data_except(&[]);
+    frames.reverse();
+    let first = frames.pop().unwrap();
+    sim.batch(10, &frames);
+    assert_eq!(sim.ram.loaded, 0);
+    let done = sim.batch(20, &[first]);
+    assert_eq!(sim.ram.loaded, payload.len(), "each byte once");
+    assert_eq!(hands_off(&done), digest);
+}
+
+/// On the wall clock the signature is checked between frames once the
+/// manifest is in, once; the image's bytes come first.
+#[test]
+fn the_signature_is_checked_between_frames_once_the_manifest_is_in() {
+    let object = image(10);
+    let s = Session {
+        number: 9,
+        object: &object,
+    };
+    let mut sim = Sim::new(1);
+    let take = |sim: &mut Sim, m: Message| {
+        let actions = sim.boot.on_message(&m, || 0, &mut sim.ram);
+        sim.perform(actions);
+    };
+    for m in s.start().into_iter().chain([s.data(0), s.data(1)]) {
+        take(&mut sim, m);
+    }
+    assert!(
+        !sim.measure(u32::MAX),
+        "120 of 160 manifest bytes: nothing to do"
+    );
+    take(&mut sim, s.data(2));
+    assert!(sim.measure(u32::MAX), "the payload bytes of chunk 2");
+    assert_eq!(sim.ram.loaded, 3 * CHUNK - MANIFEST_LEN);
+    assert!(sim.measure(u32::MAX), "then the signature");
+    assert!(!sim.measure(u32::MAX), "once");
+    let done = sim.batch(10, &s.data_except(&[0, 1, 2]));
+    assert_eq!(
+        shown(&done),
+        ["Status Verifying", "Verify", "Status Handoff", "HandOff"]
+    );
+    // On the virtual clock it waits for the check after the last chunk.
+    let mut on_virtual = setup();
+    on_virtual.strap.clock = board::strap::Clock::Virtual;
+    let mut sim = Sim::with(on_virtual, 1);
+    for m in s.start().into_iter().chain((0..3).map(|i| s.data(i))) {
+        take(&mut sim, m);
+    }
+    assert!(sim.measure(u32::MAX));
+    assert!(!sim.measure(u32::MAX), "no signature between frames");
+}
+
+/// What is measured is what RAM holds, not what came on the bus: RAM that
+/// does not keep a byte fails the digest check.
+#[test]
+fn a_byte_ram_did_not_keep_fails_the_digest_check() {
+    let object = image(10);
+    let s = Session {
+        number: 9,
+        object: &object,
+    };
+    let mut sim = Sim::new(1);
+    sim.ram.faulty = Some(200);
+    sim.batch(0, &s.start());
+    let done = sim.batch(10, &s.data_except(&[]));
+    let reject = done
+        .iter()
+        .find_map(|a| match a {
+            Action::Send(Message::Reject(r)) => Some(*r),
+            _ => None,
+        })
+        .expect("refused");
+    assert_eq!(reject.reason, RejectReason::DigestMismatch as u8);
+    let mut held = object[MANIFEST_LEN..].to_vec();
+    held[200] ^= 0x01;
+    let measured: [u8; 32] = Sha256::digest(&held).into();
+    assert_eq!(reject.measured, measured[..16]);
+}
+
 type Edit = fn(&mut Vec<u8>, &mut SessionPart);
 
 /// Sends a session of an image changed by `edit` to a node that asked at
@@ -459,9 +644,12 @@ fn refusal(what: &str, edit: Edit, before: &[&str], reason: RejectReason) -> (Re
     };
     let mut sim = Sim::new(1);
     sim.batch(0, &[]);
+    // The manifest's chunks first: between the batches the node checks
+    // the signature early, and reports it in its place all the same.
     let mut frames = vec![s.announce(), Message::SessionPart(part)];
-    frames.extend(s.data_except(&[]));
-    let done = sim.batch(50, &frames);
+    frames.extend((0..3).map(|i| s.data(i)));
+    let mut done = sim.batch(50, &frames);
+    done.extend(sim.batch(50, &s.data_except(&[0, 1, 2])));
     let mut want: Vec<String> = before.iter().map(|s| s.to_string()).collect();
     want.push(format!("Reject {reason:?}"));
     assert_eq!(shown(&done), want, "{what}");

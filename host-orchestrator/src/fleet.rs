@@ -177,7 +177,7 @@ impl Default for BusSettings {
         BusSettings {
             preset: default_preset(),
             paced: false,
-            transport: Transport::Uart,
+            transport: Transport::Virtio,
             clock: Clock::Wall,
             ips: None,
             segments: None,
@@ -521,7 +521,7 @@ impl BusSection {
     /// The settings, with the transport's name read.
     fn settings(self) -> Result<BusSettings> {
         Ok(BusSettings {
-            transport: transport(self.transport.as_deref().unwrap_or("uart"))?,
+            transport: transport(self.transport.as_deref().unwrap_or("virtio"))?,
             clock: clock(self.clock.as_deref().unwrap_or("wall"))?,
             ips: self.ips,
             preset: self.preset,
@@ -569,6 +569,14 @@ impl Fleet {
     pub fn with_clock(mut self, clock: Clock) -> Result<Fleet> {
         check_clock(clock, self.transport).context("--clock")?;
         self.clock = clock;
+        Ok(self)
+    }
+
+    /// This fleet on `transport` (the command line's `--transport`),
+    /// checked as a fleet file's `[bus] transport` is.
+    pub fn with_transport(mut self, transport: Transport) -> Result<Fleet> {
+        check_clock(self.clock, transport).context("--transport")?;
+        self.transport = transport;
         Ok(self)
     }
 }
@@ -917,13 +925,27 @@ mod tests {
         let e = Fleet::parse(&format!("[bus]\nips = 100000000\n{node}")).unwrap_err();
         assert!(format!("{e:#}").contains("bus.ips: 100000000"), "{e:#}");
         assert_eq!(icount_shift(1_953_125).unwrap(), 9);
-        let e = Fleet::parse(&format!("[bus]\nclock = \"virtual\"\n{node}")).unwrap_err();
+        // virtio, the default transport, runs on either clock; uart only
+        // on the wall clock, from a file or from the command line.
+        let f = Fleet::parse(&format!("[bus]\nclock = \"virtual\"\n{node}")).unwrap();
+        assert_eq!((f.clock, f.transport), (Clock::Virtual, Transport::Virtio));
+        let e = Fleet::parse(&format!(
+            "[bus]\nclock = \"virtual\"\ntransport = \"uart\"\n{node}"
+        ))
+        .unwrap_err();
         assert!(
             format!("{e:#}").contains("needs transport = \"virtio\""),
             "{e:#}"
         );
-        let uart = Fleet::parse(node).unwrap();
-        assert!(uart.with_clock(Clock::Virtual).is_err());
+        let uart = Fleet::parse(node)
+            .unwrap()
+            .with_transport(Transport::Uart)
+            .unwrap();
+        assert_eq!(uart.transport, Transport::Uart);
+        let e = uart.clone().with_clock(Clock::Virtual).unwrap_err();
+        assert!(format!("{e:#}").starts_with("--clock: "), "{e:#}");
+        let e = f.with_transport(Transport::Uart).unwrap_err();
+        assert!(format!("{e:#}").starts_with("--transport: "), "{e:#}");
     }
 
     #[test]

@@ -92,6 +92,39 @@ enum BenchWhich {
         #[arg(long)]
         run_dir: Option<PathBuf>,
     },
+    /// Boot ever larger virtio fleets (one node first, for one node's
+    /// boot) broadcasting on a paced bus: time to all verified against its
+    /// floor, real-time factor, memory and CPU per fleet, overruns.
+    Scale(ScaleArgs),
+}
+
+#[derive(Args)]
+struct ScaleArgs {
+    /// Fleet sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "40,100,200")]
+    nodes: Vec<usize>,
+    /// Pad the drive image to this size (bytes, or with K or M).
+    #[arg(long, default_value = "256K", value_parser = parse_image_size)]
+    image_size: u32,
+    /// The fixed hold-off window, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    hold_off_ms: u64,
+    /// Seconds each idle fleet's CPU use is sampled.
+    #[arg(long, default_value_t = 5)]
+    idle_seconds: u64,
+    /// Seconds a run may take before it is reported unfinished.
+    #[arg(long, default_value_t = 300)]
+    run_timeout: u64,
+    /// Built guest artifacts (default: target/bootcast, or $BOOTCAST_ARTIFACTS).
+    #[arg(long)]
+    artifacts: Option<PathBuf>,
+    /// Also write every row as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Keep the log, table and report here (default:
+    /// target/bootcast/runs/<time>-bench-scale).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -156,14 +189,17 @@ struct StormArgs {
     /// Built guest artifacts (default: target/bootcast, or $BOOTCAST_ARTIFACTS).
     #[arg(long)]
     artifacts: Option<PathBuf>,
-    /// Run on this clock, whatever the file says: `wall` (storms refuse
-    /// `virtual` for now: their timeline runs on the host's clock).
+    /// Run on this clock, whatever the file says: `wall` or `virtual`.
     #[arg(long, value_parser = parse_clock)]
     clock: Option<board::strap::Clock>,
 }
 
 fn parse_clock(s: &str) -> Result<board::strap::Clock, String> {
     host_orchestrator::fleet::clock(s).map_err(|e| e.to_string())
+}
+
+fn parse_transport(s: &str) -> Result<board::strap::Transport, String> {
+    host_orchestrator::fleet::transport(s).map_err(|e| e.to_string())
 }
 
 #[derive(Args)]
@@ -214,6 +250,10 @@ struct UpArgs {
     /// Run on this clock (`wall` or `virtual`), whatever the file says.
     #[arg(long, value_parser = parse_clock)]
     clock: Option<board::strap::Clock>,
+    /// Reach the bus through this device (`virtio`, the default, or
+    /// `uart`), whatever the file says.
+    #[arg(long, value_parser = parse_transport)]
+    transport: Option<board::strap::Transport>,
     /// Exit as soon as every node is verified or failed: 0 only if all are verified.
     #[arg(long)]
     exit_when_ready: bool,
@@ -304,6 +344,10 @@ fn main() -> ExitCode {
                 let out = BenchOut { json, run_dir, log };
                 bench_policies(nodes, stagger_ms, artifacts, out, interrupt).await
             }
+            Command::Bench {
+                which: Some(BenchWhich::Scale(args)),
+                ..
+            } => bench_scale(args, interrupt, log).await,
         }
     });
     if let Err(e) = &result {
@@ -385,6 +429,78 @@ async fn bench_policies(
     })
 }
 
+async fn bench_scale(a: ScaleArgs, interrupt: CancellationToken, log: LogFile) -> Result<Outcome> {
+    use host_orchestrator::bench::{compare, scale};
+    let out = BenchOut {
+        json: a.json.clone(),
+        run_dir: a.run_dir.clone(),
+        log,
+    };
+    check_output_folder("--json", a.json.as_deref())?;
+    check_sizes(&a.nodes)?;
+    for (flag, v) in [
+        ("--hold-off-ms", a.hold_off_ms),
+        ("--idle-seconds", a.idle_seconds),
+        ("--run-timeout", a.run_timeout),
+    ] {
+        if v == 0 {
+            anyhow::bail!("{flag}: must be positive");
+        }
+    }
+    let artifacts = Artifacts::locate(a.artifacts)?;
+    let opts = scale::ScaleOptions {
+        nodes: a.nodes,
+        image_size: a.image_size,
+        hold_off_ms: a.hold_off_ms,
+        idle_s: a.idle_seconds,
+        run_timeout_s: a.run_timeout,
+    };
+    // A bad image size is refused before any fleet boots.
+    let copts = compare::CompareOptions {
+        image_size: opts.image_size,
+        ..compare::CompareOptions::default()
+    };
+    compare::fleet("virtio", 1, compare::Delivery::Broadcast, true, &copts)?;
+    let dir = out.start(&artifacts, "bench-scale")?;
+    let mut fleets = Vec::new();
+    let s = scale::scale(&artifacts, &opts, &interrupt, |r, report| {
+        fleets.push((compare::label(r), report.clone()));
+        say!(
+            "bench scale: N={}: {}/{} verified{}",
+            r.nodes,
+            r.verified,
+            r.nodes,
+            r.time_to_all_verified_s
+                .map_or(String::new(), |t| format!(" in {t:.2} s"))
+        )
+    })
+    .await?;
+    let table = scale::table(&s);
+    println!("{table}");
+    out.write(&dir, &table, &s, &s)?;
+    fleet_views(&dir, &fleets).await?;
+    if s.interrupted {
+        say!("interrupted: the table holds only the fleets that ran");
+    }
+    Ok(if s.interrupted {
+        Outcome::Interrupted
+    } else {
+        Outcome::Pass
+    })
+}
+
+/// Fleet sizes given with `--nodes`: each one a fleet can have.
+fn check_sizes(nodes: &[usize]) -> Result<()> {
+    if nodes.is_empty() || nodes.iter().any(|&n| n == 0 || n > fleet::MAX_NODES) {
+        anyhow::bail!(
+            "--nodes: each fleet size must be 1 to {}, got {:?}",
+            fleet::MAX_NODES,
+            nodes
+        );
+    }
+    Ok(())
+}
+
 async fn bench_compare(
     a: CompareArgs,
     interrupt: CancellationToken,
@@ -397,13 +513,7 @@ async fn bench_compare(
         log,
     };
     check_output_folder("--json", a.json.as_deref())?;
-    if a.nodes.is_empty() || a.nodes.iter().any(|&n| n == 0 || n > fleet::MAX_NODES) {
-        anyhow::bail!(
-            "--nodes: each fleet size must be 1 to {}, got {:?}",
-            fleet::MAX_NODES,
-            a.nodes
-        );
-    }
+    check_sizes(&a.nodes)?;
     for (flag, v) in [
         ("--hold-off-ms", a.hold_off_ms),
         ("--idle-seconds", a.idle_seconds),
@@ -466,6 +576,10 @@ async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<
         (Some(path), _) => Fleet::load(path)?,
         (None, n) => Fleet::default_mix(n.unwrap_or(8))?,
     };
+    let fleet = match args.transport {
+        Some(t) => fleet.with_transport(t)?,
+        None => fleet,
+    };
     let fleet = match args.clock {
         Some(c) => fleet.with_clock(c)?,
         None => fleet,
@@ -502,6 +616,12 @@ async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<
     opts.master_exe = std::env::current_exe().ok();
     opts.interrupt = interrupt.clone();
     opts.end_when_settled = args.exit_when_ready;
+    // The fleet powers on in one instant, as a rack does, not as fast as
+    // the host can start QEMUs one after another (seconds for 40): so the
+    // master's first window holds every node's request, and the first
+    // broadcast serves them all. On the virtual clock a node's time starts
+    // with the node anyway.
+    opts.power_on_together = fleet.clock == board::strap::Clock::Wall;
     let n = fleet.nodes.len();
     say!(
         "booting {n} nodes ({}); timeout {:.0}s",
@@ -608,7 +728,6 @@ async fn storm(args: StormArgs, interrupt: CancellationToken, log: LogFile) -> R
     if let Some(c) = args.clock {
         scenario.fleet = scenario.fleet.with_clock(c)?;
     }
-    storm::refuse_virtual_clock(&scenario)?;
     let artifacts = Artifacts::locate(args.artifacts.clone())?;
     let run_dir = run_folder(args.run_dir.clone(), &artifacts, &scenario.name)?;
     open_log(&log, &run_dir);

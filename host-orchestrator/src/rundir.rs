@@ -26,6 +26,8 @@
 //! store/               the master's image store (publishing writes here)
 //! reference/           padded reference images, when the fleet pads
 //! master.json          the backup master's configuration
+//! boot-rom.bin         the boot ROM the nodes' flash holds (the flash file
+//!                      without its zero tail)
 //! ```
 //!
 //! A unix socket's path must fit in 108 bytes: when the run folder's path
@@ -354,6 +356,11 @@ impl RunDir {
     /// Padded reference images.
     pub fn reference(&self) -> PathBuf {
         self.root.join("reference")
+    }
+
+    /// The boot ROM the nodes' flash holds.
+    pub fn boot_rom(&self) -> PathBuf {
+        self.root.join("boot-rom.bin")
     }
 
     /// The backup master's configuration file.

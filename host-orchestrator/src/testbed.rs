@@ -37,6 +37,12 @@ const UNPACED_RX_QUEUE: usize = 64;
 /// Frames a node's bridge port queues for it on a paced bus.
 const PACED_RX_QUEUE: usize = 512;
 
+/// On a paced bus, frames go to a node at most every this many ms,
+/// together: its boot ROM takes them in batches of up to 10 ms anyway, and
+/// a socket write, a QEMU read and a device buffer per frame cost the host
+/// more than the node's own work once tens of nodes receive an image.
+const NODE_DELIVERY_MS: u64 = 1;
+
 /// Built guest artifacts: the flash file and the reference images.
 #[derive(Clone, Debug)]
 pub struct Artifacts {
@@ -194,6 +200,12 @@ pub struct Testbed {
     launches: BTreeMap<u16, NodeLaunch>,
     /// Nodes whose power comes on later: (when, node), soonest last.
     power_on_later: Vec<(Instant, u16)>,
+    /// On the virtual clock: where the fleet's time is held
+    /// ([`Testbed::pause_until`]).
+    paused_at: Option<u64>,
+    /// The supervisor holds the bus's time once the fleet settles
+    /// ([`Options::end_when_settled`]): no pause is reached after that.
+    ends_when_settled: bool,
     /// The master's store (the run's own copy).
     store_dir: PathBuf,
     artifacts: Artifacts,
@@ -206,6 +218,7 @@ impl Testbed {
         qemu::check_installed()?;
         let run_dir = RunDir::create(opts.run_dir.as_deref())?;
         let reference = prepare_stores(&opts, &run_dir)?;
+        qemu::write_boot_rom(&opts.artifacts.flash(), &run_dir.boot_rom())?;
         let seeds = opts.seeds.clone().unwrap_or_else(|| Seeds {
             bus_faults: opts.fleet.faults.seed,
             ..Seeds::derive(rand::random(), opts.fleet.nodes.iter().map(|n| n.id))
@@ -277,6 +290,8 @@ impl Testbed {
             nodes: BTreeMap::new(),
             launches: BTreeMap::new(),
             power_on_later: Vec::new(),
+            paused_at: None,
+            ends_when_settled: opts.end_when_settled,
             artifacts: opts.artifacts.clone(),
             seeds,
         };
@@ -293,7 +308,7 @@ impl Testbed {
         for n in &opts.fleet.nodes {
             let launch = NodeLaunch {
                 id: n.id,
-                flash: opts.artifacts.flash(),
+                boot_rom: self.run_dir.boot_rom(),
                 bus_socket: self.run_dir.node_socket(n.id),
                 qmp_socket: self.run_dir.qmp_socket(n.id),
                 log: self.run_dir.qemu_log(n.id),
@@ -396,7 +411,22 @@ impl Testbed {
         if self.nodes.contains_key(&id) {
             bail!("node {id} is already powered on");
         }
-        self.spawn(id, false).await
+        self.spawn(id, false).await?;
+        // On the virtual clock the fleet's time must wait for the new
+        // node from where it is now, not from wherever the bus has got to
+        // when its QEMU is up.
+        if let (true, Some(bus)) = (self.on_virtual_clock(), self.bus()) {
+            let port = RunDir::node_port_name(id);
+            tokio::time::timeout(QMP_UP, bus.await_clock(&port))
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "node {id}'s clock plugin did not connect within {QMP_UP:?}; see {}",
+                        self.run_dir.qemu_log(id).display()
+                    )
+                })??;
+        }
+        Ok(())
     }
 
     /// Publishes version `version` of type `t`'s image in the master's store:
@@ -437,6 +467,19 @@ impl Testbed {
     /// ROM runs again.
     pub async fn reset(&self, id: u16) -> Result<()> {
         anyhow::ensure!(self.nodes.contains_key(&id), "node {id} is not powered on");
+        // On the virtual clock the node's plugin resets it at a point of
+        // virtual time; a monitor command would land wherever the host
+        // happens to be (and a vCPU held at its grant cannot take it).
+        if let (RunClock::Bus(_), Some(bus)) = (&self.clock, self.bus()) {
+            let port = RunDir::node_port_name(id);
+            if bus
+                .reset_node(&port, None)
+                .await
+                .with_context(|| format!("resetting node {id}"))?
+            {
+                return self.supervisor.mark_rebooting(id).await;
+            }
+        }
         let launch = self.launches.get(&id).context("no such node")?;
         // A node just powered on may not have its QMP socket up yet.
         let mut q = qemu::Qmp::connect_within(&launch.qmp_socket, QMP_UP)
@@ -575,6 +618,9 @@ impl Testbed {
         timeout: Duration,
         done: impl Fn(&FleetView) -> bool,
     ) -> bool {
+        if self.on_virtual_clock() {
+            return self.wait_until_virtual(timeout, done).await;
+        }
         let deadline = Instant::now() + timeout;
         self.power_on_later
             .sort_by_key(|(at, _)| std::cmp::Reverse(*at));
@@ -601,6 +647,71 @@ impl Testbed {
             }
             if Instant::now() >= deadline {
                 return false;
+            }
+        }
+    }
+
+    /// Whether the run's clock is the bus's virtual time.
+    pub fn on_virtual_clock(&self) -> bool {
+        matches!(self.clock, RunClock::Bus(_))
+    }
+
+    /// [`Testbed::wait_until`] on the virtual clock: `done` is judged with
+    /// the fleet held at each [`VIRTUAL_CHECK`] of virtual time, so where
+    /// it first holds does not depend on the host.
+    async fn wait_until_virtual(
+        &mut self,
+        timeout: Duration,
+        done: impl Fn(&FleetView) -> bool,
+    ) -> bool {
+        let deadline = self.now() + timeout;
+        loop {
+            if done(&self.fleet()) {
+                return true;
+            }
+            let now = self.now();
+            if now >= deadline || !self.pause_until((now + VIRTUAL_CHECK).min(deadline)).await {
+                return done(&self.fleet());
+            }
+        }
+    }
+
+    /// On the virtual clock, lets the fleet's time run on to `at` (from a
+    /// pause before, if any) and holds it there: what the caller does next
+    /// happens at `at` of virtual time. Looks after the testbed meanwhile.
+    /// False if interrupted, on the wall clock, or if the bus is gone.
+    pub async fn pause_until(&mut self, at: crate::clock::Moment) -> bool {
+        let Some(bus) = self.bus().filter(|_| self.on_virtual_clock()) else {
+            return false;
+        };
+        if let Some(was) = self.paused_at.take() {
+            self.supervisor.pin(None);
+            if bus.resume(was).await.is_err() {
+                return false;
+            }
+        }
+        let reached = bus.pause_at(at.as_ns());
+        tokio::pin!(reached);
+        loop {
+            tokio::select! {
+                r = &mut reached => {
+                    return match r {
+                        Ok(Some(t)) => {
+                            self.paused_at = Some(t);
+                            self.supervisor.pin(Some(crate::clock::Moment::from_ns(t)));
+                            true
+                        }
+                        _ => false,
+                    };
+                }
+                _ = self.interrupt.cancelled() => return false,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    self.reap_exited().await;
+                    // The supervisor has stopped the bus's time for good.
+                    if self.ends_when_settled && self.fleet().settled() {
+                        return false;
+                    }
+                }
             }
         }
     }
@@ -797,6 +908,9 @@ impl Testbed {
 /// How long a reset waits for a node's QMP socket (a node just powered on
 /// creates it within a second or so on a loaded host).
 const QMP_UP: Duration = Duration::from_secs(10);
+/// On the virtual clock, how often a wait for the fleet judges it (in
+/// virtual time; each check holds the fleet for a round).
+const VIRTUAL_CHECK: Duration = Duration::from_millis(100);
 /// How long the shutdown waits for sessions in progress to end.
 const SESSIONS_END: Duration = Duration::from_secs(5);
 /// How long the primary master gets to stop.
@@ -868,6 +982,7 @@ fn bridge_config(opts: &Options, run_dir: &RunDir, fault_seed: u64) -> bus_bridg
         segment: segment.to_string(),
         clock: None,
         timed: false,
+        deliver_every_ms: 0,
     };
     let mut ports: Vec<_> = HOST_PORTS
         .iter()
@@ -881,6 +996,11 @@ fn bridge_config(opts: &Options, run_dir: &RunDir, fault_seed: u64) -> bus_bridg
     }
     for n in &opts.fleet.nodes {
         let mut p = port(RunDir::node_port_name(n.id), &n.segment);
+        p.deliver_every_ms = if opts.fleet.paced && !on_virtual {
+            NODE_DELIVERY_MS
+        } else {
+            0
+        };
         p.clock = on_virtual.then(|| bus_bridge::PortClock {
             socket: run_dir.clock_socket(n.id),
             from_start: n.power_on_after.is_zero() && !opts.held.contains(&n.id),

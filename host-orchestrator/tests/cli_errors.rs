@@ -283,6 +283,30 @@ fn bench_policies_names_bad_flags() {
             args(&["bench", "--json", "/nonexistent-dir/c.json"]),
             "--json: folder /nonexistent-dir does not exist",
         ),
+        (
+            args(&["bench", "scale", "--nodes", "40,0"]),
+            "--nodes: each fleet size must be 1 to 250, got [40, 0]",
+        ),
+        (
+            args(&["bench", "scale", "--run-timeout", "0"]),
+            "--run-timeout: must be positive",
+        ),
+        (
+            args(&["bench", "scale", "--json", "/nonexistent-dir/s.json"]),
+            "--json: folder /nonexistent-dir does not exist",
+        ),
+        (
+            args(&["bench", "scale", "--image-size", "64M"]),
+            "padded image",
+        ),
+        (
+            args(&["testbed", "up", "--transport", "can"]),
+            "invalid value 'can' for '--transport <TRANSPORT>': bus.transport: unknown transport \"can\" (uart or virtio)",
+        ),
+        (
+            args(&["testbed", "up", "--transport", "uart", "--clock", "virtual"]),
+            "--clock: bus.clock: the virtual clock needs transport = \"virtio\"",
+        ),
     ]);
 }
 
@@ -454,29 +478,4 @@ fn a_storm_whose_harness_fails_still_writes_junit_with_the_reason() {
         xml.contains("drive"),
         "the reason names the missing type: {xml}"
     );
-}
-
-#[test]
-fn a_storm_refuses_the_virtual_clock_and_says_why() {
-    let d = tempfile::tempdir().unwrap();
-    let scenario = d.path().join("s.toml");
-    std::fs::write(
-        &scenario,
-        "name = \"tiny\"\nseed = 5\n[bus]\ntransport = \"virtio\"\n[[nodes]]\ntype = \"drive\"\n",
-    )
-    .unwrap();
-    let virtual_file = d.path().join("v.toml");
-    std::fs::write(
-        &virtual_file,
-        "name = \"tiny\"\nseed = 5\n[bus]\ntransport = \"virtio\"\nclock = \"virtual\"\n\
-         [[nodes]]\ntype = \"drive\"\n",
-    )
-    .unwrap();
-    let why = "the virtual clock is not supported for storms yet";
-    check(&[
-        (args(&["storm", &p(&scenario), "--clock", "virtual"]), why),
-        (args(&["storm", &p(&virtual_file)]), why),
-    ]);
-    let out = bootcast(&["storm", &p(&virtual_file)]);
-    assert_eq!(out.status.code(), Some(2));
 }

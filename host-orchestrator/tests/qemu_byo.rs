@@ -1,7 +1,9 @@
 //! Bring your own firmware, host side, on real QEMU nodes: a fleet file
-//! names images by their ELF files, an app that never says a word on the
-//! bus is verified by the host's own check of its RAM and CPU, and bytes
-//! changed in a node's RAM after it was verified fail it.
+//! names images by their ELF files, apps that never say a word on the bus
+//! (a Rust one, `silent`, and a C one that calls no SDK function at all,
+//! `examples/c-bare`) are verified by the host's own check of their RAM
+//! and CPU, and bytes changed in a node's RAM after it was verified fail
+//! it.
 //!
 //! The bytes are changed from outside, the way nothing in the guest could
 //! hide: node RAM is a file QEMU maps shared (`memory-backend-file`), and
@@ -15,12 +17,16 @@ use host_orchestrator::fleet::Fleet;
 use host_orchestrator::report::{NodeReport, Report, Verdict};
 use host_orchestrator::supervisor::{FleetView, HostState, VerifiedBy, probe};
 use host_orchestrator::testbed::Testbed;
-use proto::NodeType;
 use std::path::Path;
 
 /// The apps' ELF files `cargo xtask build` leaves beside the images.
 fn elf(name: &str) -> std::path::PathBuf {
     artifacts().dir.join("elf").join(format!("{name}.elf"))
+}
+
+/// The C examples `cargo xtask build` compiles.
+fn c_example(name: &str) -> std::path::PathBuf {
+    artifacts().dir.join("examples").join(format!("{name}.elf"))
 }
 
 fn node(r: &Report, id: u16) -> &NodeReport {
@@ -34,7 +40,8 @@ fn bus_log(run: &Path, id: u16) -> String {
 }
 
 /// Drives 1-2 (the drive app, built from its ELF at start), op-panels 3-4
-/// (`silent`: no heartbeat, no answer, ever), xy 5 (the build's image).
+/// (`silent`: no heartbeat, no answer, ever), comm 5 (`c-bare`, C, no
+/// SDK), xy 6 (the build's image).
 fn fleet(dir: &Path) -> Fleet {
     // Relative to the fleet file.
     std::fs::copy(elf("silent"), dir.join("silent.elf")).unwrap();
@@ -45,10 +52,13 @@ fn fleet(dir: &Path) -> Fleet {
             "[images]\n\
              op-panel = \"silent.elf\"\n\
              drive = {{ elf = \"{}\", version = \"1.2.0\", name = \"drive-byo\" }}\n\
+             comm = \"{}\"\n\
              [[nodes]]\ntype = \"drive\"\ncount = 2\n\
              [[nodes]]\ntype = \"op-panel\"\ncount = 2\n\
+             [[nodes]]\ntype = \"comm\"\n\
              [[nodes]]\ntype = \"xy\"\n",
-            elf("drive").display()
+            elf("drive").display(),
+            c_example("c-bare").display()
         ),
     )
     .unwrap();
@@ -56,7 +66,7 @@ fn fleet(dir: &Path) -> Fleet {
 }
 
 #[test]
-fn elf_images_and_an_app_that_never_talks_are_verified_and_bytes_changed_later_are_caught() {
+fn elf_images_and_apps_that_never_talk_are_verified_and_bytes_changed_later_are_caught() {
     run(async {
         let dir = tempfile::Builder::new()
             .prefix("bc")
@@ -82,7 +92,7 @@ fn elf_images_and_an_app_that_never_talks_are_verified_and_bytes_changed_later_a
         }
         // The silent apps: verified by the host's check alone, their
         // generation and digest read from their handoff records.
-        for id in [3, 4] {
+        for id in [3, 4, 5] {
             let n = node(&before, id);
             assert_eq!(n.verified_by, Some(VerifiedBy::HostCheck), "node {id}");
             assert!(n.generation.is_some() && n.digest.is_some(), "node {id}");
@@ -96,18 +106,17 @@ fn elf_images_and_an_app_that_never_talks_are_verified_and_bytes_changed_later_a
             );
         }
 
-        // Four bytes of silent node 3's image, and of drive 1's (whose app
-        // answered heartbeats and challenges all along), changed in RAM.
-        let image = |t: NodeType| {
-            let path = artifacts().images().join(format!("{}.bcimg", t.name()));
-            images::build::Image::parse(&std::fs::read(path).unwrap()).unwrap()
-        };
-        let silent_at = image(NodeType::OpPanel).manifest.load_addr + 8;
-        let drive_at = image(NodeType::Drive).manifest.load_addr + 0x100;
+        // Four bytes of the images of silent node 3, of C node 5 and of
+        // drive 1 (whose app answered heartbeats and challenges all
+        // along), changed in RAM: written into the files that back their
+        // RAM, at the image's load address.
+        let base = board::memory::IMAGE_BASE;
+        let (silent_at, c_at, drive_at) = (base + 8, base + 0x20, base + 0x100);
         probe::write_ram(&tb.ram_file(3), silent_at, &[0xEF, 0xBE, 0xAD, 0xDE]).unwrap();
+        probe::write_ram(&tb.ram_file(5), c_at, &[0x6F, 0x00, 0x00, 0x00]).unwrap();
         probe::write_ram(&tb.ram_file(1), drive_at, &[0x73, 0x00, 0x10, 0x00]).unwrap();
         let caught = |v: &FleetView| {
-            [1, 3]
+            [1, 3, 5]
                 .iter()
                 .all(|id| v.nodes[id].state == HostState::Failed)
         };
@@ -117,7 +126,7 @@ fn elf_images_and_an_app_that_never_talks_are_verified_and_bytes_changed_later_a
             dump(&report);
             panic!("the changed bytes were not caught");
         }
-        for (id, at) in [(3, silent_at), (1, drive_at)] {
+        for (id, at) in [(3, silent_at), (5, c_at), (1, drive_at)] {
             let why = node(&report, id).failure.clone().unwrap();
             assert!(
                 why.starts_with("the host's check of its RAM and CPU: 4 bytes of its image in RAM differ from the build")
@@ -126,11 +135,11 @@ fn elf_images_and_an_app_that_never_talks_are_verified_and_bytes_changed_later_a
             );
         }
         // Nothing else was touched, and nothing else failed.
-        for id in [2, 4, 5] {
+        for id in [2, 4, 6] {
             assert_eq!(node(&report, id).state, HostState::Verified, "node {id}");
         }
         // The silent nodes never said a word after the boot ROM's last.
-        for id in [3, 4] {
+        for id in [3, 4, 5] {
             let log = bus_log(&run_dir, id);
             assert!(log.contains("Status Some(Handoff)"), "node {id}: {log}");
             assert!(

@@ -7,7 +7,7 @@
 //! node's power-on; [`NEVER`] stands for "no time".
 //!
 //! Node → bridge: [`Report`] (where it stopped and why). Bridge → node:
-//! [`Grant`] (run until this time).
+//! [`Grant`] (run until this time, and whether to reset first).
 
 /// The sync hint, `addi x0, x0, 0x7C5`: a RISC-V HINT (it writes `x0`,
 /// so it does nothing) that a node executes after handing the bus device a
@@ -49,10 +49,16 @@ pub struct Report {
 pub struct Grant {
     /// The next barrier, ns.
     pub until: u64,
+    /// Reset the machine where it stopped, before it runs on (a reset the
+    /// host asked for, at a point of virtual time rather than whenever a
+    /// monitor command happens to land).
+    pub reset: bool,
 }
 
 /// Kind byte of a [`Grant`].
 const GRANT: u8 = 0x10;
+/// A [`Grant`]'s second word: its flags.
+const GRANT_RESET: u64 = 1;
 
 /// Why a record was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +67,8 @@ pub enum ClockError {
     UnknownKind(u8),
     /// The padding is not zero (a stream out of step).
     BadPadding,
+    /// A grant's flags word has bits no version knows.
+    UnknownFlags(u64),
 }
 
 fn put(out: &mut [u8; RECORD], kind: u8, a: u64, b: u64) {
@@ -109,14 +117,19 @@ impl Grant {
     /// The record.
     pub fn encode(&self) -> [u8; RECORD] {
         let mut out = [0; RECORD];
-        put(&mut out, GRANT, self.until, 0);
+        let flags = if self.reset { GRANT_RESET } else { 0 };
+        put(&mut out, GRANT, self.until, flags);
         out
     }
 
     /// Reads a record; never panics.
     pub fn decode(rec: &[u8; RECORD]) -> Result<Grant, ClockError> {
         match take(rec)? {
-            (GRANT, until, _) => Ok(Grant { until }),
+            (GRANT, until, flags) if flags & !GRANT_RESET == 0 => Ok(Grant {
+                until,
+                reset: flags == GRANT_RESET,
+            }),
+            (GRANT, _, flags) => Err(ClockError::UnknownFlags(flags)),
             (k, _, _) => Err(ClockError::UnknownKind(k)),
         }
     }
@@ -142,14 +155,23 @@ mod tests {
         ] {
             assert_eq!(Report::decode(&r.encode()), Ok(r));
         }
-        let g = Grant { until: 42 };
-        assert_eq!(Grant::decode(&g.encode()), Ok(g));
+        for reset in [false, true] {
+            let g = Grant { until: 42, reset };
+            assert_eq!(Grant::decode(&g.encode()), Ok(g));
+        }
     }
 
     #[test]
     fn bad_records_are_refused() {
-        let mut r = Grant { until: 1 }.encode();
+        let mut r = Grant {
+            until: 1,
+            reset: false,
+        }
+        .encode();
         assert_eq!(Report::decode(&r), Err(ClockError::UnknownKind(GRANT)));
+        let mut flags = r;
+        flags[16] = 2;
+        assert_eq!(Grant::decode(&flags), Err(ClockError::UnknownFlags(2)));
         r[3] = 1;
         assert_eq!(Grant::decode(&r), Err(ClockError::BadPadding));
         assert_eq!(Report::decode(&[9; RECORD]), Err(ClockError::BadPadding));

@@ -336,6 +336,17 @@ impl Decoder {
         (n, r)
     }
 
+    /// The items that end in `bytes`, each decoded in one pass over its
+    /// run of bytes: the same as feeding them one by one to
+    /// [`push_item`](Self::push_item), without a call per byte. A frame
+    /// left unfinished stays in the decoder for the next bytes.
+    pub fn items<'a>(&'a mut self, bytes: &'a [u8]) -> Items<'a> {
+        Items {
+            decoder: self,
+            bytes,
+        }
+    }
+
     /// The last frame [`push_slice`](Self::push_slice) decoded (an empty
     /// classic frame before the first).
     pub fn frame(&self) -> &Frame {
@@ -406,6 +417,27 @@ impl Decoder {
             return (i, Some(end));
         }
         (i, None)
+    }
+}
+
+/// The items that end in a run of bytes (see [`Decoder::items`]).
+pub struct Items<'a> {
+    decoder: &'a mut Decoder,
+    bytes: &'a [u8],
+}
+
+impl Iterator for Items<'_> {
+    type Item = Result<Item, LinkError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.bytes.is_empty() {
+            let (n, r) = self.decoder.push_slice_item(self.bytes);
+            self.bytes = &self.bytes[n..];
+            if r.is_some() {
+                return r;
+            }
+        }
+        None
     }
 }
 
@@ -628,6 +660,40 @@ mod tests {
         // The decoder recovers after oversize.
         long.extend(good.clone());
         assert_eq!(decode_all(&long)[1], Ok(f));
+    }
+
+    #[test]
+    fn items_of_runs_are_those_of_bytes_fed_one_by_one() {
+        let f = Frame::new(0x123, 0, &[0, 1, 0, 2]).unwrap();
+        let mut out = [0u8; MAX_ENCODED];
+        let mut bytes = std::vec![0u8, 0];
+        let n = encode(&f, &mut out);
+        bytes.extend_from_slice(&out[..n]);
+        let n = encode_at(77, &mut out);
+        bytes.extend_from_slice(&out[..n]);
+        let n = encode(&f, &mut out);
+        let mut damaged = out[..n].to_vec();
+        damaged[2] ^= 0x01;
+        bytes.extend_from_slice(&damaged);
+        bytes.extend_from_slice(&std::vec![0x55u8; 400]);
+        bytes.extend_from_slice(&[0, 0]);
+        bytes.extend_from_slice(&out[..n]);
+        let mut d = Decoder::new();
+        let want: std::vec::Vec<_> = bytes.iter().filter_map(|&b| d.push_item(b)).collect();
+        assert_eq!(want.len(), 5, "{want:?}");
+        // Cut anywhere into two runs, and with a frame left unfinished.
+        for cut in 0..=bytes.len() {
+            let mut d = Decoder::new();
+            let mut got: std::vec::Vec<_> = d.items(&bytes[..cut]).collect();
+            got.extend(d.items(&bytes[cut..]));
+            assert_eq!(got, want, "cut at {cut}");
+        }
+        let mut d = Decoder::new();
+        assert_eq!(d.items(&bytes[..bytes.len() - 1]).count(), 4);
+        assert_eq!(
+            d.items(&[0]).collect::<std::vec::Vec<_>>(),
+            [Ok(Item::Frame(f))]
+        );
     }
 
     #[test]

@@ -65,3 +65,24 @@ unsafe extern "C" {
     pub fn g_byte_array_sized_new(reserved: c_uint) -> *mut GByteArray;
     pub fn g_byte_array_free(arr: *mut GByteArray, free_segment: c_int) -> *mut u8;
 }
+
+/// `SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET` of QEMU's `ShutdownCause` (its
+/// QAPI schema, `run-state.json`): the cause a monitor `system_reset` gives.
+pub const CAUSE_HOST_QMP_SYSTEM_RESET: c_int = 3;
+
+/// `qemu_system_reset_request(ShutdownCause)`.
+pub type ResetRequest = unsafe extern "C" fn(cause: c_int);
+
+/// QEMU's own `qemu_system_reset_request`, which the plugin API does not
+/// offer: Debian's QEMU exports its symbols (it loads modules), so it is
+/// looked up at run time; `None` where this QEMU does not export it.
+pub fn reset_request() -> Option<ResetRequest> {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only
+    // looks the symbol up; a non-null result is that function, whose C
+    // signature is `void qemu_system_reset_request(ShutdownCause)` (an enum,
+    // passed as int).
+    unsafe {
+        let f = libc::dlsym(libc::RTLD_DEFAULT, c"qemu_system_reset_request".as_ptr());
+        (!f.is_null()).then(|| std::mem::transmute::<*mut c_void, ResetRequest>(f))
+    }
+}

@@ -53,6 +53,8 @@ const HOLDS_SYNC: usize = 1 << 30;
 struct Node {
     gate: Gate,
     link: Link,
+    /// QEMU's reset request, for grants that ask for a reset.
+    reset: Option<api::ResetRequest>,
 }
 
 static NODE: Mutex<Option<Node>> = Mutex::new(None);
@@ -116,6 +118,17 @@ extern "C" fn on_block(_vcpu: c_uint, udata: *mut c_void) {
         // it returns the frames are in the guest's buffers and their
         // interrupt raised: the node resumes with them, whatever the host.
         let _ = read_u64(MTIME);
+        if grant.reset {
+            let Some(reset) = node.reset else {
+                fatal(
+                    "the bridge asked for a reset, and this QEMU exports no qemu_system_reset_request",
+                )
+            };
+            // SAFETY: QEMU's own function, as a monitor command calls it;
+            // from a vCPU thread it also stops this vCPU, so the reset
+            // comes before the guest runs on.
+            unsafe { reset(api::CAUSE_HOST_QMP_SYSTEM_RESET) };
+        }
         node.gate.granted(grant.until);
     }
 }
@@ -214,6 +227,7 @@ pub unsafe extern "C" fn qemu_plugin_install(
     *NODE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Node {
         gate: Gate::new(args.shift),
         link,
+        reset: api::reset_request(),
     });
     // SAFETY: registering a callback with QEMU during install, as its API
     // asks.

@@ -10,6 +10,7 @@
 //! `target/bootcast/signing.pub`. `build.json` names both files, so tests
 //! can sign images the nodes will accept.
 
+use crate::cmd::write_if_changed;
 use anyhow::{Context, Result, bail};
 use board::memory::{FLASH_BASE, FLASH_SIZE};
 use goblin::elf::{Elf, program_header::PT_LOAD};
@@ -193,6 +194,7 @@ pub fn build(root: &Path) -> Result<PathBuf> {
         write_if_changed(&elf_dir.join(format!("{name}.elf")), &bytes)?;
     }
     manifest(&size, &unchecked, &signing).write(&out.join(build_manifest::FILE_NAME))?;
+    crate::sdk::build(root, &out)?;
     crate::qemu_virtual::build_plugin(root, &out)?;
     Ok(out)
 }
@@ -284,18 +286,6 @@ fn flash_image(elf_bytes: &[u8]) -> Result<(Vec<u8>, RomSize)> {
         stack: section(".stack"),
     };
     Ok((flash, size))
-}
-
-/// Writes only when the content differs, so running testbeds that share the
-/// file are never handed a half-written flash.
-fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
-    if std::fs::read(path).is_ok_and(|old| old == bytes) {
-        return Ok(());
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]

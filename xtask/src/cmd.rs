@@ -41,3 +41,15 @@ pub fn run_checked(cmd: &mut Command, what: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Writes only when the content differs, so running testbeds that share the
+/// file are never handed a half-written flash.
+pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

@@ -4,6 +4,8 @@ use anyhow::{Context, Result, bail};
 use std::process::Command;
 
 const QEMU: &str = "qemu-system-riscv64";
+/// The bare-metal RISC-V C compiler (Debian's `gcc-riscv64-unknown-elf`).
+pub const CC: &str = "riscv64-unknown-elf-gcc";
 
 /// An install step failed: the machine lacks what a run needs. xtask exits
 /// with bootcast's "environment missing" code (3) then.
@@ -16,9 +18,12 @@ impl std::fmt::Display for Missing {
     }
 }
 
-/// What the testbed needs.
+/// What the testbed needs (the build includes the C examples).
 pub fn all() -> Result<()> {
-    rust_target().and_then(|()| qemu()).context(Missing)
+    rust_target()
+        .and_then(|()| qemu())
+        .and_then(|()| c_toolchain())
+        .context(Missing)
 }
 
 /// What the test suite needs besides the testbed: the tools that read the
@@ -100,6 +105,17 @@ fn debian_package(what: &str, probe: &[&str], package: &str) -> Result<()> {
 /// QEMU for riscv64, from Debian's qemu-system-misc.
 pub fn qemu() -> Result<()> {
     debian_package("QEMU", &[QEMU, "--version"], "qemu-system-misc")
+}
+
+/// The bare-metal RISC-V C compiler the node SDK's C examples are built
+/// with, from Debian's gcc-riscv64-unknown-elf (its libgcc has an
+/// `rv64imac/lp64` multilib; the examples need no libc).
+pub fn c_toolchain() -> Result<()> {
+    debian_package(
+        "the RISC-V C compiler",
+        &[CC, "--version"],
+        "gcc-riscv64-unknown-elf",
+    )
 }
 
 /// tshark, which the capture test reads the bus capture with.

@@ -10,6 +10,7 @@ mod fuzz;
 mod install;
 mod modgraph;
 mod qemu_virtual;
+mod sdk;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -27,7 +28,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install what a fresh machine lacks: the riscv64 Rust target (rustup),
-    /// QEMU, tshark and Chromium (apt-get, when run as root; otherwise print
+    /// QEMU, the RISC-V C compiler (gcc-riscv64-unknown-elf), tshark and
+    /// Chromium (apt-get, when run as root; otherwise print
     /// the command) and python-can (Debian's python3-can; tests use the first
     /// of $BOOTCAST_PYTHON, python3 and /usr/bin/python3 that has it). With
     /// `--virtual-clock`, also QEMU 10 from bookworm-backports, unpacked
@@ -38,8 +40,9 @@ enum Task {
         virtual_clock: bool,
     },
     /// Build the boot ROM, the apps and their signed images into
-    /// target/bootcast, and print the boot ROM's size with and without
-    /// signature checking. Signs with $BOOTCAST_SIGNING_KEY (a secret key
+    /// target/bootcast, the node SDK for C (sdk/: header, libbootcast.a,
+    /// bootcast.ld) and the C examples (examples/NAME.elf), and print the
+    /// boot ROM's size with and without signature checking. Signs with $BOOTCAST_SIGNING_KEY (a secret key
     /// file from `images keygen`), else with a development key generated
     /// once for this checkout in .bootcast/.
     Build,
@@ -67,8 +70,12 @@ enum Task {
         args: Vec<String>,
     },
     /// Check formatting and run clippy on the host crates and, for the
-    /// guest target, on the guest crates.
+    /// guest target, on the guest crates (the node SDK with its C API too);
+    /// check that node-sdk/include/bootcast.h is current.
     Lint,
+    /// Rewrite node-sdk/include/bootcast.h from the node SDK's sources
+    /// (cbindgen) and board::memory.
+    Header,
     /// Run the whole test suite: lints, host unit and integration tests (the
     /// QEMU fleet tests included), a check of `proto` for the guest target,
     /// then the CI job's storms: ci/fleet-40.toml, ci/storm-40.toml,
@@ -123,6 +130,7 @@ fn run() -> Result<ExitCode> {
         }
         Task::Build => {
             install::rust_target()?;
+            install::c_toolchain().context(install::Missing)?;
             artifacts::build(&root)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -145,6 +153,10 @@ fn run() -> Result<ExitCode> {
         }
         Task::Bench { args } => built_bootcast(&root, "bench", &args),
         Task::Storm { args } => built_bootcast(&root, "storm", &args),
+        Task::Header => {
+            sdk::write_header(&root)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Task::Lint => {
             install::rust_target()?;
             lint(&root)?;
@@ -257,12 +269,13 @@ fn storms(
 }
 
 /// The workspace's crates, by folder.
-const MEMBERS: [&str; 9] = [
+const MEMBERS: [&str; 10] = [
     "proto",
     "board",
     "images",
     "guest-boot",
     "guest-apps",
+    "node-sdk",
     "bus-bridge",
     "host-orchestrator",
     "xtask",
@@ -271,10 +284,11 @@ const MEMBERS: [&str; 9] = [
 
 /// What ARCHITECTURE.md says a module never depends on, checked by `lint`
 /// (`["*"]`: no other module of its crate).
-const ABSENCES: [modgraph::Absence; 23] = {
+const ABSENCES: [modgraph::Absence; 27] = {
     use modgraph::Absence as A;
     const HOST: &str = "host-orchestrator";
     const BUS: &str = "bus-bridge";
+    const SDK: &str = "node-sdk";
     [
         A {
             krate: HOST,
@@ -414,11 +428,32 @@ const ABSENCES: [modgraph::Absence; 23] = {
             module: "gate",
             never: &["*"],
         },
+        A {
+            krate: SDK,
+            module: "protocol",
+            never: &["*"],
+        },
+        A {
+            krate: SDK,
+            module: "rt",
+            never: &["*"],
+        },
+        A {
+            krate: SDK,
+            module: "cabi",
+            never: &["node", "ffi", "rt"],
+        },
+        A {
+            krate: SDK,
+            module: "node",
+            never: &["ffi", "cabi", "rt"],
+        },
     ]
 };
 
 fn lint(root: &Path) -> Result<()> {
     modgraph::check(root, &MEMBERS, &ABSENCES)?;
+    sdk::check_header(root)?;
     run_checked(
         cargo(root).args(["fmt", "--all", "--check"]),
         "cargo fmt --check",
@@ -440,6 +475,10 @@ fn lint(root: &Path) -> Result<()> {
                 "guest-boot",
                 "-p",
                 "guest-apps",
+                "-p",
+                "node-sdk",
+                "--features",
+                "node-sdk/c-api",
                 "--",
                 "-D",
                 "warnings",

@@ -3,14 +3,12 @@
 //! foreign firmware that knows nothing of bootcast's protocol might. Built
 //! for no node type in particular: a fleet file names it for one
 //! (`[images] op-panel = ".../silent.elf"`), and only the host's own check
-//! of the node's RAM and CPU can verify it.
+//! of the node's RAM and CPU can verify it. The SDK's `_start` (stack,
+//! `.data`, `.bss`) calls it; it calls nothing of the SDK's but `halt`.
 #![no_std]
 #![no_main]
 
-// The runtime's `_start` (stack, `.bss`) and panic handler.
-use guest_apps as _;
-
 #[unsafe(no_mangle)]
 extern "C" fn app_main() -> ! {
-    board::dev::cpu::halt()
+    node_sdk::halt()
 }

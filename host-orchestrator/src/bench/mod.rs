@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub mod compare;
+pub mod scale;
 
 /// One policy's run of the staggered boot.
 #[derive(Clone, Debug, Serialize)]

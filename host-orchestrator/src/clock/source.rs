@@ -284,6 +284,20 @@ impl PortWriter {
             WriteTo::Virtual(h) => h.send(*frame).await,
         }
     }
+
+    /// Sends `frames` in order, waiting for room on the bus: on the wall
+    /// clock in one write, on the virtual clock one FIFO place at a time.
+    pub async fn send_all(&mut self, frames: &[Frame]) -> Result<(), ClientError> {
+        match &mut self.0 {
+            WriteTo::Wall(w) => w.send_all(frames).await,
+            WriteTo::Virtual(h) => {
+                for f in frames {
+                    h.send(*f).await?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// A host client on the virtual clock, before it runs: its clock and port,

@@ -63,24 +63,6 @@ pub struct StormReport {
     pub testbed: Report,
 }
 
-/// Storms run on the wall clock only: the timeline waits on the host's
-/// clock and acts on the nodes from the host (QMP resets, power cycles,
-/// faults), so on the virtual clock its actions would land at virtual
-/// times that depend on how fast the host ran, and a repeated run would
-/// not repeat.
-pub fn refuse_virtual_clock(scenario: &Scenario) -> Result<()> {
-    if scenario.fleet.clock == board::strap::Clock::Virtual {
-        anyhow::bail!(
-            "storm: the virtual clock is not supported for storms yet: the timeline's actions \
-             (reboots, power cycles, faults) are timed and carried out by the host, so they \
-             would land at virtual times that depend on the host's speed; run the storm with \
-             --clock wall (or clock = \"wall\" in the fleet file). `bootcast testbed up` runs \
-             on the virtual clock"
-        );
-    }
-    Ok(())
-}
-
 /// How to run a storm.
 pub struct StormOptions {
     /// The scenario.
@@ -129,8 +111,9 @@ impl Run {
         }
     }
 
+    /// Scenario time now, on the run's clock.
     fn at_s(&self) -> f64 {
-        self.t0.elapsed().as_secs_f64()
+        self.tb.now().as_secs_f64()
     }
 
     fn event(&mut self, action: &str, line: usize, nodes: Vec<u16>, detail: String, ok: bool) {
@@ -184,10 +167,17 @@ impl Run {
         ids
     }
 
-    /// Sleeps until scenario time `at`, keeping the testbed attended.
+    /// Sleeps until scenario time `at`, keeping the testbed attended. On
+    /// the virtual clock the fleet is then held at `at` until the next
+    /// wait, so that the action that follows lands at that point of
+    /// virtual time, whatever the host's speed.
     async fn until(&mut self, at: Duration) {
-        let left = (self.t0 + at).saturating_duration_since(Instant::now());
-        self.tb.wait_until(left, |_| false).await;
+        if self.tb.on_virtual_clock() {
+            self.tb.pause_until(Moment::from_duration(at)).await;
+        } else {
+            let left = (self.t0 + at).saturating_duration_since(Instant::now());
+            self.tb.wait_until(left, |_| false).await;
+        }
         self.sample_memory();
     }
 
@@ -466,7 +456,10 @@ impl Run {
         if let Some(last) = last_action_at(&scenario.timeline) {
             self.until(last + Duration::from_secs(2)).await;
         }
-        let deadline = self.t0 + scenario.expect.all_verified_by;
+        let left = scenario
+            .expect
+            .all_verified_by
+            .saturating_sub(self.tb.now().saturating_duration_since(Moment::ZERO));
         let rebooted = self.ledger.rebooted_at.clone();
         let since_reboot = move |v: &FleetView| {
             v.settled()
@@ -477,12 +470,7 @@ impl Run {
                             .is_none_or(|r| n.verified_at.is_some_and(|at| at > *r))
                 })
         };
-        self.tb
-            .wait_until(
-                deadline.saturating_duration_since(Instant::now()),
-                since_reboot,
-            )
-            .await;
+        self.tb.wait_until(left, since_reboot).await;
         self.sample_memory();
     }
 
@@ -576,7 +564,6 @@ pub fn replay_of(report: &std::path::Path) -> Result<(Scenario, u64)> {
 /// Runs a storm to its end and judges it.
 pub async fn run(opts: StormOptions) -> Result<StormReport> {
     let scenario = &opts.scenario;
-    refuse_virtual_clock(scenario)?;
     let seed = opts.seed.unwrap_or(scenario.seed);
     let seeds = Seeds::derive(seed, scenario.fleet.nodes.iter().map(|n| n.id));
     let tb = Testbed::start(testbed_options(&opts, &seeds)).await?;

@@ -123,6 +123,9 @@ pub struct Options {
 pub struct Supervisor {
     /// Its clock: commands are stamped with its time.
     clock: Clock,
+    /// While the fleet's time is held (on the virtual clock), commands are
+    /// stamped with that time instead ([`Supervisor::pin`]).
+    pinned: std::sync::Mutex<Option<Moment>>,
     commands: mpsc::Sender<(Command, oneshot::Sender<()>)>,
     view: watch::Receiver<Arc<FleetView>>,
     cancel: CancellationToken,
@@ -191,6 +194,7 @@ impl Supervisor {
         };
         Ok(Supervisor {
             clock,
+            pinned: std::sync::Mutex::new(None),
             commands,
             view,
             cancel,
@@ -227,25 +231,36 @@ impl Supervisor {
         self.command(Command::Send(f)).await
     }
 
+    /// Stamps what the testbed tells it from now on with `at` (the time
+    /// at which the fleet is held), or again with its own time (`None`).
+    pub fn pin(&self, at: Option<Moment>) {
+        *self.pinned.lock().unwrap_or_else(|e| e.into_inner()) = at;
+    }
+
+    fn stamp(&self) -> Moment {
+        let pinned = *self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        pinned.unwrap_or_else(|| self.clock.now())
+    }
+
     /// Records that node `id`'s QEMU process (re)started now.
     pub async fn mark_spawned(&self, id: u16) -> Result<()> {
-        self.command(Command::Spawned(id, self.clock.now())).await
+        self.command(Command::Spawned(id, self.stamp())).await
     }
 
     /// Records that node `id` was told to reboot (reset or `Reboot`): it is
     /// not running from now until it says otherwise.
     pub async fn mark_rebooting(&self, id: u16) -> Result<()> {
-        self.command(Command::Rebooting(id, self.clock.now())).await
+        self.command(Command::Rebooting(id, self.stamp())).await
     }
 
     /// Records that node `id` was powered off.
     pub async fn mark_off(&self, id: u16) -> Result<()> {
-        self.command(Command::Off(id, self.clock.now())).await
+        self.command(Command::Off(id, self.stamp())).await
     }
 
     /// Fails node `id` for a reason the host saw itself.
     pub async fn fail(&self, id: u16, why: String) -> Result<()> {
-        self.command(Command::Fail(id, why, self.clock.now())).await
+        self.command(Command::Fail(id, why, self.stamp())).await
     }
 
     /// Accepts a newly published image for type `t`; it becomes the
