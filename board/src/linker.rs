@@ -21,12 +21,21 @@ pub enum Program {
 /// Stack size of both programs.
 pub const STACK_SIZE: u64 = 0x8000;
 
-/// The linker script for `program`.
-pub fn script(program: Program) -> String {
-    // `bss_at`: after a `.data` loaded elsewhere, NOLOAD sections would be
-    // given load addresses past it too; an app's are its RAM, where the
-    // image builder expects them.
-    let (memory, code, ram, data_at, bss_at, heap, asserts) = match program {
+/// What differs between the two programs' scripts: the memory regions,
+/// where code and RAM go, `.data`'s and NOLOAD sections' load placement,
+/// the heap symbols and the asserts.
+fn layout(
+    program: Program,
+) -> (
+    String,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    String,
+) {
+    match program {
         Program::BootRom => (
             format!(
                 "    FLASH (rx) : ORIGIN = {FLASH_BASE:#x}, LENGTH = {FLASH_SIZE:#x}\n    RAM (rw)   : ORIGIN = {BOOTROM_RAM_BASE:#x}, LENGTH = {BOOTROM_RAM_SIZE:#x}"
@@ -58,7 +67,15 @@ pub fn script(program: Program) -> String {
                  ASSERT(__heap_start <= __heap_end, \"app RAM overflows into the image region\")"
             ),
         ),
-    };
+    }
+}
+
+/// The linker script for `program`.
+pub fn script(program: Program) -> String {
+    // `bss_at`: after a `.data` loaded elsewhere, NOLOAD sections would be
+    // given load addresses past it too; an app's are its RAM, where the
+    // image builder expects them.
+    let (memory, code, ram, data_at, bss_at, heap, asserts) = layout(program);
     let notes = match program {
         Program::BootRom => "",
         Program::App => {

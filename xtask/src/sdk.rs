@@ -55,95 +55,97 @@ pub const EXAMPLES: [Example; 2] = [
     },
 ];
 
+/// The memory map's C macros: (name after `BOOTCAST_`, value, what).
+const MEMORY_DEFINES: [(&str, u64, &str); 19] = [
+    (
+        "FLASH_BASE",
+        memory::FLASH_BASE,
+        "pflash: the boot ROM; jumping here restarts it",
+    ),
+    ("RAM_BASE", memory::RAM_BASE, "start of RAM"),
+    ("RAM_SIZE", memory::RAM_SIZE, "RAM size"),
+    (
+        "FDT_RESERVED",
+        memory::FDT_RESERVED,
+        "bytes at the top of RAM where QEMU puts the device tree",
+    ),
+    (
+        "STRAP_BASE",
+        memory::STRAP_BASE,
+        "the strapping words (read-only to apps)",
+    ),
+    (
+        "HANDOFF_BASE",
+        memory::HANDOFF_BASE,
+        "the boot ROM's handoff record; a0 at entry",
+    ),
+    (
+        "BOOTROM_RAM_BASE",
+        memory::BOOTROM_RAM_BASE,
+        "the boot ROM's RAM: not the app's",
+    ),
+    (
+        "APP_RAM_BASE",
+        memory::APP_RAM_BASE,
+        "app RAM: .data, .bss, stack, heap",
+    ),
+    (
+        "APP_RAM_END",
+        memory::APP_RAM_END,
+        "end (exclusive) of app RAM",
+    ),
+    (
+        "IMAGE_BASE",
+        memory::IMAGE_BASE,
+        "the image region: images load here, entry at its first byte with bootcast.ld",
+    ),
+    (
+        "IMAGE_END",
+        memory::IMAGE_END,
+        "end (exclusive) of the image region",
+    ),
+    ("UART0_BASE", memory::UART0_BASE, "16550 UART"),
+    (
+        "UART0_IRQ",
+        memory::UART0_IRQ as u64,
+        "the UART's PLIC source",
+    ),
+    (
+        "VIRTIO_MMIO_BASE",
+        memory::VIRTIO_MMIO_BASE,
+        "first virtio-mmio slot",
+    ),
+    (
+        "VIRTIO_MMIO_STRIDE",
+        memory::VIRTIO_MMIO_STRIDE as u64,
+        "bytes between virtio-mmio slots",
+    ),
+    (
+        "PLIC_BASE",
+        memory::PLIC_BASE,
+        "platform-level interrupt controller",
+    ),
+    (
+        "CLINT_BASE",
+        memory::CLINT_BASE,
+        "core-local interruptor (mtime, mtimecmp)",
+    ),
+    (
+        "TEST_BASE",
+        memory::TEST_BASE,
+        "sifive,test: write 0x5555 to power off, 0x7777 to reset",
+    ),
+    (
+        "STACK_SIZE",
+        board::linker::STACK_SIZE,
+        "the stack bootcast.ld reserves in app RAM",
+    ),
+];
+
 /// The memory map as C macros, from `board::memory`.
 fn memory_defines() -> String {
-    let defs: [(&str, u64, &str); 19] = [
-        (
-            "FLASH_BASE",
-            memory::FLASH_BASE,
-            "pflash: the boot ROM; jumping here restarts it",
-        ),
-        ("RAM_BASE", memory::RAM_BASE, "start of RAM"),
-        ("RAM_SIZE", memory::RAM_SIZE, "RAM size"),
-        (
-            "FDT_RESERVED",
-            memory::FDT_RESERVED,
-            "bytes at the top of RAM where QEMU puts the device tree",
-        ),
-        (
-            "STRAP_BASE",
-            memory::STRAP_BASE,
-            "the strapping words (read-only to apps)",
-        ),
-        (
-            "HANDOFF_BASE",
-            memory::HANDOFF_BASE,
-            "the boot ROM's handoff record; a0 at entry",
-        ),
-        (
-            "BOOTROM_RAM_BASE",
-            memory::BOOTROM_RAM_BASE,
-            "the boot ROM's RAM: not the app's",
-        ),
-        (
-            "APP_RAM_BASE",
-            memory::APP_RAM_BASE,
-            "app RAM: .data, .bss, stack, heap",
-        ),
-        (
-            "APP_RAM_END",
-            memory::APP_RAM_END,
-            "end (exclusive) of app RAM",
-        ),
-        (
-            "IMAGE_BASE",
-            memory::IMAGE_BASE,
-            "the image region: images load here, entry at its first byte with bootcast.ld",
-        ),
-        (
-            "IMAGE_END",
-            memory::IMAGE_END,
-            "end (exclusive) of the image region",
-        ),
-        ("UART0_BASE", memory::UART0_BASE, "16550 UART"),
-        (
-            "UART0_IRQ",
-            memory::UART0_IRQ as u64,
-            "the UART's PLIC source",
-        ),
-        (
-            "VIRTIO_MMIO_BASE",
-            memory::VIRTIO_MMIO_BASE,
-            "first virtio-mmio slot",
-        ),
-        (
-            "VIRTIO_MMIO_STRIDE",
-            memory::VIRTIO_MMIO_STRIDE as u64,
-            "bytes between virtio-mmio slots",
-        ),
-        (
-            "PLIC_BASE",
-            memory::PLIC_BASE,
-            "platform-level interrupt controller",
-        ),
-        (
-            "CLINT_BASE",
-            memory::CLINT_BASE,
-            "core-local interruptor (mtime, mtimecmp)",
-        ),
-        (
-            "TEST_BASE",
-            memory::TEST_BASE,
-            "sifive,test: write 0x5555 to power off, 0x7777 to reset",
-        ),
-        (
-            "STACK_SIZE",
-            board::linker::STACK_SIZE,
-            "the stack bootcast.ld reserves in app RAM",
-        ),
-    ];
     let mut s = String::from("\n/* The memory map (board::memory). */\n");
-    for (name, value, what) in defs {
+    for (name, value, what) in MEMORY_DEFINES {
         s += &format!("/** {what} */\n#define BOOTCAST_{name} {value:#x}ull\n");
     }
     s += &format!(
