@@ -422,10 +422,17 @@ fn json_diff_within(
                 json_diff_within(&format!("{path}[{i}]"), va, vb, tolerance, out);
             }
         }
+        // A figure in nanoseconds (`elapsed_ns`) gets the bound in its own
+        // unit.
         (Value::Number(x), Value::Number(y))
-            if x.as_f64()
-                .zip(y.as_f64())
-                .is_some_and(|(x, y)| (x - y).abs() <= tolerance) => {}
+            if x.as_f64().zip(y.as_f64()).is_some_and(|(x, y)| {
+                let bound = if path.ends_with("_ns") {
+                    tolerance * 1e9
+                } else {
+                    tolerance
+                };
+                (x - y).abs() <= bound
+            }) => {}
         _ if a != b => out.push((path.to_string(), a.to_string(), b.to_string())),
         _ => {}
     }
