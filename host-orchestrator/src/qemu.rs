@@ -185,24 +185,9 @@ impl NodeLaunch {
         ]
     }
 
-    /// QEMU's arguments.
-    pub fn args(&self) -> Vec<String> {
-        let mut a: Vec<String> = [
-            "-bios",
-            "none",
-            "-nodefaults",
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            // Each guest otherwise reserves 1 GiB for translated code.
-            "-accel",
-            "tcg,tb-size=32",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let ram_mib = memory::RAM_SIZE / (1024 * 1024);
+    /// The machine and its RAM: a shared file the host reads, if given.
+    fn ram_args(&self, ram_mib: u64) -> Vec<String> {
+        let mut a = Vec::new();
         match &self.ram {
             Some(file) => {
                 // The guest's RAM is this file's pages: what the guest
@@ -220,13 +205,12 @@ impl NodeLaunch {
                 a.push("virt".into());
             }
         }
-        a.push("-m".into());
-        a.push(format!("{ram_mib}M"));
-        a.push("-name".into());
-        a.push(format!("bootcast-node-{}", self.id));
-        a.extend(self.flash_args());
-        a.push("-chardev".into());
-        a.push(self.bus_chardev());
+        a
+    }
+
+    /// The bus's device on the chardev, and the node's console.
+    fn transport_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
         match self.strap.transport {
             Transport::Uart => a.extend(["-serial".into(), "chardev:bus".into()]),
             Transport::Virtio => {
@@ -247,6 +231,36 @@ impl NodeLaunch {
                 a.extend(["-serial".into(), "chardev:console".into()]);
             }
         }
+        a
+    }
+
+    /// QEMU's arguments.
+    pub fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = [
+            "-bios",
+            "none",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            // Each guest otherwise reserves 1 GiB for translated code.
+            "-accel",
+            "tcg,tb-size=32",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let ram_mib = memory::RAM_SIZE / (1024 * 1024);
+        a.extend(self.ram_args(ram_mib));
+        a.push("-m".into());
+        a.push(format!("{ram_mib}M"));
+        a.push("-name".into());
+        a.push(format!("bootcast-node-{}", self.id));
+        a.extend(self.flash_args());
+        a.push("-chardev".into());
+        a.push(self.bus_chardev());
+        a.extend(self.transport_args());
         if self.paused {
             a.push("-S".into());
         }

@@ -236,31 +236,7 @@ impl Testbed {
         // The supervisor first: it must hear every frame, the masters' first
         // beacons included.
         let supervisor = Supervisor::start(
-            supervisor::Options {
-                port: run_dir.port_socket("supervisor"),
-                nodes: opts.fleet.nodes.clone(),
-                reference,
-                max_rejects: opts.max_rejects,
-                clock: opts.fleet.clock,
-                t0,
-                nonces: match opts.fleet.clock {
-                    board::strap::Clock::Wall => Box::new(StdRng::from_entropy()),
-                    board::strap::Clock::Virtual => Box::new(seeds.nonces()),
-                },
-                hold_when_settled: opts.end_when_settled,
-                access: opts
-                    .fleet
-                    .nodes
-                    .iter()
-                    .map(|n| {
-                        let access = supervisor::probe::NodeAccess::new(
-                            run_dir.ram_file(n.id),
-                            run_dir.monitor_socket(n.id),
-                        );
-                        (n.id, access)
-                    })
-                    .collect(),
-            },
+            supervisor_options(&opts, &run_dir, reference, t0, &seeds),
             &tasks,
             cancel.clone(),
         )
@@ -970,6 +946,41 @@ fn prepare_stores(opts: &Options, run_dir: &RunDir) -> Result<Arc<Store>> {
     reference.require(&fleet.types(), &reference_dir)?;
     Store::load(&store_dir)?;
     Ok(reference)
+}
+
+/// The supervisor's options for the testbed `opts` in `run_dir`.
+fn supervisor_options(
+    opts: &Options,
+    run_dir: &RunDir,
+    reference: Arc<Store>,
+    t0: Instant,
+    seeds: &Seeds,
+) -> supervisor::Options {
+    supervisor::Options {
+        port: run_dir.port_socket("supervisor"),
+        nodes: opts.fleet.nodes.clone(),
+        reference,
+        max_rejects: opts.max_rejects,
+        clock: opts.fleet.clock,
+        t0,
+        nonces: match opts.fleet.clock {
+            board::strap::Clock::Wall => Box::new(StdRng::from_entropy()),
+            board::strap::Clock::Virtual => Box::new(seeds.nonces()),
+        },
+        hold_when_settled: opts.end_when_settled,
+        access: opts
+            .fleet
+            .nodes
+            .iter()
+            .map(|n| {
+                let access = supervisor::probe::NodeAccess::new(
+                    run_dir.ram_file(n.id),
+                    run_dir.monitor_socket(n.id),
+                );
+                (n.id, access)
+            })
+            .collect(),
+    }
 }
 
 /// The bridge for the fleet: the host's ports, then one per node.

@@ -83,6 +83,48 @@ fn place(pc: u64) -> &'static str {
     }
 }
 
+/// What a node whose handoff record names no image is found to be.
+fn no_image_yet(record: &Handoff, obs: &Observation) -> Finding {
+    // The boot ROM zeroes the record at every boot and fills it in just
+    // before it jumps: until then, no app runs.
+    let why = if record.is_valid() {
+        "the boot ROM has handed no image off yet"
+    } else {
+        "the boot ROM has not started yet"
+    };
+    match &obs.pc {
+        // An app runs, yet its record names no image: the record was
+        // overwritten.
+        Some(Ok(pc)) if memory::in_image_region(*pc, 1) => Finding::Wrong(format!(
+            "the CPU runs in the image region (pc {pc:#x}), but the handoff record at {:#x} names no image (magic {:#010x}, size {})",
+            memory::HANDOFF_BASE,
+            record.magic,
+            record.size
+        )),
+        _ => Finding::NotYet(why.into()),
+    }
+}
+
+/// Where the image read from RAM differs from the build, if it does.
+fn differ(obs: &Observation, image: &Published) -> Option<Finding> {
+    if obs.image == *image.payload {
+        return None;
+    }
+    let differ: Vec<usize> = obs
+        .image
+        .iter()
+        .zip(image.payload.iter())
+        .enumerate()
+        .filter(|(_, (a, b))| a != b)
+        .map(|(i, _)| i)
+        .collect();
+    Some(Finding::Wrong(format!(
+        "{} bytes of its image in RAM differ from the build, the first at {:#x}",
+        differ.len(),
+        image.load_addr + differ[0] as u64
+    )))
+}
+
 /// Judges what was read of node `id` of type `node_type`, which may run any
 /// of `published` (the images built or published for its type).
 pub fn judge(obs: &Observation, id: u16, node_type: NodeType, published: &[Published]) -> Finding {
@@ -94,24 +136,7 @@ pub fn judge(obs: &Observation, id: u16, node_type: NodeType, published: &[Publi
         return Finding::NotYet("cannot read its RAM: the handoff record is cut short".into());
     };
     if !record.names_an_image() {
-        // The boot ROM zeroes the record at every boot and fills it in just
-        // before it jumps: until then, no app runs.
-        let why = if record.is_valid() {
-            "the boot ROM has handed no image off yet"
-        } else {
-            "the boot ROM has not started yet"
-        };
-        return match &obs.pc {
-            // An app runs, yet its record names no image: the record was
-            // overwritten.
-            Some(Ok(pc)) if memory::in_image_region(*pc, 1) => Finding::Wrong(format!(
-                "the CPU runs in the image region (pc {pc:#x}), but the handoff record at {:#x} names no image (magic {:#010x}, size {})",
-                memory::HANDOFF_BASE,
-                record.magic,
-                record.size
-            )),
-            _ => Finding::NotYet(why.into()),
-        };
+        return no_image_yet(&record, obs);
     }
     let pc = match &obs.pc {
         Some(Ok(pc)) => *pc,
@@ -160,20 +185,8 @@ pub fn judge(obs: &Observation, id: u16, node_type: NodeType, published: &[Publi
             obs.image.len()
         ));
     }
-    if obs.image != *image.payload {
-        let differ: Vec<usize> = obs
-            .image
-            .iter()
-            .zip(image.payload.iter())
-            .enumerate()
-            .filter(|(_, (a, b))| a != b)
-            .map(|(i, _)| i)
-            .collect();
-        return Finding::Wrong(format!(
-            "{} bytes of its image in RAM differ from the build, the first at {:#x}",
-            differ.len(),
-            image.load_addr + differ[0] as u64
-        ));
+    if let Some(wrong) = differ(obs, image) {
+        return wrong;
     }
     if !span.contains(&pc) {
         return Finding::Wrong(format!(
