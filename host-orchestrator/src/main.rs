@@ -398,6 +398,29 @@ impl BenchOut {
         );
         Ok(())
     }
+
+    /// Prints and writes a bench's table and report, draws its fleets'
+    /// timelines, and says what an interrupt left out (`what`: the rows).
+    #[allow(clippy::too_many_arguments)]
+    async fn finish<R: serde::Serialize, P: serde::Serialize>(
+        &self,
+        dir: &RunDir,
+        table: &str,
+        report: &R,
+        plain: &P,
+        fleets: &[(String, Report)],
+        interrupted: bool,
+        what: &str,
+    ) -> Result<Outcome> {
+        println!("{table}");
+        self.write(dir, table, report, plain)?;
+        fleet_views(dir, fleets).await?;
+        if interrupted {
+            say!("interrupted: the table holds only the {what} that ran");
+            return Ok(Outcome::Interrupted);
+        }
+        Ok(Outcome::Pass)
+    }
 }
 
 async fn bench_policies(
@@ -416,17 +439,17 @@ async fn bench_policies(
     })
     .await?;
     let table = bench::policy_table(&rows, nodes, stagger_ms);
-    println!("{table}");
-    out.write(&dir, &table, &serde_json::json!({ "rows": &rows }), &rows)?;
-    fleet_views(&dir, &fleets).await?;
-    if interrupted {
-        say!("interrupted: the table holds only the policies that ran");
-    }
-    Ok(if interrupted {
-        Outcome::Interrupted
-    } else {
-        Outcome::Pass
-    })
+    let report = serde_json::json!({ "rows": &rows });
+    out.finish(
+        &dir,
+        &table,
+        &report,
+        &rows,
+        &fleets,
+        interrupted,
+        "policies",
+    )
+    .await
 }
 
 async fn bench_scale(a: ScaleArgs, interrupt: CancellationToken, log: LogFile) -> Result<Outcome> {
@@ -476,17 +499,8 @@ async fn bench_scale(a: ScaleArgs, interrupt: CancellationToken, log: LogFile) -
     })
     .await?;
     let table = scale::table(&s);
-    println!("{table}");
-    out.write(&dir, &table, &s, &s)?;
-    fleet_views(&dir, &fleets).await?;
-    if s.interrupted {
-        say!("interrupted: the table holds only the fleets that ran");
-    }
-    Ok(if s.interrupted {
-        Outcome::Interrupted
-    } else {
-        Outcome::Pass
-    })
+    out.finish(&dir, &table, &s, &s, &fleets, s.interrupted, "fleets")
+        .await
 }
 
 /// Fleet sizes given with `--nodes`: each one a fleet can have.
@@ -558,17 +572,8 @@ async fn bench_compare(
     })
     .await?;
     let table = compare::table(&c);
-    println!("{table}");
-    out.write(&dir, &table, &c, &c)?;
-    fleet_views(&dir, &fleets).await?;
-    if c.interrupted {
-        say!("interrupted: the table holds only the fleets that ran");
-    }
-    Ok(if c.interrupted {
-        Outcome::Interrupted
-    } else {
-        Outcome::Pass
-    })
+    out.finish(&dir, &table, &c, &c, &fleets, c.interrupted, "fleets")
+        .await
 }
 
 async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<Outcome> {
