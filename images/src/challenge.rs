@@ -7,10 +7,32 @@ use sha2::{Digest, Sha256};
 
 /// SHA-256(nonce LE ‖ payload).
 pub fn answer(nonce: u32, payload: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(nonce.to_le_bytes());
-    h.update(payload);
-    h.finalize().into()
+    let mut a = Answer::new(nonce);
+    a.update(payload);
+    a.finish()
+}
+
+/// [`answer`] over a payload given a piece at a time, for an app that must
+/// do other work between pieces.
+pub struct Answer(Sha256);
+
+impl Answer {
+    /// An answer to the challenge with `nonce`, no payload yet.
+    pub fn new(nonce: u32) -> Answer {
+        let mut h = Sha256::new();
+        h.update(nonce.to_le_bytes());
+        Answer(h)
+    }
+
+    /// The next bytes of the payload.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The answer over everything given.
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
 }
 
 #[cfg(test)]
@@ -39,6 +61,16 @@ mod tests {
         ];
         for (nonce, payload, want) in cases {
             assert_eq!(answer(nonce, payload), unhex(want), "nonce {nonce:#x}");
+        }
+    }
+
+    #[test]
+    fn an_answer_in_pieces_is_the_answer_in_one() {
+        let payload: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        for piece in [1, 64, 2048, 4999, 5000] {
+            let mut a = Answer::new(42);
+            payload.chunks(piece).for_each(|c| a.update(c));
+            assert_eq!(a.finish(), answer(42, &payload), "pieces of {piece}");
         }
     }
 
