@@ -32,6 +32,10 @@ pub struct Fleet {
     pub transport: Transport,
     /// Which clock the fleet runs on.
     pub clock: Clock,
+    /// The fleet file (or `--clock`) named no clock: the testbed runs it
+    /// on the virtual clock where a QEMU >= 9 is installed
+    /// ([`Fleet::choose_clock`]), else on the wall clock.
+    pub clock_unset: bool,
     /// On the virtual clock: each node runs 2^shift ns per instruction
     /// (QEMU's `-icount shift`), from `[bus] ips`.
     pub icount_shift: u32,
@@ -159,8 +163,9 @@ pub struct BusSettings {
     pub paced: bool,
     /// How nodes reach the bus.
     pub transport: Transport,
-    /// Which clock the fleet runs on.
-    pub clock: Clock,
+    /// Which clock the fleet runs on; `None`: the testbed's choice
+    /// ([`Fleet::choose_clock`]).
+    pub clock: Option<Clock>,
     /// Instructions per virtual second of every node, on the virtual
     /// clock; `None`: [`DEFAULT_IPS`].
     pub ips: Option<u64>,
@@ -178,7 +183,7 @@ impl Default for BusSettings {
             preset: default_preset(),
             paced: false,
             transport: Transport::Virtio,
-            clock: Clock::Wall,
+            clock: None,
             ips: None,
             segments: None,
             links: None,
@@ -306,7 +311,9 @@ impl FleetBuilder {
         master.bus_timing = bus.preset;
         let topology = topology(bus, &nodes).context("[bus]")?;
         let icount_shift = icount_shift(bus.ips.unwrap_or(DEFAULT_IPS)).context("[bus]")?;
-        check_clock(bus.clock, bus.transport).context("[bus]")?;
+        if let Some(c) = bus.clock {
+            check_clock(c, bus.transport).context("[bus]")?;
+        }
         let mut images = BTreeMap::new();
         for (t, source) in &self.images {
             let built = elf_image(*t, source, &nodes, self.image_size);
@@ -318,7 +325,8 @@ impl FleetBuilder {
         }
         Ok(Fleet {
             images,
-            clock: bus.clock,
+            clock: bus.clock.unwrap_or(Clock::Wall),
+            clock_unset: bus.clock.is_none(),
             icount_shift,
             nodes,
             master,
@@ -522,7 +530,7 @@ impl BusSection {
     fn settings(self) -> Result<BusSettings> {
         Ok(BusSettings {
             transport: transport(self.transport.as_deref().unwrap_or("virtio"))?,
-            clock: clock(self.clock.as_deref().unwrap_or("wall"))?,
+            clock: self.clock.as_deref().map(clock).transpose()?,
             ips: self.ips,
             preset: self.preset,
             paced: self.paced,
@@ -569,7 +577,22 @@ impl Fleet {
     pub fn with_clock(mut self, clock: Clock) -> Result<Fleet> {
         check_clock(clock, self.transport).context("--clock")?;
         self.clock = clock;
+        self.clock_unset = false;
         Ok(self)
+    }
+
+    /// The clock for a fleet that named none: virtual where `virtual_ok`
+    /// (a QEMU >= 9 and the clock plugin are there) and the nodes are on
+    /// virtio, else wall. A fleet that named its clock keeps it.
+    pub fn choose_clock(&mut self, virtual_ok: bool) {
+        if self.clock_unset {
+            self.clock = if virtual_ok && self.transport == Transport::Virtio {
+                Clock::Virtual
+            } else {
+                Clock::Wall
+            };
+            self.clock_unset = false;
+        }
     }
 
     /// This fleet on `transport` (the command line's `--transport`),

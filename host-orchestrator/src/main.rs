@@ -624,9 +624,8 @@ async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<
     // The fleet powers on in one instant, as a rack does, not as fast as
     // the host can start QEMUs one after another (seconds for 40): so the
     // master's first window holds every node's request, and the first
-    // broadcast serves them all. On the virtual clock a node's time starts
-    // with the node anyway.
-    opts.power_on_together = fleet.clock == board::strap::Clock::Wall;
+    // broadcast serves them all.
+    opts.power_on_together = true;
     let n = fleet.nodes.len();
     say!(
         "booting {n} nodes ({}); timeout {:.0}s",

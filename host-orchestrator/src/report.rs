@@ -1,6 +1,6 @@
 //! The JSON report and the human table.
 
-use crate::clock::Moment;
+use crate::clock::{ClockKind, Moment};
 use crate::master::progress::SessionProgress;
 use crate::master::session::RepairEnd;
 use crate::master::{MasterEvent, MasterRecord, Role};
@@ -56,6 +56,11 @@ pub struct Report {
     pub nodes_verified: usize,
     /// Seconds from the first spawn to the last node verified (or to the end).
     pub elapsed_s: f64,
+    /// Which clock every time in the report is on.
+    pub clock: ClockKind,
+    /// Host seconds the run took, from the bridge's start to the report
+    /// (the one wall-clock figure of a run on the virtual clock).
+    pub wall_s: f64,
     /// The run folder (logs).
     pub run_dir: String,
     /// Per node.
@@ -497,6 +502,8 @@ pub fn build(
         nodes_total: nodes.len(),
         nodes_verified: verified,
         elapsed_s,
+        clock: ClockKind::Wall,
+        wall_s: 0.0,
         run_dir,
         nodes,
         broadcasts: log.broadcasts.clone(),
@@ -611,6 +618,8 @@ pub(crate) mod tests {
             nodes_total: 0,
             nodes_verified: 0,
             elapsed_s: 0.0,
+            clock: ClockKind::Wall,
+            wall_s: 0.0,
             run_dir: "/tmp/run".into(),
             nodes: Vec::new(),
             broadcasts: Vec::new(),

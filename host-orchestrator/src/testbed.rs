@@ -124,7 +124,8 @@ pub struct Options {
     /// Power the nodes that start at once on in the same instant: each QEMU
     /// starts with its CPU stopped, and all are released together once every
     /// one is up, so QEMU's own start-up time (seconds, for 40 on two cores)
-    /// does not smear the fleet's power-on.
+    /// does not smear the fleet's power-on. Wall clock only: on the virtual
+    /// clock a node's time starts with the node.
     pub power_on_together: bool,
     /// A stop the user asked for (Ctrl-C): once cancelled, every wait of the
     /// testbed returns at once, so its owner can end it with
@@ -198,8 +199,9 @@ pub struct Testbed {
     live: Option<LiveView>,
     nodes: BTreeMap<u16, NodeProcess>,
     launches: BTreeMap<u16, NodeLaunch>,
-    /// Nodes whose power comes on later: (when, node), soonest last.
-    power_on_later: Vec<(Instant, u16)>,
+    /// Nodes whose power comes on later: (when, on the run's clock; node),
+    /// soonest last.
+    power_on_later: Vec<(crate::clock::Moment, u16)>,
     /// On the virtual clock: where the fleet's time is held
     /// ([`Testbed::pause_until`]).
     paused_at: Option<u64>,
@@ -214,8 +216,14 @@ pub struct Testbed {
 
 impl Testbed {
     /// Starts the bridge, the master, the supervisor and every node.
-    pub async fn start(opts: Options) -> Result<Testbed> {
+    pub async fn start(mut opts: Options) -> Result<Testbed> {
         qemu::check_installed()?;
+        if opts.fleet.clock_unset {
+            let found = qemu::VirtualTools::find(&opts.artifacts.dir);
+            opts.fleet.choose_clock(found.is_ok());
+        }
+        // On the virtual clock a node's time starts with the node anyway.
+        opts.power_on_together &= opts.fleet.clock == board::strap::Clock::Wall;
         let run_dir = RunDir::create(opts.run_dir.as_deref())?;
         let reference = prepare_stores(&opts, &run_dir)?;
         qemu::write_boot_rom(&opts.artifacts.flash(), &run_dir.boot_rom())?;
@@ -314,9 +322,12 @@ impl Testbed {
             if n.power_on_after.is_zero() {
                 self.spawn(n.id, opts.power_on_together).await?;
             } else {
-                self.power_on_later.push((self.t0 + n.power_on_after, n.id));
+                let at = crate::clock::Moment::from_duration(n.power_on_after);
+                self.power_on_later.push((at, n.id));
             }
         }
+        self.power_on_later
+            .sort_by_key(|(at, _)| std::cmp::Reverse(*at));
         if opts.power_on_together {
             self.release_paused().await?;
         }
@@ -598,22 +609,19 @@ impl Testbed {
             return self.wait_until_virtual(timeout, done).await;
         }
         let deadline = Instant::now() + timeout;
-        self.power_on_later
-            .sort_by_key(|(at, _)| std::cmp::Reverse(*at));
         loop {
             if self.interrupted() {
                 return false;
             }
             self.reap_exited().await;
             self.power_on_due().await;
+            let now = self.now();
             let next_power_on = self.power_on_later.last().map(|(at, _)| *at);
             // Exited processes are looked for at least this often.
             let step = deadline
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(250))
-                .min(next_power_on.map_or(Duration::MAX, |at| {
-                    at.saturating_duration_since(Instant::now())
-                }));
+                .min(next_power_on.map_or(Duration::MAX, |at| at.saturating_duration_since(now)));
             let held = tokio::select! {
                 held = self.supervisor.wait_for(step, &done) => held,
                 _ = self.interrupt.cancelled() => false,
@@ -642,11 +650,16 @@ impl Testbed {
     ) -> bool {
         let deadline = self.now() + timeout;
         loop {
+            self.power_on_due().await;
             if done(&self.fleet()) {
                 return true;
             }
             let now = self.now();
-            if now >= deadline || !self.pause_until((now + VIRTUAL_CHECK).min(deadline)).await {
+            let next_power_on = self.power_on_later.last().map(|(at, _)| *at);
+            let next = (now + VIRTUAL_CHECK)
+                .min(deadline)
+                .min(next_power_on.unwrap_or(deadline));
+            if now >= deadline || !self.pause_until(next).await {
                 return done(&self.fleet());
             }
         }
@@ -692,14 +705,15 @@ impl Testbed {
         }
     }
 
-    /// Powers on the nodes whose time has come.
+    /// Powers on the nodes whose time has come (on the virtual clock, with
+    /// the fleet held at it: see [`Testbed::power_on`]).
     async fn power_on_due(&mut self) {
         while let Some(&(at, id)) = self.power_on_later.last() {
-            if at > Instant::now() {
+            if at > self.now() {
                 break;
             }
             self.power_on_later.pop();
-            if let Err(e) = self.spawn(id, false).await {
+            if let Err(e) = self.power_on(id).await {
                 self.fail_node(id, format!("could not power on: {e:#}"))
                     .await;
             }
@@ -751,6 +765,8 @@ impl Testbed {
             self.run_dir().display().to_string(),
         );
         report.seeds = Some(self.seeds.clone());
+        report.clock = self.clock.kind();
+        report.wall_s = self.t0.elapsed().as_secs_f64();
         report
     }
 
@@ -782,6 +798,7 @@ impl Testbed {
             run_dir,
             clock,
             seeds,
+            t0,
             ..
         } = self;
         // Nothing will change now: one last view for the report.
@@ -807,6 +824,8 @@ impl Testbed {
         let log = masters.log.borrow().clone();
         let mut report = report::build(&view, &log, bus, now, run_dir.path().display().to_string());
         report.seeds = Some(seeds);
+        report.clock = clock.kind();
+        report.wall_s = t0.elapsed().as_secs_f64();
         report.attach_timelines(&timelines);
         report
     }

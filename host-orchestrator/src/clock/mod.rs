@@ -15,6 +15,6 @@ mod virt;
 
 pub use moment::Moment;
 pub use source::{
-    AbortOnDrop, Clock, Driving, Elapsed, Inbox, PortWriter, RunClock, Sleep, Task, TaskEnded,
-    Ticker, VirtualClient,
+    AbortOnDrop, Clock, ClockKind, Driving, Elapsed, Inbox, PortWriter, RunClock, Sleep, Task,
+    TaskEnded, Ticker, VirtualClient,
 };

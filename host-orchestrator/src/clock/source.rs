@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bus_bridge::client::{ClientError, FrameReader, FrameWriter};
 use proto::Frame;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -121,6 +122,14 @@ pub enum RunClock {
 }
 
 impl RunClock {
+    /// Which clock it is, as reports name it.
+    pub fn kind(&self) -> ClockKind {
+        match self {
+            RunClock::Wall { .. } => ClockKind::Wall,
+            RunClock::Bus(_) => ClockKind::Virtual,
+        }
+    }
+
     /// Now.
     pub fn now(&self) -> Moment {
         match self {
@@ -130,6 +139,16 @@ impl RunClock {
             RunClock::Bus(r) => Moment::from_ns(r.now_ns()),
         }
     }
+}
+
+/// Which clock a run's times are on; "virtual" or "wall" in JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockKind {
+    /// The host's clock.
+    Wall,
+    /// The bus's virtual time.
+    Virtual,
 }
 
 /// The deadline of [`Clock::timeout_at`] came first.

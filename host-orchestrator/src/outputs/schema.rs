@@ -6,6 +6,7 @@
 //! apart.
 
 use super::json::SCHEMA_VERSION;
+use crate::clock::ClockKind;
 use crate::report::Verdict;
 use crate::supervisor::HostState;
 use serde_json::{Map, Value, json};
@@ -23,6 +24,8 @@ const REPORT: &[Field] = &[
     ("nodes_total", "int"),
     ("nodes_verified", "int"),
     ("elapsed_s", "num"),
+    ("clock", "enum:clock"),
+    ("wall_s", "num"),
     ("run_dir", "str"),
     ("nodes", "[#node]"),
     ("broadcasts", "[#broadcast]"),
@@ -219,6 +222,10 @@ const RUN_EVENTS: &[(&str, &[Field])] = &[
 fn enum_values(name: &str) -> Vec<Value> {
     let values: Vec<serde_json::Result<Value>> = match name {
         "verdict" => [Verdict::Pass, Verdict::Fail]
+            .iter()
+            .map(serde_json::to_value)
+            .collect(),
+        "clock" => [ClockKind::Wall, ClockKind::Virtual]
             .iter()
             .map(serde_json::to_value)
             .collect(),

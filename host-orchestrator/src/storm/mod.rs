@@ -12,7 +12,7 @@ pub mod junit;
 pub mod record;
 pub mod scenario;
 
-use crate::clock::Moment;
+use crate::clock::{ClockKind, Moment};
 use crate::fleet::Fleet;
 use crate::report::{Report, Verdict};
 use crate::seeds::{self, Seeds};
@@ -631,8 +631,17 @@ impl StormReport {
     /// The verdict table: one row per check, then failing nodes.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "storm {} (seed {}): {} reboots in {:.1} s; peak fleet memory {:.0} MiB\n\n| check | result | evidence |\n|---|---|---|\n",
-            self.scenario, self.seed, self.reboots, self.duration_s, self.peak_fleet_pss_mib
+            "storm {} (seed {}): {} reboots in {:.1} s ({} clock; {:.1} s wall); peak fleet memory {:.0} MiB\n\n| check | result | evidence |\n|---|---|---|\n",
+            self.scenario,
+            self.seed,
+            self.reboots,
+            self.duration_s,
+            match self.testbed.clock {
+                ClockKind::Wall => "wall",
+                ClockKind::Virtual => "virtual",
+            },
+            self.testbed.wall_s,
+            self.peak_fleet_pss_mib
         );
         for c in &self.invariants {
             let first = c.evidence.lines().next().unwrap_or("");
