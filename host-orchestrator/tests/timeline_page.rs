@@ -118,6 +118,8 @@ fn run() -> (Report, Vec<Event>, Made) {
         nodes_total: 8,
         nodes_verified: 8,
         elapsed_s: 9.0,
+        clock: host_orchestrator::clock::ClockKind::Virtual,
+        wall_s: 4.0,
         run_dir: String::new(),
         nodes,
         broadcasts: vec![
