@@ -138,7 +138,13 @@ fn python_can_watches_the_fleet_and_a_node_answers_it() {
         return;
     }
     run(async {
-        let mut tb = Testbed::start(options(Fleet::default_mix(3).unwrap()))
+        // The wall clock: a tool on socketcand keeps the host's time, and a
+        // fleet on the virtual clock does not wait for it to start.
+        let fleet = Fleet::default_mix(3)
+            .unwrap()
+            .with_clock(board::strap::Clock::Wall)
+            .unwrap();
+        let mut tb = Testbed::start(options(fleet))
             .await
             .expect("testbed starts");
         let addr = tb.socketcand_addr().expect("socketcand port");

@@ -322,6 +322,7 @@ fn comparable(report: &Report) -> serde_json::Value {
     let mut v = serde_json::to_value(report).unwrap();
     let o = v.as_object_mut().unwrap();
     o.remove("run_dir");
+    o.remove("wall_s");
     let bus = o["bus"].as_object_mut().unwrap();
     bus.remove("capture");
     bus.remove("socketcand");
@@ -481,6 +482,7 @@ async fn storm_once() -> (serde_json::Value, Duration) {
     let mut v = serde_json::to_value(&r).unwrap();
     let o = v.as_object_mut().unwrap();
     o.remove("run_dir");
+    o.remove("wall_s");
     o.remove("peak_fleet_pss_mib");
     let bus = o["bus"].as_object_mut().unwrap();
     bus.remove("capture");

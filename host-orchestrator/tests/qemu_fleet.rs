@@ -152,13 +152,28 @@ fn a_node_rebooted_while_others_run_gets_its_image_and_the_others_are_undisturbe
                 n.state == HostState::Verified && n.generation.is_some_and(|g| g != old_generation)
             })
             .await;
-        // Let every running node send a heartbeat after the broadcast.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Every other node heard the broadcast and says so in a heartbeat
+        // (on either clock: a wait on the run's own time).
+        let others: Vec<(u16, u32)> = before
+            .nodes
+            .iter()
+            .filter(|n| n.id != target)
+            .map(|n| (n.id, n.ignored_image_frames))
+            .collect();
+        let heard = back
+            && tb
+                .wait_until(SETTLE, |v| {
+                    others
+                        .iter()
+                        .all(|(id, was)| v.nodes[id].ignored_image_frames > *was)
+                })
+                .await;
         let report = tb.shutdown().await;
         if !back || report.verdict != Verdict::Pass {
             dump(&report);
             panic!("rebooted node did not come back verified");
         }
+        assert!(heard, "not every other node said it ignored the broadcast");
         let rebooted = report.nodes.iter().find(|n| n.id == target).unwrap();
         assert_eq!(rebooted.generations.len(), 2, "{:?}", rebooted.generations);
         assert_eq!(rebooted.reset_cause.as_deref(), Some("SoftReboot"));

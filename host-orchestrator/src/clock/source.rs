@@ -304,6 +304,24 @@ impl PortWriter {
         }
     }
 
+    /// Whether a send would go at once: on the virtual clock, whether a
+    /// FIFO place is free; on the wall clock always (the socket pushes
+    /// back, and nothing holds the bus's time meanwhile).
+    pub fn has_room(&self) -> bool {
+        match &self.0 {
+            WriteTo::Wall(_) => true,
+            WriteTo::Virtual(h) => h.has_room(),
+        }
+    }
+
+    /// Returns once [`PortWriter::has_room`] holds.
+    pub async fn room(&self) {
+        match &self.0 {
+            WriteTo::Wall(_) => {}
+            WriteTo::Virtual(h) => h.room().await,
+        }
+    }
+
     /// Sends `frames` in order, waiting for room on the bus: on the wall
     /// clock in one write, on the virtual clock one FIFO place at a time.
     pub async fn send_all(&mut self, frames: &[Frame]) -> Result<(), ClientError> {

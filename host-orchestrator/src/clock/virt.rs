@@ -152,6 +152,26 @@ impl Handle {
         self.0.lock().holding = true;
     }
 
+    /// Whether a TX FIFO place is free (or the port is closed: a send
+    /// then says so at once).
+    pub fn has_room(&self) -> bool {
+        let s = self.0.lock();
+        s.closed || s.places > 0
+    }
+
+    /// Returns once a TX FIFO place is free (or the port closed).
+    pub async fn room(&self) {
+        std::future::poll_fn(|cx| {
+            let mut s = self.0.lock();
+            if s.closed || s.places > 0 {
+                return Poll::Ready(());
+            }
+            s.place_waiter = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
     /// Sends `frame` once a TX FIFO place is free.
     pub async fn send(&self, frame: Frame) -> Result<(), ClientError> {
         std::future::poll_fn(|cx| {

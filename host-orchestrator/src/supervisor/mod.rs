@@ -42,7 +42,7 @@ use proto::msg::Message;
 use proto::{Frame, NodeType};
 use rand::RngCore;
 use state::FleetState;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -311,6 +311,10 @@ impl Owner {
         cancel: CancellationToken,
     ) -> Result<Stopped> {
         let mut out = Vec::new();
+        // Frames waiting for a TX FIFO place. Never waited for in the loop:
+        // while the testbed holds the bus's time no place frees, and its
+        // next command must still be taken.
+        let mut queued: VecDeque<Frame> = VecDeque::new();
         // Observations made in blocking tasks (wall clock) come back here.
         let (observed_tx, mut observed) = mpsc::unbounded_channel::<Observed>();
         loop {
@@ -320,9 +324,16 @@ impl Owner {
                 self.state.next_host_check()
             };
             let check_due = next_check.map(|at| self.clock.sleep_until(at));
+            let room = async {
+                match queued.is_empty() {
+                    true => std::future::pending().await,
+                    false => writer.room().await,
+                }
+            };
             let (changed, done) = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
+                () = room => (false, None),
                 Some((c, reply)) = commands.recv() => (self.command(c, &mut out), Some(reply)),
                 f = frames.recv() => {
                     let Some(f) = f else { break };
@@ -356,8 +367,10 @@ impl Owner {
             if let Some(reply) = done {
                 let _ = reply.send(());
             }
-            for f in out.drain(..) {
-                writer.send(&f).await?;
+            queued.extend(out.drain(..));
+            while let Some(f) = queued.front().filter(|_| writer.has_room()) {
+                writer.send(f).await?;
+                queued.pop_front();
             }
         }
         Ok(Stopped {
