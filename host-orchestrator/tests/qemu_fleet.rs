@@ -16,7 +16,6 @@ use proto::NodeType;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 fn by_type(report: &Report) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
