@@ -157,6 +157,8 @@ pub(crate) enum Command {
     /// once with `None` on the wall clock. Until [`Command::Resume`].
     PauseAt {
         at: WallTime,
+        /// A pause let go once this one is in place (a pause moved on).
+        releasing: Option<WallTime>,
         reply: oneshot::Sender<Option<WallTime>>,
     },
     /// Lets the fleet's time go on past a pause.
@@ -281,10 +283,21 @@ impl Virtual {
         pace_with_wall: bool,
         ports: usize,
         host_places: u32,
+        held_at_start: Option<WallTime>,
     ) -> Virtual {
         let mut sync = Sync::new(lookahead_ns);
         for &p in from_start {
             sync.join(p);
+        }
+        let mut pauses = std::collections::BTreeMap::new();
+        if let Some(at) = held_at_start {
+            pauses.insert(
+                at,
+                Pause {
+                    holders: 1,
+                    waiting: Vec::new(),
+                },
+            );
         }
         Virtual {
             sync,
@@ -296,7 +309,7 @@ impl Virtual {
             host_places,
             held: false,
             resets: std::collections::BTreeSet::new(),
-            pauses: std::collections::BTreeMap::new(),
+            pauses,
             awaiting_clock: Vec::new(),
         }
     }
@@ -594,16 +607,18 @@ impl Arbiter {
                 self.hold_time();
                 self.answer(reply, ());
             }
-            Command::PauseAt { at, reply } => self.pause_at(at, reply),
-            Command::Resume { at, reply } => {
-                if let Some(v) = &mut self.vt
-                    && let Some(p) = v.pauses.get_mut(&at)
-                {
-                    p.holders -= 1;
-                    if p.holders == 0 {
-                        v.pauses.remove(&at);
-                    }
+            Command::PauseAt {
+                at,
+                releasing,
+                reply,
+            } => {
+                self.pause_at(at, reply);
+                if let Some(was) = releasing {
+                    self.release_pause(was);
                 }
+            }
+            Command::Resume { at, reply } => {
+                self.release_pause(at);
                 self.answer(reply, ());
             }
             Command::AwaitClock { port, reply } => match &mut self.vt {
@@ -629,6 +644,18 @@ impl Arbiter {
         p.holders += 1;
         p.waiting.push(reply);
         self.reply_pauses();
+    }
+
+    /// Lets go of one hold of the pause at `at`.
+    fn release_pause(&mut self, at: WallTime) {
+        if let Some(v) = &mut self.vt
+            && let Some(p) = v.pauses.get_mut(&at)
+        {
+            p.holders -= 1;
+            if p.holders == 0 {
+                v.pauses.remove(&at);
+            }
+        }
     }
 
     /// Tells who waits for the first pause once the fleet has reached it.

@@ -202,6 +202,7 @@ fn virtual_clock(config: &BridgeConfig) -> Option<Virtual> {
         v.pace_with_wall,
         config.ports.len() + config.socketcand.as_ref().map_or(0, |s| s.max_clients),
         u32::try_from(config.tx_fifo_depth).unwrap_or(u32::MAX),
+        v.held_at_start.map(crate::clock::WallTime::from_ns),
     ))
 }
 

@@ -75,6 +75,12 @@ pub struct VirtualClock {
     /// for clients without a clock (host programs timed by the wall
     /// clock), so that their waits and the nodes' mean the same.
     pub pace_with_wall: bool,
+    /// The fleet's time holds here (ns) from the start, as if
+    /// [`crate::BridgeControl::pause_at`] had been asked before anything
+    /// ran: for a fleet whose nodes all power on later, whose time would
+    /// otherwise run ahead before the host holds it.
+    /// [`crate::BridgeControl::move_pause`] or `resume` lets it go.
+    pub held_at_start: Option<u64>,
 }
 
 /// A node's clock socket: its QEMU plugin connects here.

@@ -248,7 +248,29 @@ impl BridgeControl {
     /// point of virtual time. `None` at once on the wall clock.
     pub async fn pause_at(&self, at_ns: u64) -> Result<Option<u64>, ControlError> {
         let at = crate::clock::WallTime::from_ns(at_ns);
-        let reached = self.ask(|reply| Command::PauseAt { at, reply }).await?;
+        let reached = self
+            .ask(|reply| Command::PauseAt {
+                at,
+                releasing: None,
+                reply,
+            })
+            .await?;
+        Ok(reached.map(|t| t.as_ns()))
+    }
+
+    /// [`BridgeControl::pause_at`] `to_ns`, then [`BridgeControl::resume`]
+    /// `from_ns`, in one step: time cannot run past `to_ns` between the
+    /// two, as it could with two commands when nothing else holds it.
+    pub async fn move_pause(&self, from_ns: u64, to_ns: u64) -> Result<Option<u64>, ControlError> {
+        let at = crate::clock::WallTime::from_ns(to_ns);
+        let releasing = Some(crate::clock::WallTime::from_ns(from_ns));
+        let reached = self
+            .ask(|reply| Command::PauseAt {
+                at,
+                releasing,
+                reply,
+            })
+            .await?;
         Ok(reached.map(|t| t.as_ns()))
     }
 

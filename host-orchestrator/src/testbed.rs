@@ -274,7 +274,8 @@ impl Testbed {
             nodes: BTreeMap::new(),
             launches: BTreeMap::new(),
             power_on_later: Vec::new(),
-            paused_at: None,
+            // The bridge holds the fleet's time there from its start.
+            paused_at: held_at_start(&opts),
             ends_when_settled: opts.end_when_settled,
             artifacts: opts.artifacts.clone(),
             seeds,
@@ -330,6 +331,14 @@ impl Testbed {
             .sort_by_key(|(at, _)| std::cmp::Reverse(*at));
         if opts.power_on_together {
             self.release_paused().await?;
+        }
+        // On the virtual clock the fleet's time is held at the first later
+        // power-on (nodes before it come on there): with nothing to hold it
+        // back it would run far ahead before anyone waits on the testbed.
+        if let Some(&(first, _)) = self.power_on_later.last()
+            && self.on_virtual_clock()
+        {
+            self.pause_until(first).await;
         }
         Ok(())
     }
@@ -650,16 +659,11 @@ impl Testbed {
     ) -> bool {
         let deadline = self.now() + timeout;
         loop {
-            self.power_on_due().await;
             if done(&self.fleet()) {
                 return true;
             }
             let now = self.now();
-            let next_power_on = self.power_on_later.last().map(|(at, _)| *at);
-            let next = (now + VIRTUAL_CHECK)
-                .min(deadline)
-                .min(next_power_on.unwrap_or(deadline));
-            if now >= deadline || !self.pause_until(next).await {
+            if now >= deadline || !self.pause_until((now + VIRTUAL_CHECK).min(deadline)).await {
                 return done(&self.fleet());
             }
         }
@@ -667,19 +671,36 @@ impl Testbed {
 
     /// On the virtual clock, lets the fleet's time run on to `at` (from a
     /// pause before, if any) and holds it there: what the caller does next
-    /// happens at `at` of virtual time. Looks after the testbed meanwhile.
-    /// False if interrupted, on the wall clock, or if the bus is gone.
+    /// happens at `at` of virtual time. Nodes due to power on before then
+    /// are powered on at their own times on the way. Looks after the
+    /// testbed meanwhile. False if interrupted, on the wall clock, or if
+    /// the bus is gone.
     pub async fn pause_until(&mut self, at: crate::clock::Moment) -> bool {
+        while let Some(&(on, _)) = self.power_on_later.last().filter(|(on, _)| *on <= at) {
+            if !self.hold_at(on).await {
+                return false;
+            }
+            self.power_on_due().await;
+        }
+        self.hold_at(at).await
+    }
+
+    /// [`Testbed::pause_until`] without the power-ons.
+    async fn hold_at(&mut self, at: crate::clock::Moment) -> bool {
         let Some(bus) = self.bus().filter(|_| self.on_virtual_clock()) else {
             return false;
         };
-        if let Some(was) = self.paused_at.take() {
+        // A pause held now moves on to `at` in one step.
+        let was = self.paused_at.take();
+        if was.is_some() {
             self.supervisor.pin(None);
-            if bus.resume(was).await.is_err() {
-                return false;
-            }
         }
-        let reached = bus.pause_at(at.as_ns());
+        let reached = async {
+            match was {
+                Some(was) => bus.move_pause(was, at.as_ns()).await,
+                None => bus.pause_at(at.as_ns()).await,
+            }
+        };
         tokio::pin!(reached);
         loop {
             tokio::select! {
@@ -1003,6 +1024,22 @@ fn supervisor_options(
 }
 
 /// The bridge for the fleet: the host's ports, then one per node.
+/// On the virtual clock, where the bridge holds the fleet's time from its
+/// start (ns): the first later power-on. Without it the fleet's time could
+/// pass that before the testbed first holds it ([`Testbed::pause_until`]):
+/// with few nodes running, or none, it races ahead.
+fn held_at_start(opts: &Options) -> Option<u64> {
+    if opts.fleet.clock != board::strap::Clock::Virtual {
+        return None;
+    }
+    opts.fleet
+        .nodes
+        .iter()
+        .filter(|n| !opts.held.contains(&n.id) && !n.power_on_after.is_zero())
+        .map(|n| n.power_on_after.as_nanos() as u64)
+        .min()
+}
+
 fn bridge_config(opts: &Options, run_dir: &RunDir, fault_seed: u64) -> bus_bridge::BridgeConfig {
     // The host's own drops sit on the first segment (the base frame).
     let host_segment = &opts.fleet.topology.segments[0];
@@ -1054,6 +1091,7 @@ fn bridge_config(opts: &Options, run_dir: &RunDir, fault_seed: u64) -> bus_bridg
         clock: if on_virtual {
             bus_bridge::BusClock::Virtual(bus_bridge::VirtualClock {
                 pace_with_wall: false,
+                held_at_start: held_at_start(opts),
             })
         } else {
             bus_bridge::BusClock::Wall
