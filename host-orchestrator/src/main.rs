@@ -483,7 +483,14 @@ async fn bench_scale(a: ScaleArgs, interrupt: CancellationToken, log: LogFile) -
         image_size: opts.image_size,
         ..compare::CompareOptions::default()
     };
-    compare::fleet("virtio", 1, compare::Delivery::Broadcast, true, &copts)?;
+    compare::fleet(
+        "virtio",
+        1,
+        compare::Delivery::Broadcast,
+        true,
+        board::strap::Clock::Wall,
+        &copts,
+    )?;
     let dir = out.start(&artifacts, "bench-scale")?;
     let mut fleets = Vec::new();
     let s = scale::scale(&artifacts, &opts, &interrupt, |r, report| {
@@ -553,6 +560,7 @@ async fn bench_compare(
         1,
         compare::Delivery::Broadcast,
         true,
+        board::strap::Clock::Wall,
         &opts,
     )?;
     let mut fleets = Vec::new();

@@ -4,12 +4,14 @@
 //! the figures (bus-time ratio, bus efficiency, time to all verified against
 //! its floor, real-time factor, host cost per node) come from those runs.
 
+use crate::clock::{ClockKind, Moment};
 use crate::fleet::{BusSettings, Fleet, FleetBuilder, MasterSettings, NodeGroup};
 use crate::holdoff::Policy;
 use crate::master::Mode;
 use crate::report::Report;
 use crate::testbed::{Artifacts, Options, Testbed};
 use anyhow::{Context, Result};
+use board::strap::Clock;
 use bus_bridge::BitTiming;
 use proto::msg::{Kind, MASTER_PRIMARY};
 use proto::{Frame, NodeType};
@@ -70,6 +72,16 @@ pub struct Run {
     /// Whether the bus ran in real time; unpaced, it waits for its slowest
     /// receiver, so the run shows how fast the host can go.
     pub paced: bool,
+    /// The clock it ran on: on the virtual clock every time below is
+    /// virtual (and `paced` means nothing), but `wall_s` and
+    /// `first_pass_host_s`.
+    pub clock: ClockKind,
+    /// Host seconds the whole run took, QEMU start-up included.
+    pub wall_s: f64,
+    /// Host seconds of the first session's first pass (on the wall clock
+    /// its `first_pass_wall_s`; on the virtual clock read off samples of
+    /// both clocks every 0.1 s of virtual time).
+    pub first_pass_host_s: Option<f64>,
     /// Nodes in the fleet.
     pub nodes: usize,
     /// Nodes verified when the run ended.
@@ -112,6 +124,7 @@ pub fn fleet(
     nodes: usize,
     delivery: Delivery,
     paced: bool,
+    clock: Clock,
     opts: &CompareOptions,
 ) -> Result<Fleet> {
     let mode = match delivery {
@@ -126,6 +139,7 @@ pub fn fleet(
             preset: TIMING,
             paced,
             transport: crate::fleet::transport(transport)?,
+            clock: Some(clock),
             ..BusSettings::default()
         },
         master: MasterSettings {
@@ -156,6 +170,8 @@ pub struct Shape<'a> {
     pub paced: bool,
     /// Also measure the idle fleet's CPU and memory.
     pub host_cost: bool,
+    /// The clock.
+    pub clock: Clock,
 }
 
 /// Boots one fleet with every node powered on at once, and measures it;
@@ -173,22 +189,26 @@ pub async fn run(
         delivery,
         paced,
         host_cost,
+        clock,
     } = shape;
-    let fleet = fleet(transport, nodes, delivery, paced, opts)?;
+    let fleet = fleet(transport, nodes, delivery, paced, clock, opts)?;
     let mut options = Options::new(fleet, artifacts.clone());
     options.power_on_together = true;
     options.interrupt = interrupt.clone();
     let mut tb = Testbed::start(options).await?;
     let timeout = Duration::from_secs(opts.run_timeout_s);
     let deadline = Instant::now() + timeout;
-    // CPU samples while the fleet boots, to cut out the first pass later.
+    // CPU samples while the fleet boots, to cut out the first pass later,
+    // and the run's clock beside the host's.
     let mut cpu = vec![(Instant::now(), tb.fleet_cpu_time())];
+    let mut clocks = vec![(Instant::now(), tb.now())];
     let mut settled = false;
     while Instant::now() < deadline {
         settled = tb
             .wait_settled(Duration::from_millis(100).min(deadline - Instant::now()))
             .await;
         cpu.push((Instant::now(), tb.fleet_cpu_time()));
+        clocks.push((Instant::now(), tb.now()));
         if settled || tb.interrupted() {
             break;
         }
@@ -206,7 +226,7 @@ pub async fn run(
     }
     let t0 = tb.started_at().into_std();
     let report = tb.shutdown().await;
-    let run = measure(
+    let mut run = measure(
         shape,
         ttav,
         &report,
@@ -214,6 +234,10 @@ pub async fn run(
         cpu_idle_fleet,
         pss_per_node_mib,
     );
+    run.first_pass_host_s = match report.clock {
+        ClockKind::Wall => Some(run.first_pass_wall_s).filter(|s| *s > 0.0),
+        ClockKind::Virtual => first_pass_host_s(&report, &clocks),
+    };
     Ok((run, report))
 }
 
@@ -237,6 +261,19 @@ fn time_to_all_verified(tb: &Testbed) -> Option<f64> {
         last = last.max(n.verified_at?);
     }
     Some((last - on).as_secs_f64())
+}
+
+/// On the virtual clock: the host seconds between the samples that bracket
+/// the first session's first pass (its times are virtual). Samples come
+/// every 0.1 s of virtual time, so it is within about two samples' host
+/// time.
+fn first_pass_host_s(report: &Report, clocks: &[(Instant, Moment)]) -> Option<f64> {
+    let b = report.broadcasts.first()?;
+    let start = Moment::from_duration(Duration::from_secs_f64(b.started_s));
+    let end = start + Duration::from_secs_f64(b.first_pass_wall_s);
+    let before = clocks.iter().rev().find(|(_, at)| *at <= start)?;
+    let after = clocks.iter().find(|(_, at)| *at >= end)?;
+    Some((after.0 - before.0).as_secs_f64())
 }
 
 /// CPU per node, as a fraction of one core, between the samples that
@@ -273,6 +310,9 @@ fn measure(
         transport: shape.transport.to_string(),
         delivery: shape.delivery,
         paced: shape.paced,
+        clock: report.clock,
+        wall_s: report.wall_s,
+        first_pass_host_s: None,
         nodes: shape.nodes,
         verified: report.nodes_verified,
         time_to_all_verified_s: ttav,
@@ -343,6 +383,14 @@ pub struct Figures {
     /// The same on an unpaced bus, which waits for the slowest receiver:
     /// how much faster than real time the host could carry the broadcast.
     pub unpaced_speed: Option<f64>,
+    /// The same broadcast on the virtual clock: host seconds of its first
+    /// pass over its virtual seconds (how much slower than real time the
+    /// host keeps the fleet in step).
+    pub virtual_slowdown: Option<f64>,
+    /// Its time to all verified, in virtual seconds.
+    pub virtual_time_to_all_verified_s: Option<f64>,
+    /// Host seconds its whole run took.
+    pub virtual_wall_s: Option<f64>,
 }
 
 /// The paced run of `transport`, `delivery` and `nodes`, if it ran.
@@ -352,8 +400,13 @@ fn paced_run<'a>(
     delivery: Delivery,
     nodes: usize,
 ) -> Option<&'a Run> {
-    runs.iter()
-        .find(|r| r.transport == transport && r.delivery == delivery && r.nodes == nodes && r.paced)
+    runs.iter().find(|r| {
+        r.transport == transport
+            && r.delivery == delivery
+            && r.nodes == nodes
+            && r.paced
+            && r.clock == ClockKind::Wall
+    })
 }
 
 /// Derives the figures from one transport's runs.
@@ -364,6 +417,9 @@ pub fn figures(transport: &str, runs: &[Run], opts: &CompareOptions) -> Figures 
         .iter()
         .find(|r| r.transport == transport && r.nodes == n && !r.paced)
         .filter(|r| r.first_pass_wall_s > 0.0);
+    let on_virtual = runs
+        .iter()
+        .find(|r| r.transport == transport && r.nodes == n && r.clock == ClockKind::Virtual);
     let bcast = find(Delivery::Broadcast, n).filter(|r| r.sessions > 0);
     let ucast = find(Delivery::Unicast, n).filter(|r| r.sessions > 0);
     let smallest = opts.nodes.iter().copied().min().unwrap_or(0);
@@ -396,6 +452,11 @@ pub fn figures(transport: &str, runs: &[Run], opts: &CompareOptions) -> Figures 
             .filter(|b| b.first_pass_wall_s > 0.0)
             .map(|b| b.first_pass_bus_s / b.first_pass_wall_s),
         unpaced_speed: unpaced.map(|b| b.first_pass_bus_s / b.first_pass_wall_s),
+        virtual_slowdown: on_virtual
+            .filter(|v| v.first_pass_wall_s > 0.0)
+            .and_then(|v| Some(v.first_pass_host_s? / v.first_pass_wall_s)),
+        virtual_time_to_all_verified_s: on_virtual.and_then(|v| v.time_to_all_verified_s),
+        virtual_wall_s: on_virtual.map(|v| v.wall_s),
     }
 }
 
@@ -436,6 +497,7 @@ pub async fn compare(
                     delivery,
                     paced: true,
                     host_cost: delivery == Delivery::Broadcast && nodes == largest,
+                    clock: Clock::Wall,
                 });
             }
         }
@@ -445,16 +507,34 @@ pub async fn compare(
             delivery: Delivery::Broadcast,
             paced: false,
             host_cost: false,
+            clock: Clock::Wall,
         });
+        // Side by side: the largest broadcast on the virtual clock, where
+        // it can run (virtio, QEMU >= 9).
+        if transport == "virtio" && crate::qemu::VirtualTools::find(&artifacts.dir).is_ok() {
+            shapes.push(Shape {
+                transport,
+                nodes: largest,
+                delivery: Delivery::Broadcast,
+                paced: true,
+                host_cost: false,
+                clock: Clock::Virtual,
+            });
+        }
         for shape in shapes {
             let (r, report) = run(artifacts, shape, opts, interrupt)
                 .await
                 .with_context(|| {
                     format!(
-                        "{transport}, {} nodes, {:?}{}",
+                        "{transport}, {} nodes, {:?}{}{}",
                         shape.nodes,
                         shape.delivery,
-                        if shape.paced { "" } else { ", unpaced" }
+                        if shape.paced { "" } else { ", unpaced" },
+                        if shape.clock == Clock::Virtual {
+                            ", virtual clock"
+                        } else {
+                            ""
+                        }
                     )
                 })?;
             progress(&r, &report);
@@ -639,6 +719,19 @@ impl Cells<'_> {
                 "< 5% of one core",
                 |t| self.largest(t, |r| core(r.cpu_idle_fleet)),
             ),
+            self.row(
+                format!(
+                    "N={n}: the broadcast on the virtual clock: time to all verified (virtual) / the run in host seconds; first pass host / virtual time"
+                ),
+                "",
+                |t| {
+                    self.figure(t, |f| {
+                        let ttav = f.virtual_time_to_all_verified_s.map_or("—".into(), secs);
+                        let slow = f.virtual_slowdown.map_or("—".into(), |s| format!("{s:.1}×"));
+                        Some(format!("{ttav} / {}; {slow}", secs(f.virtual_wall_s?)))
+                    })
+                },
+            ),
             self.row("private memory (PSS) per node".into(), "", |t| {
                 self.largest(t, |r| Some(format!("{:.1} MiB", r.pss_per_node_mib?)))
             }),
@@ -704,16 +797,16 @@ mod tests {
             ("uart", Delivery::Broadcast, "selected", true),
             ("virtio", Delivery::Unicast, "unicast", false),
         ] {
-            let built = fleet(transport, 10, delivery, paced, &opts).unwrap();
+            let built = fleet(transport, 10, delivery, paced, Clock::Wall, &opts).unwrap();
             let parsed = Fleet::parse(&format!(
-                "image_size = \"262144\"\n[bus]\npreset = \"fd-1m-5m\"\npaced = {paced}\n\
+                "image_size = \"262144\"\n[bus]\npreset = \"fd-1m-5m\"\npaced = {paced}\nclock = \"wall\"\n\
                  transport = \"{transport}\"\n[master]\npolicy = \"fixed\"\nhold_off_ms = 500\n\
                  mode = \"{mode}\"\n[[nodes]]\ntype = \"drive\"\ncount = 10\n"
             ))
             .unwrap();
             assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
         }
-        let err = fleet("can", 1, Delivery::Broadcast, true, &opts).unwrap_err();
+        let err = fleet("can", 1, Delivery::Broadcast, true, Clock::Wall, &opts).unwrap_err();
         assert!(
             format!("{err:#}").contains("bus.transport: unknown transport \"can\""),
             "{err:#}"
@@ -731,6 +824,9 @@ mod tests {
             transport: transport.into(),
             delivery,
             paced,
+            clock: ClockKind::Wall,
+            wall_s: 0.0,
+            first_pass_host_s: None,
             nodes,
             verified: if ttav.is_some() { nodes } else { nodes - 1 },
             time_to_all_verified_s: ttav,
@@ -764,6 +860,13 @@ mod tests {
             run("virtio", b, 4, true, None, 0.7),
         ];
         runs[4].first_pass_wall_s = 0.2;
+        // virtio's N=4 broadcast again on the virtual clock: its times are
+        // virtual, so it is none of the paced runs above.
+        let mut on_virtual = run("virtio", b, 4, true, Some(1.1), 0.7);
+        on_virtual.clock = ClockKind::Virtual;
+        on_virtual.wall_s = 9.5;
+        on_virtual.first_pass_host_s = Some(4.96);
+        runs.push(on_virtual);
         let figures = opts
             .transports
             .iter()
@@ -800,6 +903,7 @@ mod tests {
 | N=4: broadcast receive-queue overruns / repair bytes | 3 / 128 | 3 / 128 |  |
 | N=4: CPU per node while the broadcast's first pass runs | 3.1% of one core | 3.1% of one core |  |
 | N=4: CPU of the whole idle fleet | 1.2% of one core | 1.2% of one core | < 5% of one core |
+| N=4: the broadcast on the virtual clock: time to all verified (virtual) / the run in host seconds; first pass host / virtual time | — | 1.10 s / 9.50 s; 8.0× |  |
 | private memory (PSS) per node | 41.2 MiB | 41.2 MiB |  |
 "#;
 
@@ -814,6 +918,9 @@ mod tests {
             transport: "virtio".into(),
             delivery,
             paced: true,
+            clock: ClockKind::Wall,
+            wall_s: 0.0,
+            first_pass_host_s: None,
             nodes,
             verified: nodes,
             time_to_all_verified_s: Some(ttav),

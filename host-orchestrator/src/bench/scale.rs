@@ -9,6 +9,7 @@ use super::compare::{self, CompareOptions, Delivery, Run, Shape};
 use crate::report::Report;
 use crate::testbed::Artifacts;
 use anyhow::{Context, Result};
+use board::strap::Clock;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -136,6 +137,7 @@ pub async fn scale(
         delivery: Delivery::Broadcast,
         paced: true,
         host_cost: nodes > 1,
+        clock: Clock::Wall,
     };
     let mut out = Scale {
         options: opts.clone(),
@@ -208,6 +210,9 @@ mod tests {
             transport: "virtio".into(),
             delivery: Delivery::Broadcast,
             paced: true,
+            clock: crate::clock::ClockKind::Wall,
+            wall_s: 0.0,
+            first_pass_host_s: None,
             nodes,
             verified: if ttav.is_some() { nodes } else { nodes - 1 },
             time_to_all_verified_s: ttav,
