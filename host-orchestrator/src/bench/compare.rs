@@ -242,14 +242,19 @@ pub async fn run(
 }
 
 /// A run's name: transport, size, delivery (`virtio-40-broadcast`), and
-/// `-unpaced` for the unpaced one.
+/// `-unpaced` for the unpaced one, `-virtual` for the one on the virtual
+/// clock.
 pub fn label(r: &Run) -> String {
     let delivery = match r.delivery {
         Delivery::Broadcast => "broadcast",
         Delivery::Unicast => "unicast",
     };
     let paced = if r.paced { "" } else { "-unpaced" };
-    format!("{}-{}-{delivery}{paced}", r.transport, r.nodes)
+    let clock = match r.clock {
+        ClockKind::Wall => "",
+        ClockKind::Virtual => "-virtual",
+    };
+    format!("{}-{}-{delivery}{paced}{clock}", r.transport, r.nodes)
 }
 
 /// Power-on (the earliest) to the last node verified.
