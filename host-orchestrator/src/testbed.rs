@@ -873,17 +873,29 @@ impl Testbed {
     /// Waits (a little) for sessions in progress to end, so that the report
     /// has their repair rounds: nodes may be verified before the master's
     /// last repair wait is over.
-    pub async fn let_sessions_end(&self) {
+    /// On the virtual clock the wait is in virtual time, with the fleet
+    /// held every 0.1 s: a session's last repair wait is virtual time too.
+    pub async fn let_sessions_end(&mut self) {
         if self.masters.primary.is_none() && self.masters.backup.is_none() {
             return;
         }
-        let mut log = self.masters.log.clone();
-        let quiet = log.wait_for(|l| {
+        let quiet = |l: &MasterLog| {
             !l.broadcasts
                 .iter()
                 .any(|b| b.ended_s.is_none() && b.error.is_none())
-        });
-        let _ = tokio::time::timeout(SESSIONS_END, quiet).await;
+        };
+        if self.on_virtual_clock() {
+            let deadline = self.now() + SESSIONS_END;
+            while !quiet(&self.masters.log.borrow().clone()) {
+                let now = self.now();
+                if now >= deadline || !self.pause_until((now + VIRTUAL_CHECK).min(deadline)).await {
+                    return;
+                }
+            }
+            return;
+        }
+        let mut log = self.masters.log.clone();
+        let _ = tokio::time::timeout(SESSIONS_END, log.wait_for(|l| quiet(l))).await;
     }
 
     /// Ends every node process and the backup master: SIGTERM to all at
