@@ -657,14 +657,20 @@ impl Testbed {
         timeout: Duration,
         done: impl Fn(&FleetView) -> bool,
     ) -> bool {
+        self.held_steps_until(timeout, |tb| done(&tb.fleet())).await
+    }
+
+    /// Judges `done` with the fleet's time held at each [`VIRTUAL_CHECK`]
+    /// of virtual time, for at most `timeout` of it; whether it held.
+    async fn held_steps_until(&mut self, timeout: Duration, done: impl Fn(&Self) -> bool) -> bool {
         let deadline = self.now() + timeout;
         loop {
-            if done(&self.fleet()) {
+            if done(self) {
                 return true;
             }
             let now = self.now();
             if now >= deadline || !self.pause_until((now + VIRTUAL_CHECK).min(deadline)).await {
-                return done(&self.fleet());
+                return done(self);
             }
         }
     }
@@ -885,13 +891,8 @@ impl Testbed {
                 .any(|b| b.ended_s.is_none() && b.error.is_none())
         };
         if self.on_virtual_clock() {
-            let deadline = self.now() + SESSIONS_END;
-            while !quiet(&self.masters.log.borrow().clone()) {
-                let now = self.now();
-                if now >= deadline || !self.pause_until((now + VIRTUAL_CHECK).min(deadline)).await {
-                    return;
-                }
-            }
+            self.held_steps_until(SESSIONS_END, |tb| quiet(&tb.masters.log.borrow()))
+                .await;
             return;
         }
         let mut log = self.masters.log.clone();

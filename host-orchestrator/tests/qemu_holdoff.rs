@@ -6,12 +6,11 @@
 
 mod common;
 
-use common::{SETTLE, artifacts, available, dump, options, run};
+use common::{artifacts, available, boot, options, run};
 use host_orchestrator::fleet::Fleet;
 use host_orchestrator::qemu::VirtualTools;
-use host_orchestrator::report::{Report, Verdict, WindowReport};
+use host_orchestrator::report::{Report, WindowReport};
 use host_orchestrator::supervisor::HostState;
-use host_orchestrator::testbed::Testbed;
 
 /// Nanosecond times in seconds: report times are f64 seconds, so "exactly"
 /// is to within rounding.
@@ -37,18 +36,17 @@ fn fleet(master: &str) -> Fleet {
     .unwrap()
 }
 
-/// Boots `fleet` until every node is verified; the report.
-async fn boot(fleet: Fleet) -> Report {
-    let mut tb = Testbed::start(options(fleet))
-        .await
-        .expect("testbed starts");
-    let settled = tb.wait_settled(SETTLE).await;
-    let report = tb.shutdown().await;
-    if !settled || report.verdict != Verdict::Pass {
-        dump(&report);
-        panic!("fleet did not verify");
+/// Boots the staggered fleet under `master` on the virtual clock and hands
+/// its report and the nodes' first request times to `check`; nothing where
+/// the virtual clock cannot run (outside CI).
+fn policy(master: &str, check: impl FnOnce(&Report, &[(u16, f64)])) {
+    if !virtual_clock() {
+        return;
     }
-    report
+    run(async {
+        let r = boot(options(fleet(master))).await;
+        check(&r, &first_requests(&r));
+    });
 }
 
 /// Each node's first REQUESTING time, in node order.
@@ -103,76 +101,43 @@ fn assert_closed(r: &Report, want_s: f64, reason: &str) {
 
 #[test]
 fn fixed_closes_its_wait_after_the_first_request() {
-    if !virtual_clock() {
-        return;
-    }
-    run(async {
-        let r = boot(fleet("policy = \"fixed\"\nhold_off_ms = 700")).await;
-        let t = first_requests(&r);
-        assert_closed(&r, t[0].1 + 0.7, "timer");
+    policy("policy = \"fixed\"\nhold_off_ms = 700", |r, t| {
+        assert_closed(r, t[0].1 + 0.7, "timer");
         // The 0.3 s stagger: drives 1-3 ask inside 0.7 s, drive 4 after.
-        assert_eq!(first_window(&r).requesters.len(), 3);
+        assert_eq!(first_window(r).requesters.len(), 3);
     });
 }
 
 #[test]
 fn renew_closes_its_wait_after_the_last_new_requester() {
-    if !virtual_clock() {
-        return;
-    }
-    run(async {
-        let r = boot(fleet(
-            "policy = \"renew\"\nhold_off_ms = 500\nmax_wait_ms = 10000",
-        ))
-        .await;
-        let t = first_requests(&r);
-        assert_closed(&r, t[3].1 + 0.5, "timer");
-    });
+    policy(
+        "policy = \"renew\"\nhold_off_ms = 500\nmax_wait_ms = 10000",
+        |r, t| assert_closed(r, t[3].1 + 0.5, "timer"),
+    );
 }
 
 #[test]
 fn renew_is_capped_by_max_wait_from_the_first_request() {
-    if !virtual_clock() {
-        return;
-    }
-    run(async {
-        let r = boot(fleet(
-            "policy = \"renew\"\nhold_off_ms = 500\nmax_wait_ms = 700",
-        ))
-        .await;
-        let t = first_requests(&r);
-        assert_closed(&r, t[0].1 + 0.7, "max_wait");
-    });
+    policy(
+        "policy = \"renew\"\nhold_off_ms = 500\nmax_wait_ms = 700",
+        |r, t| assert_closed(r, t[0].1 + 0.7, "max_wait"),
+    );
 }
 
 #[test]
 fn shrink_waits_less_after_each_renewal() {
-    if !virtual_clock() {
-        return;
-    }
-    run(async {
-        let r = boot(fleet(
-            "policy = \"shrink\"\nhold_off_ms = 500\nshrink_step_ms = 100\nfloor_ms = 350\nmax_wait_ms = 10000",
-        ))
-        .await;
-        let t = first_requests(&r);
-        // Renewals 1, 2, 3 wait 400, 350 (the floor), 350 ms: each is
-        // longer than the 0.3 s stagger, so every drive renews it.
-        assert_closed(&r, t[3].1 + 0.35, "timer");
-    });
+    // Renewals 1, 2, 3 wait 400, 350 (the floor), 350 ms: each is longer
+    // than the 0.3 s stagger, so every drive renews it.
+    policy(
+        "policy = \"shrink\"\nhold_off_ms = 500\nshrink_step_ms = 100\nfloor_ms = 350\nmax_wait_ms = 10000",
+        |r, t| assert_closed(r, t[3].1 + 0.35, "timer"),
+    );
 }
 
 #[test]
 fn quorum_closes_when_enough_nodes_have_asked() {
-    if !virtual_clock() {
-        return;
-    }
-    run(async {
-        let r = boot(fleet(
-            "policy = \"quorum\"\nhold_off_ms = 5000\nmin_requests = 3",
-        ))
-        .await;
-        let t = first_requests(&r);
-        assert_closed(&r, t[2].1, "quorum");
-    });
+    policy(
+        "policy = \"quorum\"\nhold_off_ms = 5000\nmin_requests = 3",
+        |r, t| assert_closed(r, t[2].1, "quorum"),
+    );
 }

@@ -3,25 +3,13 @@
 
 mod common;
 
-use common::{SETTLE, bytes_sent, dump, options, run};
+use common::{SETTLE, boot, bytes_sent, dump, options, run};
 use host_orchestrator::fleet::Fleet;
 use host_orchestrator::master::Role;
 use host_orchestrator::report::{Report, Verdict};
-use host_orchestrator::testbed::{Options, Testbed};
+use host_orchestrator::testbed::Testbed;
 use std::collections::BTreeSet;
 use std::time::Duration;
-
-/// Boots a fleet to the end (every node settled) and returns the report.
-async fn boot(opts: Options) -> Report {
-    let mut tb = Testbed::start(opts).await.expect("testbed starts");
-    let settled = tb.wait_settled(SETTLE).await;
-    let report = tb.shutdown().await;
-    if !settled || report.verdict != Verdict::Pass {
-        dump(&report);
-        panic!("fleet did not verify");
-    }
-    report
-}
 
 fn fleet(master: &str, nodes: &str) -> Fleet {
     Fleet::parse(&format!("[master]\n{master}\n{nodes}")).unwrap()

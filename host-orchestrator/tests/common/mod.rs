@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 use host_orchestrator::fleet::Fleet;
-use host_orchestrator::report::Report;
-use host_orchestrator::testbed::{Artifacts, Options};
+use host_orchestrator::report::{Report, Verdict};
+use host_orchestrator::testbed::{Artifacts, Options, Testbed};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -37,6 +37,19 @@ pub fn options(fleet: Fleet) -> Options {
     let mut o = Options::new(fleet, artifacts());
     o.master_exe = Some(env!("CARGO_BIN_EXE_bootcast").into());
     o
+}
+
+/// Boots a fleet to the end (every node settled) and returns the report;
+/// panics, with the report, unless every node is verified.
+pub async fn boot(opts: Options) -> Report {
+    let mut tb = Testbed::start(opts).await.expect("testbed starts");
+    let settled = tb.wait_settled(SETTLE).await;
+    let report = tb.shutdown().await;
+    if !settled || report.verdict != Verdict::Pass {
+        dump(&report);
+        panic!("fleet did not verify");
+    }
+    report
 }
 
 /// Prints what a failing test needs to see.
