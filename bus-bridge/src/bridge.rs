@@ -515,3 +515,33 @@ impl Drop for Bridge {
         }
     }
 }
+
+#[cfg(test)]
+mod lookahead_tests {
+    use super::*;
+
+    #[test]
+    fn the_lookahead_lies_under_every_frame() {
+        for t in BitTiming::ALL {
+            let l = lookahead_ns(t);
+            for flags in [
+                0,
+                proto::frame::FLAG_FD,
+                proto::frame::FLAG_FD | proto::frame::FLAG_BRS,
+            ] {
+                for len in [0usize, 8, 64] {
+                    let f = Frame::new(0x7FF, flags, &vec![0xFF; len]);
+                    if let Some(ns) = f.ok().and_then(|f| t.frame_time_ns(&f)) {
+                        assert!(
+                            l < ns,
+                            "{t}: {l} ns is not under a {len}-byte frame's {ns} ns"
+                        );
+                    }
+                }
+            }
+        }
+        // The figures the README gives.
+        assert_eq!(lookahead_ns(BitTiming::Fd1m5m), 26_700);
+        assert_eq!(lookahead_ns(BitTiming::Classic1m), 36_000);
+    }
+}

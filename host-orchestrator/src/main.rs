@@ -96,6 +96,31 @@ enum BenchWhich {
     /// boot) broadcasting on a paced bus: time to all verified against its
     /// floor, real-time factor, memory and CPU per fleet, overruns.
     Scale(ScaleArgs),
+    /// Run storm scenarios on both clocks, side by side: scenario seconds,
+    /// host seconds, how much faster than real time, and the virtual
+    /// clock's host time against the wall clock's.
+    Storms(StormsArgs),
+}
+
+#[derive(Args)]
+struct StormsArgs {
+    /// A scenario file; repeat for more (default: ci/idle-600.toml and
+    /// ci/storm-40.toml).
+    #[arg(long = "scenario")]
+    scenarios: Vec<PathBuf>,
+    /// Clocks, comma-separated, in the order they run.
+    #[arg(long, value_delimiter = ',', default_value = "wall,virtual", value_parser = parse_clock)]
+    clocks: Vec<board::strap::Clock>,
+    /// Built guest artifacts (default: target/bootcast, or $BOOTCAST_ARTIFACTS).
+    #[arg(long)]
+    artifacts: Option<PathBuf>,
+    /// Also write every run and figure as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Keep the log, table, report and each storm's run folder here
+    /// (default: target/bootcast/runs/<time>-bench-storms).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -348,6 +373,10 @@ fn main() -> ExitCode {
                 which: Some(BenchWhich::Scale(args)),
                 ..
             } => bench_scale(args, interrupt, log).await,
+            Command::Bench {
+                which: Some(BenchWhich::Storms(args)),
+                ..
+            } => bench_storms(args, interrupt, log).await,
         }
     });
     if let Err(e) = &result {
@@ -507,6 +536,47 @@ async fn bench_scale(a: ScaleArgs, interrupt: CancellationToken, log: LogFile) -
     .await?;
     let table = scale::table(&s);
     out.finish(&dir, &table, &s, &s, &fleets, s.interrupted, "fleets")
+        .await
+}
+
+async fn bench_storms(
+    a: StormsArgs,
+    interrupt: CancellationToken,
+    log: LogFile,
+) -> Result<Outcome> {
+    use host_orchestrator::bench::storms;
+    let out = BenchOut {
+        json: a.json.clone(),
+        run_dir: a.run_dir.clone(),
+        log,
+    };
+    let scenarios = if a.scenarios.is_empty() {
+        vec!["ci/idle-600.toml".into(), "ci/storm-40.toml".into()]
+    } else {
+        a.scenarios
+    };
+    let opts = storms::StormsOptions {
+        scenarios,
+        clocks: a.clocks,
+    };
+    check_output_folder("--json", a.json.as_deref())?;
+    storms::load(&opts)?;
+    let artifacts = Artifacts::locate(a.artifacts)?;
+    let dir = out.start(&artifacts, "bench-storms")?;
+    let s = storms::storms(&artifacts, &opts, dir.path(), &interrupt, |r, _| {
+        say!(
+            "bench storms: {} on the {:?} clock: {}, {:.1} scenario s in {:.1} host s",
+            r.scenario,
+            r.clock,
+            r.verdict,
+            r.scenario_s,
+            r.wall_s
+        )
+    })
+    .await?;
+    let table = storms::table(&s);
+    // Each storm keeps its own run folder (timeline included) under `dir`.
+    out.finish(&dir, &table, &s, &s, &[], s.interrupted, "storms")
         .await
 }
 

@@ -200,6 +200,10 @@ fn virtual_qemu(root: &Path, needed: bool) -> Result<Option<PathBuf>> {
 fn built_bootcast(root: &Path, command: &str, args: &[String]) -> Result<ExitCode> {
     install::all()?;
     virtual_qemu(root, qemu_virtual::wanted(args))?;
+    // Chromium only draws the run's timeline.png: a run goes on without it.
+    if let Err(e) = install::chromium() {
+        eprintln!("xtask: warning: {e:#}; runs keep no timeline.png");
+    }
     let out = artifacts::build(root)?;
     let status = bootcast(root, &out, true)
         .arg(command)

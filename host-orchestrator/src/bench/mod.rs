@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod compare;
 pub mod scale;
+pub mod storms;
 
 /// One policy's run of the staggered boot.
 #[derive(Clone, Debug, Serialize)]
