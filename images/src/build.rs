@@ -586,7 +586,13 @@ impl Image {
 
 /// [`build_from_elf`] on a file; errors name the file.
 pub fn build_file(path: &Path, opts: &BuildOptions) -> anyhow::Result<Image> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let cannot_read = || format!("{}: cannot read", path.display());
+    // Before reading: a FIFO would block the read for good, and a device
+    // such as /dev/zero never ends.
+    if !std::fs::metadata(path).with_context(cannot_read)?.is_file() {
+        anyhow::bail!("{}: not a regular file", path.display());
+    }
+    let bytes = std::fs::read(path).with_context(cannot_read)?;
     build_from_elf(&bytes, opts).with_context(|| path.display().to_string())
 }
 

@@ -410,6 +410,13 @@ fn build_file_names_the_file() {
         "{err}"
     );
 
+    // Neither a folder nor a device is read: a FIFO's read would never
+    // return, nor would /dev/zero's end.
+    for odd in [dir.path(), std::path::Path::new("/dev/null")] {
+        let err = format!("{:#}", build_file(odd, &opts()).unwrap_err());
+        assert_eq!(err, format!("{}: not a regular file", odd.display()));
+    }
+
     std::fs::write(&path, ElfSpec::typical().write()).unwrap();
     assert!(build_file(&path, &opts()).is_ok());
 }

@@ -71,15 +71,20 @@ pub fn image_span(record: &Handoff, limit: u64) -> Option<(u64, u64)> {
         .then(|| (record.load_addr, record.size.min(limit)))
 }
 
-/// Where `pc` is, in words.
+/// Whether the CPU at `pc` runs code in RAM. The boot ROM never does (it
+/// runs from flash, and QEMU's reset code lies below RAM), so an app does,
+/// inside its image or not.
+fn in_ram(pc: u64) -> bool {
+    (memory::RAM_BASE..memory::RAM_BASE + memory::RAM_SIZE).contains(&pc)
+}
+
+/// Where a `pc` outside RAM is, in words.
 fn place(pc: u64) -> &'static str {
     let flash = memory::FLASH_BASE..memory::FLASH_BASE + memory::FLASH_SIZE;
     if flash.contains(&pc) {
         "in the boot ROM"
-    } else if pc < memory::RAM_BASE {
-        "outside RAM"
     } else {
-        "outside the image region"
+        "outside RAM"
     }
 }
 
@@ -95,8 +100,8 @@ fn no_image_yet(record: &Handoff, obs: &Observation) -> Finding {
     match &obs.pc {
         // An app runs, yet its record names no image: the record was
         // overwritten.
-        Some(Ok(pc)) if memory::in_image_region(*pc, 1) => Finding::Wrong(format!(
-            "the CPU runs in the image region (pc {pc:#x}), but the handoff record at {:#x} names no image (magic {:#010x}, size {})",
+        Some(Ok(pc)) if in_ram(*pc) => Finding::Wrong(format!(
+            "the CPU runs in RAM (pc {pc:#x}), but the handoff record at {:#x} names no image (magic {:#010x}, size {})",
             memory::HANDOFF_BASE,
             record.magic,
             record.size
@@ -143,9 +148,10 @@ pub fn judge(obs: &Observation, id: u16, node_type: NodeType, published: &[Publi
         Some(Err(e)) => return Finding::NotYet(format!("cannot read its program counter: {e}")),
         None => return Finding::NotYet("its program counter was not read".into()),
     };
-    if !memory::in_image_region(pc, 1) {
+    if !in_ram(pc) {
         // Handed off but not yet jumped (the boot ROM flushes its port
-        // first), or back in the boot ROM after a reboot.
+        // first), or back in the boot ROM after a reboot. In RAM outside
+        // its image (app RAM, say) is judged below: no boot ROM runs there.
         return Finding::NotYet(format!(
             "no app runs: the CPU is {} (pc {pc:#x})",
             place(pc)
@@ -429,6 +435,26 @@ mod tests {
             why,
             "the CPU runs at 0x80100258, outside its image [0x80100000, 0x80100258)"
         );
+        // Anywhere else in RAM (code an app put in its RAM, the handoff
+        // page): the image's bytes are intact, but it does not run them.
+        for pc in [memory::APP_RAM_BASE + 0x40, memory::HANDOFF_BASE] {
+            let why = wrong(j(&seen(&record(&b), pc, &b.payload), &b));
+            assert_eq!(
+                why,
+                format!("the CPU runs at {pc:#x}, outside its image [0x80100000, 0x80100258)")
+            );
+        }
+        // So too without a record.
+        let mut r = record(&b);
+        r.magic = 0;
+        let why = wrong(j(&seen(&r, memory::APP_RAM_BASE, &[]), &b));
+        assert!(
+            why.starts_with("the CPU runs in RAM (pc 0x80040000)"),
+            "{why}"
+        );
+        // Outside RAM no app runs: QEMU's reset code, on the way to flash.
+        let why = not_yet(j(&seen(&record(&b), 0x1000, &b.payload), &b));
+        assert_eq!(why, "no app runs: the CPU is outside RAM (pc 0x1000)");
     }
 
     #[test]
