@@ -166,8 +166,8 @@ pub(crate) enum Command {
         at: WallTime,
         reply: oneshot::Sender<()>,
     },
-    /// Reply once a node's clock has joined on `port` (at once if it has,
-    /// or on the wall clock).
+    /// Reply once a node's clock or a timed host client has joined on
+    /// `port` (at once if it has, or on the wall clock).
     AwaitClock {
         port: PortId,
         reply: oneshot::Sender<()>,
@@ -494,6 +494,11 @@ impl Arbiter {
         self.bus.connect(port, conn, segment, !clocked, now);
         if let Some(v) = &mut self.vt {
             v.sent[port].clear();
+            if timed || clocked {
+                for (_, w) in v.awaiting_clock.extract_if(.., |(p, _)| *p == port) {
+                    let _ = w.send(());
+                }
+            }
             let offset = if timed {
                 let at = v.sync.join_host(port);
                 rx.push_tx_free(v.host_places, at.as_ns());
@@ -502,9 +507,6 @@ impl Arbiter {
             } else {
                 if clocked {
                     v.sync.join(port);
-                    for (_, w) in v.awaiting_clock.extract_if(.., |(p, _)| *p == port) {
-                        let _ = w.send(());
-                    }
                 }
                 None
             };
@@ -622,7 +624,7 @@ impl Arbiter {
                 self.answer(reply, ());
             }
             Command::AwaitClock { port, reply } => match &mut self.vt {
-                Some(v) if !v.sync.is_node(port) => v.awaiting_clock.push((port, reply)),
+                Some(v) if !v.sync.is_member(port) => v.awaiting_clock.push((port, reply)),
                 _ => self.answer(reply, ()),
             },
             Command::ResetNode { port, at, reply } => {

@@ -281,9 +281,10 @@ impl BridgeControl {
         self.ask(|reply| Command::Resume { at, reply }).await
     }
 
-    /// On the virtual clock, returns once a node's clock has joined the
-    /// fleet's time on `port` (its QEMU connected): from then on the
-    /// fleet's time waits for it. At once on the wall clock.
+    /// On the virtual clock, returns once a node's clock (its QEMU) or a
+    /// timed host client (a master) has joined the fleet's time on `port`:
+    /// from then on the fleet's time waits for it. At once on the wall
+    /// clock.
     pub async fn await_clock(&self, port: &str) -> Result<(), ControlError> {
         let port = self.port(port)?;
         self.ask(|reply| Command::AwaitClock { port, reply }).await

@@ -129,6 +129,26 @@ async fn timed_clients_act_at_their_timers_and_hear_each_other_at_bus_times() {
 }
 
 #[tokio::test]
+async fn awaiting_a_timed_client_returns_once_it_has_joined() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = bus_bridge::start(config(dir.path())).await.unwrap();
+    let control = bridge.control();
+    let waiting = tokio::spawn({
+        let control = control.clone();
+        async move { control.await_clock("a").await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "returned before the client joined");
+    let _a = Timed::connect(&common::sock(dir.path(), "a")).await;
+    let joined = timeout(common::PATIENCE, waiting).await;
+    assert!(matches!(joined, Ok(Ok(Ok(())))), "{joined:?}");
+    // Once joined, at once.
+    let again = timeout(common::PATIENCE, control.await_clock("a")).await;
+    assert!(matches!(again, Ok(Ok(()))), "{again:?}");
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
 async fn held_time_stops_where_it_is_and_grants_nothing_more() {
     let dir = tempfile::tempdir().unwrap();
     let bridge = bus_bridge::start(config(dir.path())).await.unwrap();

@@ -280,8 +280,43 @@ impl Testbed {
             artifacts: opts.artifacts.clone(),
             seeds,
         };
+        tb.await_masters().await?;
         tb.power_on_fleet(&opts).await?;
         Ok(tb)
+    }
+
+    /// On the virtual clock, waits for the masters to join the fleet's
+    /// time before any node powers on: a master still loading a large
+    /// store would otherwise join only once the nodes' requests and their
+    /// timeouts had passed without it.
+    async fn await_masters(&mut self) -> Result<()> {
+        let Some(bus) = self.bus().filter(|_| self.on_virtual_clock()) else {
+            return Ok(());
+        };
+        let backup = self.masters.backup.is_some().then_some("backup");
+        for port in std::iter::once("master").chain(backup) {
+            let ended = async {
+                loop {
+                    let primary = self.masters.primary.as_ref();
+                    if port == "master" && primary.is_none_or(|p| p.is_finished()) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            tokio::select! {
+                r = tokio::time::timeout(MASTER_UP, bus.await_clock(port)) => r
+                    .map_err(|_| anyhow::anyhow!(
+                        "the {port} master did not join the bus within {MASTER_UP:?}; see {}",
+                        self.run_dir.path().join("log").display()
+                    ))??,
+                () = ended => bail!(
+                    "the master ended before it joined the bus; see {}",
+                    self.run_dir.path().join("log").display()
+                ),
+            }
+        }
+        Ok(())
     }
 
     /// Powers on every node that starts at once, and schedules the rest.
@@ -937,6 +972,9 @@ impl Testbed {
 /// How long a reset waits for a node's QMP socket (a node just powered on
 /// creates it within a second or so on a loaded host).
 const QMP_UP: Duration = Duration::from_secs(10);
+/// How long a master may take to load its store and join the bus (a store
+/// of large images is hashed and checked first).
+const MASTER_UP: Duration = Duration::from_secs(120);
 /// On the virtual clock, how often a wait for the fleet judges it (in
 /// virtual time; each check holds the fleet for a round).
 const VIRTUAL_CHECK: Duration = Duration::from_millis(100);
