@@ -563,7 +563,11 @@ async fn bench_storms(
     storms::load(&opts)?;
     let artifacts = Artifacts::locate(a.artifacts)?;
     let dir = out.start(&artifacts, "bench-storms")?;
-    let s = storms::storms(&artifacts, &opts, dir.path(), &interrupt, |r, _| {
+    let s = storms::storms(&artifacts, &opts, dir.path(), &interrupt, |r, report| {
+        // Each storm's own report, beside its log and capture.
+        if let Err(e) = json::write(&RunDir::at(&r.run_dir).report(), Kind::Storm, report) {
+            say!("bench storms: {e:#}");
+        }
         say!(
             "bench storms: {} on the {:?} clock: {}, {:.1} scenario s in {:.1} host s",
             r.scenario,

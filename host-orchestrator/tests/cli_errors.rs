@@ -300,6 +300,18 @@ fn bench_policies_names_bad_flags() {
             "padded image",
         ),
         (
+            args(&["bench", "storms", "--scenario", "/nonexistent/s.toml"]),
+            "--scenario /nonexistent/s.toml",
+        ),
+        (
+            args(&["bench", "storms", "--clocks", "sundial"]),
+            "invalid value 'sundial' for '--clocks <CLOCKS>'",
+        ),
+        (
+            args(&["bench", "storms", "--json", "/nonexistent-dir/s.json"]),
+            "--json: folder /nonexistent-dir does not exist",
+        ),
+        (
             args(&["testbed", "up", "--transport", "can"]),
             "invalid value 'can' for '--transport <TRANSPORT>': bus.transport: unknown transport \"can\" (uart or virtio)",
         ),

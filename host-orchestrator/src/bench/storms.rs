@@ -42,6 +42,8 @@ pub struct StormRun {
     pub wall_s: f64,
     /// Scenario seconds per host second: above 1, faster than real time.
     pub speed_vs_real_time: f64,
+    /// The storm's run folder.
+    pub run_dir: PathBuf,
 }
 
 /// One scenario's two clocks compared.
@@ -92,10 +94,11 @@ pub async fn storms(
             let name = format!("{}-{}", scenario.name, clock_name(clock));
             let mut scenario = scenario.clone();
             scenario.fleet = scenario.fleet.with_clock(clock)?;
+            let run_dir = dir.join(&name);
             let report = storm::run(StormOptions {
                 scenario,
                 artifacts: artifacts.clone(),
-                run_dir: dir.join(&name),
+                run_dir: run_dir.clone(),
                 seed: None,
                 progress: false,
                 master_exe: std::env::current_exe().ok(),
@@ -103,7 +106,7 @@ pub async fn storms(
             })
             .await
             .with_context(|| format!("storm {name}"))?;
-            let run = run_of(&report);
+            let run = run_of(&report, run_dir);
             on_run(&run, &report);
             runs.push(run);
         }
@@ -123,7 +126,7 @@ fn clock_name(c: Clock) -> &'static str {
     }
 }
 
-fn run_of(r: &StormReport) -> StormRun {
+fn run_of(r: &StormReport, run_dir: PathBuf) -> StormRun {
     let t = &r.testbed;
     StormRun {
         scenario: r.scenario.clone(),
@@ -135,6 +138,7 @@ fn run_of(r: &StormReport) -> StormRun {
         scenario_s: r.duration_s,
         wall_s: t.wall_s,
         speed_vs_real_time: ratio(r.duration_s, t.wall_s),
+        run_dir,
     }
 }
 
@@ -214,6 +218,7 @@ mod tests {
             scenario_s,
             wall_s,
             speed_vs_real_time: ratio(scenario_s, wall_s),
+            run_dir: PathBuf::new(),
         }
     }
 
