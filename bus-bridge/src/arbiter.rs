@@ -656,6 +656,7 @@ impl Arbiter {
             p.holders -= 1;
             if p.holders == 0 {
                 v.pauses.remove(&at);
+                v.sync.call_hosts();
             }
         }
     }

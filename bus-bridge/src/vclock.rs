@@ -207,6 +207,20 @@ impl Sync {
                 .all(|m| !matches!(m.state, State::Running { .. } | State::Joining))
     }
 
+    /// Asks every sleeping timed host client to report once more before
+    /// time passes the frontier (a held time is let go): one woken from
+    /// outside the bus may have sent a frame that is still on its way, and
+    /// its answer to the grant comes after that frame on its socket. So
+    /// the frame is taken at the frontier, however late the host reads it.
+    pub fn call_hosts(&mut self) {
+        let at = Some(self.frontier);
+        for m in self.members.values_mut().filter(|m| m.host) {
+            if matches!(m.state, State::Idle { .. }) {
+                m.handed = earliest(m.handed, at);
+            }
+        }
+    }
+
     /// `port`'s clock is gone (its QEMU ended).
     pub fn leave(&mut self, port: PortId) {
         self.members.remove(&port);
@@ -706,6 +720,28 @@ mod tests {
             Err(Anomaly::NotAMember),
             "a node reports over its clock socket"
         );
+    }
+
+    #[test]
+    fn hosts_called_before_time_moves_on_hold_the_frontier_until_they_answer() {
+        let mut s = Sync::new(L);
+        s.join_host(PortId(3));
+        s.host_idle(PortId(3), t(0), None).unwrap();
+        s.frontier(None);
+        assert_eq!(s.grants(None, None, None), [(PortId(3), NodeTime(L))]);
+        s.host_idle(PortId(3), t(L), Some(t(10 * L))).unwrap();
+        assert_eq!(s.frontier(Some(t(2 * L))), t(2 * L), "held there");
+        assert_eq!(s.grants(None, None, None), [], "nothing due");
+        s.call_hosts();
+        assert_eq!(
+            s.frontier(None),
+            t(2 * L),
+            "held at the frontier for the host"
+        );
+        assert_eq!(s.grants(None, None, None), [(PortId(3), NodeTime(3 * L))]);
+        assert_eq!(s.frontier(None), t(2 * L), "still, while it runs");
+        s.host_idle(PortId(3), t(3 * L), Some(t(10 * L))).unwrap();
+        assert_eq!(s.frontier(None), t(10 * L), "answered: on to its timer");
     }
 
     #[test]
