@@ -920,10 +920,46 @@ impl Fleet {
     pub fn max_window(&self) -> Duration {
         self.master.hold_off.max_wait
     }
+
+    /// The bus time to carry every type's image once, each padded to
+    /// `image_size`, in full data frames (zero without `image_size`: the
+    /// built images are small). A run's default timeout allows for it.
+    pub fn image_bus_time(&self) -> Duration {
+        use proto::frame::{FLAG_BRS, FLAG_EXTENDED, FLAG_FD, MAX_DATA};
+        let Some(size) = self.image_size else {
+            return Duration::ZERO;
+        };
+        let (flags, len) = match self.timing.is_fd() {
+            true => (FLAG_EXTENDED | FLAG_FD | FLAG_BRS, MAX_DATA),
+            false => (FLAG_EXTENDED, 8),
+        };
+        let chunk = (len - proto::msg::DATA_HEADER) as u64;
+        let frame_ns = proto::Frame::new(0x1FFF_FFFF, flags, &[0xFF; MAX_DATA][..len])
+            .ok()
+            .and_then(|f| self.timing.frame_time_ns(&f))
+            .unwrap_or(0);
+        let frames = u64::from(size).div_ceil(chunk) * self.types().len() as u64;
+        Duration::from_nanos(frames.saturating_mul(frame_ns))
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_padded_image_s_bus_time_is_counted_per_type() {
+        let text = "image_size = \"1M\"\n[bus]\npreset = \"fd-1m-5m\"\n\
+                    [[nodes]]\ntype = \"drive\"\ncount = 3\n[[nodes]]\ntype = \"comm\"\n";
+        let fleet = super::Fleet::parse(text).expect(text);
+        let t = fleet.image_bus_time().as_secs_f64();
+        // 2 MiB in 60-byte chunks at about 150 µs a frame: about 5 s.
+        assert!((4.0..7.0).contains(&t), "{t}");
+        let unpadded = super::Fleet::parse("[[nodes]]\ntype = \"drive\"\n");
+        assert_eq!(
+            unpadded.unwrap().image_bus_time(),
+            std::time::Duration::ZERO
+        );
+    }
+
     use super::*;
 
     fn count(f: &Fleet, t: NodeType) -> usize {

@@ -285,7 +285,9 @@ struct UpArgs {
     /// Write the JSON report here.
     #[arg(long)]
     report: Option<PathBuf>,
-    /// Give up after this many seconds (default: 20 + 0.5 per node + the window cap).
+    /// Give up after this many seconds (default: 20 + 0.5 per node + the
+    /// window cap + twice the bus time of the images padded to
+    /// `image_size`).
     #[arg(long)]
     timeout: Option<f64>,
     /// Built guest artifacts (default: target/bootcast, or $BOOTCAST_ARTIFACTS).
@@ -678,6 +680,7 @@ async fn up(args: UpArgs, interrupt: CancellationToken, log: LogFile) -> Result<
             Duration::from_secs(20)
                 + Duration::from_millis(500) * fleet.nodes.len() as u32
                 + fleet.max_window()
+                + fleet.image_bus_time() * 2
         }
     };
     check_output_folder("--report", args.report.as_deref())?;
