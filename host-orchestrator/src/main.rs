@@ -368,7 +368,7 @@ fn main() -> ExitCode {
                     }),
                 ..
             } => {
-                let out = BenchOut { json, run_dir, log };
+                let out = BenchOut::new(json, run_dir, log)?;
                 bench_policies(nodes, stagger_ms, artifacts, out, interrupt).await
             }
             Command::Bench {
@@ -396,9 +396,15 @@ struct BenchOut {
 }
 
 impl BenchOut {
+    /// Where `--json` and `--run-dir` say; a `--json` whose folder is
+    /// missing is refused now, before any fleet boots.
+    fn new(json: Option<PathBuf>, run_dir: Option<PathBuf>, log: LogFile) -> Result<BenchOut> {
+        check_output_folder("--json", json.as_deref())?;
+        Ok(BenchOut { json, run_dir, log })
+    }
+
     /// The run folder, made now (named `name`), with the log in it.
     fn start(&self, artifacts: &Artifacts, name: &str) -> Result<RunDir> {
-        check_output_folder("--json", self.json.as_deref())?;
         let path = run_folder(self.run_dir.clone(), artifacts, name)?;
         std::fs::create_dir_all(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
@@ -485,12 +491,7 @@ async fn bench_policies(
 
 async fn bench_scale(a: ScaleArgs, interrupt: CancellationToken, log: LogFile) -> Result<Outcome> {
     use host_orchestrator::bench::{compare, scale};
-    let out = BenchOut {
-        json: a.json.clone(),
-        run_dir: a.run_dir.clone(),
-        log,
-    };
-    check_output_folder("--json", a.json.as_deref())?;
+    let out = BenchOut::new(a.json.clone(), a.run_dir.clone(), log)?;
     check_sizes(&a.nodes)?;
     for (flag, v) in [
         ("--hold-off-ms", a.hold_off_ms),
@@ -547,11 +548,7 @@ async fn bench_storms(
     log: LogFile,
 ) -> Result<Outcome> {
     use host_orchestrator::bench::storms;
-    let out = BenchOut {
-        json: a.json.clone(),
-        run_dir: a.run_dir.clone(),
-        log,
-    };
+    let out = BenchOut::new(a.json.clone(), a.run_dir.clone(), log)?;
     let scenarios = if a.scenarios.is_empty() {
         vec!["ci/idle-600.toml".into(), "ci/storm-40.toml".into()]
     } else {
@@ -561,27 +558,34 @@ async fn bench_storms(
         scenarios,
         clocks: a.clocks,
     };
-    check_output_folder("--json", a.json.as_deref())?;
-    storms::load(&opts)?;
+    let scenarios = storms::load(&opts)?;
     let artifacts = Artifacts::locate(a.artifacts)?;
     let dir = out.start(&artifacts, "bench-storms")?;
-    let s = storms::storms(&artifacts, &opts, dir.path(), &interrupt, |r, report| {
-        // Each storm's own report, beside its log and capture.
-        if let Err(e) = json::write(&RunDir::at(&r.run_dir).report(), Kind::Storm, report) {
-            say!("bench storms: {e:#}");
-        }
-        say!(
-            "bench storms: {} on the {:?} clock: {}, {:.1} scenario s in {:.1} host s",
-            r.scenario,
-            r.clock,
-            r.verdict,
-            r.scenario_s,
-            r.wall_s
-        )
-    })
+    let s = storms::storms(
+        &artifacts,
+        &opts,
+        &scenarios,
+        dir.path(),
+        &interrupt,
+        |r, report| {
+            // Each storm's own report, beside its log and capture.
+            if let Err(e) = json::write(&RunDir::at(&r.run_dir).report(), Kind::Storm, report) {
+                say!("bench storms: {e:#}");
+            }
+            say!(
+                "bench storms: {} on the {} clock: {}, {:.1} scenario s in {:.1} host s",
+                r.scenario,
+                r.clock.as_str(),
+                r.verdict,
+                r.scenario_s,
+                r.wall_s
+            )
+        },
+    )
     .await?;
     let table = storms::table(&s);
-    // Each storm keeps its own run folder (timeline included) under `dir`.
+    // Each storm keeps its own run folder (report, logs, capture) under
+    // `dir`; the bench draws no fleet views of its own.
     out.finish(&dir, &table, &s, &s, &[], s.interrupted, "storms")
         .await
 }
@@ -604,12 +608,7 @@ async fn bench_compare(
     log: LogFile,
 ) -> Result<Outcome> {
     use host_orchestrator::bench::compare;
-    let out = BenchOut {
-        json: a.json.clone(),
-        run_dir: a.run_dir.clone(),
-        log,
-    };
-    check_output_folder("--json", a.json.as_deref())?;
+    let out = BenchOut::new(a.json.clone(), a.run_dir.clone(), log)?;
     check_sizes(&a.nodes)?;
     for (flag, v) in [
         ("--hold-off-ms", a.hold_off_ms),

@@ -1289,10 +1289,7 @@ fn spawn_backup(
         .arg("--config")
         .arg(&config)
         .arg("--clock")
-        .arg(match opts.fleet.clock {
-            board::strap::Clock::Wall => "wall",
-            board::strap::Clock::Virtual => "virtual",
-        })
+        .arg(crate::clock::ClockKind::from(opts.fleet.clock).as_str())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::from(log));

@@ -106,13 +106,7 @@ async fn two_late_drives(late_join: bool) -> Report {
     assert!(started, "the first session never started");
     tb.power_on(5).await.unwrap();
     tb.power_on(6).await.unwrap();
-    let settled = tb.wait_settled(SETTLE).await;
-    let report = tb.shutdown().await;
-    if !settled || report.verdict != Verdict::Pass {
-        dump(&report);
-        panic!("fleet did not verify (late_join = {late_join})");
-    }
-    report
+    common::settle(tb, &format!("(late_join = {late_join})")).await
 }
 
 #[test]
@@ -166,12 +160,7 @@ fn a_backup_master_finishes_a_broadcast_the_primary_died_in() {
         // Mid-broadcast: a 256 KiB image takes seconds on this bus.
         tokio::time::sleep(Duration::from_millis(300)).await;
         tb.kill_primary_master().await;
-        let settled = tb.wait_settled(SETTLE).await;
-        let report = tb.shutdown().await;
-        if !settled || report.verdict != Verdict::Pass {
-            dump(&report);
-            panic!("fleet did not verify after the primary died");
-        }
+        let report = common::settle(tb, "after the primary died").await;
         assert_eq!(report.takeovers.len(), 1, "{:?}", report.takeovers);
         let resumed = report.takeovers[0]
             .1

@@ -76,22 +76,24 @@ pub fn load(opts: &StormsOptions) -> Result<Vec<Scenario>> {
         .collect()
 }
 
-/// Runs every scenario on every clock, one after another, each in its own
-/// run folder under `dir`; `on_run` sees each as it ends.
+/// Runs every scenario (`scenarios`, as [`load`] read them) on every clock,
+/// one after another, each in its own run folder under `dir`; `on_run`
+/// sees each as it ends.
 pub async fn storms(
     artifacts: &Artifacts,
     opts: &StormsOptions,
+    scenarios: &[Scenario],
     dir: &Path,
     interrupt: &CancellationToken,
     mut on_run: impl FnMut(&StormRun, &StormReport),
 ) -> Result<Storms> {
     let mut runs = Vec::new();
-    for scenario in load(opts)? {
+    for scenario in scenarios {
         for &clock in &opts.clocks {
             if interrupt.is_cancelled() {
                 break;
             }
-            let name = format!("{}-{}", scenario.name, clock_name(clock));
+            let name = format!("{}-{}", scenario.name, ClockKind::from(clock).as_str());
             let mut scenario = scenario.clone();
             scenario.fleet = scenario.fleet.with_clock(clock)?;
             let run_dir = dir.join(&name);
@@ -117,13 +119,6 @@ pub async fn storms(
         runs,
         interrupted: interrupt.is_cancelled(),
     })
-}
-
-fn clock_name(c: Clock) -> &'static str {
-    match c {
-        Clock::Wall => "wall",
-        Clock::Virtual => "virtual",
-    }
 }
 
 fn run_of(r: &StormReport, run_dir: PathBuf) -> StormRun {
@@ -177,7 +172,7 @@ pub fn table(s: &Storms) -> String {
         t += &format!(
             "| {} | {} | {} | {}/{} | {} | {:.1} | {:.1} | {:.2} |\n",
             r.scenario,
-            clock_kind_name(r.clock),
+            r.clock.as_str(),
             r.verdict,
             r.nodes_verified,
             r.nodes_total,
@@ -194,13 +189,6 @@ pub fn table(s: &Storms) -> String {
         );
     }
     t
-}
-
-fn clock_kind_name(c: ClockKind) -> &'static str {
-    match c {
-        ClockKind::Wall => "wall",
-        ClockKind::Virtual => "virtual",
-    }
 }
 
 #[cfg(test)]

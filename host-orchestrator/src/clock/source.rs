@@ -151,6 +151,25 @@ pub enum ClockKind {
     Virtual,
 }
 
+impl ClockKind {
+    /// Its name, as JSON and the command line spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClockKind::Wall => "wall",
+            ClockKind::Virtual => "virtual",
+        }
+    }
+}
+
+impl From<board::strap::Clock> for ClockKind {
+    fn from(c: board::strap::Clock) -> ClockKind {
+        match c {
+            board::strap::Clock::Wall => ClockKind::Wall,
+            board::strap::Clock::Virtual => ClockKind::Virtual,
+        }
+    }
+}
+
 /// The deadline of [`Clock::timeout_at`] came first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Elapsed;

@@ -12,7 +12,7 @@ pub mod junit;
 pub mod record;
 pub mod scenario;
 
-use crate::clock::{ClockKind, Moment};
+use crate::clock::Moment;
 use crate::fleet::Fleet;
 use crate::report::{Report, Verdict};
 use crate::seeds::{self, Seeds};
@@ -636,10 +636,7 @@ impl StormReport {
             self.seed,
             self.reboots,
             self.duration_s,
-            match self.testbed.clock {
-                ClockKind::Wall => "wall",
-                ClockKind::Virtual => "virtual",
-            },
+            self.testbed.clock.as_str(),
             self.testbed.wall_s,
             self.peak_fleet_pss_mib
         );

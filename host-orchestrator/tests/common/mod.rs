@@ -42,12 +42,18 @@ pub fn options(fleet: Fleet) -> Options {
 /// Boots a fleet to the end (every node settled) and returns the report;
 /// panics, with the report, unless every node is verified.
 pub async fn boot(opts: Options) -> Report {
-    let mut tb = Testbed::start(opts).await.expect("testbed starts");
+    let tb = Testbed::start(opts).await.expect("testbed starts");
+    settle(tb, "").await
+}
+
+/// Waits for a started fleet to settle, ends it and returns the report;
+/// panics, with the report and `what`, unless every node is verified.
+pub async fn settle(mut tb: Testbed, what: &str) -> Report {
     let settled = tb.wait_settled(SETTLE).await;
     let report = tb.shutdown().await;
     if !settled || report.verdict != Verdict::Pass {
         dump(&report);
-        panic!("fleet did not verify");
+        panic!("fleet did not verify {what}");
     }
     report
 }
