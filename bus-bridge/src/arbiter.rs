@@ -245,8 +245,8 @@ pub(crate) struct Virtual {
     /// Filter changes waiting for their time: (from when, port, client,
     /// filter), in time order.
     filters: std::collections::VecDeque<(WallTime, PortId, ConnId, AcceptanceFilter)>,
-    /// The TX FIFO places a timed host client starts with.
-    host_places: u32,
+    /// The TX FIFO places a timed host client starts with, per port.
+    host_places: IdVec<PortId, u32>,
     /// The run is over ([`Command::HoldTime`]): the bus is polled no more,
     /// host clients are granted nothing, nodes run on unheld.
     held: bool,
@@ -275,14 +275,13 @@ enum Sent {
 
 impl Virtual {
     /// `lookahead_ns`: the shortest frame; `from_start`: nodes that power
-    /// on with the bridge (time waits for them); `ports`: how many;
-    /// `host_places`: a port's TX FIFO places.
+    /// on with the bridge (time waits for them); `host_places`: each
+    /// port's TX FIFO places (one per port).
     pub fn new(
         lookahead_ns: u64,
         from_start: &[PortId],
         pace_with_wall: bool,
-        ports: usize,
-        host_places: u32,
+        host_places: IdVec<PortId, u32>,
         held_at_start: Option<WallTime>,
     ) -> Virtual {
         let mut sync = Sync::new(lookahead_ns);
@@ -304,7 +303,7 @@ impl Virtual {
             at: WallTime::ZERO,
             next: None,
             pace_with_wall,
-            sent: (0..ports).map(|_| Vec::new()).collect(),
+            sent: host_places.iter().map(|_| Vec::new()).collect(),
             filters: std::collections::VecDeque::new(),
             host_places,
             held: false,
@@ -501,7 +500,7 @@ impl Arbiter {
             }
             let offset = if timed {
                 let at = v.sync.join_host(port);
-                rx.push_tx_free(v.host_places, at.as_ns());
+                rx.push_tx_free(v.host_places[port], at.as_ns());
                 rx.set_grant(at.as_ns());
                 Some(WallTime::ZERO)
             } else {

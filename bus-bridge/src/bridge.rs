@@ -184,6 +184,15 @@ fn lookahead_ns(timing: BitTiming) -> u64 {
     shortest.saturating_mul(3) / 4
 }
 
+/// Port `i`'s TX FIFO depth (socketcand clients, after the configured
+/// ports, have the bridge's).
+fn fifo_depth(config: &BridgeConfig, i: usize) -> usize {
+    config
+        .ports
+        .get(i)
+        .map_or(config.tx_fifo_depth, |p| p.fifo_depth(config.tx_fifo_depth))
+}
+
 /// The arbiter's virtual clock, if `config` runs on one.
 fn virtual_clock(config: &BridgeConfig) -> Option<Virtual> {
     let BusClock::Virtual(v) = &config.clock else {
@@ -200,8 +209,9 @@ fn virtual_clock(config: &BridgeConfig) -> Option<Virtual> {
         lookahead_ns(config.timing),
         &from_start,
         v.pace_with_wall,
-        config.ports.len() + config.socketcand.as_ref().map_or(0, |s| s.max_clients),
-        u32::try_from(config.tx_fifo_depth).unwrap_or(u32::MAX),
+        (0..config.ports.len() + config.socketcand.as_ref().map_or(0, |s| s.max_clients))
+            .map(|i| u32::try_from(fifo_depth(config, i)).unwrap_or(u32::MAX))
+            .collect(),
         v.held_at_start.map(crate::clock::WallTime::from_ns),
     ))
 }
@@ -294,7 +304,8 @@ fn launch(
     let (commands_tx, commands_rx) = mpsc::channel(64);
     // Frames in flight are bounded by the FIFO places; two more per port
     // cover connect and disconnect notices.
-    let (inbox, inbox_rx) = mpsc::channel(n_ports * (config.tx_fifo_depth + 2) + 16);
+    let places: usize = (0..n_ports).map(|i| fifo_depth(&config, i) + 2).sum();
+    let (inbox, inbox_rx) = mpsc::channel(places + 16);
     let common = new_common(&config, n_ports, inbox, shared.clone(), shutdown_rx.clone());
     let mut tasks = JoinSet::new();
     let wiring = Wiring {
@@ -357,15 +368,17 @@ fn new_common(
 ) -> Common {
     // On the virtual clock a sender is never held back by the host: its
     // frames wait in the bus's FIFO, in virtual time.
-    let tx_places = if is_virtual(config) {
-        Semaphore::MAX_PERMITS / 2
-    } else {
-        config.tx_fifo_depth
+    let tx_places = |i| {
+        if is_virtual(config) {
+            Semaphore::MAX_PERMITS / 2
+        } else {
+            fifo_depth(config, i)
+        }
     };
     Common {
         inbox,
         tx_slots: (0..n_ports)
-            .map(|_| Arc::new(Semaphore::new(tx_places)))
+            .map(|i| Arc::new(Semaphore::new(tx_places(i))))
             .collect(),
         shared,
         shutdown,

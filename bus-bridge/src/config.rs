@@ -274,6 +274,12 @@ pub struct PortConfig {
     /// work once tens of nodes receive.
     #[serde(default)]
     pub deliver_every_ms: u64,
+    /// This port's TX FIFO depth, in frames (default: the bridge's
+    /// `tx_fifo_depth`). A host program keeps a software queue in front of
+    /// its controller: with a deep one, a paced bus does not idle while
+    /// the host is slow to read the next frames its client already sent.
+    #[serde(default)]
+    pub tx_fifo_depth: Option<usize>,
 }
 
 impl PortConfig {
@@ -290,7 +296,13 @@ impl PortConfig {
             clock: None,
             timed: false,
             deliver_every_ms: 0,
+            tx_fifo_depth: None,
         }
+    }
+
+    /// Its TX FIFO depth, where the bridge's is `default`.
+    pub fn fifo_depth(&self, default: usize) -> usize {
+        self.tx_fifo_depth.unwrap_or(default)
     }
 }
 
@@ -568,6 +580,12 @@ impl BridgeConfig {
             if !port_names.insert(port.name.as_str()) {
                 return Err(BridgeError::DuplicatePortName(port.name.clone()));
             }
+            if port.tx_fifo_depth == Some(0) {
+                return Err(invalid(
+                    format!("ports[{index}] ({}).tx_fifo_depth", port.name),
+                    "must be at least 1",
+                ));
+            }
             let segment =
                 self.segment_index(&port.segment)
                     .ok_or_else(|| BridgeError::UnknownSegment {
@@ -637,7 +655,7 @@ mod tests {
     #[test]
     fn validation_names_the_field_or_port() {
         type Edit = fn(&mut BridgeConfig);
-        let cases: [(Edit, &str); 10] = [
+        let cases: [(Edit, &str); 11] = [
             (|c| c.segments.clear(), "config: segments is empty"),
             (
                 |c| c.segments.push("base".into()),
@@ -666,6 +684,10 @@ mod tests {
             (
                 |c| c.ports[0].socket = format!("/{}", "x".repeat(107)).into(),
                 "config: port \"master\": socket path /xxx",
+            ),
+            (
+                |c| c.ports[1].tx_fifo_depth = Some(0),
+                "config: ports[1] (n1).tx_fifo_depth: must be at least 1",
             ),
             (
                 |c| c.tx_fifo_depth = 0,

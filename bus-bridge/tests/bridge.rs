@@ -536,6 +536,49 @@ async fn a_port_served_in_batches_gets_every_frame_in_order() {
     assert_eq!(stats.totals.overruns, 0);
 }
 
+/// A port's own `tx_fifo_depth` bounds how many frames the bridge takes
+/// from its client ahead of the bus; the others keep the bridge's.
+#[tokio::test]
+async fn a_port_with_its_own_fifo_depth_is_taken_that_far_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(
+        dir.path(),
+        BitTiming::Classic125k,
+        &[("deep", "s"), ("plain", "s"), ("rx", "s")],
+    );
+    cfg.paced = true;
+    cfg.ports[0].tx_fifo_depth = Some(40);
+    let bridge = bus_bridge::start(cfg).await.unwrap();
+    let mut cl = connect_all(&bridge, &["deep", "plain", "rx"]).await;
+    let mut rx = cl.pop().unwrap();
+    let mut plain = cl.pop().unwrap();
+    let mut deep = cl.pop().unwrap();
+    // About 1 ms a frame: both send far more than their FIFOs hold.
+    const N: u32 = 100;
+    let frames = |id| {
+        (0..N)
+            .map(|n: u32| std_frame(id, &n.to_le_bytes()))
+            .collect::<Vec<_>>()
+    };
+    deep.send(&frames(0x200)).await;
+    plain.send(&frames(0x300)).await;
+    let deepest = BridgeConfig::default().tx_fifo_depth as u64;
+    let stats = wait_for(&bridge, "the deep FIFO to fill", |s| {
+        s.ports[0].tx_queued >= 30
+    })
+    .await;
+    assert!(stats.ports[0].tx_queued <= 40, "{:?}", stats.ports[0]);
+    assert!(stats.ports[1].tx_queued <= deepest, "{:?}", stats.ports[1]);
+    assert!(deepest < 30, "the bridge's default is shallower");
+    let got = rx.recv_n(2 * N as usize).await;
+    for id in [0x200, 0x300] {
+        let order: Vec<u32> = got.iter().filter(|f| f.id() == id).map(number_of).collect();
+        assert_eq!(order, (0..N).collect::<Vec<_>>(), "{id:#x} in order");
+    }
+    let stats = bridge.shutdown().await;
+    assert_eq!(stats.totals.overruns, 0);
+}
+
 #[tokio::test]
 async fn a_new_client_replaces_the_old_one_and_starts_clean() {
     let dir = tempfile::tempdir().unwrap();

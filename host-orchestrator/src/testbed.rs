@@ -34,8 +34,19 @@ const UNPACED_STALL: Duration = Duration::from_secs(10);
 /// Frames a node's bridge port queues for it on an unpaced bus.
 const UNPACED_RX_QUEUE: usize = 64;
 
-/// Frames a node's bridge port queues for it on a paced bus.
-const PACED_RX_QUEUE: usize = 512;
+/// Frames a node's bridge port queues for it on the virtual clock.
+const VIRTUAL_RX_QUEUE: usize = 512;
+
+/// Frames a node's bridge port queues for it on a paced wall-clock bus:
+/// about 1.4 s of a CAN FD 1M/5M bus busy with 64-byte frames. Forty nodes receiving
+/// an image on two cores run behind the bus for a while (each translates
+/// its receive and check code when the session starts); with 512 they lost
+/// a sixth of the frames, and repair sent most of the image again.
+const PACED_RX_QUEUE: usize = 8192;
+
+/// TX FIFO places of the host's own bus clients (masters, supervisor) on
+/// a paced wall-clock bus: about 10 ms of 64-byte CAN FD 1M/5M frames.
+const HOST_TX_FIFO: usize = 64;
 
 /// On a paced bus, frames go to a node at most every this many ms,
 /// together: its boot ROM takes them in batches of up to 10 ms anyway, and
@@ -1091,6 +1102,20 @@ fn held_at_start(opts: &Options) -> Option<u64> {
         .min()
 }
 
+/// Frames a node's bridge port queues for it.
+fn rx_queue_depth(paced: bool, on_virtual: bool) -> usize {
+    match (paced, on_virtual) {
+        // A controller's receive FIFO plus a little: frames queued for a
+        // node are frames it has not seen, so keep the lag short.
+        (false, _) => UNPACED_RX_QUEUE,
+        // The bus does not wait: the queue absorbs the host's scheduling
+        // of the node's QEMU (tens of processes share two cores).
+        (true, false) => PACED_RX_QUEUE,
+        // Nodes keep the bus's time: none falls behind it for the host.
+        (true, true) => VIRTUAL_RX_QUEUE,
+    }
+}
+
 fn bridge_config(opts: &Options, run_dir: &RunDir, fault_seed: u64) -> bus_bridge::BridgeConfig {
     // The host's own drops sit on the first segment (the base frame).
     let host_segment = &opts.fleet.topology.segments[0];
@@ -1101,6 +1126,7 @@ fn bridge_config(opts: &Options, run_dir: &RunDir, fault_seed: u64) -> bus_bridg
         clock: None,
         timed: false,
         deliver_every_ms: 0,
+        tx_fifo_depth: None,
     };
     let mut ports: Vec<_> = HOST_PORTS
         .iter()
@@ -1108,9 +1134,16 @@ fn bridge_config(opts: &Options, run_dir: &RunDir, fault_seed: u64) -> bus_bridg
         .collect();
     let on_virtual = opts.fleet.clock == board::strap::Clock::Virtual;
     // On the virtual clock the masters and the supervisor keep the bus's
-    // time (the tool port stays a plain client).
+    // time (the tool port stays a plain client). On a paced wall clock
+    // their frames wait in a deep FIFO: the bridge reads a client's next
+    // frames only as places free, and a read the host scheduled late
+    // would otherwise leave the bus idle (the tool port keeps a
+    // controller's FIFO).
     for p in &mut ports {
         p.timed = on_virtual && p.name != "tool";
+        if opts.fleet.paced && !on_virtual && p.name != "tool" {
+            p.tx_fifo_depth = Some(HOST_TX_FIFO);
+        }
     }
     for n in &opts.fleet.nodes {
         let mut p = port(RunDir::node_port_name(n.id), &n.segment);
@@ -1153,16 +1186,7 @@ fn bridge_config(opts: &Options, run_dir: &RunDir, fault_seed: u64) -> bus_bridg
         // on two cores can each fall seconds behind while images flow.
         // Only a node that takes nothing for this long is dropped for.
         stall_timeout: UNPACED_STALL,
-        // Unpaced, a controller's receive FIFO plus a little: frames
-        // queued for a node are frames it has not seen, so keep the lag
-        // short. Paced, the bus does not wait: the queue absorbs the
-        // host's scheduling of the node's QEMU (tens of processes share
-        // two cores), about 90 ms of a busy CAN FD 1M/5M bus.
-        rx_queue_depth: if opts.fleet.paced {
-            PACED_RX_QUEUE
-        } else {
-            UNPACED_RX_QUEUE
-        },
+        rx_queue_depth: rx_queue_depth(opts.fleet.paced, on_virtual),
         ..bus_bridge::BridgeConfig::default()
     }
     .with_topology(opts.fleet.topology.clone())
@@ -1323,5 +1347,53 @@ pub fn log_tail(path: &Path, n: usize) -> String {
         "(empty)".into()
     } else {
         tail.join(" | ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(paced: bool, clock: board::strap::Clock) -> bus_bridge::BridgeConfig {
+        let mut fleet = Fleet::default_mix(3).unwrap();
+        fleet.paced = paced;
+        fleet.clock = clock;
+        let opts = Options::new(fleet, Artifacts { dir: "a".into() });
+        bridge_config(&opts, &RunDir::at("r"), 1)
+    }
+
+    fn host_fifo(c: &bus_bridge::BridgeConfig, name: &str) -> Option<usize> {
+        c.ports
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap()
+            .tx_fifo_depth
+    }
+
+    #[test]
+    fn a_paced_wall_bus_queues_deep_for_nodes_and_the_host_clients() {
+        use board::strap::Clock::{Virtual, Wall};
+        let c = config(true, Wall);
+        assert_eq!(c.rx_queue_depth, PACED_RX_QUEUE);
+        for name in ["master", "backup", "supervisor"] {
+            assert_eq!(host_fifo(&c, name), Some(HOST_TX_FIFO), "{name}");
+        }
+        // A tool and the nodes keep a controller's FIFO.
+        assert_eq!(host_fifo(&c, "tool"), None);
+        assert!(
+            c.ports
+                .iter()
+                .skip(HOST_PORTS.len())
+                .all(|p| p.tx_fifo_depth.is_none())
+        );
+        // Unpaced, or on the virtual clock, nothing changes.
+        for (paced, clock, rx) in [
+            (false, Wall, UNPACED_RX_QUEUE),
+            (true, Virtual, VIRTUAL_RX_QUEUE),
+        ] {
+            let c = config(paced, clock);
+            assert_eq!(c.rx_queue_depth, rx);
+            assert!(c.ports.iter().all(|p| p.tx_fifo_depth.is_none()));
+        }
     }
 }
