@@ -193,3 +193,18 @@ async fn with_no_member_a_babbling_bus_runs_on_and_still_shuts_down() {
         .await
         .expect("the arbiter hears the shutdown");
 }
+
+/// A timed client counts its own FIFO places: it is handed its port's
+/// depth when it joins, the bridge's where the port names none.
+#[tokio::test]
+async fn a_timed_client_joins_with_its_own_ports_fifo_places() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.ports[1].tx_fifo_depth = Some(9);
+    let bridge = bus_bridge::start(c).await.unwrap();
+    let mut a = Timed::connect(&common::sock(dir.path(), "a")).await;
+    assert_eq!(a.until().await, (vec![(0, Item::TxFree(4))], 0));
+    let mut b = Timed::connect(&common::sock(dir.path(), "b")).await;
+    assert_eq!(b.until().await, (vec![(0, Item::TxFree(9))], 0));
+    bridge.shutdown().await;
+}
