@@ -190,7 +190,8 @@ fn fifo_depth(config: &BridgeConfig, i: usize) -> usize {
     config
         .ports
         .get(i)
-        .map_or(config.tx_fifo_depth, |p| p.fifo_depth(config.tx_fifo_depth))
+        .and_then(|p| p.tx_fifo_depth)
+        .unwrap_or(config.tx_fifo_depth)
 }
 
 /// The arbiter's virtual clock, if `config` runs on one.

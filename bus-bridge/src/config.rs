@@ -299,11 +299,6 @@ impl PortConfig {
             tx_fifo_depth: None,
         }
     }
-
-    /// Its TX FIFO depth, where the bridge's is `default`.
-    pub fn fifo_depth(&self, default: usize) -> usize {
-        self.tx_fifo_depth.unwrap_or(default)
-    }
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> BridgeError {

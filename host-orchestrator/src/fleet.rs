@@ -945,22 +945,19 @@ impl Fleet {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_padded_image_s_bus_time_is_counted_per_type() {
         let text = "image_size = \"1M\"\n[bus]\npreset = \"fd-1m-5m\"\n\
                     [[nodes]]\ntype = \"drive\"\ncount = 3\n[[nodes]]\ntype = \"comm\"\n";
-        let fleet = super::Fleet::parse(text).expect(text);
+        let fleet = Fleet::parse(text).expect(text);
         let t = fleet.image_bus_time().as_secs_f64();
         // 2 MiB in 60-byte chunks at about 150 µs a frame: about 5 s.
         assert!((4.0..7.0).contains(&t), "{t}");
-        let unpadded = super::Fleet::parse("[[nodes]]\ntype = \"drive\"\n");
-        assert_eq!(
-            unpadded.unwrap().image_bus_time(),
-            std::time::Duration::ZERO
-        );
+        let unpadded = Fleet::parse("[[nodes]]\ntype = \"drive\"\n");
+        assert_eq!(unpadded.unwrap().image_bus_time(), Duration::ZERO);
     }
-
-    use super::*;
 
     fn count(f: &Fleet, t: NodeType) -> usize {
         f.nodes.iter().filter(|n| n.node_type == t).count()

@@ -81,16 +81,8 @@ enum BenchWhich {
         /// Milliseconds between one node's power-on and the next.
         #[arg(long, default_value_t = 200)]
         stagger_ms: u64,
-        /// Built guest artifacts (default: target/bootcast, or $BOOTCAST_ARTIFACTS).
-        #[arg(long)]
-        artifacts: Option<PathBuf>,
-        /// Also write the rows as JSON here.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Keep the log, table and report here (default:
-        /// target/bootcast/runs/<time>-bench-policies).
-        #[arg(long)]
-        run_dir: Option<PathBuf>,
+        #[command(flatten)]
+        out: BenchOutArgs,
     },
     /// Boot ever larger virtio fleets (one node first, for one node's
     /// boot) broadcasting on a paced bus: time to all verified against its
@@ -102,6 +94,21 @@ enum BenchWhich {
     Storms(StormsArgs),
 }
 
+/// Where every benchmark takes its build from and leaves its results.
+#[derive(Args)]
+struct BenchOutArgs {
+    /// Built guest artifacts (default: target/bootcast, or $BOOTCAST_ARTIFACTS).
+    #[arg(long)]
+    artifacts: Option<PathBuf>,
+    /// Also write the figures (every run and row) as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Keep the log, table, report and what each run left here (default:
+    /// target/bootcast/runs/<time>-bench[-policies|-scale|-storms]).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+}
+
 #[derive(Args)]
 struct StormsArgs {
     /// A scenario file; repeat for more (default: ci/idle-600.toml and
@@ -111,16 +118,8 @@ struct StormsArgs {
     /// Clocks, comma-separated, in the order they run.
     #[arg(long, value_delimiter = ',', default_value = "wall,virtual", value_parser = parse_clock)]
     clocks: Vec<board::strap::Clock>,
-    /// Built guest artifacts (default: target/bootcast, or $BOOTCAST_ARTIFACTS).
-    #[arg(long)]
-    artifacts: Option<PathBuf>,
-    /// Also write every run and figure as JSON here.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Keep the log, table, report and each storm's run folder here
-    /// (default: target/bootcast/runs/<time>-bench-storms).
-    #[arg(long)]
-    run_dir: Option<PathBuf>,
+    #[command(flatten)]
+    out: BenchOutArgs,
 }
 
 #[derive(Args)]
@@ -140,16 +139,8 @@ struct ScaleArgs {
     /// Seconds a run may take before it is reported unfinished.
     #[arg(long, default_value_t = 300)]
     run_timeout: u64,
-    /// Built guest artifacts (default: target/bootcast, or $BOOTCAST_ARTIFACTS).
-    #[arg(long)]
-    artifacts: Option<PathBuf>,
-    /// Also write every row as JSON here.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Keep the log, table and report here (default:
-    /// target/bootcast/runs/<time>-bench-scale).
-    #[arg(long)]
-    run_dir: Option<PathBuf>,
+    #[command(flatten)]
+    out: BenchOutArgs,
 }
 
 #[derive(Args)]
@@ -172,16 +163,8 @@ struct CompareArgs {
     /// Seconds a run may take before it is reported unfinished.
     #[arg(long, default_value_t = 180)]
     run_timeout: u64,
-    /// Built guest artifacts (default: target/bootcast, or $BOOTCAST_ARTIFACTS).
-    #[arg(long)]
-    artifacts: Option<PathBuf>,
-    /// Also write every run and figure as JSON here.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Keep the log, table and report here (default:
-    /// target/bootcast/runs/<time>-bench).
-    #[arg(long)]
-    run_dir: Option<PathBuf>,
+    #[command(flatten)]
+    out: BenchOutArgs,
 }
 
 fn parse_image_size(s: &str) -> Result<u32, String> {
@@ -362,14 +345,12 @@ fn main() -> ExitCode {
                     Some(BenchWhich::Policies {
                         nodes,
                         stagger_ms,
-                        artifacts,
-                        json,
-                        run_dir,
+                        out,
                     }),
                 ..
             } => {
-                let out = BenchOut::new(json, run_dir, log)?;
-                bench_policies(nodes, stagger_ms, artifacts, out, interrupt).await
+                let out = BenchOut::new(out, log)?;
+                bench_policies(nodes, stagger_ms, out, interrupt).await
             }
             Command::Bench {
                 which: Some(BenchWhich::Scale(args)),
@@ -390,22 +371,26 @@ fn main() -> ExitCode {
 /// Where a benchmark leaves its results: `--json`, and its run folder
 /// (log, table.md, report.json).
 struct BenchOut {
-    json: Option<PathBuf>,
-    run_dir: Option<PathBuf>,
+    args: BenchOutArgs,
     log: LogFile,
 }
 
 impl BenchOut {
     /// Where `--json` and `--run-dir` say; a `--json` whose folder is
     /// missing is refused now, before any fleet boots.
-    fn new(json: Option<PathBuf>, run_dir: Option<PathBuf>, log: LogFile) -> Result<BenchOut> {
-        check_output_folder("--json", json.as_deref())?;
-        Ok(BenchOut { json, run_dir, log })
+    fn new(args: BenchOutArgs, log: LogFile) -> Result<BenchOut> {
+        check_output_folder("--json", args.json.as_deref())?;
+        Ok(BenchOut { args, log })
+    }
+
+    /// The built artifacts `--artifacts` names (or the default ones).
+    fn artifacts(&self) -> Result<Artifacts> {
+        Artifacts::locate(self.args.artifacts.clone())
     }
 
     /// The run folder, made now (named `name`), with the log in it.
     fn start(&self, artifacts: &Artifacts, name: &str) -> Result<RunDir> {
-        let path = run_folder(self.run_dir.clone(), artifacts, name)?;
+        let path = run_folder(self.args.run_dir.clone(), artifacts, name)?;
         std::fs::create_dir_all(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         let dir = RunDir::at(path);
@@ -425,7 +410,7 @@ impl BenchOut {
         let md = dir.path().join("table.md");
         std::fs::write(&md, table).with_context(|| format!("cannot write {}", md.display()))?;
         json::write(&dir.report(), Kind::Bench, report)?;
-        if let Some(path) = &self.json {
+        if let Some(path) = &self.args.json {
             std::fs::write(path, serde_json::to_string_pretty(plain)?)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
@@ -463,12 +448,11 @@ impl BenchOut {
 async fn bench_policies(
     nodes: usize,
     stagger_ms: u64,
-    artifacts: Option<PathBuf>,
     out: BenchOut,
     interrupt: CancellationToken,
 ) -> Result<Outcome> {
     use host_orchestrator::bench;
-    let artifacts = Artifacts::locate(artifacts)?;
+    let artifacts = out.artifacts()?;
     let dir = out.start(&artifacts, "bench-policies")?;
     let mut fleets = Vec::new();
     let (rows, interrupted) = bench::policies(&artifacts, nodes, stagger_ms, &interrupt, |p, r| {
@@ -491,7 +475,7 @@ async fn bench_policies(
 
 async fn bench_scale(a: ScaleArgs, interrupt: CancellationToken, log: LogFile) -> Result<Outcome> {
     use host_orchestrator::bench::{compare, scale};
-    let out = BenchOut::new(a.json.clone(), a.run_dir.clone(), log)?;
+    let out = BenchOut::new(a.out, log)?;
     check_sizes(&a.nodes)?;
     for (flag, v) in [
         ("--hold-off-ms", a.hold_off_ms),
@@ -502,7 +486,7 @@ async fn bench_scale(a: ScaleArgs, interrupt: CancellationToken, log: LogFile) -
             anyhow::bail!("{flag}: must be positive");
         }
     }
-    let artifacts = Artifacts::locate(a.artifacts)?;
+    let artifacts = out.artifacts()?;
     let opts = scale::ScaleOptions {
         nodes: a.nodes,
         image_size: a.image_size,
@@ -548,7 +532,7 @@ async fn bench_storms(
     log: LogFile,
 ) -> Result<Outcome> {
     use host_orchestrator::bench::storms;
-    let out = BenchOut::new(a.json.clone(), a.run_dir.clone(), log)?;
+    let out = BenchOut::new(a.out, log)?;
     let scenarios = if a.scenarios.is_empty() {
         vec!["ci/idle-600.toml".into(), "ci/storm-40.toml".into()]
     } else {
@@ -559,7 +543,7 @@ async fn bench_storms(
         clocks: a.clocks,
     };
     let scenarios = storms::load(&opts)?;
-    let artifacts = Artifacts::locate(a.artifacts)?;
+    let artifacts = out.artifacts()?;
     let dir = out.start(&artifacts, "bench-storms")?;
     let s = storms::storms(
         &artifacts,
@@ -608,7 +592,7 @@ async fn bench_compare(
     log: LogFile,
 ) -> Result<Outcome> {
     use host_orchestrator::bench::compare;
-    let out = BenchOut::new(a.json.clone(), a.run_dir.clone(), log)?;
+    let out = BenchOut::new(a.out, log)?;
     check_sizes(&a.nodes)?;
     for (flag, v) in [
         ("--hold-off-ms", a.hold_off_ms),
@@ -619,7 +603,7 @@ async fn bench_compare(
             anyhow::bail!("{flag}: must be positive");
         }
     }
-    let artifacts = Artifacts::locate(a.artifacts)?;
+    let artifacts = out.artifacts()?;
     let dir = out.start(&artifacts, "bench")?;
     let opts = compare::CompareOptions {
         nodes: a.nodes,

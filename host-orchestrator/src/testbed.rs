@@ -38,10 +38,11 @@ const UNPACED_RX_QUEUE: usize = 64;
 const VIRTUAL_RX_QUEUE: usize = 512;
 
 /// Frames a node's bridge port queues for it on a paced wall-clock bus:
-/// about 1.4 s of a CAN FD 1M/5M bus busy with 64-byte frames. Forty nodes receiving
-/// an image on two cores run behind the bus for a while (each translates
-/// its receive and check code when the session starts); with 512 they lost
-/// a sixth of the frames, and repair sent most of the image again.
+/// about 1.4 s of a CAN FD 1M/5M bus busy with 64-byte frames. Forty
+/// nodes receiving an image on two cores run behind the bus for a while
+/// (each translates its receive and check code when the session starts);
+/// with 512 they lost a sixth of the frames, and repair sent most of the
+/// image again.
 const PACED_RX_QUEUE: usize = 8192;
 
 /// TX FIFO places of the host's own bus clients (masters, supervisor) on
@@ -1142,8 +1143,9 @@ fn bridge_config(opts: &Options, run_dir: &RunDir, fault_seed: u64) -> bus_bridg
     // would otherwise leave the bus idle (the tool port keeps a
     // controller's FIFO).
     for p in &mut ports {
-        p.timed = on_virtual && p.name != "tool";
-        if opts.fleet.paced && !on_virtual && p.name != "tool" {
+        let own = p.name != "tool";
+        p.timed = on_virtual && own;
+        if own && opts.fleet.paced && !on_virtual {
             p.tx_fifo_depth = Some(HOST_TX_FIFO);
         }
     }
