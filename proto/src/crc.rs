@@ -30,10 +30,21 @@ const fn table() -> [u32; 256] {
 /// with [`finish`].
 pub fn update(mut crc: u32, bytes: &[u8]) -> u32 {
     for &b in bytes {
-        crc = TABLE[(crc as u8 ^ b) as usize] ^ (crc >> 8);
+        crc = update_byte(crc, b);
     }
     crc
 }
+
+/// Feeds one byte into a running CRC state.
+#[inline(always)]
+pub fn update_byte(crc: u32, b: u8) -> u32 {
+    TABLE[(crc as u8 ^ b) as usize] ^ (crc >> 8)
+}
+
+/// The running state after bytes followed by their own CRC (little-endian):
+/// the same for all bytes, so a receiver can check a frame in the pass that
+/// reads it, without knowing where the CRC starts.
+pub const RESIDUE: u32 = 0xDEBB_20E3;
 
 /// Initial CRC state.
 pub const INIT: u32 = 0xFFFF_FFFF;
@@ -50,6 +61,7 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
 
     #[test]
@@ -57,6 +69,20 @@ mod tests {
         // The catalogue check value of CRC-32/ISO-HDLC.
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn bytes_then_their_crc_leave_the_residue() {
+        let mut data = std::vec::Vec::new();
+        for n in 0..300u32 {
+            let mut framed = data.clone();
+            framed.extend_from_slice(&crc32(&data).to_le_bytes());
+            assert_eq!(update(INIT, &framed), RESIDUE, "{n} bytes");
+            // Any other trailing word leaves another state.
+            *framed.last_mut().unwrap() ^= 1 << (n % 8);
+            assert_ne!(update(INIT, &framed), RESIDUE, "{n} bytes, damaged");
+            data.push((n.wrapping_mul(2_654_435_761) >> 24) as u8);
+        }
     }
 
     #[test]

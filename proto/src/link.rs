@@ -219,15 +219,22 @@ fn cobs_encode(src: &[u8], dst: &mut [u8]) -> usize {
     out
 }
 
+/// The decoder's buffer: a power of two above [`MAX_BODY`].
+const BUF: usize = MAX_BODY.next_power_of_two();
+
 /// A streaming decoder. Feed it bytes; it yields a result at each delimiter.
 /// Its memory is fixed, and no input makes it panic.
 ///
 /// COBS is undone as the bytes arrive, straight into the frame buffer, in
-/// the same pass that looks for the delimiter.
+/// the same pass that looks for the delimiter and runs the CRC.
 pub struct Decoder {
-    /// The frame so far, COBS undone.
-    buf: [u8; MAX_BODY],
+    /// The frame so far, COBS undone. A power of two past `MAX_BODY`, so
+    /// that an index masked to it needs no bounds check (`len` never
+    /// reaches `MAX_BODY`: see [`undo_cobs`](Self::undo_cobs)).
+    buf: [u8; BUF],
     len: usize,
+    /// The CRC state over `buf[..len]`, kept as the bytes come.
+    crc: u32,
     /// Encoded bytes since the last delimiter; past `MAX_BODY` the frame is
     /// oversize and nothing more is kept.
     seen: usize,
@@ -253,8 +260,9 @@ impl Decoder {
     /// An empty decoder.
     pub const fn new() -> Decoder {
         Decoder {
-            buf: [0; MAX_BODY],
+            buf: [0; BUF],
             len: 0,
+            crc: crc::INIT,
             seen: 0,
             left: 0,
             zero_due: false,
@@ -267,6 +275,7 @@ impl Decoder {
     /// Drops any partial frame, e.g. after the peer reconnects.
     pub fn reset(&mut self) {
         self.len = 0;
+        self.crc = crc::INIT;
         self.seen = 0;
         self.left = 0;
         self.zero_due = false;
@@ -295,7 +304,7 @@ impl Decoder {
         let Some(end) = end else { return (n, None) };
         let r = match end {
             Err(e) => Err(e),
-            Ok(len) => match checked(&self.buf[..len]) {
+            Ok(end) => match checked(&self.buf[..end.len], end.crc) {
                 Err(e) => Err(e),
                 Ok(p) if p[0] == CONTROL_MARK => match decode_at(p) {
                     Ok(t) => {
@@ -325,7 +334,8 @@ impl Decoder {
     pub fn push_slice_item(&mut self, bytes: &[u8]) -> (usize, Option<Result<Item, LinkError>>) {
         let (n, end) = self.scan(bytes);
         let r = end.map(|r| {
-            let payload = checked(&self.buf[..r?])?;
+            let end = r?;
+            let payload = checked(&self.buf[..end.len], end.crc)?;
             if payload[0] == CONTROL_MARK {
                 return decode_record(payload);
             }
@@ -355,8 +365,8 @@ impl Decoder {
 
     /// Takes bytes up to the first delimiter that ends a link frame, undoing
     /// COBS into `buf` on the way. Returns how many bytes it took and, if a
-    /// frame ended, its length in `buf` or why it cannot be one.
-    fn scan(&mut self, bytes: &[u8]) -> (usize, Option<Result<usize, LinkError>>) {
+    /// frame ended, its length in `buf` and CRC state, or why it cannot be one.
+    fn scan(&mut self, bytes: &[u8]) -> (usize, Option<Result<Scanned, LinkError>>) {
         let mut i = 0;
         while i < bytes.len() {
             if self.seen > MAX_BODY {
@@ -370,39 +380,16 @@ impl Decoder {
             // The bytes that may still belong to a frame, and one more: a
             // delimiter, or the byte that makes the frame oversize.
             let run = &bytes[i..bytes.len().min(i + MAX_BODY - self.seen + 1)];
-            let mut len = self.len;
-            let mut left = self.left as usize;
-            let mut zero_due = self.zero_due as usize;
-            let mut taken = run.len();
-            for (k, &b) in run.iter().enumerate() {
-                if b == 0 {
-                    taken = k;
-                    break;
-                }
-                // Each code byte writes at most one zero, for the block
-                // before it, and the first writes none: the frame stays
-                // shorter than what came, even with the byte past `MAX_BODY`.
-                if left == 0 {
-                    self.buf[len] = 0;
-                    len += zero_due;
-                    left = b as usize - 1;
-                    zero_due = (b != 0xFF) as usize;
-                } else {
-                    self.buf[len] = b;
-                    len += 1;
-                    left -= 1;
-                }
-            }
-            (self.len, self.left, self.zero_due) = (len, left as u8, zero_due != 0);
+            let (taken, ended) = self.undo_cobs(run);
             self.seen += taken;
             i += taken;
-            if taken == run.len() {
+            if !ended {
                 // No delimiter yet: the run ended, or the frame is oversize.
                 continue;
             }
             // A delimiter.
             i += 1;
-            let seen = self.seen;
+            let (seen, left, len, crc) = (self.seen, self.left, self.len, self.crc);
             self.reset();
             if seen == 0 {
                 // Line idle.
@@ -412,12 +399,69 @@ impl Decoder {
                 // The last code byte pointed past the delimiter.
                 Err(LinkError::BadCobs)
             } else {
-                Ok(len)
+                Ok(Scanned { len, crc })
             };
             return (i, Some(end));
         }
         (i, None)
     }
+
+    /// Undoes COBS over `run` into `buf` and the CRC, up to its first zero.
+    /// Returns how many bytes it took and whether a zero ended them. Each
+    /// code byte writes at most one zero, for the block before it, and the
+    /// first writes none: the frame stays shorter than what came, so `len`
+    /// stays below `MAX_BODY` even with the byte past it.
+    fn undo_cobs(&mut self, run: &[u8]) -> (usize, bool) {
+        let (mut len, mut left, mut crc) = (self.len, self.left as usize, self.crc);
+        let mut k = 0;
+        let mut ended = false;
+        while k < run.len() {
+            if left == 0 {
+                let code = run[k];
+                if code == 0 {
+                    ended = true;
+                    break;
+                }
+                if self.zero_due {
+                    self.buf[len & (BUF - 1)] = 0;
+                    len += 1;
+                    crc = crc::update_byte(crc, 0);
+                }
+                left = code as usize - 1;
+                self.zero_due = code != 0xFF;
+                k += 1;
+                continue;
+            }
+            // The block's data bytes, in one tight loop: none is zero, or
+            // the frame ends there.
+            let block = &run[k..run.len().min(k + left)];
+            let mut n = block.len();
+            for (j, &b) in block.iter().enumerate() {
+                if b == 0 {
+                    n = j;
+                    ended = true;
+                    break;
+                }
+                self.buf[(len + j) & (BUF - 1)] = b;
+                crc = crc::update_byte(crc, b);
+            }
+            len += n;
+            left -= n;
+            k += n;
+            if ended {
+                break;
+            }
+        }
+        (self.len, self.left, self.crc) = (len, left as u8, crc);
+        (k, ended)
+    }
+}
+
+/// A link frame that ended well-formed in COBS: its length in the
+/// decoder's buffer and the CRC state over it.
+struct Scanned {
+    len: usize,
+    crc: u32,
 }
 
 /// The items that end in a run of bytes (see [`Decoder::items`]).
@@ -446,16 +490,15 @@ fn le32(b: &[u8]) -> u32 {
 }
 
 /// What the CRC covers, once it matches: a link frame with its COBS undone.
-fn checked(raw: &[u8]) -> Result<&[u8], LinkError> {
+fn checked(raw: &[u8], crc: u32) -> Result<&[u8], LinkError> {
     let n = raw.len();
     if n < 3 + 4 {
         return Err(LinkError::Truncated);
     }
-    let (payload, crc_bytes) = raw.split_at(n - 4);
-    if crc::crc32(payload) != le32(crc_bytes) {
+    if crc != crc::RESIDUE {
         return Err(LinkError::BadCrc);
     }
-    Ok(payload)
+    Ok(&raw[..n - 4])
 }
 
 /// Parses a bus frame's CRC-checked bytes into `frame`.
@@ -843,7 +886,17 @@ mod tests {
                 write += 1;
             }
         }
-        Some(checked(&buf[..write]).and_then(|payload| {
+        // The CRC as it was checked then: over the payload, against the
+        // word stored after it.
+        let raw = &buf[..write];
+        let whole = if raw.len() < 7 {
+            Err(LinkError::Truncated)
+        } else if crc::crc32(&raw[..write - 4]) != le32(&raw[write - 4..]) {
+            Err(LinkError::BadCrc)
+        } else {
+            Ok(&raw[..write - 4])
+        };
+        Some(whole.and_then(|payload| {
             if payload[0] == CONTROL_MARK {
                 return decode_record(payload);
             }
