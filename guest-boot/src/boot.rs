@@ -57,12 +57,19 @@ pub struct Actions {
 }
 
 impl Actions {
+    /// The actions, in order, read in place (the list is large to copy).
+    pub fn iter(&self) -> impl Iterator<Item = &Action> {
+        self.list[..self.len].iter().flatten()
+    }
+
+    /// Whether there are none (after most frames of a session).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Whether one of them starts the image.
     pub fn hands_off(&self) -> bool {
-        self.list
-            .iter()
-            .flatten()
-            .any(|a| matches!(a, Action::HandOff(_)))
+        self.iter().any(|a| matches!(a, Action::HandOff(_)))
     }
 
     fn push(&mut self, a: Action) {
@@ -178,17 +185,20 @@ impl<'b> Boot<'b> {
         self.next_request = now + ms(self.jitter.spread(RETRY_BASE_MS));
     }
 
-    /// A message from the bus. `now` reads the clock, which only the few
-    /// messages that start a timer need (the driver reads it once per batch
-    /// of frames otherwise); `ram` is the image region, where image bytes
-    /// are written at once and read back to be measured.
+    /// A message from the bus: its actions go to `out`, which it clears
+    /// first (a frame's are mostly none, and the list is kept rather than
+    /// built and copied out per frame). `now` reads the clock, which only
+    /// the few messages that start a timer need (the driver reads it once
+    /// per batch of frames otherwise); `ram` is the image region, where
+    /// image bytes are written at once and read back to be measured.
     pub fn on_message(
         &mut self,
         m: &Message<'_>,
         mut now: impl FnMut() -> u64,
         ram: &mut impl ImageRam,
-    ) -> Actions {
-        let mut out = Actions::default();
+        out: &mut Actions,
+    ) {
+        out.len = 0;
         let random = self.jitter.next();
         match self.rx.on_message(m, random, &mut now, ram) {
             Progress::Ignored => {}
@@ -197,13 +207,12 @@ impl<'b> Boot<'b> {
                 out.push(self.status(NodeState::Receiving));
                 self.session_frames = true;
             }
-            Progress::Rejected(reject) => self.rejected(reject, now(), &mut out),
+            Progress::Rejected(reject) => self.rejected(reject, now(), out),
             Progress::Complete => {
                 out.push(self.status(NodeState::Verifying));
                 out.push(Action::Verify);
             }
         }
-        out
     }
 
     /// The check `Action::Verify` asked for, over the image measured as it

@@ -210,9 +210,9 @@ impl Node {
         }
     }
 
-    fn perform(&mut self, boot: &mut Boot, actions: Actions) {
-        for action in actions {
-            match action {
+    fn perform(&mut self, boot: &mut Boot, actions: &Actions) {
+        for action in actions.iter() {
+            match *action {
                 Action::Send(m) => self.send(m),
                 Action::Verify => {
                     // On the virtual clock a node is held until it has
@@ -226,7 +226,7 @@ impl Node {
                     if busy && !next.hands_off() {
                         self.port.set_filter(&msg::BOOT_ROM_KINDS);
                     }
-                    self.perform(boot, next);
+                    self.perform(boot, &next);
                 }
                 Action::HandOff(image) => self.hand_off(image),
                 Action::Halt => {
@@ -259,6 +259,7 @@ impl Node {
     /// it hands off.
     fn run(&mut self, boot: &mut Boot) -> ! {
         let mut frames = false;
+        let mut actions = Actions::default();
         loop {
             // Frames are taken in a batch; the timer is read once after it
             // (a device access), and only frames that start a timer read it.
@@ -267,12 +268,14 @@ impl Node {
                 let Ok((_, m)) = Message::decode(frame) else {
                     continue;
                 };
-                let actions = boot.on_message(&m, clint::now, &mut self.ram);
-                self.perform(boot, actions);
+                boot.on_message(&m, clint::now, &mut self.ram, &mut actions);
+                if !actions.is_empty() {
+                    self.perform(boot, &actions);
+                }
             }
             let now = clint::now();
             let actions = boot.poll(now);
-            self.perform(boot, actions);
+            self.perform(boot, &actions);
             // No frame waits: measure a slice of the image received so far,
             // then look for frames again. A node the bus keeps busy does it
             // all after the last chunk instead.

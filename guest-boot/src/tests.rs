@@ -4,8 +4,8 @@
 //! are milliseconds since the node started asking.
 
 use crate::boot::{
-    Action, Boot, MEASURE_SLICE, NACK_QUIET_MS, RETRY_BASE_MS, RETRY_MAX_MS, SESSION_SILENCE_MS,
-    Setup, report_self_test,
+    Action, Actions, Boot, MEASURE_SLICE, NACK_QUIET_MS, RETRY_BASE_MS, RETRY_MAX_MS,
+    SESSION_SILENCE_MS, Setup, report_self_test,
 };
 use crate::receive::{
     ChunkBitmap, ImageRam, LoadedImage, MAX_CHUNKS, NACK_BACKOFF_TICKS, TrustedKey,
@@ -249,7 +249,8 @@ impl Sim {
         let mut done = Vec::new();
         for m in frames {
             let now = self.now;
-            let actions = self.boot.on_message(m, || now, &mut self.ram);
+            let mut actions = Actions::default();
+            self.boot.on_message(m, || now, &mut self.ram, &mut actions);
             self.ram.last_load = 0;
             done.extend(self.perform(actions));
         }
@@ -525,7 +526,8 @@ fn the_image_is_measured_in_order_while_it_comes() {
     assert_eq!(sim.ram.loaded, 0);
     sim.batch(15, &[s.data(2)]);
     assert_eq!(sim.ram.loaded, 3 * CHUNK - MANIFEST_LEN);
-    sim.boot.on_message(&s.data(3), || 0, &mut sim.ram);
+    sim.boot
+        .on_message(&s.data(3), || 0, &mut sim.ram, &mut Actions::default());
     assert!(sim.measure(7));
     assert_eq!(
         sim.ram.loaded,
@@ -567,7 +569,8 @@ fn the_signature_is_checked_between_frames_once_the_manifest_is_in() {
     };
     let mut sim = Sim::new(1);
     let take = |sim: &mut Sim, m: Message| {
-        let actions = sim.boot.on_message(&m, || 0, &mut sim.ram);
+        let mut actions = Actions::default();
+        sim.boot.on_message(&m, || 0, &mut sim.ram, &mut actions);
         sim.perform(actions);
     };
     for m in s.start().into_iter().chain([s.data(0), s.data(1)]) {
