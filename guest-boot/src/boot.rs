@@ -32,9 +32,10 @@ pub const SESSION_SILENCE_MS: u64 = 3000;
 /// Image bytes the driver hashes between two looks for frames: a fraction
 /// of a millisecond, while a virtio-console's 16 buffers hold many frames.
 pub const MEASURE_SLICE: u32 = 2048;
-/// Most actions one event gives: four `Nack`s and a `Request` (a wakeup
-/// that sends the last `Nack`s of a session and then gives it up).
-pub const MAX_ACTIONS: usize = 5;
+/// Most actions one event gives: four `Nack`s, a `Request` and the crypto
+/// test (a wakeup that sends the last `Nack`s of a session it joined
+/// unasked, gives it up and asks for the first time).
+pub const MAX_ACTIONS: usize = 6;
 
 /// Something the node must do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +46,10 @@ pub enum Action {
     Verify,
     /// The image passed every check: record it and start it.
     HandOff(LoadedImage),
+    /// The first `Request` is out: run the crypto known-answer tests
+    /// ([`crate::kat`]) and report them with [`Boot::crypto_tested`]. They
+    /// run while the node waits for its session, not before it asks.
+    TestCrypto,
     /// The self-test failed: send what is queued and stop.
     Halt,
 }
@@ -106,12 +111,16 @@ pub struct Setup {
 /// bits, zero for a pass). A node that failed it reports that too and
 /// stays minimal.
 pub fn report_self_test(setup: &Setup, selftest: u8) -> Actions {
+    self_test_actions(&setup.strap, setup.cause, selftest)
+}
+
+fn self_test_actions(strap: &Strap, cause: ResetCause, selftest: u8) -> Actions {
     let status = |state: NodeState| {
         Action::Send(Message::Status(Status {
-            node_type: setup.strap.node_type,
+            node_type: strap.node_type,
             state: state as u8,
             selftest,
-            reset_cause: setup.cause as u8,
+            reset_cause: cause as u8,
             session: 0,
             received: 0,
             total: 0,
@@ -142,6 +151,8 @@ pub struct Boot<'b> {
     asked_in_quiet: bool,
     /// Whether the batch since the last poll held frames of our session.
     session_frames: bool,
+    /// Whether the crypto test was asked for (with the first `Request`).
+    crypto_test_asked: bool,
 }
 
 impl<'b> Boot<'b> {
@@ -162,6 +173,7 @@ impl<'b> Boot<'b> {
             last_session_frame: 0,
             asked_in_quiet: false,
             session_frames: false,
+            crypto_test_asked: false,
         }
     }
 
@@ -272,8 +284,21 @@ impl<'b> Boot<'b> {
             })));
             let backoff = RETRY_BASE_MS << (self.attempt.min(8) - 1).min(3);
             self.next_request = now + ms(self.jitter.spread(backoff.min(RETRY_MAX_MS)));
+            if !core::mem::replace(&mut self.crypto_test_asked, true) {
+                out.push(Action::TestCrypto);
+            }
         }
         out
+    }
+
+    /// The crypto tests' result (`failed`: [`crate::kat`]'s bits, zero for a
+    /// pass). A failure is a failed self-test: the node reports it and
+    /// stops, as after the power-on self-test.
+    pub fn crypto_tested(&self, failed: u8) -> Actions {
+        if failed == 0 {
+            return Actions::default();
+        }
+        self_test_actions(&self.strap, self.cause, failed)
     }
 
     /// When the next [`poll`](Self::poll) is due if no frame comes first:

@@ -228,6 +228,10 @@ impl Node {
                     }
                     self.perform(boot, &next);
                 }
+                Action::TestCrypto => {
+                    let next = boot.crypto_tested(guest_boot::kat::run());
+                    self.perform(boot, &next);
+                }
                 Action::HandOff(image) => self.hand_off(image),
                 Action::Halt => {
                     self.port.flush();

@@ -203,6 +203,8 @@ struct Sim {
     now: u64,
     /// What it did, with the time (ticks).
     log: Vec<(u64, Action)>,
+    /// The bits the crypto tests report when asked.
+    crypto_failed: u8,
 }
 
 impl Sim {
@@ -222,6 +224,7 @@ impl Sim {
             },
             now: 0,
             log: Vec::new(),
+            crypto_failed: 0,
         }
     }
 
@@ -231,6 +234,10 @@ impl Sim {
         for a in actions {
             self.log.push((self.now, a));
             done.push(a);
+            if let Action::TestCrypto = a {
+                let next = self.boot.crypto_tested(self.crypto_failed);
+                done.extend(self.perform(next));
+            }
             if let Action::Verify = a {
                 let now = self.now;
                 let ram = Counted(&mut self.ram, Default::default());
@@ -300,6 +307,7 @@ fn show(a: &Action) -> String {
         }
         Action::Send(m) => format!("{:?}", m.kind()),
         Action::Verify => "Verify".into(),
+        Action::TestCrypto => "TestCrypto".into(),
         Action::HandOff(_) => "HandOff".into(),
         Action::Halt => "Halt".into(),
     }
@@ -362,8 +370,13 @@ fn requests_back_off_from_250_ms_doubling_to_2_s_with_jitter() {
         let mut sim = Sim::new(seed);
         let log = sim.run_until(12_000);
         let asked = requests(&log);
-        assert_eq!(asked.len(), log.len(), "only requests: {log:?}");
+        assert_eq!(
+            asked.len() + 1,
+            log.len(),
+            "only requests, and the crypto test once: {log:?}"
+        );
         assert_eq!(asked[0], (0.0, 1), "the first request goes out at once");
+        assert_eq!(log[1], (0, Action::TestCrypto), "then the crypto test");
         for (i, base) in bases.iter().enumerate() {
             let (t0, n0) = asked[i];
             let (t1, n1) = asked[i + 1];
@@ -375,7 +388,7 @@ fn requests_back_off_from_250_ms_doubling_to_2_s_with_jitter() {
             );
         }
         first_gaps.push(asked[1].0);
-        for (_, a) in &log {
+        for (_, a) in log.iter().filter(|(_, a)| *a != Action::TestCrypto) {
             let Action::Send(Message::Request(r)) = a else {
                 unreachable!()
             };
@@ -392,10 +405,36 @@ fn requests_back_off_from_250_ms_doubling_to_2_s_with_jitter() {
     );
 }
 
+/// A failed crypto test is a failed self-test: the node says so with the
+/// test's bits, stops, and never asks again.
+#[test]
+fn a_failed_crypto_test_reports_its_bits_and_halts() {
+    let mut sim = Sim::new(1);
+    sim.crypto_failed = crate::kat::SIGNATURE_FAILED;
+    let done = sim.batch(0, &[]);
+    assert_eq!(
+        shown(&done),
+        [
+            "Request #1",
+            "TestCrypto",
+            "Status SelfTest",
+            "Status Failed",
+            "Halt"
+        ]
+    );
+    let Action::Send(Message::Status(s)) = done[2] else {
+        unreachable!()
+    };
+    assert_eq!(s.selftest, crate::kat::SIGNATURE_FAILED);
+    // A pass adds nothing.
+    let mut sim = Sim::new(1);
+    assert_eq!(shown(&sim.batch(0, &[])), ["Request #1", "TestCrypto"]);
+}
+
 #[test]
 fn a_wakeup_before_the_next_request_is_due_sends_nothing() {
     let mut sim = Sim::new(1);
-    assert_eq!(shown(&sim.batch(0, &[])), ["Request #1"]);
+    assert_eq!(shown(&sim.batch(0, &[])), ["Request #1", "TestCrypto"]);
     let due = sim.boot.wake_at();
     assert!(due > ms(RETRY_BASE_MS) / 2);
     assert!(sim.boot.poll(due - 1).into_iter().next().is_none());

@@ -100,12 +100,60 @@ pub fn verify_signature(
     if manifest[KEY_ID_OFFSET..SIGNATURE_OFFSET] != key_id(public_key) {
         return Err(SignatureError::UnknownKey);
     }
+    verify_bytes(public_key, signed_bytes(manifest), sig)
+}
+
+/// The Ed25519 check itself: the one path both images and the known-answer
+/// test take.
+fn verify_bytes(
+    public_key: &[u8; PUBLIC_KEY_LEN],
+    message: &[u8],
+    sig: [u8; 64],
+) -> Result<(), SignatureError> {
     ed25519_compact::PublicKey::new(*public_key)
-        .verify(
-            signed_bytes(manifest),
-            &ed25519_compact::Signature::new(sig),
-        )
+        .verify(message, &ed25519_compact::Signature::new(sig))
         .map_err(|_| SignatureError::Invalid)
+}
+
+/// RFC 8032, section 7.1, TEST 1: a public key, and its signature of the
+/// empty message.
+const KAT_PUBLIC_KEY: [u8; PUBLIC_KEY_LEN] =
+    hex32(b"d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+const KAT_SIGNATURE: [[u8; 32]; 2] = [
+    hex32(b"e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"),
+    hex32(b"5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"),
+];
+
+/// Whether signature checking works: RFC 8032's first test vector must
+/// pass through the code that checks images, and the same signature with
+/// one bit flipped must fail. A boot ROM runs it while it waits for its
+/// image: under QEMU that also translates the check's code before the
+/// session needs it.
+pub fn known_answer_test() -> bool {
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&KAT_SIGNATURE[0]);
+    sig[32..].copy_from_slice(&KAT_SIGNATURE[1]);
+    let good = verify_bytes(&KAT_PUBLIC_KEY, &[], sig).is_ok();
+    sig[0] ^= 1;
+    good && verify_bytes(&KAT_PUBLIC_KEY, &[], sig).is_err()
+}
+
+/// 64 hex digits as 32 bytes, at compile time (a bad digit fails the build).
+const fn hex32(digits: &[u8; 64]) -> [u8; 32] {
+    const fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => panic!("not a lowercase hex digit"),
+        }
+    }
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        out[i] = nibble(digits[2 * i]) << 4 | nibble(digits[2 * i + 1]);
+        i += 1;
+    }
+    out
 }
 
 /// What a key file holds.
@@ -234,6 +282,27 @@ pub fn parse_secret_key_file(text: &str) -> Result<[u8; SEED_LEN], KeyFileError>
 #[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_known_answer_test_is_rfc_8032_test_1_and_can_fail() {
+        // The vector is what RFC 8032's TEST 1 secret key gives.
+        let seed = hex32(b"9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+        let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed));
+        assert_eq!(*pair.pk, KAT_PUBLIC_KEY);
+        let sig = pair.sk.sign([], None);
+        assert_eq!(sig[..32], KAT_SIGNATURE[0]);
+        assert_eq!(sig[32..], KAT_SIGNATURE[1]);
+        assert!(known_answer_test());
+        // A flipped bit anywhere in the key, the signature or the message
+        // fails the check the test relies on.
+        let mut key = KAT_PUBLIC_KEY;
+        key[7] ^= 0x10;
+        assert!(verify_bytes(&key, &[], *sig).is_err());
+        assert!(verify_bytes(&KAT_PUBLIC_KEY, &[0], *sig).is_err());
+        let mut bad = *sig;
+        bad[40] ^= 2;
+        assert!(verify_bytes(&KAT_PUBLIC_KEY, &[], bad).is_err());
+    }
 
     #[test]
     fn key_files() {
