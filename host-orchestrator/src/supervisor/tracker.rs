@@ -138,6 +138,9 @@ pub struct NodeTracker {
     handed_off: Option<u32>,
     /// Since when the host check has found it running a generation.
     host_runs_since: Option<(u32, Moment)>,
+    /// The host's first look after a handoff is pending: a heartbeat waits
+    /// for it rather than draw a challenge (see `on_heartbeat`).
+    first_look_due: bool,
 }
 
 impl NodeTracker {
@@ -154,6 +157,7 @@ impl NodeTracker {
             boots: 0,
             handed_off: None,
             host_runs_since: None,
+            first_look_due: false,
         }
     }
 
@@ -217,6 +221,7 @@ impl NodeTracker {
         self.verified_generation = None;
         self.handed_off = None;
         self.host_runs_since = None;
+        self.first_look_due = false;
     }
 
     /// The host (re)booted it at `now`: what it refused before no longer
@@ -282,6 +287,7 @@ impl NodeTracker {
         if boot != self.boots || self.record.state == HostState::Failed {
             return false;
         }
+        self.first_look_due = false;
         let before = (self.record.state, self.record.host_check.clone());
         let finding = match finding {
             Finding::Runs(r) if !self.bus_caught_up(&r, now) => Finding::NotYet(format!(
@@ -436,6 +442,7 @@ impl NodeTracker {
                 if let Some(next) = &mut self.host.next {
                     *next = (*next).min(now + HOST_CHECK_FIRST);
                     self.host.retry = HOST_CHECK_RETRY;
+                    self.first_look_due = true;
                 }
             }
             _ => {}
@@ -522,6 +529,14 @@ impl NodeTracker {
         }
         if self.record.state != HostState::Running {
             self.set_state(HostState::Running, cx.now);
+        }
+        if self.first_look_due {
+            // The host looks at the node within moments of its handoff. A
+            // challenge now would have the app hash its whole image while
+            // the rest of a fleet still needs the CPU, most often to no
+            // end: the look verifies it first. If the look does not, the
+            // next heartbeat draws the challenge.
+            return None;
         }
         self.challenge_due(h.generation, cx.now, rng)
     }
@@ -1180,6 +1195,48 @@ mod tests {
         assert_eq!(t.record().generations, [3, 4]);
         assert_eq!(t.record().state, HostState::Verified);
         assert_eq!(t.record().verified_at, Some(at + ms(20) + HOST_CHECK_FIRST));
+    }
+
+    #[test]
+    fn a_heartbeat_right_after_the_handoff_waits_for_the_hosts_first_look() {
+        let (mut f, mut t) = (Feed::new(), drive(5));
+        let t0 = Moment::ZERO + ms(100);
+        f.at(&mut t, handoff(3), t0);
+        // The app's first heartbeat comes before the host's look: no
+        // challenge, and the look verifies the node.
+        assert_eq!(
+            f.at(&mut t, heartbeat(3, [7; 32], NodeType::Drive), t0 + ms(5)),
+            None
+        );
+        assert_eq!(t.record().state, HostState::Running);
+        check(&mut t, t0 + HOST_CHECK_FIRST, runs(3));
+        assert_eq!(t.record().verified_by, Some(VerifiedBy::HostCheck));
+        assert_eq!(
+            f.at(&mut t, heartbeat(3, [7; 32], NodeType::Drive), t0 + ms(500)),
+            None
+        );
+        // A look that finds nothing to judge yet: the next heartbeat draws
+        // the challenge, and the answer verifies the node.
+        let (mut f, mut t) = (Feed::new(), drive(6));
+        f.at(&mut t, handoff(3), t0);
+        assert_eq!(
+            f.at(&mut t, heartbeat(3, [7; 32], NodeType::Drive), t0 + ms(5)),
+            None
+        );
+        check(
+            &mut t,
+            t0 + HOST_CHECK_FIRST,
+            Finding::NotYet("the boot ROM runs".into()),
+        );
+        let c = f.at(&mut t, heartbeat(3, [7; 32], NodeType::Drive), t0 + ms(505));
+        f.at(&mut t, answer(c.expect("a challenge")), t0 + ms(600));
+        assert_eq!(t.record().verified_by, Some(VerifiedBy::Challenge));
+        // A node the host does not check is challenged at once.
+        let (mut f, mut t) = (Feed::new(), drive(7));
+        t.off(t0);
+        f.at(&mut t, handoff(3), t0);
+        let hb = heartbeat(3, [7; 32], NodeType::Drive);
+        assert!(f.at(&mut t, hb, t0 + ms(5)).is_some());
     }
 
     #[test]
