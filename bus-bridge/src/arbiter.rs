@@ -32,7 +32,7 @@ use crate::clock::WallTime;
 use crate::event::BusEvent;
 use crate::faults::Rule;
 use crate::ids::{ConnId, IdVec, LinkId, PortId, SegmentId};
-use crate::rxqueue::{PushError, RxQueue};
+use crate::rxqueue::{LinkFrame, PushError, RxQueue};
 use crate::shutdown::wait_shutdown;
 use crate::stats::Shared;
 use crate::vclock::Sync;
@@ -186,6 +186,9 @@ struct Queues {
     rx: IdVec<PortId, Option<(ConnId, Arc<RxQueue>)>>,
     /// On the virtual clock: what stamps deliveries.
     stamp: Option<Stamp>,
+    /// The frame delivered last, encoded: the bus hands one frame to each
+    /// of its receivers in turn, and they share its encoding.
+    last: Option<Arc<LinkFrame>>,
 }
 
 /// Deliveries on the virtual clock: each is stamped with the time of the
@@ -198,6 +201,17 @@ struct Stamp {
     handed: Vec<PortId>,
 }
 
+impl Queues {
+    /// `frame` encoded: the last frame's encoding again if it is the same
+    /// frame (its next receiver), else a new one.
+    fn link(&mut self, frame: Frame) -> Arc<LinkFrame> {
+        match &self.last {
+            Some(l) if l.frame == frame => l.clone(),
+            _ => self.last.insert(Arc::new(LinkFrame::new(frame))).clone(),
+        }
+    }
+}
+
 impl Receivers for Queues {
     fn push(&mut self, port: PortId, conn: ConnId, frame: Frame) -> Push {
         let at = self.stamp.as_mut().and_then(|s| {
@@ -205,8 +219,9 @@ impl Receivers for Queues {
             s.handed.push(port);
             Some(s.now.saturating_since(offset))
         });
+        let link = self.link(frame);
         match &self.rx[port] {
-            Some((c, rx)) if *c == conn => match rx.push_at(frame, at) {
+            Some((c, rx)) if *c == conn => match rx.push_at(link, at) {
                 Ok(()) => Push::Taken,
                 Err(PushError::Full) => Push::Full,
                 Err(PushError::Closed) => Push::Closed,
@@ -331,6 +346,7 @@ impl Arbiter {
                 offsets: wiring.tx_slots.iter().map(|_| None).collect(),
                 handed: Vec::new(),
             }),
+            last: None,
         };
         Arbiter {
             bus,
@@ -918,5 +934,34 @@ async fn sleep_opt(deadline: Option<Instant>) {
     match deadline {
         Some(t) => sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receivers_of_one_frame_share_its_encoding() {
+        let mut q = Queues {
+            rx: IdVec::from_vec(Vec::new()),
+            stamp: None,
+            last: None,
+        };
+        let f = Frame::new(0x123, 0, &[1, 0, 2]).unwrap();
+        let g = Frame::new(0x124, 0, &[1, 0, 2]).unwrap();
+        let a = q.link(f);
+        assert!(Arc::ptr_eq(&a, &q.link(f)), "the next receiver shares it");
+        let mut want = [0u8; proto::link::MAX_ENCODED];
+        let n = proto::link::encode(&f, &mut want);
+        assert_eq!(a.bytes(), &want[..n]);
+        // Another frame gets its own; the first frame again, a fresh one
+        // with the same bytes.
+        let b = q.link(g);
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_ne!(a.bytes(), b.bytes());
+        let c = q.link(f);
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(a.bytes(), c.bytes());
     }
 }

@@ -23,11 +23,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use proto::Frame;
 use proto::clock::{Grant, RECORD, Report};
-use proto::link::{
-    Decoder, Item, LinkError, MAX_ENCODED, encode, encode_at, encode_tx_free, encode_until,
-};
+use proto::link::{Decoder, Item, LinkError, MAX_ENCODED, encode_at, encode_tx_free, encode_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
@@ -39,7 +36,7 @@ use crate::arbiter::ToArbiter;
 use crate::bus::Cause;
 use crate::error::BridgeError;
 use crate::ids::{ConnId, PortId};
-use crate::rxqueue::{Delivery, RxQueue};
+use crate::rxqueue::{Delivery, LinkFrame, RxQueue};
 use crate::shutdown::wait_shutdown;
 use crate::stats::Shared;
 
@@ -438,7 +435,7 @@ impl Drop for RxGuard {
 
 impl RxGuard {
     /// Waits for frames and moves up to `max` into `out`.
-    pub async fn next_batch(&mut self, out: &mut Vec<Frame>, max: usize) {
+    pub async fn next_batch(&mut self, out: &mut Vec<Arc<LinkFrame>>, max: usize) {
         loop {
             if self.rx.pop_batch(out, max) > 0 {
                 return;
@@ -459,7 +456,7 @@ impl RxGuard {
 /// What a writer encodes: a frame, or freed TX places (timed clients).
 #[derive(Clone, Copy)]
 enum Out<'a> {
-    Frame(&'a Frame),
+    Frame(&'a LinkFrame),
     TxFree(u32),
 }
 
@@ -505,15 +502,17 @@ async fn write_batch_within<'a>(
             let n = encode_at(t, &mut encoded);
             out.extend_from_slice(&encoded[..n]);
         }
-        let n = match item {
-            Out::Frame(frame) => {
+        match item {
+            Out::Frame(link) => {
                 frames += 1;
-                bytes += frame.data().len() as u64;
-                encode(frame, &mut encoded)
+                bytes += link.frame.data().len() as u64;
+                out.extend_from_slice(link.bytes());
             }
-            Out::TxFree(places) => encode_tx_free(places, &mut encoded),
-        };
-        out.extend_from_slice(&encoded[..n]);
+            Out::TxFree(places) => {
+                let n = encode_tx_free(places, &mut encoded);
+                out.extend_from_slice(&encoded[..n]);
+            }
+        }
     }
     q.in_flight = frames;
     let written = match limit {

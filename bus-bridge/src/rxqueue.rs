@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use proto::Frame;
+use proto::link::{self, MAX_ENCODED};
 use tokio::sync::Notify;
 
 use crate::ids::PortId;
@@ -24,11 +25,34 @@ pub(crate) enum PushError {
     Closed,
 }
 
+/// A frame from the bus with its link encoding, made once and shared by
+/// every port the frame reaches: a broadcast to a fleet is one encoding,
+/// not one per node.
+#[derive(Debug)]
+pub(crate) struct LinkFrame {
+    pub frame: Frame,
+    len: u8,
+    bytes: [u8; MAX_ENCODED],
+}
+
+impl LinkFrame {
+    pub fn new(frame: Frame) -> LinkFrame {
+        let mut bytes = [0u8; MAX_ENCODED];
+        let len = link::encode(&frame, &mut bytes) as u8;
+        LinkFrame { frame, len, bytes }
+    }
+
+    /// The frame on the link, delimiter included.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
 /// What a port's writer passes on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub(crate) enum Delivery {
     /// A frame from the bus.
-    Frame(Frame),
+    Frame(Arc<LinkFrame>),
     /// Places of the client's TX FIFO freed (timed host clients only).
     TxFree(u32),
 }
@@ -79,7 +103,7 @@ impl RxQueue {
 
     /// Queues `frame`, with its delivery time on the receiver's clock on
     /// the virtual clock.
-    pub fn push_at(&self, frame: Frame, at: Option<u64>) -> Result<(), PushError> {
+    pub fn push_at(&self, frame: Arc<LinkFrame>, at: Option<u64>) -> Result<(), PushError> {
         let mut q = self.lock();
         if q.closed {
             return Err(PushError::Closed);
@@ -116,7 +140,7 @@ impl RxQueue {
     }
 
     /// Moves up to `max` frames into `out`; returns how many.
-    pub fn pop_batch(&self, out: &mut Vec<Frame>, max: usize) -> usize {
+    pub fn pop_batch(&self, out: &mut Vec<Arc<LinkFrame>>, max: usize) -> usize {
         self.pop_with(max, |(d, _)| {
             if let Delivery::Frame(f) = d {
                 out.push(f)

@@ -34,7 +34,7 @@ use crate::client::AbortOnDrop;
 use crate::config::FdFormat;
 use crate::ids::{ConnId, PortId};
 use crate::port::{RxGuard, WRITE_BATCH};
-use crate::rxqueue::RxQueue;
+use crate::rxqueue::{LinkFrame, RxQueue};
 use crate::shutdown::wait_shutdown;
 use crate::stats::Shared;
 
@@ -558,7 +558,7 @@ async fn wait_start(at: Option<Instant>) {
     }
 }
 
-async fn next_batch(guard: Option<&mut RxGuard>, batch: &mut Vec<Frame>) {
+async fn next_batch(guard: Option<&mut RxGuard>, batch: &mut Vec<Arc<LinkFrame>>) {
     match guard {
         Some(g) => g.next_batch(batch, WRITE_BATCH).await,
         None => std::future::pending().await,
@@ -606,7 +606,7 @@ async fn writer(mut sock: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, fd_format
                     .unwrap_or_default();
                 text.clear();
                 for f in &batch {
-                    format_frame(f, now, fd_format, &mut text);
+                    format_frame(&f.frame, now, fd_format, &mut text);
                 }
                 if let Some(g) = guard.as_mut() {
                     g.in_flight = batch.len() as u64;
@@ -618,7 +618,7 @@ async fn writer(mut sock: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, fd_format
             return;
         }
         if let (true, Some(g)) = (is_batch, guard.as_mut()) {
-            let bytes = batch.iter().map(|f| f.data().len() as u64).sum();
+            let bytes = batch.iter().map(|f| f.frame.data().len() as u64).sum();
             g.written(batch.len() as u64, bytes);
         }
     }
