@@ -226,6 +226,7 @@ fn new_bus(config: &BridgeConfig, checked: &Checked) -> Bus {
         timing: config.timing,
         // On the virtual clock frames take their time, in virtual time.
         paced: config.paced || is_virtual(config),
+        sof_window: is_virtual(config),
         seed: config.faults.seed,
         segments: config.segments.len(),
         port_segment,

@@ -106,6 +106,10 @@ pub(crate) struct BabbleSetup {
 pub(crate) struct Setup {
     pub timing: BitTiming,
     pub paced: bool,
+    /// Paced: frames ready within a nominal bit of the first on an idle
+    /// bus contend with it (see [`Bus::step`]). For the virtual clock,
+    /// whose times are exact; the wall clock's timers are far coarser.
+    pub sof_window: bool,
     pub seed: u64,
     pub segments: usize,
     /// Each port's segment.
@@ -145,6 +149,8 @@ enum Step {
 pub(crate) struct Bus {
     timing: BitTiming,
     paced: bool,
+    /// Whether idle-bus arbitration waits a nominal bit for contenders.
+    sof_window: bool,
     stall_ns: u64,
     segments: usize,
     ports: PortTable,
@@ -170,6 +176,7 @@ impl Bus {
         let mut bus = Bus {
             timing: setup.timing,
             paced: setup.paced,
+            sof_window: setup.sof_window && setup.paced,
             stall_ns: u64::try_from(setup.stall_timeout.as_nanos()).unwrap_or(u64::MAX),
             segments: setup.segments,
             ports: PortTable::new(ports),
@@ -516,17 +523,28 @@ impl Bus {
         } else {
             bus_now
         };
-        if paced && start.as_paced_wall() > now {
-            return Step::Wait(Some(start.as_paced_wall()));
+        // With the SOF window, on a bus that was idle: a frame ready within
+        // one nominal bit of the first starts its SOF in the same bit and
+        // contends, as controllers do. So which of two frames a hair apart
+        // goes first (a node's clock tick on the virtual clock) is the
+        // identifiers' call, not the hair's.
+        let contend_by = if self.sof_window && first > self.domains[d].clock {
+            start + self.sof_window_ns()
+        } else {
+            start
+        };
+        if paced && contend_by.as_paced_wall() > now {
+            return Step::Wait(Some(contend_by.as_paced_wall()));
         }
         if !paced && first > bus_now {
             // Only a rate-limited babbler, due later.
             self.go_idle(d, now);
             return Step::Wait(Some(self.domains[d].wall_at(paced, first, now)));
         }
-        let Some((port, source)) = self.winner(d, start) else {
+        let Some((port, source, ready)) = self.winner(d, contend_by) else {
             return Step::Wait(None);
         };
+        let start = start.max(ready);
         if !paced {
             self.leave_idle(d, now);
         }
@@ -571,23 +589,31 @@ impl Bus {
         (first, later)
     }
 
-    /// The candidate ready by `start` with the lowest key; on a tie (a
-    /// port's babble and FIFO), the lower port, babble first.
-    fn winner(&self, d: usize, start: BusTime) -> Option<(PortId, Source)> {
-        let rank = |(key, p, source): (u64, PortId, Source)| (key, p, source == Source::Fifo);
-        let mut winner: Option<(u64, PortId, Source)> = None;
+    /// The candidate ready by `start` with the lowest key, and when it was
+    /// ready; on a tie (a port's babble and FIFO), the lower port, babble
+    /// first.
+    fn winner(&self, d: usize, start: BusTime) -> Option<(PortId, Source, BusTime)> {
+        let rank =
+            |(key, p, source, _): (u64, PortId, Source, BusTime)| (key, p, source == Source::Fifo);
+        let mut winner: Option<(u64, PortId, Source, BusTime)> = None;
         for p in self.domain_ports(d) {
             for (source, key, ready) in self.ports.get(p).candidates() {
                 if ready > start {
                     continue;
                 }
-                let cand = (key, p, source);
+                let cand = (key, p, source, ready);
                 if winner.is_none_or(|w| rank(cand) < rank(w)) {
                     winner = Some(cand);
                 }
             }
         }
-        winner.map(|(_, p, source)| (p, source))
+        winner.map(|(_, p, source, ready)| (p, source, ready))
+    }
+
+    /// One nominal bit: how late a frame may be ready on an idle bus and
+    /// still contend with the first.
+    fn sof_window_ns(&self) -> u64 {
+        1_000_000_000 / u64::from(self.timing.nominal_bps())
     }
 
     /// Starts a transmission from `port` at bus time `start`.

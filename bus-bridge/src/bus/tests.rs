@@ -23,6 +23,7 @@ fn setup(timing: BitTiming, paced: bool, port_segment: &[usize]) -> Setup {
     Setup {
         timing,
         paced,
+        sof_window: false,
         seed: 0,
         segments,
         port_segment: port_segment.iter().map(|&s| SegmentId(s)).collect(),
@@ -318,6 +319,41 @@ fn paced_frames_take_their_frame_time_and_the_bus_wakes_the_driver_at_their_end(
     // Paced, bus time is wall time: every segment has elapsed `now`.
     let figures = w.bus.figures();
     assert_eq!(figures.segments[SegmentId(0)].counts.busy_ns, ta + tb + tc);
+}
+
+/// The virtual clock's SOF window: on an idle bus, a frame ready within a
+/// nominal bit of the first contends with it, so a node's clock tick
+/// cannot decide which of two frames goes first.
+#[test]
+fn with_the_sof_window_a_frame_a_hair_later_still_contends_on_an_idle_bus() {
+    let t = BitTiming::Fd1m5m;
+    let (hi, lo) = (std_frame(0x200, &[1]), std_frame(0x100, &[2]));
+    let order = |window: bool, later_ns: u64| {
+        let mut s = setup(t, true, &[0, 0, 0]);
+        s.sof_window = window;
+        let mut w = World::new(s, 64);
+        w.connect_all();
+        w.now = WallTime::from_ns(5_000);
+        w.send(0, hi);
+        w.now = WallTime::from_ns(5_000 + later_ns);
+        w.send(1, lo);
+        w.run_for(10_000_000);
+        let starts: Vec<u64> = w
+            .on_bus
+            .iter()
+            .map(|e| e.end.as_ns() - t.frame_time_ns(&e.frame).unwrap())
+            .collect();
+        (w.on_bus.iter().map(|e| e.frame).collect::<Vec<_>>(), starts)
+    };
+    let (frames, starts) = order(true, 300);
+    assert_eq!(frames, [lo, hi], "within a bit: the identifiers decide");
+    assert_eq!(starts[0], 5_300, "never before it was ready");
+    assert_eq!(order(false, 300).0, [hi, lo], "without it: the first ready");
+    assert_eq!(
+        order(true, 1_200).0,
+        [hi, lo],
+        "more than a bit later: too late"
+    );
 }
 
 #[test]
