@@ -67,6 +67,11 @@ impl Actions {
         self.list[..self.len].iter().flatten()
     }
 
+    /// Empties the list for reuse (what sat in it is no longer read).
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
     /// Whether there are none (after most frames of a session).
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -88,10 +93,12 @@ impl Actions {
 
 impl IntoIterator for Actions {
     type Item = Action;
-    type IntoIter = core::iter::Flatten<core::array::IntoIter<Option<Action>, MAX_ACTIONS>>;
+    type IntoIter =
+        core::iter::Flatten<core::iter::Take<core::array::IntoIter<Option<Action>, MAX_ACTIONS>>>;
 
+    /// The first `len`: slots past it may hold a reused list's old actions.
     fn into_iter(self) -> Self::IntoIter {
-        self.list.into_iter().flatten()
+        self.list.into_iter().take(self.len).flatten()
     }
 }
 
@@ -210,7 +217,7 @@ impl<'b> Boot<'b> {
         ram: &mut impl ImageRam,
         out: &mut Actions,
     ) {
-        out.len = 0;
+        out.clear();
         let random = self.jitter.next();
         match self.rx.on_message(m, random, &mut now, ram) {
             Progress::Ignored => {}

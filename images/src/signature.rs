@@ -118,10 +118,10 @@ fn verify_bytes(
 /// RFC 8032, section 7.1, TEST 1: a public key, and its signature of the
 /// empty message.
 const KAT_PUBLIC_KEY: [u8; PUBLIC_KEY_LEN] =
-    hex32(b"d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+    hex32("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
 const KAT_SIGNATURE: [[u8; 32]; 2] = [
-    hex32(b"e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"),
-    hex32(b"5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"),
+    hex32("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"),
+    hex32("5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"),
 ];
 
 /// Whether signature checking works: RFC 8032's first test vector must
@@ -139,21 +139,11 @@ pub fn known_answer_test() -> bool {
 }
 
 /// 64 hex digits as 32 bytes, at compile time (a bad digit fails the build).
-const fn hex32(digits: &[u8; 64]) -> [u8; 32] {
-    const fn nibble(c: u8) -> u8 {
-        match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            _ => panic!("not a lowercase hex digit"),
-        }
+const fn hex32(digits: &str) -> [u8; 32] {
+    match parse_hex32(digits) {
+        Some(bytes) => bytes,
+        None => panic!("not 64 hex digits"),
     }
-    let mut out = [0u8; 32];
-    let mut i = 0;
-    while i < 32 {
-        out[i] = nibble(digits[2 * i]) << 4 | nibble(digits[2 * i + 1]);
-        i += 1;
-    }
-    out
 }
 
 /// What a key file holds.
@@ -217,7 +207,7 @@ impl core::fmt::Display for KeyFileError {
 
 impl core::error::Error for KeyFileError {}
 
-fn hex_nibble(c: u8) -> Option<u8> {
+const fn hex_nibble(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
@@ -226,14 +216,19 @@ fn hex_nibble(c: u8) -> Option<u8> {
     }
 }
 
-fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+const fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     let b = s.as_bytes();
     if b.len() != 64 {
         return None;
     }
     let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = hex_nibble(b[2 * i])? << 4 | hex_nibble(b[2 * i + 1])?;
+    let mut i = 0;
+    while i < 32 {
+        let (Some(hi), Some(lo)) = (hex_nibble(b[2 * i]), hex_nibble(b[2 * i + 1])) else {
+            return None;
+        };
+        out[i] = hi << 4 | lo;
+        i += 1;
     }
     Some(out)
 }
@@ -286,7 +281,7 @@ mod tests {
     #[test]
     fn the_known_answer_test_is_rfc_8032_test_1_and_can_fail() {
         // The vector is what RFC 8032's TEST 1 secret key gives.
-        let seed = hex32(b"9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+        let seed = hex32("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
         let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed));
         assert_eq!(*pair.pk, KAT_PUBLIC_KEY);
         let sig = pair.sk.sign([], None);
