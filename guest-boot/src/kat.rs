@@ -9,7 +9,7 @@
 //! translates the hash and signature code before the session needs it,
 //! rather than on every node at once as the image arrives.
 
-use sha2::{Digest, Sha256};
+use images::sha256::{Digest, Sha256};
 
 /// Self-test bit: SHA-256 gave a wrong digest.
 pub const SHA256_FAILED: u8 = 8;

@@ -16,10 +16,10 @@ use board::memory;
 use board::strap::Strap;
 use board::time;
 use images::manifest::{MANIFEST_LEN, Manifest, ManifestError, NAME_LEN};
+use images::sha256::{Digest, Sha256};
 use proto::msg::{
     self, MODE_UNICAST, Message, NACK_RANGES, Nack, Reject, RejectReason, SessionAnnounce,
 };
-use sha2::{Digest, Sha256};
 
 /// Chunks one session part may have: one bit each. At 60-byte chunks this
 /// covers the whole image region.

@@ -14,9 +14,9 @@ use board::memory::{IMAGE_BASE, IMAGE_END};
 use board::strap::{Strap, Transport};
 use board::time::ms;
 use images::manifest::{MANIFEST_LEN, Manifest};
+use images::sha256::{Digest, Sha256};
 use images::sign::SigningKey;
 use proto::msg::*;
-use sha2::{Digest, Sha256};
 
 const NODE: u16 = 7;
 const TYPE: NodeType = NodeType::Drive;

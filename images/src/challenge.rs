@@ -3,7 +3,7 @@
 //! image): SHA-256 over the nonce's little-endian bytes, then the payload.
 //! A fresh nonce makes an answer worthless for any other challenge.
 
-use sha2::{Digest, Sha256};
+use crate::sha256::{Digest, Sha256};
 
 /// SHA-256(nonce LE ‖ payload).
 pub fn answer(nonce: u32, payload: &[u8]) -> [u8; 32] {

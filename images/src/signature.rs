@@ -27,7 +27,7 @@
 //! reads the trusted public key with it.
 
 use crate::manifest::{MANIFEST_LEN, SIGNATURE_OFFSET};
-use sha2::{Digest, Sha256};
+use crate::sha256::{Digest, Sha256};
 
 /// Bytes in a public key.
 pub const PUBLIC_KEY_LEN: usize = 32;
@@ -216,7 +216,7 @@ const fn hex_nibble(c: u8) -> Option<u8> {
     }
 }
 
-const fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+pub(crate) const fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     let b = s.as_bytes();
     if b.len() != 64 {
         return None;
