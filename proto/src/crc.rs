@@ -1,16 +1,18 @@
-//! CRC-32 (ISO-HDLC, the Ethernet/zlib CRC), one table lookup per byte. The
-//! 1 KiB table is built at compile time: every received frame is checked,
-//! and a guest cannot afford eight shifts per byte at a full bus's rate.
-//! It guards link frames; it is not the CAN CRC.
+//! CRC-32 (ISO-HDLC, the Ethernet/zlib CRC), one table lookup per byte, or
+//! four lookups per four bytes ([`update_word`], "slice-by-4"). The 4 KiB of
+//! tables are built at compile time: every received frame is checked, and a
+//! guest cannot afford eight shifts per byte at a full bus's rate. It guards
+//! link frames; it is not the CAN CRC.
 
 /// The reflected polynomial.
 const POLY: u32 = 0xEDB8_8320;
 
-/// `TABLE[i]` is the CRC state after feeding byte `i` into a zero state.
-static TABLE: [u32; 256] = table();
+/// `TABLES[k][i]` is the CRC state after feeding byte `i`, then `k` zero
+/// bytes, into a zero state.
+static TABLES: [[u32; 256]; 4] = tables();
 
-const fn table() -> [u32; 256] {
-    let mut t = [0u32; 256];
+const fn tables() -> [[u32; 256]; 4] {
+    let mut t = [[0u32; 256]; 4];
     let mut i = 0;
     while i < 256 {
         let mut crc = i as u32;
@@ -20,8 +22,18 @@ const fn table() -> [u32; 256] {
             crc = (crc >> 1) ^ (POLY & mask);
             bit += 1;
         }
-        t[i] = crc;
+        t[0][i] = crc;
         i += 1;
+    }
+    let mut k = 1;
+    while k < 4 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = t[k - 1][i];
+            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xFF) as usize];
+            i += 1;
+        }
+        k += 1;
     }
     t
 }
@@ -38,7 +50,19 @@ pub fn update(mut crc: u32, bytes: &[u8]) -> u32 {
 /// Feeds one byte into a running CRC state.
 #[inline(always)]
 pub fn update_byte(crc: u32, b: u8) -> u32 {
-    TABLE[(crc as u8 ^ b) as usize] ^ (crc >> 8)
+    TABLES[0][(crc as u8 ^ b) as usize] ^ (crc >> 8)
+}
+
+/// Feeds four bytes, read as a little-endian word, into a running CRC
+/// state: the same as four [`update_byte`]s, with four lookups that do not
+/// wait on each other.
+#[inline(always)]
+pub fn update_word(crc: u32, word: u32) -> u32 {
+    let x = crc ^ word;
+    TABLES[3][(x & 0xFF) as usize]
+        ^ TABLES[2][((x >> 8) & 0xFF) as usize]
+        ^ TABLES[1][((x >> 16) & 0xFF) as usize]
+        ^ TABLES[0][(x >> 24) as usize]
 }
 
 /// The running state after bytes followed by their own CRC (little-endian):
@@ -108,7 +132,18 @@ mod tests {
         for len in [0, 1, 3, 64, 256] {
             assert_eq!(update(INIT, &data[..len]), bitwise(INIT, &data[..len]));
         }
-        assert_eq!(TABLE[1], 0x7707_3096);
-        assert_eq!(TABLE[255], 0x2D02_EF8D);
+        assert_eq!(TABLES[0][1], 0x7707_3096);
+        assert_eq!(TABLES[0][255], 0x2D02_EF8D);
+    }
+
+    #[test]
+    fn a_word_is_its_four_bytes() {
+        let mut crc = INIT;
+        for n in 0..64u32 {
+            let word = n.wrapping_mul(2_654_435_761) ^ (n << 3);
+            let bytewise = update(crc, &word.to_le_bytes());
+            crc = update_word(crc, word);
+            assert_eq!(crc, bytewise, "word {n}");
+        }
     }
 }
