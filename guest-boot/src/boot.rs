@@ -44,7 +44,11 @@ pub enum Action {
     Send(Message<'static>),
     /// Every chunk is in and measured: run [`Boot::check`].
     Verify,
-    /// The image passed every check: record it and start it.
+    /// The image passed every check: fill the app's handoff record in. It
+    /// comes before the `Handoff` status, so a host that looks when the bus
+    /// shows that status finds the record final.
+    Record(LoadedImage),
+    /// Start the recorded image: send what is queued and jump.
     HandOff(LoadedImage),
     /// The first `Request` is out: run the crypto known-answer tests
     /// ([`crate::kat`]) and report them with [`Boot::crypto_tested`]. They
@@ -241,6 +245,7 @@ impl<'b> Boot<'b> {
         let mut out = Actions::default();
         match self.rx.verify(ram) {
             Ok(image) => {
+                out.push(Action::Record(image));
                 out.push(self.status(NodeState::Handoff));
                 out.push(Action::HandOff(image));
             }

@@ -232,6 +232,7 @@ impl Node {
                     let next = boot.crypto_tested(guest_boot::kat::run());
                     self.perform(boot, &next);
                 }
+                Action::Record(image) => self.record(image),
                 Action::HandOff(image) => self.hand_off(image),
                 Action::Halt => {
                     self.port.flush();
@@ -241,8 +242,8 @@ impl Node {
         }
     }
 
-    /// Fills the app's record in and starts the image.
-    fn hand_off(&mut self, image: LoadedImage) -> ! {
+    /// Fills the app's record in.
+    fn record(&mut self, image: LoadedImage) {
         let r = &mut *self.record;
         r.generation = image.session;
         r.version_of_image = image.version;
@@ -252,6 +253,10 @@ impl Node {
         r.digest = image.digest;
         r.name = image.name;
         r.boot_count = self.boot_count;
+    }
+
+    /// Starts the recorded image.
+    fn hand_off(&mut self, image: LoadedImage) -> ! {
         console::print("image verified, sha256 ");
         console::print_hex(&image.digest);
         console::print("; starting it\n");

@@ -308,6 +308,7 @@ fn show(a: &Action) -> String {
         Action::Send(m) => format!("{:?}", m.kind()),
         Action::Verify => "Verify".into(),
         Action::TestCrypto => "TestCrypto".into(),
+        Action::Record(_) => "Record".into(),
         Action::HandOff(_) => "HandOff".into(),
         Action::Halt => "Halt".into(),
     }
@@ -505,7 +506,13 @@ fn a_complete_image_is_checked_then_handed_off() {
     let done = sim.batch(70, &[last]);
     assert_eq!(
         shown(&done),
-        ["Status Verifying", "Verify", "Status Handoff", "HandOff"]
+        [
+            "Status Verifying",
+            "Verify",
+            "Record",
+            "Status Handoff",
+            "HandOff"
+        ]
     );
     let payload = &object[MANIFEST_LEN..];
     assert_eq!(
@@ -513,9 +520,10 @@ fn a_complete_image_is_checked_then_handed_off() {
         payload,
         "the payload is in RAM"
     );
-    let Action::HandOff(image) = done[3] else {
+    let (Action::Record(recorded), Action::HandOff(image)) = (done[2], done[4]) else {
         unreachable!()
     };
+    assert_eq!(recorded, image, "the record names the image it starts");
     assert_eq!(
         image,
         LoadedImage {
@@ -627,7 +635,13 @@ fn the_signature_is_checked_between_frames_once_the_manifest_is_in() {
     let done = sim.batch(10, &s.data_except(&[0, 1, 2]));
     assert_eq!(
         shown(&done),
-        ["Status Verifying", "Verify", "Status Handoff", "HandOff"]
+        [
+            "Status Verifying",
+            "Verify",
+            "Record",
+            "Status Handoff",
+            "HandOff"
+        ]
     );
     // On the virtual clock it waits for the check after the last chunk.
     let mut on_virtual = setup();
