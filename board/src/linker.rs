@@ -18,6 +18,9 @@ pub enum Program {
     App,
 }
 
+/// The guest page TCG translates and chains blocks within (riscv64).
+const TCG_PAGE: u64 = 4096;
+
 /// Stack size of both programs.
 pub const STACK_SIZE: u64 = 0x8000;
 
@@ -98,6 +101,14 @@ SECTIONS
 {{
     .text : {{
         KEEP(*(.text.init))
+        /* The loops run per byte or per block (`.text.hot`, and memcpy),
+           together and within one page: TCG chains translated blocks only
+           within a guest page, and a loop that crosses one looks its next
+           block up on every pass. */
+        __hot_start = .;
+        *(.text.hot .text.hot.*)
+        *(.text.memcpy .text.*compiler_builtins3mem6memcpy)
+        __hot_end = .;
         *(.text .text.*)
     }} > {code}
     .rodata : ALIGN(8) {{
@@ -128,6 +139,7 @@ SECTIONS
 {heap}    /DISCARD/ : {{ *(.eh_frame .eh_frame_hdr) }}
 }}
 {asserts}
+ASSERT(__hot_end == __hot_start || __hot_start / {TCG_PAGE} == (__hot_end - 1) / {TCG_PAGE}, ".text.hot crosses a page: TCG would not chain its loops' blocks")
 "#
     )
 }

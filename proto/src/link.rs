@@ -411,6 +411,9 @@ impl Decoder {
     /// code byte writes at most one zero, for the block before it, and the
     /// first writes none: the frame stays shorter than what came, so `len`
     /// stays below `MAX_BODY` even with the byte past it.
+    // Out of line, in the guests' `.text.hot` page (see `board::linker`).
+    #[inline(never)]
+    #[unsafe(link_section = ".text.hot")]
     fn undo_cobs(&mut self, run: &[u8]) -> (usize, bool) {
         let (mut len, mut left, mut crc) = (self.len, self.left as usize, self.crc);
         let mut k = 0;
