@@ -29,10 +29,13 @@ pub const MAX_OPEN_CHECKS: usize = 8;
 /// well within it).
 pub const HOST_CHECK_FIRST: Duration = Duration::from_millis(20);
 /// A host check that found nothing to judge yet is repeated after this
-/// long, then twice as long each time, up to [`HOST_CHECK_PERIOD`]. Short:
-/// a node the host looked at just before its boot ROM jumped (on a loaded
-/// host, 2 to 4 of 40 at once) is verified one retry later.
-pub const HOST_CHECK_RETRY: Duration = Duration::from_millis(10);
+/// long, then twice as long each time, up to [`HOST_CHECK_PERIOD`].
+pub const HOST_CHECK_RETRY: Duration = Duration::from_millis(50);
+/// The same after the first look that follows a handoff: a node the host
+/// looked at just before its boot ROM jumped (on a loaded host, 2 to 4 of
+/// 40 at once) is verified one short retry later. Only there: a fleet of
+/// nodes still in their boot ROMs would be read five times as often.
+pub const HOST_CHECK_FIRST_RETRY: Duration = Duration::from_millis(10);
 /// Every powered node is checked at least this often: one whose status
 /// frames were lost is still found running, and a verified one's bytes must
 /// stay the build's.
@@ -443,7 +446,7 @@ impl NodeTracker {
                 // The app starts now: the host looks at it soon.
                 if let Some(next) = &mut self.host.next {
                     *next = (*next).min(now + HOST_CHECK_FIRST);
-                    self.host.retry = HOST_CHECK_RETRY;
+                    self.host.retry = HOST_CHECK_FIRST_RETRY;
                     self.first_look_due = true;
                 }
             }
@@ -1010,6 +1013,10 @@ mod tests {
         assert_eq!(t.record().state, HostState::Receiving);
     }
 
+    fn not_yet() -> Finding {
+        Finding::NotYet("no app runs: the CPU is in the boot ROM".into())
+    }
+
     fn runs(generation: u32) -> Finding {
         Finding::Runs(Running {
             generation,
@@ -1085,7 +1092,10 @@ mod tests {
             waits.push((next - now).as_millis());
             now = next;
         }
-        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1280, 2000, 2000]);
+        assert_eq!(
+            waits,
+            [50, 100, 200, 400, 800, 1600, 2000, 2000, 2000, 2000]
+        );
         assert_eq!(t.record().state, HostState::Booting, "no verdict");
         assert_eq!(
             t.record().host_check.as_deref(),
@@ -1254,14 +1264,16 @@ mod tests {
             note.contains("handoff has not reached the bus yet"),
             "{note}"
         );
-        // The status arrives (as do the boot ROM's messages before it),
-        // before the retry is due; the retry, being sooner than a first
-        // look, stays.
-        let at = t0 + HOST_CHECK_RETRY / 2;
+        // The status arrives (as do the boot ROM's messages before it).
+        let at = t0 + ms(30);
         f.at(&mut t, status(NodeState::Receiving, 0), at);
         f.at(&mut t, handoff(5), at);
-        assert_eq!(t.next_host_check(), Some(t0 + HOST_CHECK_RETRY));
-        check(&mut t, t0 + HOST_CHECK_RETRY, runs(5));
+        assert_eq!(t.next_host_check(), Some(at + HOST_CHECK_FIRST));
+        // A first look that finds the boot ROM still running: soon again.
+        check(&mut t, at + HOST_CHECK_FIRST, not_yet());
+        let again = at + HOST_CHECK_FIRST + HOST_CHECK_FIRST_RETRY;
+        assert_eq!(t.next_host_check(), Some(again));
+        check(&mut t, again, runs(5));
         assert_eq!(t.record().state, HostState::Verified);
         // A heartbeat shows it as well as the status does.
         let (mut f, mut t) = (Feed::new(), drive(4));
