@@ -15,6 +15,7 @@
 
 pub mod bundle;
 pub mod challenge;
+mod hex;
 pub mod manifest;
 pub mod sha256;
 pub mod signature;

@@ -152,6 +152,26 @@ fn compress_block(state: &mut [u32; 8], block: &[u8; 64]) {
     }
 }
 
+/// SHA-256("abc"), FIPS 180-2 appendix B.1.
+const ABC: [u8; 32] =
+    crate::hex::hex32("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+
+/// Whether [`Sha256`] gives FIPS 180-2's digest of "abc", fed as "ab" then
+/// "c" and finished from a clone, as the boot ROM's receiver feeds and
+/// finishes it. A boot ROM runs it while it waits for its image.
+pub fn known_answer_test() -> bool {
+    answers(b"ab", b"c", &ABC)
+}
+
+/// Whether SHA-256 over `a` then `b`, as two updates finished from a clone,
+/// gives `digest`.
+fn answers(a: &[u8], b: &[u8], digest: &[u8; 32]) -> bool {
+    let mut h = Sha256::new();
+    h.update(a);
+    h.update(b);
+    h.clone().finalize()[..] == digest[..]
+}
+
 impl HashMarker for Rv64Core {}
 
 impl BlockSizeUser for Rv64Core {
@@ -223,20 +243,30 @@ mod tests {
     /// length in its first padded block.
     #[test]
     fn the_fips_examples() {
-        let cases: [(&[u8], &str); 2] = [
-            (
-                b"abc",
-                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
-            ),
+        let cases: [(&[u8], [u8; 32]); 2] = [
+            (b"abc", ABC),
             (
                 b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
-                "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+                crate::hex::hex32(
+                    "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+                ),
             ),
         ];
-        for (data, hex) in cases {
+        for (data, digest) in cases {
             let d: [u8; 32] = Rv64Sha256::digest(data).into();
-            assert_eq!(Some(d), crate::signature::parse_hex32(hex));
+            assert_eq!(d, digest);
         }
+    }
+
+    #[test]
+    fn the_known_answer_test_passes_and_can_fail() {
+        assert!(known_answer_test());
+        assert!(answers(b"a", b"bc", &ABC));
+        // Another message, or another digest, fails.
+        assert!(!answers(b"ab", b"d", &ABC));
+        let mut wrong = ABC;
+        wrong[31] ^= 1;
+        assert!(!answers(b"ab", b"c", &wrong));
     }
 
     proptest! {

@@ -26,6 +26,7 @@
 //! This part is `no_std`: the boot ROM verifies with it and its build script
 //! reads the trusted public key with it.
 
+use crate::hex::{hex32, parse_hex32};
 use crate::manifest::{MANIFEST_LEN, SIGNATURE_OFFSET};
 use crate::sha256::{Digest, Sha256};
 
@@ -138,14 +139,6 @@ pub fn known_answer_test() -> bool {
     good && verify_bytes(&KAT_PUBLIC_KEY, &[], sig).is_err()
 }
 
-/// 64 hex digits as 32 bytes, at compile time (a bad digit fails the build).
-const fn hex32(digits: &str) -> [u8; 32] {
-    match parse_hex32(digits) {
-        Some(bytes) => bytes,
-        None => panic!("not 64 hex digits"),
-    }
-}
-
 /// What a key file holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyKind {
@@ -206,32 +199,6 @@ impl core::fmt::Display for KeyFileError {
 }
 
 impl core::error::Error for KeyFileError {}
-
-const fn hex_nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-pub(crate) const fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-    let b = s.as_bytes();
-    if b.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    let mut i = 0;
-    while i < 32 {
-        let (Some(hi), Some(lo)) = (hex_nibble(b[2 * i]), hex_nibble(b[2 * i + 1])) else {
-            return None;
-        };
-        out[i] = hi << 4 | lo;
-        i += 1;
-    }
-    Some(out)
-}
 
 /// Parses a key file's text into its kind and 32 key bytes. Never panics.
 pub fn parse_key_file(text: &str) -> Result<(KeyKind, [u8; 32]), KeyFileError> {
